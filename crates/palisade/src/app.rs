@@ -1,0 +1,259 @@
+//! The application: its state, and start-up from settings to bound listeners.
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use bytes::Bytes;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Backend, Settings};
+use crate::http::server::{self, Limits};
+use crate::identity::password::PasswordHasher;
+use crate::identity::store::{self as identity_store, IdentityStore};
+use crate::store::{migrate, postgres, Database, StartupError};
+use crate::telemetry::metrics::Metrics;
+
+/// Everything a handler may use, shared by every request.
+#[derive(Clone)]
+pub struct AppState(Arc<AppInner>);
+
+pub struct AppInner {
+    pub settings: Settings,
+    pub db: Database,
+    pub identity: Box<dyn IdentityStore>,
+    pub passwords: PasswordHasher,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub health_timeout: Duration,
+    /// Rendered once at start-up; served by `/api/openapi.json`.
+    pub openapi_json: OnceLock<Bytes>,
+}
+
+impl Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StartupError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A started, not yet serving, application.
+pub struct App {
+    state: AppState,
+    router: Router,
+    listener: TcpListener,
+    redirect: Option<TcpListener>,
+    tls: Option<TlsAcceptor>,
+    limits: Limits,
+}
+
+impl App {
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// Prepares storage, applies or checks migrations, and binds the listeners.
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        prepare_data_dir(&settings.data_dir)?;
+        let db = open_database(&settings, MigrationMode::ApplyIfAllowed).await?;
+        let tls = match (&settings.tls.cert, &settings.tls.key) {
+            (Some(cert), Some(key)) => {
+                Some(server::tls_acceptor(cert, key).map_err(StartError::Tls)?)
+            }
+            _ => None,
+        };
+        let listener = bind(settings.listen).await?;
+        let redirect = match settings.tls.redirect_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let passwords = PasswordHasher::new(&settings.passwords)
+            .map_err(|e| StartError::Other(e.to_string()))?;
+        let state = AppState(Arc::new(AppInner {
+            identity: identity_store::for_database(&db),
+            db,
+            passwords,
+            clock,
+            metrics: Arc::new(Metrics::new()),
+            health_timeout: Duration::from_millis(settings.database.health_timeout_ms),
+            openapi_json: OnceLock::new(),
+            settings,
+        }));
+        let (router, api) = crate::http::app(state.clone());
+        let json = api
+            .to_json()
+            .map_err(|e| StartError::Other(format!("rendering the OpenAPI document: {e}")))?;
+        let _ = state.openapi_json.set(Bytes::from(json));
+        let limits = Limits::from_settings(&state.settings);
+        Ok(Self {
+            state,
+            router,
+            listener,
+            redirect,
+            tls,
+            limits,
+        })
+    }
+
+    /// The API's bound address (the real port when `:0` was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves; in-flight requests finish within the grace period.
+    pub async fn run<F>(self, shutdown: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let shutdown = futures_util::future::FutureExt::shared(Box::pin(shutdown));
+        let api_port = self.local_addr().port();
+        let redirect = self.redirect.map(|listener| {
+            let shutdown = shutdown.clone();
+            tokio::spawn(server::serve(
+                listener,
+                server::redirect_app(api_port),
+                None,
+                self.limits,
+                shutdown,
+            ))
+        });
+        server::serve(self.listener, self.router, self.tls, self.limits, shutdown).await;
+        if let Some(redirect) = redirect {
+            let _ = redirect.await;
+        }
+        self.state.db.close().await;
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|e| StartError::Bind {
+        addr,
+        reason: e.to_string(),
+    })
+}
+
+/// Creates the data directory owner-only (0700) and refuses one others can read.
+pub fn prepare_data_dir(dir: &Path) -> Result<PathBuf, StartupError> {
+    let fail = |reason: String| StartupError::DataDir {
+        path: dir.display().to_string(),
+        reason,
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| fail(e.to_string()))?;
+        let mode = std::fs::metadata(dir)
+            .map_err(|e| fail(e.to_string()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(fail(format!(
+                "permissions are {:o}; it holds secrets and must be owner-only (chmod 700)",
+                mode & 0o777
+            )));
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    std::fs::canonicalize(dir).map_err(|e| fail(e.to_string()))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum MigrationMode {
+    /// `serve`: SQLite always migrates; PostgreSQL migrates when given the owner's URL and
+    /// otherwise demands a current schema.
+    ApplyIfAllowed,
+}
+
+/// Connects, brings the schema up to date (or checks it is), and on PostgreSQL verifies the
+/// runtime role cannot bypass row-level security.
+pub async fn open_database(
+    settings: &Settings,
+    _mode: MigrationMode,
+) -> Result<Database, StartupError> {
+    let db = Database::connect(settings).await?;
+    match settings.backend() {
+        Backend::Sqlite { .. } => {
+            migrate::apply(&db).await?;
+        }
+        Backend::Postgres { .. } => {
+            if settings.database.migrate_url.is_some() {
+                run_migrations(settings).await?;
+            }
+            postgres::check_runtime_role(match &db {
+                Database::Postgres(pool) => pool,
+                Database::Sqlite(_) => unreachable!("backend is postgres"),
+            })
+            .await?;
+            migrate::ensure_current(&db).await?;
+        }
+    }
+    Ok(db)
+}
+
+/// Applies pending migrations as the schema owner (PostgreSQL) or on the SQLite file.
+pub async fn run_migrations(settings: &Settings) -> Result<Vec<&'static str>, StartupError> {
+    match settings.backend() {
+        Backend::Sqlite { .. } => {
+            prepare_data_dir(&settings.data_dir)?;
+            let db = Database::connect(settings).await?;
+            let applied = migrate::apply(&db).await;
+            db.close().await;
+            applied
+        }
+        Backend::Postgres { .. } => {
+            let url = settings.database.migrate_url.as_ref().ok_or_else(|| {
+                StartupError::Schema(
+                    "migrating PostgreSQL needs database.migrate_url (the schema owner)".into(),
+                )
+            })?;
+            let owner = postgres::connect(url, settings).await?;
+            let db = Database::Postgres(owner);
+            let applied = migrate::apply(&db).await;
+            db.close().await;
+            applied
+        }
+    }
+}

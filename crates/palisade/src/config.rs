@@ -1,0 +1,447 @@
+//! The one typed settings struct: built-in defaults, then a TOML file, then `PALISADE_*` variables.
+//!
+//! Every field is documented here, because this file is the reference an operator reads.
+//! Secret settings are `SecretString`: they never reach `Debug`, a log line or `config check`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Environment variables that carry this prefix are settings; nested keys use `__`
+/// (`PALISADE_TLS__CERT`), and `PALISADE_DATABASE_URL` is accepted as the short form of
+/// `PALISADE_DATABASE__URL`.
+pub const ENV_PREFIX: &str = "PALISADE_";
+
+/// Variables under the prefix that belong to the test harness, not to the server.
+const ENV_IGNORED_PREFIXES: &[&str] = &["test_"];
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address the API listens on. `127.0.0.1:0` picks a free port and prints it.
+    pub listen: SocketAddr,
+    /// Directory for the embedded database, the mail outbox and key files. Created 0700.
+    pub data_dir: PathBuf,
+    pub database: DatabaseSettings,
+    pub http: HttpSettings,
+    pub tls: TlsSettings,
+    pub log: LogSettings,
+    pub metrics: MetricsSettings,
+    pub passwords: PasswordSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://…` of the runtime role (owns nothing, no BYPASSRLS). Unset: embedded SQLite.
+    pub url: Option<SecretString>,
+    /// `postgres://…` of the schema owner; `migrate` needs it, and `serve` applies pending
+    /// migrations with it when set. Unset: `serve` refuses a schema that is not current.
+    pub migrate_url: Option<SecretString>,
+    /// Upper bound of pooled connections.
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection before it fails with 503.
+    pub acquire_timeout_ms: u64,
+    /// How long the health check waits for the database before calling it down.
+    pub health_timeout_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Largest request body accepted; larger ones get 413.
+    pub body_limit_bytes: usize,
+    /// Whole-request deadline, body upload included; past it the answer is 503 `timeout`.
+    pub request_timeout_ms: u64,
+    /// Deadline for a client to send the request headers (slowloris guard).
+    pub header_read_timeout_ms: u64,
+    /// Open connections beyond this wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// How long a SIGTERM waits for in-flight requests before the process exits anyway.
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain. With `key`, the API listener speaks TLS 1.2+ and sends HSTS.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// Plain-HTTP listener that redirects every request to HTTPS.
+    pub redirect_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// Level filter: `info`, or per target, `info,sqlx=warn`.
+    pub filter: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// When set, `/metrics` demands `Authorization: Bearer <token>`.
+    pub bearer_token: Option<SecretString>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordSettings {
+    /// argon2id memory in KiB; OWASP's floor is 19456 (19 MiB).
+    pub argon2_memory_kib: u32,
+    /// argon2id passes; OWASP's floor is 2.
+    pub argon2_iterations: u32,
+    /// Hashes computed at once on the blocking pool; more wait in a queue.
+    pub max_concurrent_hashes: usize,
+    /// Hash requests allowed to wait; beyond it the answer is 503, not unbounded memory.
+    pub max_queued_hashes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("palisade-data"),
+            database: DatabaseSettings::default(),
+            http: HttpSettings::default(),
+            tls: TlsSettings::default(),
+            log: LogSettings::default(),
+            metrics: MetricsSettings::default(),
+            passwords: PasswordSettings::default(),
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            migrate_url: None,
+            max_connections: 16,
+            acquire_timeout_ms: 3_000,
+            health_timeout_ms: 2_000,
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 64 * 1024,
+            request_timeout_ms: 30_000,
+            header_read_timeout_ms: 10_000,
+            max_connections: 4_096,
+            shutdown_grace_ms: 30_000,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        Self {
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            max_concurrent_hashes: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_queued_hashes: 256,
+        }
+    }
+}
+
+/// Overrides given on the command line; they win over every other source.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration could not be read: {0}")]
+    Load(String),
+    #[error("configuration is invalid:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+/// Where the storage lives, decided once from the settings.
+pub enum Backend<'a> {
+    Sqlite { path: PathBuf },
+    Postgres { url: &'a SecretString },
+}
+
+impl Settings {
+    /// Loads defaults ← `file` ← `PALISADE_*` ← `overrides`, then checks the result.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_from(file, std::env::vars(), overrides)
+    }
+
+    /// As [`Settings::load`], with the environment given explicitly (tests use this).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::Load(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = merge_env(figment, env);
+        let mut settings: Settings = figment
+            .extract()
+            .map_err(|e| ConfigError::Load(describe_figment_error(e)))?;
+        if let Some(listen) = overrides.listen {
+            settings.listen = listen;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            settings.data_dir = dir.clone();
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Every rule a configuration must meet; all problems are reported at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, problem: &str| {
+            if !ok {
+                problems.push(problem.to_owned());
+            }
+        };
+        check(
+            !self.data_dir.as_os_str().is_empty(),
+            "data_dir must not be empty",
+        );
+        for (name, url) in [
+            ("database.url", &self.database.url),
+            ("database.migrate_url", &self.database.migrate_url),
+        ] {
+            if let Some(url) = url {
+                let url = url.expose_secret();
+                check(
+                    url.starts_with("postgres://") || url.starts_with("postgresql://"),
+                    &format!("{name} must start with postgres:// (the value is not shown)"),
+                );
+            }
+        }
+        check(
+            self.database.migrate_url.is_none() || self.database.url.is_some(),
+            "database.migrate_url is set but database.url is not",
+        );
+        check(
+            (1..=1024).contains(&self.database.max_connections),
+            "database.max_connections must be between 1 and 1024",
+        );
+        check(
+            self.database.acquire_timeout_ms > 0 && self.database.health_timeout_ms > 0,
+            "database timeouts must be positive",
+        );
+        check(
+            (1024..=64 * 1024 * 1024).contains(&self.http.body_limit_bytes),
+            "http.body_limit_bytes must be between 1 KiB and 64 MiB",
+        );
+        check(
+            self.http.request_timeout_ms > 0 && self.http.header_read_timeout_ms > 0,
+            "http timeouts must be positive",
+        );
+        check(
+            self.http.max_connections > 0,
+            "http.max_connections must be positive",
+        );
+        check(
+            self.tls.cert.is_some() == self.tls.key.is_some(),
+            "tls.cert and tls.key must be set together",
+        );
+        check(
+            self.tls.redirect_listen.is_none() || self.tls.enabled(),
+            "tls.redirect_listen needs tls.cert and tls.key",
+        );
+        check(
+            self.log
+                .filter
+                .parse::<tracing_subscriber::filter::Targets>()
+                .is_ok(),
+            "log.filter is not a valid filter (example: info,sqlx=warn)",
+        );
+        // Weaker than OWASP's argon2id floor would break claim ID-1: refused, not just logged.
+        check(
+            self.passwords.argon2_memory_kib >= 19_456,
+            "passwords.argon2_memory_kib must be at least 19456 (OWASP minimum, claim ID-1)",
+        );
+        check(
+            self.passwords.argon2_iterations >= 2,
+            "passwords.argon2_iterations must be at least 2 (OWASP minimum, claim ID-1)",
+        );
+        check(
+            self.passwords.max_concurrent_hashes > 0,
+            "passwords.max_concurrent_hashes must be positive",
+        );
+        if let Some(token) = &self.metrics.bearer_token {
+            check(
+                token.expose_secret().len() >= 16,
+                "metrics.bearer_token must be at least 16 characters",
+            );
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    pub fn backend(&self) -> Backend<'_> {
+        match &self.database.url {
+            Some(url) => Backend::Postgres { url },
+            None => Backend::Sqlite {
+                path: self.data_dir.join("palisade.db"),
+            },
+        }
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.http.request_timeout_ms)
+    }
+
+    /// The effective configuration as an operator may see it: secrets say only whether set.
+    pub fn describe(&self) -> serde_json::Value {
+        let secret = |s: &Option<SecretString>| match s {
+            Some(_) => "[set, not shown]",
+            None => "[not set]",
+        };
+        serde_json::json!({
+            "listen": self.listen.to_string(),
+            "data_dir": self.data_dir.display().to_string(),
+            "database": {
+                "backend": if self.database.url.is_some() { "postgres" } else { "sqlite" },
+                "url": secret(&self.database.url),
+                "migrate_url": secret(&self.database.migrate_url),
+                "max_connections": self.database.max_connections,
+                "acquire_timeout_ms": self.database.acquire_timeout_ms,
+                "health_timeout_ms": self.database.health_timeout_ms,
+            },
+            "http": {
+                "body_limit_bytes": self.http.body_limit_bytes,
+                "request_timeout_ms": self.http.request_timeout_ms,
+                "header_read_timeout_ms": self.http.header_read_timeout_ms,
+                "max_connections": self.http.max_connections,
+                "shutdown_grace_ms": self.http.shutdown_grace_ms,
+            },
+            "tls": {
+                "enabled": self.tls.enabled(),
+                "cert": self.tls.cert.as_ref().map(|p| p.display().to_string()),
+                "key": self.tls.key.as_ref().map(|p| p.display().to_string()),
+                "redirect_listen": self.tls.redirect_listen.map(|a| a.to_string()),
+            },
+            "log": { "filter": self.log.filter },
+            "metrics": { "bearer_token": secret(&self.metrics.bearer_token) },
+            "passwords": {
+                "argon2_memory_kib": self.passwords.argon2_memory_kib,
+                "argon2_iterations": self.passwords.argon2_iterations,
+                "max_concurrent_hashes": self.passwords.max_concurrent_hashes,
+                "max_queued_hashes": self.passwords.max_queued_hashes,
+            },
+        })
+    }
+
+    /// Settings that are valid but weaken a claim; `serve` logs each one loudly.
+    pub fn weakenings(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.tls.enabled() && self.tls.redirect_listen.is_none() {
+            out.push(
+                "WEB-1: TLS is on but no plain-HTTP redirect listener is set (tls.redirect_listen)",
+            );
+        }
+        if !self.tls.enabled() && !self.listen.ip().is_loopback() {
+            out.push("WEB-1: serving plain HTTP on a non-loopback address; terminate TLS in front or set tls.cert/tls.key");
+        }
+        out
+    }
+}
+
+impl TlsSettings {
+    pub fn enabled(&self) -> bool {
+        self.cert.is_some() && self.key.is_some()
+    }
+}
+
+/// Layers `PALISADE_*` variables over `figment`, from an explicit list so tests need not
+/// touch the process environment. Values are typed the way figment types any env value.
+fn merge_env(mut figment: Figment, env: impl IntoIterator<Item = (String, String)>) -> Figment {
+    for (key, raw) in env {
+        let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let rest = rest.to_ascii_lowercase();
+        if ENV_IGNORED_PREFIXES.iter().any(|p| rest.starts_with(p)) {
+            continue;
+        }
+        let path = match rest.as_str() {
+            "database_url" => "database.url".to_owned(),
+            "database_migrate_url" => "database.migrate_url".to_owned(),
+            other => other.replace("__", "."),
+        };
+        let value: figment::value::Value = raw.parse().unwrap_or_else(|never| match never {});
+        let value = match value {
+            // A setting that is a path or an address must stay text even if it looks numeric.
+            figment::value::Value::Num(..) if path.ends_with("dir") => raw.into(),
+            other => other,
+        };
+        figment =
+            figment.merge(Serialized::default(&path, value).profile(figment::Profile::Default));
+    }
+    figment
+}
+
+fn describe_figment_error(error: figment::Error) -> String {
+    // figment names the key and the source; values are not part of its messages for
+    // type errors we would care about, but we strip them regardless by naming only the kind.
+    error
+        .into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() {
+                String::from("(top level)")
+            } else {
+                e.path.join(".")
+            };
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| m.name.to_string())
+                .unwrap_or_default();
+            let kind = match &e.kind {
+                figment::error::Kind::UnknownField(field, _) => {
+                    format!("unknown setting `{field}`")
+                }
+                figment::error::Kind::MissingField(field) => format!("missing setting `{field}`"),
+                figment::error::Kind::InvalidType(actual, expected) => {
+                    format!("expected {expected}, found {actual}")
+                }
+                figment::error::Kind::InvalidValue(_, expected) => {
+                    format!("invalid value, expected {expected}")
+                }
+                other => other.to_string(),
+            };
+            format!("{key}: {kind} (from {source})")
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -1,0 +1,208 @@
+//! Extractors whose rejections are `ApiError`s (claim WEB-4): bodies and request context.
+//!
+//! Handlers use these instead of axum's own, so a malformed body, an unknown field, a wrong
+//! type, bad UTF-8, a wrong content type or an oversize body is always a 4xx in our shape,
+//! and no error message ever echoes a value the client sent.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde_json::error::Category;
+
+use super::error::ApiError;
+use super::frame::RequestId;
+
+/// A JSON body parsed into `T`; `T` should be `#[serde(deny_unknown_fields)]`.
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+                _ => ApiError::bad_request("the request body could not be read"),
+            }
+        })?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+/// Parses a whole body; trailing data after the value is refused too.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let parsed = T::deserialize(&mut deserializer).and_then(|value| {
+        deserializer.end()?;
+        Ok(value)
+    });
+    parsed.map_err(|error| match error.classify() {
+        Category::Data => ApiError::Invalid {
+            code: "invalid_body",
+            message: describe_data_error(&error).into(),
+        },
+        Category::Syntax | Category::Eof | Category::Io => ApiError::BadRequest {
+            code: "malformed_json",
+            message: format!(
+                "the request body is not valid JSON (line {}, column {})",
+                error.line(),
+                error.column()
+            )
+            .into(),
+        },
+    })
+}
+
+/// serde's messages quote the offending value ("invalid type: string \"…\""); a value may be
+/// a password, so only the shape of the problem is kept: the expectation, or a field name.
+fn describe_data_error(error: &serde_json::Error) -> String {
+    let full = error.to_string();
+    let text = full.split(" at line ").next().unwrap_or(&full);
+    let position = format!(" (line {}, column {})", error.line(), error.column());
+    if let Some(rest) = text
+        .strip_prefix("invalid type: ")
+        .or_else(|| text.strip_prefix("invalid value: "))
+        .or_else(|| text.strip_prefix("invalid length "))
+    {
+        let expected = rest
+            .rsplit_once(", expected ")
+            .map_or("a different value", |(_, e)| e);
+        return format!("a value has the wrong type or form: expected {expected}{position}");
+    }
+    for prefix in ["unknown field ", "missing field ", "duplicate field "] {
+        if let Some(rest) = text.strip_prefix(prefix) {
+            let name = rest.split('`').nth(1).unwrap_or("");
+            let name: String = name
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .take(64)
+                .collect();
+            return format!("{}`{name}`{position}", prefix);
+        }
+    }
+    if text.starts_with("unknown variant ") {
+        let expected = text.split_once(", expected ").map_or("", |(_, e)| e);
+        return format!("unknown variant, expected {expected}{position}");
+    }
+    format!("the request body does not match the schema{position}")
+}
+
+/// Who is asking and through which request: what audit events and logs record.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    pub request_id: RequestId,
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let request_id = parts
+            .extensions
+            .get::<RequestId>()
+            .cloned()
+            .unwrap_or_default();
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect());
+        Ok(Self {
+            request_id,
+            ip,
+            user_agent,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        count: u32,
+    }
+
+    fn message(input: &str) -> (&'static str, String) {
+        let error = parse_json::<Body>(input.as_bytes()).unwrap_err();
+        let report = error.report();
+        (report.code, report.message.into_owned())
+    }
+
+    #[test]
+    fn values_the_client_sent_never_appear_in_error_messages() {
+        for (input, code) in [
+            (r#"{"name": 987654321, "count": 1}"#, "invalid_body"),
+            (
+                r#"{"name": "x", "count": "hunter2-secret"}"#,
+                "invalid_body",
+            ),
+            (r#"{"name": "x", "count": -987654321}"#, "invalid_body"),
+            (
+                r#"{"name": "x", "count": 1, "sneaky\"`value": 1}"#,
+                "invalid_body",
+            ),
+            (r#"{"name": "hunter2-secret""#, "malformed_json"),
+        ] {
+            let (got_code, text) = message(input);
+            assert_eq!(got_code, code, "{input}");
+            for secret in ["987654321", "hunter2-secret", "sneaky\"`value"] {
+                assert!(!text.contains(secret), "{input} -> {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn field_names_are_kept_so_the_client_can_fix_its_request() {
+        let (_, text) = message(r#"{"name": "x", "count": 1, "colour": 2}"#);
+        assert!(text.contains("unknown field `colour`"), "{text}");
+        let (_, text) = message(r#"{"name": "x"}"#);
+        assert!(text.contains("missing field `count`"), "{text}");
+    }
+
+    #[test]
+    fn json_content_type_allows_parameters_and_any_case() {
+        let mut headers = HeaderMap::new();
+        for (value, ok) in [
+            ("application/json", true),
+            ("Application/JSON; charset=utf-8", true),
+            ("text/plain", false),
+            ("application/jsonx", false),
+        ] {
+            headers.insert(header::CONTENT_TYPE, value.parse().unwrap());
+            assert_eq!(is_json(&headers), ok, "{value}");
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The frame every request passes through: request id, span and access log, deadline,
+//! error body rendering, security headers (claim WEB-2) and metrics.
+//!
+//! One middleware rather than a stack of layers: each concern is a function here, and the
+//! request pays for one boxed future instead of six.
+
+use std::fmt;
+use std::sync::{Arc, LazyLock};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Response};
+use axum::middleware::Next;
+use axum::response::IntoResponse;
+use tracing::Instrument;
+
+use super::error::{ApiError, ErrorReport};
+use crate::telemetry::logging::{is_sensitive_name, REDACTED};
+use crate::telemetry::metrics::Metrics;
+
+/// A server-made id for one request: returned in `X-Request-Id`, in error bodies, in logs.
+/// Client-sent ids are ignored so nobody can forge or collide another request's id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestId(Arc<str>);
+
+impl Default for RequestId {
+    fn default() -> Self {
+        Self(format!("req_{}", uuid::Uuid::new_v4().simple()).into())
+    }
+}
+
+impl RequestId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What the frame needs from the application, built once at start-up.
+pub struct FrameConfig {
+    pub request_timeout: std::time::Duration,
+    pub hsts: bool,
+    pub metrics: Arc<Metrics>,
+}
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Response headers of claim WEB-2, on every answer (errors and 404s included).
+/// The API serves no HTML, so the policy allows nothing at all.
+const SECURITY_HEADERS: &[(&str, &str)] = &[
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    (
+        "permissions-policy",
+        "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), payment=(), usb=()",
+    ),
+    ("x-frame-options", "DENY"),
+    (
+        "cross-origin-opener-policy",
+        "same-origin",
+    ),
+    (
+        "cross-origin-resource-policy",
+        "same-origin",
+    ),
+];
+
+/// One year, with subdomains and preload: the floor of claim WEB-1.
+pub const HSTS: &str = "max-age=31536000; includeSubDomains; preload";
+
+pub async fn frame(
+    State(config): State<Arc<FrameConfig>>,
+    mut req: Request,
+    next: Next,
+) -> Response<Body> {
+    let started = Instant::now();
+    let request_id = RequestId::default();
+    req.extensions_mut().insert(request_id.clone());
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("(unmatched)", |p| p.as_str())
+        .to_owned();
+    let span = tracing::info_span!(
+        "request",
+        request_id = request_id.as_str(),
+        method = method.as_str(),
+        route = route.as_str(),
+    );
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let _entered = span.enter();
+        tracing::debug!(path = req.uri().path(), headers = ?RedactedHeaders(req.headers()), "request received");
+    }
+
+    let response = match tokio::time::timeout(config.request_timeout, next.run(req))
+        .instrument(span.clone())
+        .await
+    {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    };
+    let mut response = render_error_body(response, &request_id);
+    let headers = response.headers_mut();
+    add_security_headers(headers, config.hsts);
+    if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
+        headers.insert(X_REQUEST_ID, value);
+    }
+
+    let elapsed = started.elapsed();
+    let status = response.status();
+    config
+        .metrics
+        .record_request(method.as_str(), &route, status.as_u16(), elapsed);
+    let _entered = span.enter();
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    if status.is_server_error() {
+        tracing::warn!(status = status.as_u16(), latency_ms, "request answered");
+    } else {
+        tracing::info!(status = status.as_u16(), latency_ms, "request answered");
+    }
+    response
+}
+
+/// Gives any 4xx/5xx response the error body shape, with this request's id.
+fn render_error_body(mut response: Response<Body>, request_id: &RequestId) -> Response<Body> {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let report = match response.extensions_mut().remove::<ErrorReport>() {
+        Some(report) => report,
+        // A body someone else rendered deliberately is left alone.
+        None if response.headers().contains_key(header::CONTENT_TYPE) => return response,
+        None => {
+            let error = ApiError::from_status(status);
+            if let ApiError::Internal(cause) = &error {
+                tracing::error!(error = %cause, "internal error");
+            }
+            error.report()
+        }
+    };
+    let body = serde_json::json!({
+        "error": {
+            "code": report.code,
+            "message": report.message,
+            "request_id": request_id.as_str(),
+        }
+    });
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.remove(header::CONTENT_LENGTH);
+    *response.body_mut() = Body::from(bytes);
+    response
+}
+
+fn add_security_headers(headers: &mut HeaderMap, hsts: bool) {
+    static PARSED: LazyLock<Vec<(HeaderName, HeaderValue)>> = LazyLock::new(|| {
+        SECURITY_HEADERS
+            .iter()
+            .map(|(name, value)| {
+                (
+                    HeaderName::from_static(name),
+                    HeaderValue::from_static(value),
+                )
+            })
+            .collect()
+    });
+    for (name, value) in PARSED.iter() {
+        headers.insert(name.clone(), value.clone());
+    }
+    // Nothing an API answers should sit in a shared cache; a route may opt in explicitly.
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    if hsts {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        );
+    }
+}
+
+/// The names of the WEB-2 headers, for tests and the posture report.
+pub fn security_header_names() -> impl Iterator<Item = &'static str> {
+    SECURITY_HEADERS.iter().map(|(name, _)| *name)
+}
+
+/// Debug view of request headers with credentials replaced (claim OPS-1).
+struct RedactedHeaders<'a>(&'a HeaderMap);
+
+impl fmt::Debug for RedactedHeaders<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (name, value) in self.0 {
+            if is_sensitive_name(name.as_str()) {
+                map.entry(&name.as_str(), &REDACTED);
+            } else {
+                map.entry(&name.as_str(), &value.to_str().unwrap_or("(binary)"));
+            }
+        }
+        map.finish()
+    }
+}
+
+/// Answers `404` in the error shape for paths no route matches.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound
+}

@@ -1,0 +1,128 @@
+//! Identity's input types, parsed at the edge: a value of these types is valid by construction.
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// Input that breaks a rule; the message names the field and the rule, never the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(pub &'static str);
+
+/// A normalised (trimmed, lower-cased) email address of plausible shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        let email = raw.trim().to_lowercase();
+        let invalid = || InvalidInput("email: not a valid email address");
+        if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid());
+        }
+        let (local, domain) = email.rsplit_once('@').ok_or_else(invalid)?;
+        let domain_ok = domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains("..")
+            && domain.len() <= 253;
+        if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
+            return Err(invalid());
+        }
+        Ok(Self(email))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A new password that meets the policy (claim ID-2: length bounds, no composition rules).
+pub struct NewPassword(SecretString);
+
+impl NewPassword {
+    pub const MIN_CHARS: usize = 12;
+    /// Bounded so nobody can make us hash megabytes.
+    pub const MAX_CHARS: usize = 128;
+
+    pub fn parse(raw: SecretString) -> Result<Self, InvalidInput> {
+        let length = raw.expose_secret().chars().count();
+        if length < Self::MIN_CHARS {
+            return Err(InvalidInput("password: must be at least 12 characters"));
+        }
+        if length > Self::MAX_CHARS {
+            return Err(InvalidInput("password: must be at most 128 characters"));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn into_secret(self) -> SecretString {
+        self.0
+    }
+}
+
+/// A tenant's display name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantName(String);
+
+impl TenantName {
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        let name = raw.trim();
+        let length = name.chars().count();
+        if length == 0 || length > 100 || name.chars().any(char::is_control) {
+            return Err(InvalidInput(
+                "tenant_name: 1 to 100 characters, no control characters",
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalised_and_malformed_ones_refused() {
+        assert_eq!(
+            Email::parse("  Ada@Example.COM ").unwrap().as_str(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "@example.com",
+            "ada@",
+            "ada@example",
+            "ada@.com",
+            "ada@example..com",
+            "a da@example.com",
+            "ada@exa\u{0}mple.com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(Email::parse(&format!("{}@example.com", "a".repeat(65))).is_err());
+    }
+
+    // claim: ID-2
+    #[test]
+    fn passwords_are_bounded_in_length_without_composition_rules() {
+        let parse = |s: &str| NewPassword::parse(SecretString::from(s.to_owned()));
+        assert!(parse("short").is_err());
+        assert!(parse("elevenchars").is_err());
+        assert!(parse("twelve chars").is_ok());
+        assert!(parse("alllowercaseletters").is_ok());
+        assert!(parse(&"é".repeat(128)).is_ok());
+        assert!(parse(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn tenant_names_are_trimmed_and_bounded() {
+        assert_eq!(TenantName::parse(" Acme ").unwrap().as_str(), "Acme");
+        assert!(TenantName::parse("   ").is_err());
+        assert!(TenantName::parse(&"x".repeat(101)).is_err());
+        assert!(TenantName::parse("a\nb").is_err());
+    }
+}

@@ -1,0 +1,122 @@
+//! Typed identifiers with a readable prefix in their text form (`ten_…`, `usr_…`).
+//!
+//! The prefix makes a pasted id self-describing and stops one kind of id being used for
+//! another; the storage form is the bare UUID (v7, so indexes stay append-mostly).
+
+use std::fmt;
+use std::str::FromStr;
+
+use uuid::Uuid;
+
+macro_rules! typed_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            pub(crate) fn generate() -> Self {
+                Self(Uuid::now_v7())
+            }
+
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}_{}", $prefix, self.0.simple())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = InvalidId;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let hex = s
+                    .strip_prefix($prefix)
+                    .and_then(|rest| rest.strip_prefix('_'))
+                    .ok_or(InvalidId)?;
+                if hex.len() != 32 {
+                    return Err(InvalidId);
+                }
+                Uuid::try_parse(hex).map(Self).map_err(|_| InvalidId)
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                text.parse()
+                    .map_err(|_| serde::de::Error::custom(concat!("expected a ", $prefix, "_ id")))
+            }
+        }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .pattern(Some(concat!("^", $prefix, "_[0-9a-f]{32}$")))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+    };
+}
+
+typed_id!(
+    /// A tenant (organisation). Handlers obtain it from a verified credential only.
+    TenantId,
+    "ten"
+);
+typed_id!(
+    /// A person who can sign in; may belong to several tenants.
+    UserId,
+    "usr"
+);
+typed_id!(
+    /// One audit event.
+    EventId,
+    "evt"
+);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid identifier")]
+pub struct InvalidId;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_through_their_prefixed_text_form() {
+        let id = TenantId::generate();
+        let text = id.to_string();
+        assert!(text.starts_with("ten_"));
+        assert_eq!(text.parse::<TenantId>(), Ok(id));
+    }
+
+    #[test]
+    fn an_id_of_another_kind_or_shape_is_refused() {
+        let user = UserId::generate().to_string();
+        assert_eq!(user.parse::<TenantId>(), Err(InvalidId));
+        for bad in [
+            "",
+            "ten_",
+            "ten_xyz",
+            "ten-0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0",
+        ] {
+            assert_eq!(bad.parse::<TenantId>(), Err(InvalidId), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Palisade: the security controls of a multi-tenant B2B SaaS, in one server.
+//!
+//! See ARCHITECTURE.md for the codemap and the invariants each module keeps.
+
+pub mod app;
+pub mod audit;
+pub mod clock;
+pub mod config;
+pub mod health;
+pub mod http;
+pub mod identity;
+pub mod ids;
+pub mod store;
+pub mod telemetry;

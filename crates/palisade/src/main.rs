@@ -1,0 +1,142 @@
+//! The `palisade` command: serve, migrate, check configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use palisade::app::{self, App};
+use palisade::config::{Overrides, Settings};
+use palisade::http::server::shutdown_signal;
+use palisade::telemetry::logging;
+
+#[derive(Parser)]
+#[command(
+    name = "palisade",
+    version,
+    about = "Security controls for multi-tenant SaaS, each one proven"
+)]
+struct Cli {
+    /// TOML settings file; `PALISADE_*` variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8080; `:0` picks a free port).
+    #[arg(long, global = true, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Data directory (default ./palisade-data), created owner-only.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (applies migrations on SQLite, or with database.migrate_url).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load and validate the configuration; print it with secrets hidden.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let overrides = Overrides {
+        listen: cli.listen,
+        data_dir: cli.data_dir.clone(),
+    };
+    let settings = match Settings::load(cli.config.as_deref(), &overrides) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("palisade: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("palisade: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => serve(settings).await,
+            Command::Migrate => migrate(settings).await,
+            Command::Config {
+                command: ConfigCommand::Check,
+            } => {
+                println!("{}", serde_json::to_string_pretty(&settings.describe())?);
+                for weakening in settings.weakenings() {
+                    eprintln!("palisade: warning: {weakening}");
+                }
+                eprintln!("palisade: configuration is valid");
+                Ok(())
+            }
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("palisade: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let filter = settings.log.filter.parse().context("log.filter")?;
+    let _log_guard = logging::init(filter, std::io::stdout());
+    for weakening in settings.weakenings() {
+        tracing::warn!(claim_weakened = weakening, "configuration weakens a claim");
+        eprintln!("palisade: WARNING: {weakening}");
+    }
+    let app = App::build(settings).await?;
+    let state = app.state().clone();
+    let data = match &state.settings.database.url {
+        Some(_) => "postgres (database.url)".to_owned(),
+        None => format!(
+            "sqlite in {}",
+            std::fs::canonicalize(&state.settings.data_dir)?.display()
+        ),
+    };
+    let addr = app.local_addr();
+    eprintln!("palisade: listening on {}://{addr}", app.scheme());
+    if let Some(redirect) = app.redirect_addr() {
+        eprintln!("palisade: redirecting http://{redirect} to https");
+    }
+    eprintln!("palisade: data: {data}");
+    tracing::info!(listen = %addr, scheme = app.scheme(), data = %data, "serving");
+    app.run(async {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested; finishing in-flight requests");
+    })
+    .await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn migrate(settings: Settings) -> anyhow::Result<()> {
+    let applied = app::run_migrations(&settings).await?;
+    if applied.is_empty() {
+        println!("schema is current; nothing to apply");
+    }
+    for name in applied {
+        println!("applied {name}");
+    }
+    Ok(())
+}

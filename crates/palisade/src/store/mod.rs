@@ -1,0 +1,134 @@
+//! Storage: one pool per process, SQLite (embedded default) or PostgreSQL (scale-out).
+//!
+//! Each capability owns a store trait and its two implementations (`identity::store`, …);
+//! this module owns what they share: connecting, migrations, transactions bound to a
+//! tenant, the health probe, and the error type that separates "database unreachable"
+//! (503, retry) from everything else (500, logged).
+
+pub mod migrate;
+pub mod postgres;
+pub mod sqlite;
+
+use std::time::{Duration, Instant};
+
+use sqlx::{PgPool, SqlitePool};
+
+use crate::config::{Backend, Settings};
+
+/// The process's connection pool.
+#[derive(Clone, Debug)]
+pub enum Database {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is saturated; the request may be retried.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("database error: {0}")]
+    Other(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        if is_unavailable(&error) {
+            Self::Unavailable(Box::new(error))
+        } else {
+            Self::Other(Box::new(error))
+        }
+    }
+}
+
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or("");
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // Primary result codes: BUSY (5), LOCKED (6), IOERR (10), FULL (13).
+                code.parse::<u32>()
+                    .is_ok_and(|extended| matches!(extended & 0xff, 5 | 6 | 10 | 13))
+            } else {
+                // PostgreSQL: connection exceptions (08…), shutdown (57P…), too many connections.
+                code.starts_with("08") || code.starts_with("57P") || code == "53300"
+            }
+        }
+        _ => false,
+    }
+}
+
+/// What went wrong while connecting or preparing the schema at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot prepare the data directory {path}: {reason}")]
+    DataDir { path: String, reason: String },
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error("{0}")]
+    Schema(String),
+    #[error("{0}")]
+    Role(String),
+}
+
+/// How the health check saw the database.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub up: bool,
+    pub latency: Duration,
+    pub detail: Option<String>,
+}
+
+impl Database {
+    /// Opens the pool the settings describe. Migrations are not applied here.
+    pub async fn connect(settings: &Settings) -> Result<Self, StartupError> {
+        match settings.backend() {
+            Backend::Sqlite { path } => sqlite::connect(&path, settings).await.map(Self::Sqlite),
+            Backend::Postgres { url } => postgres::connect(url, settings).await.map(Self::Postgres),
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Checks the database can do its job within `deadline`.
+    pub async fn probe(&self, deadline: Duration) -> Probe {
+        let started = Instant::now();
+        let outcome = match self {
+            Self::Sqlite(pool) => sqlite::probe(pool, deadline).await,
+            Self::Postgres(pool) => tokio::time::timeout(deadline, postgres::probe(pool))
+                .await
+                .unwrap_or_else(|_| Err("no answer within the health deadline".into())),
+        };
+        Probe {
+            up: outcome.is_ok(),
+            latency: started.elapsed(),
+            detail: outcome.err(),
+        }
+    }
+
+    /// Pool size and idle connections, for the metrics endpoint.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        match self {
+            Self::Sqlite(pool) => (pool.size(), pool.num_idle()),
+            Self::Postgres(pool) => (pool.size(), pool.num_idle()),
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(pool) => pool.close().await,
+            Self::Postgres(pool) => pool.close().await,
+        }
+    }
+}

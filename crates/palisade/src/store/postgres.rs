@@ -1,0 +1,111 @@
+//! The scale-out backend: PostgreSQL, connected as a runtime role that owns nothing and
+//! cannot bypass row-level security (claim TEN-3). Every tenant-scoped transaction binds
+//! the tenant with a transaction-local setting that the RLS policies read.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::{StartupError, StoreError};
+use crate::config::Settings;
+use crate::ids::TenantId;
+
+/// The group role every runtime login role belongs to; migrations grant to it.
+pub const RUNTIME_GROUP_ROLE: &str = "palisade_runtime";
+
+/// The setting RLS policies compare `tenant_id` with; set per transaction, never per session.
+pub const TENANT_SETTING: &str = "palisade.tenant_id";
+
+pub fn options(url: &SecretString) -> Result<PgConnectOptions, StartupError> {
+    url.expose_secret()
+        .parse::<PgConnectOptions>()
+        // sqlx's parse errors can quote the URL, password included: say only that it failed.
+        .map_err(|_| StartupError::Connect("the PostgreSQL URL cannot be parsed".into()))
+}
+
+pub async fn connect(url: &SecretString, settings: &Settings) -> Result<PgPool, StartupError> {
+    let options = options(url)?.application_name("palisade");
+    PgPoolOptions::new()
+        .max_connections(settings.database.max_connections)
+        .acquire_timeout(Duration::from_millis(settings.database.acquire_timeout_ms))
+        .connect_with(options)
+        .await
+        .map_err(|e| StartupError::Connect(describe_connect_error(&e)))
+}
+
+/// Connection errors name the host and the cause; they never contain the password.
+pub fn describe_connect_error(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(db) => format!("PostgreSQL refused: {}", db.message()),
+        sqlx::Error::Io(io) => format!("network error: {io}"),
+        sqlx::Error::PoolTimedOut => "timed out".into(),
+        other => format!("{other}"),
+    }
+}
+
+/// Begins a transaction in which RLS sees only `tenant`'s rows.
+pub async fn begin_for_tenant(
+    pool: &PgPool,
+    tenant: TenantId,
+) -> Result<Transaction<'static, Postgres>, StoreError> {
+    let mut tx = pool.begin().await?;
+    // set_config(..., true) is SET LOCAL with a bind parameter: it ends with the transaction.
+    sqlx::query("SELECT set_config($1, $2, true)")
+        .bind(TENANT_SETTING)
+        .bind(tenant.as_uuid().to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+pub async fn probe(pool: &PgPool) -> Result<(), String> {
+    sqlx::query("SELECT 1")
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(|e| describe_connect_error(&e))
+}
+
+/// Refuses to serve as a role that would make row-level security meaningless.
+pub async fn check_runtime_role(pool: &PgPool) -> Result<(), StartupError> {
+    let row: (String, bool, bool, bool, i64) = sqlx::query_as(
+        "SELECT current_user::text, r.rolsuper, r.rolbypassrls,
+                pg_has_role(current_user, $1, 'MEMBER'),
+                (SELECT count(*) FROM pg_class c WHERE c.relowner = r.oid)
+         FROM pg_roles r WHERE r.rolname = current_user",
+    )
+    .bind(RUNTIME_GROUP_ROLE)
+    .fetch_one(pool)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.message().contains("does not exist") => StartupError::Role(
+            format!("role {RUNTIME_GROUP_ROLE} does not exist; see docs/postgres.md"),
+        ),
+        _ => StartupError::Connect(describe_connect_error(&e)),
+    })?;
+    let (user, superuser, bypass_rls, member, owned) = row;
+    let mut problems = Vec::new();
+    if superuser {
+        problems.push("is a superuser");
+    }
+    if bypass_rls {
+        problems.push("has BYPASSRLS");
+    }
+    if !member {
+        problems.push("is not a member of palisade_runtime");
+    }
+    if owned > 0 {
+        problems.push("owns tables or other relations");
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(StartupError::Role(format!(
+            "database.url connects as {user}, which {}; row-level security (claim TEN-3) needs \
+             a runtime role that owns nothing and cannot bypass it (docs/postgres.md)",
+            problems.join(", ")
+        )))
+    }
+}
