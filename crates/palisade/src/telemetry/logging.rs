@@ -51,8 +51,11 @@ pub struct LogGuard {
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
-        // Closing the channel ends the writer loop after it drains what is queued.
-        self.sender.take();
+        // The global subscriber keeps its own sender, so the channel never closes by itself:
+        // an empty line (events always end in '\n') tells the writer to drain and stop.
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.send(Vec::new());
+        }
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
@@ -102,6 +105,9 @@ fn write_lines(receiver: Receiver<Vec<u8>>, out: impl Write) {
             }
             Err(TryRecvError::Disconnected) => break,
         };
+        if line.is_empty() {
+            break;
+        }
         let _ = out.write_all(&line);
     }
     let _ = out.flush();

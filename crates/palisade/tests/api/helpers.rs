@@ -1,0 +1,467 @@
+//! The test harness: the real server on 127.0.0.1:0, on a fresh SQLite file or a fresh
+//! PostgreSQL database reached as an ordinary role, and ways to break its database.
+//!
+//! The backend is chosen by `PALISADE_TEST_BACKEND` (`sqlite`, the default, or `postgres`);
+//! PostgreSQL also needs `PALISADE_TEST_POSTGRES_URL`, a superuser URL used only to create
+//! roles and databases. Every test runs unchanged on both.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use palisade::app::{App, AppState};
+use palisade::config::{Overrides, Settings};
+use palisade::store::Database;
+use secrecy::SecretString;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgPool};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OnceCell;
+use tokio::task::AbortHandle;
+
+pub const RUNTIME_GROUP: &str = "palisade_runtime";
+pub const TEST_OWNER: &str = "palisade_test_owner";
+pub const TEST_APP: &str = "palisade_test_app";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn backend() -> Backend {
+    match std::env::var("PALISADE_TEST_BACKEND").as_deref() {
+        Ok("postgres") => Backend::Postgres,
+        Ok("sqlite") | Err(_) => Backend::Sqlite,
+        Ok(other) => panic!("PALISADE_TEST_BACKEND={other}: expected sqlite or postgres"),
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub db: TestDatabase,
+    pub redirect_addr: Option<SocketAddr>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    _data_dir: tempfile::TempDir,
+}
+
+/// Starts the server with test defaults.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the server after `configure` has adjusted the settings.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let db = TestDatabase::create().await;
+    let mut settings = Settings::load_from(
+        None,
+        Vec::<(String, String)>::new(),
+        &Overrides {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            data_dir: Some(data_dir.path().join("data")),
+        },
+    )
+    .expect("default settings are valid");
+    settings.database.health_timeout_ms = 500;
+    settings.database.acquire_timeout_ms = 1_000;
+    db.configure(&mut settings);
+    configure(&mut settings);
+    settings.validate().expect("test settings are valid");
+    let app = App::build(settings).await.expect("the app starts");
+    let addr = app.local_addr();
+    let redirect_addr = app.redirect_addr();
+    let scheme = app.scheme();
+    let state = app.state().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        base: format!("{scheme}://{addr}"),
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        state,
+        db,
+        redirect_addr,
+        stop: Some(stop),
+        server: Some(server),
+        _data_dir: data_dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Signs up a fresh account and returns its email.
+    pub async fn sign_up(&self, email: &str) {
+        let response = self
+            .post_json(
+                "/api/v1/auth/signup",
+                &serde_json::json!({
+                    "email": email,
+                    "password": "correct horse battery staple",
+                    "tenant_name": "Acme",
+                }),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    }
+
+    /// Rows in a table, counted past any tenant filter.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        assert!(table.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+        let sql = format!("SELECT count(*) FROM {table}");
+        match &self.state.db {
+            Database::Sqlite(pool) => sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap(),
+            Database::Postgres(_) => {
+                let owner = self.db.inspector_pool().await;
+                let n = sqlx::query_scalar(&sql).fetch_one(&owner).await.unwrap();
+                owner.close().await;
+                n
+            }
+        }
+    }
+
+    /// Makes the database unreachable for the server: PostgreSQL's connections are cut at
+    /// the proxy between them; SQLite's file is write-locked by another connection.
+    pub async fn break_database(&mut self) {
+        let path = self.sqlite_path();
+        match &mut self.db {
+            TestDatabase::Postgres(pg) => pg.proxy.cut(),
+            TestDatabase::Sqlite { lock } => {
+                let mut conn =
+                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                        .await
+                        .unwrap();
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                *lock = Some(conn);
+            }
+        }
+    }
+
+    pub async fn repair_database(&mut self) {
+        match &mut self.db {
+            TestDatabase::Postgres(pg) => pg.proxy.restore(),
+            TestDatabase::Sqlite { lock, .. } => {
+                if let Some(mut conn) = lock.take() {
+                    sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+                    conn.close().await.unwrap();
+                }
+            }
+        }
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap();
+        }
+    }
+}
+
+pub enum TestDatabase {
+    Sqlite {
+        /// A connection holding the write lock while the database is "broken".
+        lock: Option<sqlx::SqliteConnection>,
+    },
+    Postgres(PgTestDatabase),
+}
+
+pub struct PgTestDatabase {
+    pub name: String,
+    pub proxy: FaultProxy,
+    server: SocketAddr,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        match backend() {
+            Backend::Sqlite => Self::Sqlite { lock: None },
+            Backend::Postgres => Self::Postgres(PgTestDatabase::create().await),
+        }
+    }
+
+    fn configure(&self, settings: &mut Settings) {
+        match self {
+            Self::Sqlite { .. } => {}
+            Self::Postgres(pg) => {
+                settings.database.url = Some(SecretString::from(pg.runtime_url()));
+                settings.database.migrate_url = Some(SecretString::from(pg.owner_url()));
+            }
+        }
+    }
+
+    /// Settings as environment variables, for tests that run the `palisade` binary.
+    pub fn env(&self) -> Vec<(String, String)> {
+        match self {
+            Self::Sqlite { .. } => vec![],
+            Self::Postgres(pg) => vec![
+                // Straight to the server: the proxy lives on the test's runtime, which a test
+                // driving a child process may block.
+                ("PALISADE_DATABASE_URL".into(), pg.direct_url(TEST_APP)),
+                ("PALISADE_DATABASE_MIGRATE_URL".into(), pg.owner_url()),
+            ],
+        }
+    }
+
+    /// A superuser pool on the test database: sees every row, RLS notwithstanding
+    /// (FORCE ROW LEVEL SECURITY binds even the schema owner).
+    pub async fn inspector_pool(&self) -> PgPool {
+        match self {
+            Self::Postgres(pg) => connect(&pg.superuser_url()).await,
+            Self::Sqlite { .. } => panic!("inspector_pool is for PostgreSQL"),
+        }
+    }
+
+    pub fn as_postgres(&self) -> Option<&PgTestDatabase> {
+        match self {
+            Self::Postgres(pg) => Some(pg),
+            Self::Sqlite { .. } => None,
+        }
+    }
+}
+
+impl TestApp {
+    /// Where the SQLite file lives (the harness learns it after start-up).
+    pub fn sqlite_path(&self) -> PathBuf {
+        self._data_dir.path().join("data").join("palisade.db")
+    }
+}
+
+/// The server's address, once the roles exist and stale databases are gone. No pool is
+/// cached: each test has its own runtime, and a pool outlives none of them.
+static ADMIN: OnceCell<SocketAddr> = OnceCell::const_new();
+static SEQUENCE: AtomicU32 = AtomicU32::new(0);
+
+fn admin_url() -> String {
+    std::env::var("PALISADE_TEST_POSTGRES_URL")
+        .expect("PALISADE_TEST_POSTGRES_URL must name a superuser URL for the postgres backend")
+}
+
+async fn connect(url: &str) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(2)
+        .connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"))
+}
+
+/// A superuser connection. The first call creates the roles and drops databases left behind
+/// by earlier test processes that have exited.
+async fn admin() -> (sqlx::PgConnection, SocketAddr) {
+    let url = admin_url();
+    let server = ADMIN
+        .get_or_init(|| async {
+            let mut pool = sqlx::PgConnection::connect(&url).await.unwrap();
+            let pool = &mut pool;
+            let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+            let host = options.get_host().to_owned();
+            let port = options.get_port();
+            let server = tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .unwrap()
+                .next()
+                .unwrap();
+            for statement in [
+                format!("CREATE ROLE {RUNTIME_GROUP} NOLOGIN NOSUPERUSER NOBYPASSRLS"),
+                format!("CREATE ROLE {TEST_OWNER} LOGIN NOSUPERUSER NOBYPASSRLS"),
+                format!(
+                    "CREATE ROLE {TEST_APP} LOGIN NOSUPERUSER NOBYPASSRLS IN ROLE {RUNTIME_GROUP}"
+                ),
+            ] {
+                if let Err(e) = sqlx::query(&statement).execute(&mut *pool).await {
+                    let duplicate = matches!(&e, sqlx::Error::Database(db)
+                        if matches!(db.code().as_deref(), Some("42710") | Some("23505")));
+                    assert!(duplicate, "{statement}: {e}");
+                }
+            }
+            let stale: Vec<String> = sqlx::query_scalar(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'palisade_t\\_%'",
+            )
+            .fetch_all(&mut *pool)
+            .await
+            .unwrap();
+            for name in stale {
+                let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+                let alive =
+                    pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+                if !alive {
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                            .execute(&mut *pool)
+                            .await;
+                }
+            }
+            server
+        })
+        .await;
+    (sqlx::PgConnection::connect(&url).await.unwrap(), *server)
+}
+
+impl PgTestDatabase {
+    async fn create() -> Self {
+        let (mut admin, server) = admin().await;
+        let name = format!(
+            "palisade_t_{}_{}",
+            std::process::id(),
+            SEQUENCE.fetch_add(1, Ordering::Relaxed)
+        );
+        sqlx::query(&format!("CREATE DATABASE \"{name}\" OWNER {TEST_OWNER}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        let proxy = FaultProxy::start(server).await;
+        Self {
+            name,
+            proxy,
+            server,
+        }
+    }
+
+    /// The runtime role's URL, through the fault proxy.
+    pub fn runtime_url(&self) -> String {
+        format!("postgres://{TEST_APP}@{}/{}", self.proxy.addr, self.name)
+    }
+
+    pub fn owner_url(&self) -> String {
+        self.direct_url(TEST_OWNER)
+    }
+
+    /// A URL for `role` straight to the server, bypassing the proxy.
+    pub fn direct_url(&self, role: &str) -> String {
+        format!("postgres://{role}@{}/{}", self.server, self.name)
+    }
+
+    /// A superuser URL for this test database.
+    pub fn superuser_url(&self) -> String {
+        let admin = admin_url();
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        format!("{base}/{}", self.name)
+    }
+}
+
+/// A TCP proxy between the server and PostgreSQL that a test can cut and restore.
+pub struct FaultProxy {
+    pub addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<AbortHandle>>>,
+    accept: AbortHandle,
+}
+
+impl FaultProxy {
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(AtomicBool::new(false));
+        let links: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let accept = {
+            let cut = cut.clone();
+            let links = links.clone();
+            tokio::spawn(async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if cut.load(Ordering::SeqCst) {
+                        drop(inbound);
+                        continue;
+                    }
+                    let link = tokio::spawn(async move {
+                        if let Ok(mut outbound) = TcpStream::connect(upstream).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    links.lock().unwrap().push(link.abort_handle());
+                }
+            })
+            .abort_handle()
+        };
+        Self {
+            addr,
+            cut,
+            links,
+            accept,
+        }
+    }
+
+    /// Drops every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+}
+
+/// Asserts a response is an error in the one shape, and returns its code.
+pub async fn assert_error_shape(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .expect("x-request-id header");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = response.text().await.unwrap();
+    assert_eq!(content_type.as_deref(), Some("application/json"), "{text}");
+    let body: serde_json::Value = serde_json::from_str(&text).expect("error body is JSON");
+    let error = body["error"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no error object: {text}"));
+    assert_eq!(error.len(), 3, "exactly code, message, request_id: {text}");
+    assert!(
+        error["code"].is_string() && error["message"].is_string(),
+        "{text}"
+    );
+    assert_eq!(error["request_id"].as_str(), Some(request_id.as_str()));
+    (status, error["code"].as_str().unwrap().to_owned())
+}

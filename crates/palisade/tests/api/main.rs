@@ -1,0 +1,12 @@
+//! The integration suite: the real server over HTTP, on SQLite or PostgreSQL
+//! (`PALISADE_TEST_BACKEND`), every test unchanged on both.
+
+mod helpers;
+
+mod health;
+mod isolation;
+mod openapi;
+mod process;
+mod signup;
+mod tls;
+mod web;

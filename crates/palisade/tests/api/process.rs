@@ -1,0 +1,264 @@
+//! The `palisade` binary itself: zero-configuration start, redacted logs, graceful
+//! shutdown, `config check`.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::TestDatabase;
+
+const BIN: &str = env!("CARGO_BIN_EXE_palisade");
+
+struct Server {
+    child: Child,
+    addr: String,
+    stdout: std::thread::JoinHandle<String>,
+    stderr_lines: Vec<String>,
+}
+
+/// Runs `palisade serve --listen 127.0.0.1:0` in `cwd` and waits for its address.
+fn start(cwd: &std::path::Path, env: &[(String, String)], extra_args: &[&str]) -> Server {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra_args)
+        .current_dir(cwd)
+        .envs(env.iter().cloned())
+        .env_remove("PALISADE_LISTEN")
+        .env_remove("PALISADE_DATA_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("palisade starts");
+    let mut stdout = child.stdout.take().unwrap();
+    let stdout = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut stderr_lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let addr = loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 || Instant::now() > deadline {
+            panic!("palisade exited before listening: {stderr_lines:?}");
+        }
+        stderr_lines.push(line.trim_end().to_owned());
+        if let Some(addr) = line.trim().strip_prefix("palisade: listening on http://") {
+            break addr.to_owned();
+        }
+    };
+    // The data line follows the address.
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    stderr_lines.push(line.trim_end().to_owned());
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    Server {
+        child,
+        addr,
+        stdout,
+        stderr_lines,
+    }
+}
+
+impl Server {
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for exit and returns the exit success and everything it logged.
+    fn wait(mut self) -> (bool, String) {
+        let status = self.child.wait().unwrap();
+        (status.success(), self.stdout.join().unwrap())
+    }
+}
+
+// claim: OPS-1
+#[tokio::test]
+async fn credentials_cookies_and_passwords_never_reach_the_log() {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = db.env();
+    env.push(("PALISADE_LOG__FILTER".into(), "debug".into()));
+    let server = start(dir.path(), &env, &["--data-dir", "data"]);
+    let base = format!("http://{}", server.addr);
+    let client = reqwest::Client::new();
+    let secrets = [
+        "Bearer-secret-token-4c1d",
+        "session-cookie-secret-9f2e",
+        "pal_live_apikey_secret_7a3b",
+        "password-secret-value-5e6f",
+        "98765432123456",
+    ];
+    let mut request_ids = Vec::new();
+    let responses = [
+        client
+            .get(format!("{base}/api/health"))
+            .header("authorization", format!("Bearer {}", secrets[0]))
+            .header("cookie", format!("palisade_refresh={}", secrets[1]))
+            .header("x-api-key", secrets[2])
+            .send()
+            .await
+            .unwrap(),
+        client
+            .post(format!("{base}/api/v1/auth/signup"))
+            .header("authorization", format!("Bearer {}", secrets[0]))
+            .json(&serde_json::json!({"email": "log@example.com", "password": secrets[3], "tenant_name": "Logs"}))
+            .send()
+            .await
+            .unwrap(),
+        client
+            .post(format!("{base}/api/v1/auth/signup"))
+            .json(&serde_json::json!({"email": "log@example.com", "password": 98765432123456_u64, "tenant_name": "Logs"}))
+            .send()
+            .await
+            .unwrap(),
+        client
+            .post(format!("{base}/api/v1/auth/signup"))
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"email":"x@example.com","password":"{}","tenant_name":"#, secrets[3]))
+            .send()
+            .await
+            .unwrap(),
+    ];
+    for response in responses {
+        assert!(response.status().as_u16() < 500);
+        request_ids.push(
+            response.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    server.terminate();
+    let (clean_exit, log) = server.wait();
+    assert!(clean_exit, "SIGTERM ends the process cleanly");
+    for id in &request_ids {
+        assert!(log.contains(id.as_str()), "request {id} was logged");
+    }
+    assert!(
+        log.contains("\"authorization\": \"[redacted]\"")
+            || log.contains(r#"\"authorization\": \"[redacted]\""#),
+        "headers were logged, redacted: {log}"
+    );
+    for secret in secrets {
+        assert!(!log.contains(secret), "{secret} reached the log");
+    }
+    for line in log.lines() {
+        let parsed: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert!(parsed["level"].is_string() && parsed["ts"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn with_no_configuration_the_server_keeps_its_data_in_an_owner_only_directory() {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &db.env(), &[]);
+    let data_line = server.stderr_lines.last().unwrap().clone();
+    let health = reqwest::get(format!("http://{}/api/health", server.addr))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    server.terminate();
+    server.wait();
+    let data_dir = dir.path().join("palisade-data");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&data_dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    assert!(data_line.starts_with("palisade: data: "), "{data_line}");
+    if db.as_postgres().is_none() {
+        assert!(
+            data_line.contains(&*data_dir.canonicalize().unwrap().to_string_lossy()),
+            "{data_line}"
+        );
+        assert!(data_dir.join("palisade.db").exists());
+    }
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish() {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &db.env(), &["--data-dir", "data"]);
+    let body = br#"{"email":"inflight@example.com","password":"correct horse battery","tenant_name":"Inflight"}"#;
+    let mut stream = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/auth/signup HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The interim 100 comes when the handler starts reading the body: the request is in flight.
+    let mut interim = [0u8; 25];
+    stream.read_exact(&mut interim).await.unwrap();
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100 Continue"),
+        "{:?}",
+        String::from_utf8_lossy(&interim)
+    );
+    stream.write_all(&body[..10]).await.unwrap();
+    server.terminate();
+    // Once the listener is closed, shutdown has begun; the request is still in flight.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(&server.addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "the listener never closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stream.write_all(&body[10..]).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    let (clean_exit, _) = server.wait();
+    assert!(clean_exit);
+}
+
+#[test]
+fn config_check_validates_and_never_prints_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("palisade.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:9999\"\n[http]\nbody_limit_bytes = 2048\n",
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(["--config", config.to_str().unwrap(), "config", "check"])
+        .env(
+            "PALISADE_DATABASE_URL",
+            "postgres://app:hunter2-db-password@db.internal/palisade",
+        )
+        .env("PALISADE_HTTP__REQUEST_TIMEOUT_MS", "5000")
+        .env("PALISADE_TEST_SOMETHING", "ignored")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stdout.contains("hunter2") && !stderr.contains("hunter2"));
+    let shown: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(shown["listen"], "127.0.0.1:9999", "from the file");
+    assert_eq!(shown["http"]["body_limit_bytes"], 2048, "from the file");
+    assert_eq!(
+        shown["http"]["request_timeout_ms"], 5000,
+        "from the environment"
+    );
+    assert_eq!(shown["database"]["backend"], "postgres");
+    assert_eq!(shown["database"]["url"], "[set, not shown]");
+
+    std::fs::write(&config, "listen = \"127.0.0.1:9999\"\nlisten_port = 3\n").unwrap();
+    let output = Command::new(BIN)
+        .args(["--config", config.to_str().unwrap(), "config", "check"])
+        .env("PALISADE_PASSWORDS__ARGON2_MEMORY_KIB", "1024")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("listen_port"), "{stderr}");
+}

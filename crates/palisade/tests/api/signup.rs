@@ -1,0 +1,103 @@
+//! Sign-up: one transaction, hashed password, no enumeration.
+
+use serde_json::json;
+
+use crate::helpers::{backend, spawn_app, Backend, TestApp};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn stored_text(app: &TestApp) -> String {
+    match backend() {
+        Backend::Sqlite => {
+            // Checkpoint so the WAL's content is in the main file too, then read every byte.
+            if let palisade::store::Database::Sqlite(pool) = &app.state.db {
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(pool)
+                    .await
+                    .unwrap();
+            }
+            String::from_utf8_lossy(&std::fs::read(app.sqlite_path()).unwrap()).into_owned()
+        }
+        Backend::Postgres => {
+            let owner = app.db.inspector_pool().await;
+            let rows: Vec<String> = sqlx::query_scalar(
+                "SELECT row_to_json(t)::text FROM (SELECT * FROM users) t
+                 UNION ALL SELECT row_to_json(t)::text FROM (SELECT * FROM audit_events) t",
+            )
+            .fetch_all(&owner)
+            .await
+            .unwrap();
+            owner.close().await;
+            rows.join("\n")
+        }
+    }
+}
+
+// claim: ID-1
+#[tokio::test]
+async fn sign_up_creates_user_tenant_owner_membership_and_audit_event_with_a_hashed_password() {
+    let app = spawn_app().await;
+    let response = app
+        .post_json(
+            "/api/v1/auth/signup",
+            &json!({"email": " Ada@Example.com ", "password": PASSWORD, "tenant_name": "Analytical Engines"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap(),
+        json!({"status": "accepted"})
+    );
+    assert_eq!(app.count_rows("tenants").await, 1);
+    assert_eq!(app.count_rows("users").await, 1);
+    assert_eq!(app.count_rows("memberships").await, 1);
+    assert_eq!(app.count_rows("audit_events").await, 1);
+    let stored = stored_text(&app).await;
+    assert!(
+        stored.contains("ada@example.com"),
+        "the email is stored normalised"
+    );
+    assert!(stored.contains("$argon2id$v=19$m=19456,t=2,p=1$"));
+    assert!(
+        !stored.contains(PASSWORD),
+        "the password never reaches the database"
+    );
+    assert!(stored.contains("account.signed_up"));
+    app.stop().await;
+}
+
+// claim: ID-10
+#[tokio::test]
+async fn signing_up_with_a_taken_email_answers_the_same_and_writes_nothing() {
+    let app = spawn_app().await;
+    let body = json!({"email": "ada@example.com", "password": PASSWORD, "tenant_name": "First"});
+    let first = app.post_json("/api/v1/auth/signup", &body).await;
+    let (first_status, first_body) = (first.status(), first.text().await.unwrap());
+    let again = json!({"email": "ADA@example.com", "password": "another long password", "tenant_name": "Second"});
+    let second = app.post_json("/api/v1/auth/signup", &again).await;
+    assert_eq!(second.status(), first_status);
+    assert_eq!(second.text().await.unwrap(), first_body);
+    assert_eq!(app.count_rows("users").await, 1);
+    assert_eq!(
+        app.count_rows("tenants").await,
+        1,
+        "the second tenant was rolled back"
+    );
+    assert_eq!(app.count_rows("audit_events").await, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_sign_ups_of_one_email_create_exactly_one_user() {
+    let app = spawn_app().await;
+    let attempts = (0..6).map(|i| {
+        let body = json!({"email": "race@example.com", "password": PASSWORD, "tenant_name": format!("T{i}")});
+        let request = app.client.post(app.url("/api/v1/auth/signup")).json(&body);
+        async move { request.send().await.unwrap().status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(attempts).await;
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+    assert_eq!(app.count_rows("users").await, 1);
+    assert_eq!(app.count_rows("tenants").await, 1);
+    app.stop().await;
+}

@@ -1,0 +1,365 @@
+//! The web surface: security headers everywhere, one error shape, no 5xx for bad input.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{assert_error_shape, spawn_app, spawn_app_with, TestApp};
+
+const WEB2_HEADERS: &[(&str, Option<&str>)] = &[
+    ("content-security-policy", None),
+    ("x-content-type-options", Some("nosniff")),
+    ("referrer-policy", Some("no-referrer")),
+    ("permissions-policy", None),
+    ("x-frame-options", Some("DENY")),
+];
+
+fn assert_security_headers(what: &str, response: &reqwest::Response) {
+    for (name, value) in WEB2_HEADERS {
+        let got = response
+            .headers()
+            .get(*name)
+            .unwrap_or_else(|| panic!("{what}: missing {name}"))
+            .to_str()
+            .unwrap();
+        if let Some(value) = value {
+            assert_eq!(got, *value, "{what}: {name}");
+        }
+    }
+    let csp = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
+    assert!(response.headers().contains_key("x-request-id"), "{what}");
+}
+
+/// Every documented operation, as (method, path).
+async fn operations(app: &TestApp) -> Vec<(Method, String)> {
+    let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            out.push((method.to_uppercase().parse().unwrap(), path.clone()));
+        }
+    }
+    assert!(out.len() >= 4, "the document lists the routes: {out:?}");
+    out
+}
+
+// claim: WEB-2
+#[tokio::test]
+async fn every_route_and_every_error_carries_the_security_headers() {
+    let app = spawn_app_with(|s| s.http.body_limit_bytes = 1024).await;
+    for (method, path) in operations(&app).await {
+        let response = app
+            .client
+            .request(method.clone(), app.url(&path))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_security_headers(&format!("{method} {path}"), &response);
+    }
+    let cases: Vec<(u16, reqwest::RequestBuilder)> = vec![
+        (404, app.client.get(app.url("/no/such/route"))),
+        (405, app.client.delete(app.url("/api/health"))),
+        (
+            413,
+            app.client
+                .post(app.url("/api/v1/auth/signup"))
+                .header("content-type", "application/json")
+                .body(format!(r#"{{"email":"{}"}}"#, "a".repeat(4096))),
+        ),
+        (
+            415,
+            app.client
+                .post(app.url("/api/v1/auth/signup"))
+                .header("content-type", "text/plain")
+                .body("{}"),
+        ),
+        (
+            422,
+            app.client
+                .post(app.url("/api/v1/auth/signup"))
+                .json(&json!({"email": "a@example.com", "password": 1, "tenant_name": "x"})),
+        ),
+    ];
+    for (status, request) in cases {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status);
+        assert_security_headers(&format!("{status}"), &response);
+        let (got, _) = assert_error_shape(response).await;
+        assert_eq!(got, status);
+    }
+    app.stop().await;
+}
+
+/// At least a hundred bodies no schema accepts, each of which must be refused with a 4xx
+/// in the error shape, writing nothing.
+fn malformed_bodies() -> Vec<(&'static str, Vec<u8>)> {
+    let mut bodies: Vec<(&'static str, Vec<u8>)> = Vec::new();
+    let mut add = |kind: &'static str, body: Vec<u8>| bodies.push((kind, body));
+    for broken in [
+        "",
+        " ",
+        "{",
+        "}",
+        "[",
+        "{\"email\"",
+        "{\"email\":}",
+        "{\"email\":\"a\",}",
+        "{'email':'a'}",
+        "{email:\"a\"}",
+        "nul",
+        "tru",
+        "{\"a\":1}{",
+        "{\"a\":1} trailing",
+        "\u{feff}{}",
+        "{\"a\":01}",
+        "{\"a\":1.}",
+        "{\"a\":-}",
+        "{\"a\":NaN}",
+        "{\"a\":Infinity}",
+        "{\"a\":\"\\x41\"}",
+        "{\"a\":\"\\u12\"}",
+        "{\"a\":\"unterminated}",
+        "/* comment */ {}",
+        "{\"a\":1,,\"b\":2}",
+        "\"just a string\"",
+        "123",
+        "null",
+        "true",
+        "[]",
+        "[{}]",
+        "{}",
+    ] {
+        add("broken or wrong-shaped JSON", broken.as_bytes().to_vec());
+    }
+    let valid = json!({"email": "a@example.com", "password": "correct horse battery", "tenant_name": "Acme"});
+    let wrong_values = [
+        json!(null),
+        json!(true),
+        json!(0),
+        json!(-1),
+        json!(1.5),
+        json!(u64::MAX),
+        json!([]),
+        json!(["a"]),
+        json!({}),
+        json!({"nested": "x"}),
+    ];
+    for field in ["email", "password", "tenant_name"] {
+        for value in &wrong_values {
+            if value.is_string() {
+                continue;
+            }
+            let mut body = valid.clone();
+            body[field] = value.clone();
+            add("wrong type", serde_json::to_vec(&body).unwrap());
+        }
+        let mut missing = valid.clone();
+        missing.as_object_mut().unwrap().remove(field);
+        add("missing field", serde_json::to_vec(&missing).unwrap());
+    }
+    for unknown in [
+        "role",
+        "tenant_id",
+        "is_admin",
+        "Email",
+        "password ",
+        "__proto__",
+        "constructor",
+        "",
+        "😀",
+        "a".repeat(500).leak(),
+    ] {
+        let mut body = valid.clone();
+        body[unknown] = json!("owner");
+        add("unknown field", serde_json::to_vec(&body).unwrap());
+    }
+    for (field, size) in [
+        ("email", 300),
+        ("email", 5_000),
+        ("password", 129),
+        ("password", 10_000),
+        ("tenant_name", 101),
+        ("tenant_name", 20_000),
+    ] {
+        let mut body = valid.clone();
+        body[field] = json!("x".repeat(size));
+        add("huge string", serde_json::to_vec(&body).unwrap());
+    }
+    add("huge body", vec![b' '; 200_000]);
+    for depth in [64, 200, 10_000, 100_000] {
+        let mut nested = "[".repeat(depth);
+        nested.push_str(&"]".repeat(depth));
+        add(
+            "deep nesting",
+            format!("{{\"email\":{nested}}}").into_bytes(),
+        );
+        add(
+            "deep nesting",
+            "{\"a\":".repeat(depth.min(5_000)).into_bytes(),
+        );
+    }
+    for bytes in [
+        &b"\xff\xfe{}"[..],
+        b"{\"email\":\"\xc3\x28\"}",
+        b"{\"email\":\"\xa0\xa1\"}",
+        b"{\"email\":\"\xe2\x28\xa1\"}",
+        b"{\"email\":\"\xf0\x28\x8c\xbc\"}",
+        b"{\"email\":\"\xed\xa0\x80\"}",
+        b"{\"\xff\":1}",
+        b"\x00\x00\x00{",
+        b"{\"email\":\"a\x00b@example.com\",\"password\":\"x\"}",
+        b"{\"email\":\"\\ud800\"}",
+    ] {
+        add("invalid UTF-8 or control bytes", bytes.to_vec());
+    }
+    for (email, password, tenant) in [
+        ("not-an-email", "correct horse battery", "Acme"),
+        ("a@example.com", "short", "Acme"),
+        ("a@example.com", "correct horse battery", ""),
+        ("a@example.com", "correct horse battery", "   "),
+        ("a b@example.com", "correct horse battery", "Acme"),
+        ("a@example.com", "correct horse battery", "line\nbreak"),
+    ] {
+        add(
+            "domain rule",
+            serde_json::to_vec(
+                &json!({"email": email, "password": password, "tenant_name": tenant}),
+            )
+            .unwrap(),
+        );
+    }
+    bodies
+}
+
+// claim: WEB-4
+#[tokio::test]
+async fn a_hundred_malformed_bodies_get_4xx_errors_in_the_shape_and_write_nothing() {
+    let app = spawn_app().await;
+    let bodies = malformed_bodies();
+    assert!(bodies.len() >= 100, "only {} bodies", bodies.len());
+    let json_operations: Vec<(Method, String)> = operations(&app)
+        .await
+        .into_iter()
+        .filter(|(m, _)| *m == Method::POST || *m == Method::PUT || *m == Method::PATCH)
+        .collect();
+    assert!(!json_operations.is_empty());
+    for (method, path) in &json_operations {
+        for (kind, body) in &bodies {
+            let response = app
+                .client
+                .request(method.clone(), app.url(path))
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            assert!(
+                status.is_client_error(),
+                "{method} {path} {kind} {:?}: got {status}",
+                String::from_utf8_lossy(&body[..body.len().min(80)])
+            );
+            assert_error_shape(response).await;
+        }
+        for content_type in [
+            None,
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            Some("application/jsonp"),
+            Some("application/xml"),
+        ] {
+            let mut request = app
+                .client
+                .request(method.clone(), app.url(path))
+                .body(r#"{"email":"a@example.com"}"#);
+            if let Some(content_type) = content_type {
+                request = request.header("content-type", content_type);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 415, "{content_type:?}");
+            assert_error_shape(response).await;
+        }
+    }
+    assert_eq!(app.count_rows("users").await, 0, "nothing was written");
+    assert_eq!(app.count_rows("tenants").await, 0, "nothing was written");
+    app.stop().await;
+}
+
+// claim: WEB-4
+#[tokio::test]
+async fn error_messages_never_echo_what_the_client_sent() {
+    let app = spawn_app().await;
+    for body in [
+        json!({"email": "a@example.com", "password": 9_876_543_210_123_u64, "tenant_name": "x"}),
+        json!({"email": "a@example.com", "password": ["hunter2-in-a-list"], "tenant_name": "x"}),
+        json!({"email": "hunter2-as-email", "password": "correct horse battery", "tenant_name": "x"}),
+    ] {
+        let response = app.post_json("/api/v1/auth/signup", &body).await;
+        assert_eq!(response.status(), 422);
+        let text = response.text().await.unwrap();
+        for secret in ["9876543210123", "hunter2"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+    }
+    app.stop().await;
+}
+
+// claim: WEB-4
+#[tokio::test]
+async fn a_request_whose_body_never_arrives_times_out_with_408() {
+    let app = spawn_app_with(|s| s.http.request_timeout_ms = 300).await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(b"POST /api/v1/auth/signup HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"email\":")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).await.unwrap();
+            response.extend_from_slice(&buf[..n]);
+            if n == 0 || response.windows(4).any(|w| w == b"}}\r\n") || response.ends_with(b"}}") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the server answered before the client gave up"
+    );
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"code\":\"timeout\""), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("x-content-type-options: nosniff"),
+        "{text}"
+    );
+    app.stop().await;
+}
+
+// claim: WEB-6
+#[tokio::test]
+async fn sql_metacharacters_in_input_are_data_not_code() {
+    let app = spawn_app().await;
+    let email = "o'brien+x@example.com";
+    let response = app
+        .post_json(
+            "/api/v1/auth/signup",
+            &json!({"email": email, "password": "correct horse battery", "tenant_name": "Robert'); DROP TABLE tenants;--"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    assert_eq!(app.count_rows("tenants").await, 1);
+    assert_eq!(app.count_rows("users").await, 1);
+    app.stop().await;
+}
