@@ -445,3 +445,133 @@ fn describe_figment_error(error: figment::Error) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn load(file: Option<&str>, vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("palisade.toml");
+        if let Some(text) = file {
+            std::fs::write(&path, text).unwrap();
+        }
+        Settings::load_from(
+            file.map(|_| path.as_path()),
+            env(vars),
+            &Overrides::default(),
+        )
+    }
+
+    #[test]
+    fn with_nothing_configured_the_server_is_local_and_embedded() {
+        let settings = load(None, &[]).unwrap();
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.data_dir, PathBuf::from("palisade-data"));
+        assert!(matches!(settings.backend(), Backend::Sqlite { .. }));
+        assert!(settings.weakenings().is_empty());
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file_and_flags_override_both() {
+        let file = "listen = \"127.0.0.1:7000\"\ndata_dir = \"/from/file\"\n[http]\nbody_limit_bytes = 4096\n";
+        let settings = load(
+            Some(file),
+            &[
+                ("PALISADE_LISTEN", "127.0.0.1:7001"),
+                ("PALISADE_HTTP__REQUEST_TIMEOUT_MS", "1234"),
+                ("PALISADE_DATABASE_URL", "postgres://app@db/palisade"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:7001");
+        assert_eq!(settings.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(settings.http.body_limit_bytes, 4096);
+        assert_eq!(settings.http.request_timeout_ms, 1234);
+        assert!(matches!(settings.backend(), Backend::Postgres { .. }));
+
+        let flags = Overrides {
+            listen: Some("127.0.0.1:7002".parse().unwrap()),
+            data_dir: Some(PathBuf::from("/from/flag")),
+        };
+        let settings =
+            Settings::load_from(None, env(&[("PALISADE_LISTEN", "127.0.0.1:7001")]), &flags)
+                .unwrap();
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:7002");
+        assert_eq!(settings.data_dir, PathBuf::from("/from/flag"));
+    }
+
+    #[test]
+    fn unknown_settings_are_refused_wherever_they_come_from() {
+        let error = load(Some("[http]\nbody_limt = 1\n"), &[]).unwrap_err();
+        assert!(error.to_string().contains("body_limt"), "{error}");
+        let error = load(None, &[("PALISADE_LISTN", "x")]).unwrap_err();
+        assert!(error.to_string().contains("listn"), "{error}");
+        // The test harness's own variables share the prefix and are not settings.
+        assert!(load(None, &[("PALISADE_TEST_BACKEND", "postgres")]).is_ok());
+    }
+
+    #[test]
+    fn invalid_values_are_all_reported_and_weak_hashing_is_refused() {
+        let error = load(
+            None,
+            &[
+                ("PALISADE_PASSWORDS__ARGON2_MEMORY_KIB", "4096"),
+                ("PALISADE_HTTP__BODY_LIMIT_BYTES", "10"),
+                ("PALISADE_TLS__CERT", "/cert.pem"),
+            ],
+        )
+        .unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("argon2_memory_kib"), "{text}");
+        assert!(text.contains("body_limit_bytes"), "{text}");
+        assert!(text.contains("tls.cert and tls.key"), "{text}");
+    }
+
+    #[test]
+    fn secret_settings_never_appear_in_debug_output_or_the_description() {
+        let settings = load(
+            None,
+            &[
+                (
+                    "PALISADE_DATABASE_URL",
+                    "postgres://app:hunter2-pw@db/palisade",
+                ),
+                (
+                    "PALISADE_METRICS__BEARER_TOKEN",
+                    "metrics-secret-0123456789",
+                ),
+            ],
+        )
+        .unwrap();
+        let shown = format!("{settings:?}{}", settings.describe());
+        assert!(!shown.contains("hunter2-pw"), "{shown}");
+        assert!(!shown.contains("metrics-secret"), "{shown}");
+        let error = load(
+            None,
+            &[("PALISADE_DATABASE_URL", "mysql://u:hunter2-pw@db")],
+        )
+        .unwrap_err();
+        assert!(!error.to_string().contains("hunter2-pw"), "{error}");
+    }
+
+    #[test]
+    fn tls_without_a_redirect_listener_is_logged_as_a_weakening() {
+        let settings = load(
+            None,
+            &[
+                ("PALISADE_TLS__CERT", "/c.pem"),
+                ("PALISADE_TLS__KEY", "/k.pem"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(settings.weakenings().len(), 1);
+    }
+}

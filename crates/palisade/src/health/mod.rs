@@ -10,7 +10,9 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(health))
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(live))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -37,6 +39,24 @@ pub struct Check {
     /// What the component is (`sqlite`, `postgres`), or why it is down.
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Liveness {
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
+/// Liveness: the process answers HTTP. Checks no dependency, so an orchestrator does not
+/// restart every instance when the database blips; readiness is `/api/health`.
+#[utoipa::path(
+    get,
+    path = "/api/health/live",
+    tag = "operations",
+    responses((status = 200, description = "The process is serving", body = Liveness))
+)]
+async fn live() -> axum::Json<Liveness> {
+    axum::Json(Liveness { status: "ok" })
 }
 
 /// Health of this instance and its dependencies.

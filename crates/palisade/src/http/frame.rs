@@ -1,4 +1,4 @@
-//! The frame every request passes through: request id, span and access log, deadline,
+//! The frame every request passes through: request id, log context and access log, deadline,
 //! error body rendering, security headers (claim WEB-2) and metrics.
 //!
 //! One middleware rather than a stack of layers: each concern is a function here, and the
@@ -13,11 +13,10 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Response};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
-use tracing::Instrument;
 
 use super::error::{ApiError, ErrorReport};
-use crate::telemetry::logging::{is_sensitive_name, REDACTED};
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::logging::{self, is_sensitive_name, RequestFields, REDACTED};
+use crate::telemetry::metrics::{intern_route, method_label, Metrics};
 
 /// A server-made id for one request: returned in `X-Request-Id`, in error bodies, in logs.
 /// Client-sent ids are ignored so nobody can forge or collide another request's id.
@@ -26,7 +25,13 @@ pub struct RequestId(Arc<str>);
 
 impl Default for RequestId {
     fn default() -> Self {
-        Self(format!("req_{}", uuid::Uuid::new_v4().simple()).into())
+        let mut text = [0u8; 36];
+        text[..4].copy_from_slice(b"req_");
+        uuid::Uuid::new_v4().simple().encode_lower(&mut text[4..]);
+        // Ascii by construction: the prefix and lower-case hex.
+        Self(Arc::from(
+            std::str::from_utf8(&text).unwrap_or("req_unknown"),
+        ))
     }
 }
 
@@ -86,50 +91,41 @@ pub async fn frame(
     let started = Instant::now();
     let request_id = RequestId::default();
     req.extensions_mut().insert(request_id.clone());
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or("(unmatched)", |p| p.as_str())
-        .to_owned();
-    let span = tracing::info_span!(
-        "request",
-        request_id = request_id.as_str(),
-        method = method.as_str(),
-        route = route.as_str(),
-    );
-    if tracing::enabled!(tracing::Level::DEBUG) {
-        let _entered = span.enter();
-        tracing::debug!(path = req.uri().path(), headers = ?RedactedHeaders(req.headers()), "request received");
-    }
+        .map_or("(unmatched)", |p| intern_route(p.as_str()));
+    let fields = RequestFields::new(request_id.as_str(), method, route);
+    logging::in_request(fields, async move {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(path = req.uri().path(), headers = ?RedactedHeaders(req.headers()), "request received");
+        }
+        let response = match tokio::time::timeout(config.request_timeout, next.run(req)).await {
+            Ok(response) => response,
+            Err(_) => ApiError::Timeout.into_response(),
+        };
+        let mut response = render_error_body(response, &request_id);
+        let headers = response.headers_mut();
+        add_security_headers(headers, config.hsts);
+        if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
+            headers.insert(X_REQUEST_ID, value);
+        }
 
-    let response = match tokio::time::timeout(config.request_timeout, next.run(req))
-        .instrument(span.clone())
-        .await
-    {
-        Ok(response) => response,
-        Err(_) => ApiError::Timeout.into_response(),
-    };
-    let mut response = render_error_body(response, &request_id);
-    let headers = response.headers_mut();
-    add_security_headers(headers, config.hsts);
-    if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
-        headers.insert(X_REQUEST_ID, value);
-    }
-
-    let elapsed = started.elapsed();
-    let status = response.status();
-    config
-        .metrics
-        .record_request(method.as_str(), &route, status.as_u16(), elapsed);
-    let _entered = span.enter();
-    let latency_ms = elapsed.as_secs_f64() * 1000.0;
-    if status.is_server_error() {
-        tracing::warn!(status = status.as_u16(), latency_ms, "request answered");
-    } else {
-        tracing::info!(status = status.as_u16(), latency_ms, "request answered");
-    }
-    response
+        let elapsed = started.elapsed();
+        let status = response.status();
+        config
+            .metrics
+            .record_request(method, route, status.as_u16(), elapsed);
+        let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), latency_us, "request answered");
+        } else {
+            tracing::info!(status = status.as_u16(), latency_us, "request answered");
+        }
+        response
+    })
+    .await
 }
 
 /// Gives any 4xx/5xx response the error body shape, with this request's id.

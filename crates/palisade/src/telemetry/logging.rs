@@ -1,14 +1,15 @@
 //! Structured JSON logs, one object a line, with secrets redacted by field name (claim OPS-1).
 //!
 //! The layer is ours rather than a formatter's option because redaction must apply to every
-//! field of every event and span, whoever wrote the call site. Lines are handed to a writer
-//! thread so a request never waits on the terminal or a pipe.
+//! field of every event and span, whoever wrote the call site. Lines are appended to a shared
+//! buffer that a writer thread writes out every few milliseconds, so a request never waits
+//! on the terminal or a pipe, and a burst of lines costs one write.
 
 use std::io::Write;
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Record};
 use tracing::{Event, Id, Subscriber};
@@ -16,6 +17,38 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
+
+tokio::task_local! {
+    static REQUEST_FIELDS: RequestFields;
+}
+
+/// A request's identifying fields, pre-rendered as a JSON fragment. Every event logged while
+/// serving the request carries them. A task-local rather than a `tracing` span: a span costs
+/// a registry slot and enter/exit bookkeeping on every poll, which the access log measured
+/// as the largest part of the frame's overhead.
+pub struct RequestFields(Vec<u8>);
+
+impl RequestFields {
+    pub fn new(request_id: &str, method: &str, route: &str) -> Self {
+        let mut fragment = Vec::with_capacity(96);
+        for (name, value) in [
+            ("request_id", request_id),
+            ("method", method),
+            ("route", route),
+        ] {
+            fragment.push(b',');
+            write_json_str(&mut fragment, name);
+            fragment.push(b':');
+            write_json_str(&mut fragment, value);
+        }
+        Self(fragment)
+    }
+}
+
+/// Runs `work` with `fields` attached to every event it logs.
+pub async fn in_request<F: std::future::Future>(fields: RequestFields, work: F) -> F::Output {
+    REQUEST_FIELDS.scope(fields, work).await
+}
 
 /// What a redacted value is replaced with.
 pub const REDACTED: &str = "[redacted]";
@@ -43,19 +76,58 @@ pub fn is_sensitive_name(name: &str) -> bool {
     SENSITIVE_NAME_PARTS.iter().any(|part| lower.contains(part))
 }
 
-/// Keeps the writer thread alive; dropping it flushes every queued line.
+/// How often the writer thread writes what has accumulated.
+const WRITE_INTERVAL: Duration = Duration::from_millis(20);
+/// Past this many buffered bytes the writer is woken at once.
+const WAKE_AT: usize = 256 * 1024;
+/// Past this many, logging threads wait for the writer: memory stays bounded under a storm.
+const BLOCK_AT: usize = 16 * 1024 * 1024;
+
+/// Lines waiting to be written, shared by every logging thread and the writer thread.
+/// Appending is a short critical section; the write syscall happens off the request path,
+/// once per interval rather than once per line.
+struct Pending {
+    buffer: Mutex<PendingBuffer>,
+    writer_wake: Condvar,
+    space_freed: Condvar,
+}
+
+#[derive(Default)]
+struct PendingBuffer {
+    bytes: Vec<u8>,
+    stopping: bool,
+}
+
+impl Pending {
+    fn push(&self, line: &[u8]) {
+        let mut pending = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        while pending.bytes.len() > BLOCK_AT && !pending.stopping {
+            pending = self
+                .space_freed
+                .wait(pending)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        pending.bytes.extend_from_slice(line);
+        if pending.bytes.len() > WAKE_AT {
+            self.writer_wake.notify_one();
+        }
+    }
+}
+
+/// Keeps the writer thread alive; dropping it writes every pending line.
 pub struct LogGuard {
-    sender: Option<SyncSender<Vec<u8>>>,
+    pending: Arc<Pending>,
     writer: Option<JoinHandle<()>>,
 }
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
-        // The global subscriber keeps its own sender, so the channel never closes by itself:
-        // an empty line (events always end in '\n') tells the writer to drain and stop.
-        if let Some(sender) = self.sender.take() {
-            let _ = sender.send(Vec::new());
-        }
+        self.pending
+            .buffer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stopping = true;
+        self.pending.writer_wake.notify_one();
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
@@ -73,60 +145,72 @@ pub fn init(filter: Targets, out: impl Write + Send + 'static) -> LogGuard {
 
 /// The layer and the guard of its writer thread, for callers composing their own subscriber.
 pub fn json_layer(out: impl Write + Send + 'static) -> (JsonLayer, LogGuard) {
-    // Bounded: under a log storm requests slow down rather than memory growing without end.
-    let (sender, receiver) = mpsc::sync_channel::<Vec<u8>>(16_384);
-    let writer = std::thread::Builder::new()
-        .name("palisade-log".into())
-        .spawn(move || write_lines(receiver, out))
-        .expect("spawning the log writer thread");
+    let pending = Arc::new(Pending {
+        buffer: Mutex::new(PendingBuffer::default()),
+        writer_wake: Condvar::new(),
+        space_freed: Condvar::new(),
+    });
+    let writer = {
+        let pending = pending.clone();
+        std::thread::Builder::new()
+            .name("palisade-log".into())
+            .spawn(move || write_pending(&pending, out))
+            .expect("spawning the log writer thread")
+    };
     (
         JsonLayer {
-            sender: sender.clone(),
+            pending: pending.clone(),
         },
         LogGuard {
-            sender: Some(sender),
+            pending,
             writer: Some(writer),
         },
     )
 }
 
-fn write_lines(receiver: Receiver<Vec<u8>>, out: impl Write) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+fn write_pending(pending: &Pending, mut out: impl Write) {
+    let mut batch = Vec::new();
     loop {
-        let line = match receiver.try_recv() {
-            Ok(line) => line,
-            Err(TryRecvError::Empty) => {
-                // Flush only when the queue is empty: bursts share one write.
-                let _ = out.flush();
-                match receiver.recv() {
-                    Ok(line) => line,
-                    Err(_) => break,
-                }
+        let stopping = {
+            let mut buffer = pending.buffer.lock().unwrap_or_else(|e| e.into_inner());
+            if buffer.bytes.len() <= WAKE_AT && !buffer.stopping {
+                buffer = pending
+                    .writer_wake
+                    .wait_timeout(buffer, WRITE_INTERVAL)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
             }
-            Err(TryRecvError::Disconnected) => break,
+            // Swap rather than copy: both buffers keep their capacity across rounds.
+            std::mem::swap(&mut batch, &mut buffer.bytes);
+            buffer.stopping
         };
-        if line.is_empty() {
+        pending.space_freed.notify_all();
+        if !batch.is_empty() {
+            let _ = out.write_all(&batch);
+            let _ = out.flush();
+            batch.clear();
+        }
+        if stopping {
             break;
         }
-        let _ = out.write_all(&line);
     }
-    let _ = out.flush();
 }
 
 pub struct JsonLayer {
-    sender: SyncSender<Vec<u8>>,
+    pending: Arc<Pending>,
 }
 
-/// Fields recorded on a span, kept in its extensions for the events inside it.
-struct SpanFields(Map<String, Value>);
+/// A span's fields, pre-rendered as a JSON fragment (`,"k":v,…`) so each event inside the
+/// span copies bytes instead of re-encoding values.
+struct SpanFields(Vec<u8>);
 
 impl<S> Layer<S> for JsonLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let mut fields = Map::new();
-        attrs.record(&mut RedactingVisitor(&mut fields));
+        let mut fields = Vec::with_capacity(128);
+        attrs.record(&mut JsonFieldWriter(&mut fields));
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(SpanFields(fields));
         }
@@ -136,80 +220,156 @@ where
         if let Some(span) = ctx.span(id) {
             let mut extensions = span.extensions_mut();
             if let Some(SpanFields(fields)) = extensions.get_mut::<SpanFields>() {
-                values.record(&mut RedactingVisitor(fields));
+                values.record(&mut JsonFieldWriter(fields));
             }
         }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let mut line = Map::new();
-        let now = time::OffsetDateTime::now_utc();
-        line.insert(
-            "ts".into(),
-            now.format(&time::format_description::well_known::Rfc3339)
-                .map(Value::String)
-                .unwrap_or(Value::Null),
-        );
+        thread_local! {
+            static LINE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(512));
+        }
+        LINE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut line) => {
+                line.clear();
+                self.render(&mut line, event, &ctx);
+                self.pending.push(&line);
+            }
+            // An event raised while rendering another (a Debug impl that logs) gets its own.
+            Err(_) => {
+                let mut line = Vec::new();
+                self.render(&mut line, event, &ctx);
+                self.pending.push(&line);
+            }
+        });
+    }
+}
+
+impl JsonLayer {
+    fn render<S>(&self, line: &mut Vec<u8>, event: &Event<'_>, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        line.extend_from_slice(b"{\"ts\":\"");
+        let _ = time::OffsetDateTime::now_utc()
+            .format_into(line, &time::format_description::well_known::Rfc3339);
         let meta = event.metadata();
-        line.insert("level".into(), meta.level().as_str().into());
-        line.insert("target".into(), meta.target().into());
+        line.extend_from_slice(b"\",\"level\":\"");
+        line.extend_from_slice(meta.level().as_str().as_bytes());
+        line.extend_from_slice(b"\",\"target\":");
+        write_json_str(line, meta.target());
+        let _ = REQUEST_FIELDS.try_with(|fields| line.extend_from_slice(&fields.0));
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope.from_root() {
                 if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>() {
-                    for (k, v) in fields {
-                        line.insert(k.clone(), v.clone());
-                    }
+                    line.extend_from_slice(fields);
                 }
             }
         }
-        event.record(&mut RedactingVisitor(&mut line));
-        let mut bytes = serde_json::to_vec(&Value::Object(line)).unwrap_or_default();
-        bytes.push(b'\n');
-        let _ = self.sender.send(bytes);
+        event.record(&mut JsonFieldWriter(line));
+        line.extend_from_slice(b"}\n");
     }
 }
 
-/// Records fields as JSON values, replacing sensitive ones with [`REDACTED`].
-struct RedactingVisitor<'a>(&'a mut Map<String, Value>);
+fn write_json_str(out: &mut Vec<u8>, value: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
+}
 
-impl RedactingVisitor<'_> {
-    fn put(&mut self, field: &Field, value: Value) {
-        let value = if is_sensitive_name(field.name()) {
-            Value::String(REDACTED.into())
+/// Writes formatted text into a JSON string body, escaping as it goes.
+struct JsonEscaped<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for JsonEscaped<'_> {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        let mut plain_from = 0;
+        for (i, byte) in text.bytes().enumerate() {
+            let escape: &[u8] = match byte {
+                b'"' => b"\\\"",
+                b'\\' => b"\\\\",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\t' => b"\\t",
+                0..=0x1f => b"",
+                _ => continue,
+            };
+            self.0.extend_from_slice(&text.as_bytes()[plain_from..i]);
+            if escape.is_empty() {
+                let _ = write!(self.0, "\\u{byte:04x}");
+            } else {
+                self.0.extend_from_slice(escape);
+            }
+            plain_from = i + 1;
+        }
+        self.0.extend_from_slice(&text.as_bytes()[plain_from..]);
+        Ok(())
+    }
+}
+
+/// Appends `,"name":value` for each field, replacing sensitive values with [`REDACTED`].
+struct JsonFieldWriter<'a>(&'a mut Vec<u8>);
+
+impl JsonFieldWriter<'_> {
+    /// Writes the key; returns false when the value must be redacted (already written).
+    fn key(&mut self, field: &Field) -> bool {
+        self.0.push(b',');
+        write_json_str(self.0, field.name());
+        self.0.push(b':');
+        if is_sensitive_name(field.name()) {
+            write_json_str(self.0, REDACTED);
+            false
         } else {
-            value
-        };
-        self.0.insert(field.name().to_owned(), value);
+            true
+        }
+    }
+
+    fn number(&mut self, field: &Field, value: impl std::fmt::Display) {
+        if self.key(field) {
+            let _ = write!(self.0, "{value}");
+        }
     }
 }
 
-impl Visit for RedactingVisitor<'_> {
+impl Visit for JsonFieldWriter<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field, value.into());
+        if self.key(field) {
+            write_json_str(self.0, value);
+        }
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.put(field, value.into());
+        self.number(field, value);
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.put(field, value.into());
+        self.number(field, value);
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.put(field, value.into());
+        if value.is_finite() {
+            self.number(field, value);
+        } else if self.key(field) {
+            self.0.extend_from_slice(b"null");
+        }
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.put(field, value.into());
+        self.number(field, value);
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.put(field, value.to_string().into());
+        if self.key(field) {
+            write_json_str(self.0, &value.to_string());
+        }
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.put(field, format!("{value:?}").into());
+        if self.key(field) {
+            // Escape while formatting: no intermediate String per field.
+            self.0.push(b'"');
+            let _ = std::fmt::Write::write_fmt(&mut JsonEscaped(self.0), format_args!("{value:?}"));
+            self.0.push(b'"');
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
     use std::sync::{Arc, Mutex};
 
     #[derive(Clone, Default)]
@@ -264,6 +424,20 @@ mod tests {
         assert_eq!(line["user_agent"], "curl/8");
         assert_eq!(line["message"], "signed in");
         assert_eq!(line["level"], "INFO");
+    }
+
+    #[test]
+    fn every_line_is_valid_json_whatever_the_values_contain() {
+        let nasty = "quote\" backslash\\ newline\n tab\t bell\u{7} nul\u{0} é 😀";
+        let out = capture(|| {
+            tracing::info!(text = nasty, debug = ?nasty, number = 1.5, nan = f64::NAN, "msg {}", nasty);
+        });
+        let line: Value = serde_json::from_str(out.trim_end()).unwrap();
+        assert_eq!(line["text"], nasty);
+        assert_eq!(line["debug"], format!("{nasty:?}"));
+        assert_eq!(line["message"], format!("msg {nasty}"));
+        assert_eq!(line["number"], 1.5);
+        assert!(line["nan"].is_null());
     }
 
     #[test]

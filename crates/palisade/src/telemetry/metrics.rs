@@ -3,11 +3,11 @@
 //! Labels use the matched route template, never the raw path, so cardinality stays bounded.
 
 use std::borrow::Cow;
-use std::sync::Mutex;
+use std::collections::BTreeSet;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -20,17 +20,47 @@ struct RequestLabels {
     status: u16,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabels {
-    method: Cow<'static, str>,
-    route: Cow<'static, str>,
+/// A method's name as a static label; non-standard methods share one label so a client
+/// cannot mint label values.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// The route template as a `'static` string. Templates come from the router's fixed set,
+/// so the interned set is bounded by the number of routes; each is leaked once.
+pub fn intern_route(template: &str) -> &'static str {
+    static ROUTES: RwLock<BTreeSet<&'static str>> = RwLock::new(BTreeSet::new());
+    if let Some(found) = ROUTES
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(template)
+    {
+        return found;
+    }
+    let mut routes = ROUTES.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = routes.get(template) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(template.to_owned().into_boxed_str());
+    routes.insert(leaked);
+    leaked
 }
 
 /// The process's metrics; one instance lives in the application state.
 pub struct Metrics {
     registry: Mutex<Registry>,
-    requests: Family<RequestLabels, Counter>,
-    durations: Family<RouteLabels, Histogram>,
+    /// One family for counts and latencies: its `_count` series is the request counter.
+    requests: Family<RequestLabels, Histogram>,
     db_pool_size: Gauge,
     db_pool_idle: Gauge,
 }
@@ -44,25 +74,16 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("palisade");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests answered, by method, route template and status",
-            requests.clone(),
-        );
-        let durations = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(
-                [
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                    10.0,
-                ]
-                .into_iter(),
-            )
+        let requests = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ])
         });
         registry.register(
             "http_request_duration_seconds",
-            "Time from request head to response head, by method and route template",
-            durations.clone(),
+            "HTTP requests answered and their time from head to response, by method, route template and status",
+            requests.clone(),
         );
         let db_pool_size = Gauge::default();
         registry.register(
@@ -86,28 +107,27 @@ impl Metrics {
         Self {
             registry: Mutex::new(registry),
             requests,
-            durations,
             db_pool_size,
             db_pool_idle,
         }
     }
 
-    pub fn record_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let method: Cow<'static, str> = Cow::Owned(method.to_owned());
-        let route: Cow<'static, str> = Cow::Owned(route.to_owned());
-        self.durations
-            .get_or_create(&RouteLabels {
-                method: method.clone(),
-                route: route.clone(),
-            })
-            .observe(elapsed.as_secs_f64());
+    /// Records one answered request. `route` is a template from [`intern_route`], so label
+    /// sets are built without allocating.
+    pub fn record_request(
+        &self,
+        method: &'static str,
+        route: &'static str,
+        status: u16,
+        elapsed: Duration,
+    ) {
         self.requests
             .get_or_create(&RequestLabels {
-                method,
-                route,
+                method: Cow::Borrowed(method),
+                route: Cow::Borrowed(route),
                 status,
             })
-            .inc();
+            .observe(elapsed.as_secs_f64());
     }
 
     pub fn set_pool(&self, size: u32, idle: usize) {

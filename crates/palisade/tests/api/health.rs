@@ -71,7 +71,7 @@ async fn metrics_are_prometheus_text_labelled_by_route_template() {
     let text = response.text().await.unwrap();
     assert!(
         text.contains(
-            r#"palisade_http_requests_total{method="GET",route="/api/health",status="200"} 1"#
+            r#"palisade_http_request_duration_seconds_count{method="GET",route="/api/health",status="200"} 1"#
         ),
         "{text}"
     );

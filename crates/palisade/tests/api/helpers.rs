@@ -255,6 +255,15 @@ impl TestDatabase {
     }
 }
 
+/// Settings for a server the test builds itself (one expected to refuse to start).
+pub fn settings_in(dir: &std::path::Path) -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.join("data"),
+        ..Settings::default()
+    }
+}
+
 impl TestApp {
     /// Where the SQLite file lives (the harness learns it after start-up).
     pub fn sqlite_path(&self) -> PathBuf {

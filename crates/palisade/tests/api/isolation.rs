@@ -150,9 +150,7 @@ async fn the_server_refuses_to_start_as_a_role_that_bypasses_rls() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = palisade::config::Settings::default();
-    settings.listen = "127.0.0.1:0".parse().unwrap();
-    settings.data_dir = dir.path().join("data");
+    let mut settings = crate::helpers::settings_in(dir.path());
     settings.database.url = Some(pg.into());
     let error = palisade::app::App::build(settings)
         .await

@@ -63,9 +63,7 @@ async fn https_serves_with_hsts_and_plain_http_redirects_to_it() {
 #[tokio::test]
 async fn a_key_that_is_not_a_key_stops_start_up_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = palisade::config::Settings::default();
-    settings.listen = "127.0.0.1:0".parse().unwrap();
-    settings.data_dir = dir.path().join("data");
+    let mut settings = crate::helpers::settings_in(dir.path());
     settings.tls.cert = Some(fixture("tls-cert.pem"));
     settings.tls.key = Some(fixture("tls-cert.pem"));
     let error = palisade::app::App::build(settings)
