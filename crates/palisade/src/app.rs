@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use axum::Router;
 use bytes::Bytes;
@@ -13,6 +12,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Backend, Settings};
+use crate::health::ProbeCache;
 use crate::http::server::{self, Limits};
 use crate::identity::password::PasswordHasher;
 use crate::identity::store::{self as identity_store, IdentityStore};
@@ -30,7 +30,7 @@ pub struct AppInner {
     pub passwords: PasswordHasher,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
-    pub health_timeout: Duration,
+    pub health: ProbeCache,
     /// Rendered once at start-up; served by `/api/openapi.json`.
     pub openapi_json: OnceLock<Bytes>,
 }
@@ -95,7 +95,7 @@ impl App {
             passwords,
             clock,
             metrics: Arc::new(Metrics::new()),
-            health_timeout: Duration::from_millis(settings.database.health_timeout_ms),
+            health: ProbeCache::new(&settings.database),
             openapi_json: OnceLock::new(),
             settings,
         }));

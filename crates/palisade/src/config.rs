@@ -49,6 +49,9 @@ pub struct DatabaseSettings {
     pub acquire_timeout_ms: u64,
     /// How long the health check waits for the database before calling it down.
     pub health_timeout_ms: u64,
+    /// A database probe's result is reused for this long, so a flood of health checks
+    /// cannot compete with real writes for the database. 0 probes on every call.
+    pub health_cache_ms: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,6 +130,7 @@ impl Default for DatabaseSettings {
             max_connections: 16,
             acquire_timeout_ms: 3_000,
             health_timeout_ms: 2_000,
+            health_cache_ms: 1_000,
         }
     }
 }
@@ -337,6 +341,7 @@ impl Settings {
                 "max_connections": self.database.max_connections,
                 "acquire_timeout_ms": self.database.acquire_timeout_ms,
                 "health_timeout_ms": self.database.health_timeout_ms,
+                "health_cache_ms": self.database.health_cache_ms,
             },
             "http": {
                 "body_limit_bytes": self.http.body_limit_bytes,

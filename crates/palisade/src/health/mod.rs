@@ -7,7 +7,44 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use std::time::{Duration, Instant};
+
 use crate::app::AppState;
+use crate::config::DatabaseSettings;
+use crate::store::{Database, Probe};
+use crate::telemetry::metrics::Metrics;
+
+/// Shares one database probe among the health checks of a short window.
+pub struct ProbeCache {
+    deadline: Duration,
+    ttl: Duration,
+    // An async mutex held across the probe: concurrent callers wait for the one in flight
+    // instead of each taking the database's write lock.
+    last: tokio::sync::Mutex<Option<(Instant, Probe)>>,
+}
+
+impl ProbeCache {
+    pub fn new(settings: &DatabaseSettings) -> Self {
+        Self {
+            deadline: Duration::from_millis(settings.health_timeout_ms),
+            ttl: Duration::from_millis(settings.health_cache_ms),
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub async fn probe(&self, db: &Database, metrics: &Metrics) -> Probe {
+        let mut last = self.last.lock().await;
+        if let Some((at, probe)) = last.as_ref() {
+            if at.elapsed() < self.ttl {
+                return probe.clone();
+            }
+        }
+        metrics.count_health_probe();
+        let probe = db.probe(self.deadline).await;
+        *last = Some((Instant::now(), probe.clone()));
+        probe
+    }
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -70,7 +107,7 @@ async fn live() -> axum::Json<Liveness> {
     )
 )]
 async fn health(State(state): State<AppState>) -> (StatusCode, axum::Json<HealthReport>) {
-    let probe = state.db.probe(state.health_timeout).await;
+    let probe = state.health.probe(&state.db, &state.metrics).await;
     let database = Check {
         status: if probe.up { "up" } else { "down" },
         latency_ms: round_ms(probe.latency),

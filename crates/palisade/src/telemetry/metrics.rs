@@ -63,6 +63,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Histogram>,
     db_pool_size: Gauge,
     db_pool_idle: Gauge,
+    health_probes: prometheus_client::metrics::counter::Counter,
 }
 
 impl Default for Metrics {
@@ -97,6 +98,12 @@ impl Metrics {
             "Idle connections in the database pool",
             db_pool_idle.clone(),
         );
+        let health_probes = prometheus_client::metrics::counter::Counter::default();
+        registry.register(
+            "db_health_probes",
+            "Database probes run by health checks (results are shared for database.health_cache_ms)",
+            health_probes.clone(),
+        );
         let build = Gauge::<i64>::default();
         build.set(1);
         registry.register(
@@ -109,6 +116,7 @@ impl Metrics {
             requests,
             db_pool_size,
             db_pool_idle,
+            health_probes,
         }
     }
 
@@ -128,6 +136,10 @@ impl Metrics {
                 status,
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn count_health_probe(&self) {
+        self.health_probes.inc();
     }
 
     pub fn set_pool(&self, size: u32, idle: usize) {

@@ -116,3 +116,19 @@ async fn metrics_demand_the_bearer_token_when_one_is_configured() {
     assert_eq!(right.status(), 200);
     app.stop().await;
 }
+
+// claim: OPS-2
+#[tokio::test]
+async fn a_flood_of_health_checks_shares_one_database_probe() {
+    let app = crate::helpers::spawn_app_with(|s| s.database.health_cache_ms = 60_000).await;
+    let checks = (0..50).map(|_| app.client.get(app.url("/api/health")).send());
+    for response in futures_util::future::join_all(checks).await {
+        assert_eq!(response.unwrap().status(), 200);
+    }
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("palisade_db_health_probes_total 1\n"),
+        "{metrics}"
+    );
+    app.stop().await;
+}

@@ -69,6 +69,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     )
     .expect("default settings are valid");
     settings.database.health_timeout_ms = 500;
+    // Each health call probes afresh, so fault tests see the database's state at once.
+    settings.database.health_cache_ms = 0;
     settings.database.acquire_timeout_ms = 1_000;
     db.configure(&mut settings);
     configure(&mut settings);
