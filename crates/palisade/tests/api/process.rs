@@ -262,3 +262,35 @@ fn config_check_validates_and_never_prints_secrets() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("listen_port"), "{stderr}");
 }
+
+#[tokio::test]
+async fn migrate_applies_the_schema_once_and_then_reports_it_current() {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        let output = Command::new(BIN)
+            .args(["migrate", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .envs(db.env())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert!(run().contains("applied 0001_foundation"));
+    assert!(run().contains("schema is current"));
+}
+
+#[tokio::test]
+async fn a_serving_instance_without_the_owner_url_refuses_a_schema_that_is_not_current() {
+    let db = TestDatabase::create().await;
+    let Some(pg) = db.as_postgres() else {
+        eprintln!("sqlite backend: the embedded database always migrates itself");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = crate::helpers::settings_in(dir.path());
+    settings.database.url = Some(pg.direct_url(crate::helpers::TEST_APP).into());
+    let error = palisade::app::App::build(settings).await.err().expect("refused");
+    assert!(error.to_string().contains("palisade migrate"), "{error}");
+}
