@@ -35,7 +35,38 @@ impl Email {
     }
 }
 
-/// A new password that meets the policy (claim ID-2: length bounds, no composition rules).
+/// The shipped list of common passwords, compiled in (claim ID-2).
+static COMMON_PASSWORDS: std::sync::LazyLock<std::collections::HashSet<&'static str>> =
+    std::sync::LazyLock::new(|| {
+        include_str!("../../data/common-passwords.txt")
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .collect()
+    });
+
+/// How many passwords the shipped list holds; the posture report and tests read it.
+pub fn common_password_count() -> usize {
+    COMMON_PASSWORDS.len()
+}
+
+/// True for a password on the list, ignoring case, or a list entry (or one or two
+/// characters) repeated to reach the minimum length, like `passwordpassword`.
+fn is_common(password: &str) -> bool {
+    let lower = password.to_lowercase();
+    if COMMON_PASSWORDS.contains(lower.as_str()) {
+        return true;
+    }
+    let chars: Vec<char> = lower.chars().collect();
+    (1..=chars.len() / 2).any(|unit| {
+        chars.len() % unit == 0
+            && chars.chunks(unit).all(|chunk| chunk == &chars[..unit])
+            && (unit <= 2
+                || COMMON_PASSWORDS.contains(chars[..unit].iter().collect::<String>().as_str()))
+    })
+}
+
+/// A new password that meets the policy (claim ID-2: length bounds, not a common password,
+/// no composition rules).
 pub struct NewPassword(SecretString);
 
 impl NewPassword {
@@ -50,6 +81,11 @@ impl NewPassword {
         }
         if length > Self::MAX_CHARS {
             return Err(InvalidInput("password: must be at most 128 characters"));
+        }
+        if is_common(raw.expose_secret()) {
+            return Err(InvalidInput(
+                "password: too common; choose a longer or less predictable passphrase",
+            ));
         }
         Ok(Self(raw))
     }
@@ -114,8 +150,30 @@ mod tests {
         assert!(parse("elevenchars").is_err());
         assert!(parse("twelve chars").is_ok());
         assert!(parse("alllowercaseletters").is_ok());
-        assert!(parse(&"é".repeat(128)).is_ok());
+        let accented: String = (0..128u32)
+            .map(|i| char::from_u32(0xe0 + i % 21).unwrap())
+            .collect();
+        assert!(parse(&accented).is_ok(), "128 characters, multi-byte");
         assert!(parse(&"x".repeat(129)).is_err());
+    }
+
+    // claim: ID-2
+    #[test]
+    fn common_passwords_and_repetitions_of_them_are_refused() {
+        assert!(common_password_count() >= 10_000);
+        let parse = |s: &str| NewPassword::parse(SecretString::from(s.to_owned()));
+        for common in [
+            "qwerty123456",
+            "1qaz2wsx3edc",
+            "QWERTY123456",
+            "passwordpassword",
+            "aaaaaaaaaaaaaaa",
+            "abababababab",
+            "dragondragondragon",
+        ] {
+            assert!(parse(common).is_err(), "{common}");
+        }
+        assert!(parse("correct horse battery staple").is_ok());
     }
 
     #[test]

@@ -274,7 +274,11 @@ async fn migrate_applies_the_schema_once_and_then_reports_it_current() {
             .envs(db.env())
             .output()
             .unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8(output.stdout).unwrap()
     };
     assert!(run().contains("applied 0001_foundation"));
@@ -291,6 +295,9 @@ async fn a_serving_instance_without_the_owner_url_refuses_a_schema_that_is_not_c
     let dir = tempfile::tempdir().unwrap();
     let mut settings = crate::helpers::settings_in(dir.path());
     settings.database.url = Some(pg.direct_url(crate::helpers::TEST_APP).into());
-    let error = palisade::app::App::build(settings).await.err().expect("refused");
+    let error = palisade::app::App::build(settings)
+        .await
+        .err()
+        .expect("refused");
     assert!(error.to_string().contains("palisade migrate"), "{error}");
 }

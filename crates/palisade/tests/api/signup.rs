@@ -101,3 +101,23 @@ async fn concurrent_sign_ups_of_one_email_create_exactly_one_user() {
     assert_eq!(app.count_rows("tenants").await, 1);
     app.stop().await;
 }
+
+// claim: ID-2
+#[tokio::test]
+async fn a_common_password_is_refused_at_sign_up_without_echoing_it() {
+    let app = spawn_app().await;
+    let response = app
+        .post_json(
+            "/api/v1/auth/signup",
+            &json!({"email": "ada@example.com", "password": "Qwerty123456", "tenant_name": "Acme"}),
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_field");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("password:"), "{message}");
+    assert!(!message.to_lowercase().contains("qwerty"), "{message}");
+    assert_eq!(app.count_rows("users").await, 0);
+    app.stop().await;
+}
