@@ -391,6 +391,7 @@ impl TlsSettings {
 /// Layers `PALISADE_*` variables over `figment`, from an explicit list so tests need not
 /// touch the process environment. Values are typed the way figment types any env value.
 fn merge_env(mut figment: Figment, env: impl IntoIterator<Item = (String, String)>) -> Figment {
+    let typed = typed_setting_paths();
     for (key, raw) in env {
         let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
             continue;
@@ -404,16 +405,43 @@ fn merge_env(mut figment: Figment, env: impl IntoIterator<Item = (String, String
             "database_migrate_url" => "database.migrate_url".to_owned(),
             other => other.replace("__", "."),
         };
-        let value: figment::value::Value = raw.parse().unwrap_or_else(|never| match never {});
-        let value = match value {
-            // A setting that is a path or an address must stay text even if it looks numeric.
-            figment::value::Value::Num(..) if path.ends_with("dir") => raw.into(),
-            other => other,
+        // Only numeric and boolean settings are typed from the text; every other setting
+        // (addresses, paths, URLs, tokens) stays text even when it looks like a number.
+        let value: figment::value::Value = if typed.contains(&path) {
+            raw.parse().unwrap_or_else(|never| match never {})
+        } else {
+            raw.into()
         };
         figment =
             figment.merge(Serialized::default(&path, value).profile(figment::Profile::Default));
     }
     figment
+}
+
+/// Dotted paths of the settings whose values are numbers or booleans, read off the
+/// defaults' description so the list cannot drift from the struct.
+fn typed_setting_paths() -> std::collections::HashSet<String> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut std::collections::HashSet<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, child) in map {
+                    let path = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    walk(&path, child, out);
+                }
+            }
+            serde_json::Value::Number(_) | serde_json::Value::Bool(_) => {
+                out.insert(prefix.to_owned());
+            }
+            _ => {}
+        }
+    }
+    let mut out = std::collections::HashSet::new();
+    walk("", &Settings::default().describe(), &mut out);
+    out
 }
 
 fn describe_figment_error(error: figment::Error) -> String {
@@ -437,11 +465,15 @@ fn describe_figment_error(error: figment::Error) -> String {
                     format!("unknown setting `{field}`")
                 }
                 figment::error::Kind::MissingField(field) => format!("missing setting `{field}`"),
-                figment::error::Kind::InvalidType(actual, expected) => {
-                    format!("expected {expected}, found {actual}")
+                // figment's "actual" quotes the value, which may be a secret: name the type only.
+                figment::error::Kind::InvalidType(_, expected) => {
+                    format!("expected {expected} (the value is not shown)")
                 }
                 figment::error::Kind::InvalidValue(_, expected) => {
                     format!("invalid value, expected {expected}")
+                }
+                figment::error::Kind::UnknownVariant(_, expected) => {
+                    format!("unknown variant, expected one of {expected:?}")
                 }
                 other => other.to_string(),
             };
@@ -565,6 +597,46 @@ mod tests {
         )
         .unwrap_err();
         assert!(!error.to_string().contains("hunter2-pw"), "{error}");
+    }
+
+    #[test]
+    fn text_settings_that_look_like_numbers_or_booleans_stay_text() {
+        let settings = load(
+            None,
+            &[
+                ("PALISADE_DATA_DIR", "2024"),
+                ("PALISADE_METRICS__BEARER_TOKEN", "12345678901234567890"),
+                ("PALISADE_LOG__FILTER", "true"),
+                ("PALISADE_HTTP__BODY_LIMIT_BYTES", "2048"),
+            ],
+        );
+        let settings = settings.map_err(|e| e.to_string());
+        let settings = match settings {
+            Ok(s) => s,
+            Err(e) => {
+                // "true" is not a valid filter; everything else must have loaded.
+                assert!(e.contains("log.filter"), "{e}");
+                load(
+                    None,
+                    &[
+                        ("PALISADE_DATA_DIR", "2024"),
+                        ("PALISADE_METRICS__BEARER_TOKEN", "12345678901234567890"),
+                        ("PALISADE_HTTP__BODY_LIMIT_BYTES", "2048"),
+                    ],
+                )
+                .unwrap()
+            }
+        };
+        assert_eq!(settings.data_dir, PathBuf::from("2024"));
+        assert_eq!(
+            settings
+                .metrics
+                .bearer_token
+                .as_ref()
+                .map(|t| t.expose_secret().to_owned()),
+            Some("12345678901234567890".to_owned())
+        );
+        assert_eq!(settings.http.body_limit_bytes, 2048);
     }
 
     #[test]
