@@ -149,7 +149,7 @@ impl App {
             let shutdown = shutdown.clone();
             tokio::spawn(server::serve(
                 listener,
-                server::redirect_app(api_port),
+                crate::http::redirect_app(&self.state, api_port),
                 None,
                 self.limits,
                 shutdown,

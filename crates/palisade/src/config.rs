@@ -78,6 +78,8 @@ pub struct TlsSettings {
     pub key: Option<PathBuf>,
     /// Plain-HTTP listener that redirects every request to HTTPS.
     pub redirect_listen: Option<SocketAddr>,
+    /// Host name the redirect targets. Unset: the request's Host header (validated).
+    pub public_host: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,7 +192,18 @@ pub enum Backend<'a> {
 impl Settings {
     /// Loads defaults ← `file` ← `PALISADE_*` ← `overrides`, then checks the result.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
-        Self::load_from(file, std::env::vars(), overrides)
+        // vars() would panic on any non-UTF-8 variable, even one that is not ours.
+        let mut env = Vec::new();
+        for (key, value) in std::env::vars_os() {
+            let Some(key) = key.to_str().filter(|k| k.starts_with(ENV_PREFIX)) else {
+                continue;
+            };
+            let value = value
+                .into_string()
+                .map_err(|_| ConfigError::Load(format!("{key} is not valid UTF-8")))?;
+            env.push((key.to_owned(), value));
+        }
+        Self::load_from(file, env, overrides)
     }
 
     /// As [`Settings::load`], with the environment given explicitly (tests use this).
@@ -279,6 +292,13 @@ impl Settings {
             self.tls.redirect_listen.is_none() || self.tls.enabled(),
             "tls.redirect_listen needs tls.cert and tls.key",
         );
+        if let Some(host) = &self.tls.public_host {
+            check(
+                host.parse::<axum::http::uri::Authority>()
+                    .is_ok_and(|a| a.port().is_none() && a.as_str() == host),
+                "tls.public_host must be a bare host name (no scheme, port or path)",
+            );
+        }
         check(
             self.log
                 .filter
@@ -355,6 +375,7 @@ impl Settings {
                 "cert": self.tls.cert.as_ref().map(|p| p.display().to_string()),
                 "key": self.tls.key.as_ref().map(|p| p.display().to_string()),
                 "redirect_listen": self.tls.redirect_listen.map(|a| a.to_string()),
+                "public_host": self.tls.public_host,
             },
             "log": { "filter": self.log.filter },
             "metrics": { "bearer_token": secret(&self.metrics.bearer_token) },
@@ -374,6 +395,23 @@ impl Settings {
             out.push(
                 "WEB-1: TLS is on but no plain-HTTP redirect listener is set (tls.redirect_listen)",
             );
+        }
+        if let Some(url) = &self.database.url {
+            if let Ok(options) = url
+                .expose_secret()
+                .parse::<sqlx::postgres::PgConnectOptions>()
+            {
+                use sqlx::postgres::PgSslMode;
+                let local = matches!(options.get_host(), "localhost" | "127.0.0.1" | "::1")
+                    || options.get_host().starts_with('/');
+                let verified = matches!(
+                    options.get_ssl_mode(),
+                    PgSslMode::VerifyCa | PgSslMode::VerifyFull
+                );
+                if !local && !verified {
+                    out.push("database.url: PostgreSQL over the network without sslmode=verify-full; traffic may be plaintext or unauthenticated");
+                }
+            }
         }
         if !self.tls.enabled() && !self.listen.ip().is_loopback() {
             out.push("WEB-1: serving plain HTTP on a non-loopback address; terminate TLS in front or set tls.cert/tls.key");
@@ -474,6 +512,16 @@ fn describe_figment_error(error: figment::Error) -> String {
                 }
                 figment::error::Kind::UnknownVariant(_, expected) => {
                     format!("unknown variant, expected one of {expected:?}")
+                }
+                // A TOML syntax error quotes the offending source line, which may hold a
+                // secret: keep its first line (the position) and last (the reason) only.
+                figment::error::Kind::Message(message) => {
+                    let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
+                    let first = lines.next().unwrap_or("");
+                    match lines.next_back() {
+                        Some(last) if !last.contains('|') => format!("{first}: {last}"),
+                        _ => first.to_owned(),
+                    }
                 }
                 other => other.to_string(),
             };

@@ -29,18 +29,28 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// The application: every route behind the request frame, with its OpenAPI document.
 pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let (router, api) = routes().split_for_parts();
-    let frame_config = Arc::new(FrameConfig {
-        request_timeout: state.settings.request_timeout(),
-        hsts: state.settings.tls.enabled(),
-        metrics: state.metrics.clone(),
-    });
     let router = router
         .fallback(frame::not_found)
-        .layer(DefaultBodyLimit::max(state.settings.http.body_limit_bytes))
-        .layer(axum::middleware::from_fn_with_state(
-            frame_config,
-            frame::frame,
-        ))
-        .with_state(state);
+        .layer(DefaultBodyLimit::max(state.settings.http.body_limit_bytes));
+    let router = with_frame(router, &state, state.settings.tls.enabled()).with_state(state);
     (router, api)
+}
+
+/// The plain-HTTP redirect listener's app, behind the same frame (headers, ids, logs).
+pub fn redirect_app(state: &AppState, https_port: u16) -> Router {
+    let router = server::redirect_router(https_port, state.settings.tls.public_host.clone());
+    with_frame(router, state, false)
+}
+
+fn with_frame<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    state: &AppState,
+    hsts: bool,
+) -> Router<S> {
+    let config = Arc::new(FrameConfig {
+        request_timeout: state.settings.request_timeout(),
+        hsts,
+        metrics: state.metrics.clone(),
+    });
+    router.layer(axum::middleware::from_fn_with_state(config, frame::frame))
 }

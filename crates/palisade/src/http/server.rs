@@ -190,20 +190,39 @@ async fn serve_connection<IO, S>(
     }
 }
 
-/// The plain-HTTP listener's app: every request is sent to the same path over HTTPS.
-pub fn redirect_app(https_port: u16) -> Router {
-    Router::new().fallback(move |req: Request<axum::body::Body>| async move {
-        redirect_to_https(req.headers().get(header::HOST), req.uri(), https_port)
+/// The plain-HTTP listener's routes: every request is sent to the same path over HTTPS,
+/// on `public_host` when configured (so a forged Host header cannot pick the target), else
+/// on the host the client asked for.
+pub fn redirect_router(https_port: u16, public_host: Option<String>) -> Router {
+    Router::new().fallback(move |req: Request<axum::body::Body>| {
+        let public_host = public_host.clone();
+        async move {
+            redirect_to_https(
+                public_host.as_deref(),
+                req.headers().get(header::HOST),
+                req.uri(),
+                https_port,
+            )
+        }
     })
 }
 
-fn redirect_to_https(host: Option<&HeaderValue>, uri: &Uri, https_port: u16) -> Response {
-    let host = host
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
-        .map(|authority| authority.host().to_owned());
+fn redirect_to_https(
+    public_host: Option<&str>,
+    host: Option<&HeaderValue>,
+    uri: &Uri,
+    https_port: u16,
+) -> Response {
+    let host = match public_host {
+        Some(host) => Some(host.to_owned()),
+        None => host
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
+            .map(|authority| authority.host().to_owned()),
+    };
     let Some(host) = host else {
-        return StatusCode::BAD_REQUEST.into_response();
+        return crate::http::error::ApiError::bad_request("a Host header is required")
+            .into_response();
     };
     let port = if https_port == 443 {
         String::new()

@@ -57,6 +57,43 @@ async fn https_serves_with_hsts_and_plain_http_redirects_to_it() {
         response.headers()["location"],
         format!("https://127.0.0.1:{}/api/health?x=1", app.addr.port()).as_str()
     );
+    // The redirect passes the same frame: WEB-2 headers, a request id, never cached.
+    for header in [
+        "content-security-policy",
+        "x-content-type-options",
+        "x-frame-options",
+        "x-request-id",
+    ] {
+        assert!(
+            response.headers().contains_key(header),
+            "redirect lacks {header}"
+        );
+    }
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    app.stop().await;
+}
+
+// claim: WEB-1
+#[tokio::test]
+async fn with_a_public_host_the_redirect_ignores_a_forged_host_header() {
+    let app = spawn_app_with(|s| {
+        s.tls.cert = Some(fixture("tls-cert.pem"));
+        s.tls.key = Some(fixture("tls-key.pem"));
+        s.tls.redirect_listen = Some("127.0.0.1:0".parse().unwrap());
+        s.tls.public_host = Some("localhost".into());
+    })
+    .await;
+    let redirect = app.redirect_addr.unwrap();
+    let response = app
+        .client
+        .get(format!("http://{redirect}/x"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 308);
+    let location = response.headers()["location"].to_str().unwrap();
+    assert_eq!(location, format!("https://localhost:{}/x", app.addr.port()));
     app.stop().await;
 }
 
