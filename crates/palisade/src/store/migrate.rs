@@ -24,8 +24,14 @@ macro_rules! migrations {
     };
 }
 
-pub const SQLITE: &[Migration] = migrations!("sqlite": 1 "0001_foundation");
-pub const POSTGRES: &[Migration] = migrations!("postgres": 1 "0001_foundation");
+pub const SQLITE: &[Migration] = migrations!("sqlite":
+    1 "0001_foundation",
+    2 "0002_no_public_create",
+);
+pub const POSTGRES: &[Migration] = migrations!("postgres":
+    1 "0001_foundation",
+    2 "0002_no_public_create",
+);
 
 /// Serialises migrators across instances sharing one PostgreSQL database.
 const PG_MIGRATION_LOCK: i64 = 0x5041_4c49_5341_4445; // "PALISADE"
@@ -186,11 +192,14 @@ pub async fn ensure_current(db: &Database) -> Result<(), StartupError> {
             sqlx::query_as("SELECT version, checksum FROM palisade_migrations ORDER BY version")
                 .fetch_all(pool)
                 .await
-                .map_err(|_| {
-                    StartupError::Schema(
-                        "the schema is not installed; run `palisade migrate` with database.migrate_url"
-                            .into(),
-                    )
+                .map_err(|e| match &e {
+                    sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => {
+                        StartupError::Schema(
+                            "the schema is not installed; run `palisade migrate` with database.migrate_url"
+                                .into(),
+                        )
+                    }
+                    _ => schema_error("read migration ledger", e),
                 })?,
         ),
     };

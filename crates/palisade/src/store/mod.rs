@@ -47,17 +47,26 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
         | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
+        | sqlx::Error::WorkerCrashed
+        // A peer speaking garbage (a connection cut mid-handshake, a proxy gone wrong) is
+        // a database we cannot reach, not a bug of ours.
+        | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => {
             let code = db.code();
             let code = code.as_deref().unwrap_or("");
             if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-                // Primary result codes: BUSY (5), LOCKED (6), IOERR (10), FULL (13).
+                // Primary result codes: BUSY (5), LOCKED (6), READONLY (8), IOERR (10),
+                // FULL (13), CANTOPEN (14).
                 code.parse::<u32>()
-                    .is_ok_and(|extended| matches!(extended & 0xff, 5 | 6 | 10 | 13))
+                    .is_ok_and(|extended| matches!(extended & 0xff, 5 | 6 | 8 | 10 | 13 | 14))
             } else {
-                // PostgreSQL: connection exceptions (08…), shutdown (57P…), too many connections.
-                code.starts_with("08") || code.starts_with("57P") || code == "53300"
+                // PostgreSQL: connection exceptions (08…), shutdown (57P…), insufficient
+                // resources (53…), retryable conflicts (40001, 40P01), cancelled or timed-out
+                // statements (57014), and a read-only server after a fail-over (25006).
+                code.starts_with("08")
+                    || code.starts_with("57P")
+                    || code.starts_with("53")
+                    || matches!(code, "40001" | "40P01" | "57014" | "25006")
             }
         }
         _ => false,

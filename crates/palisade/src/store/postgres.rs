@@ -70,11 +70,24 @@ pub async fn probe(pool: &PgPool) -> Result<(), String> {
 
 /// Refuses to serve as a role that would make row-level security meaningless.
 pub async fn check_runtime_role(pool: &PgPool) -> Result<(), StartupError> {
+    // Ownership and privilege count through membership too: a role that can SET ROLE to an
+    // owner, a superuser or a BYPASSRLS role can switch row-level security off.
     let row: (String, bool, bool, bool, i64) = sqlx::query_as(
-        "SELECT current_user::text, r.rolsuper, r.rolbypassrls,
+        "SELECT current_user::text,
+                EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolsuper
+                        AND pg_has_role(current_user, r.oid, 'MEMBER')),
+                EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolbypassrls
+                        AND pg_has_role(current_user, r.oid, 'MEMBER')),
                 pg_has_role(current_user, $1, 'MEMBER'),
-                (SELECT count(*) FROM pg_class c WHERE c.relowner = r.oid)
-         FROM pg_roles r WHERE r.rolname = current_user",
+                (SELECT count(*) FROM pg_class c
+                   WHERE c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+                     AND pg_has_role(current_user, c.relowner, 'MEMBER'))
+              + (SELECT count(*) FROM pg_namespace n
+                   WHERE n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'
+                     AND pg_has_role(current_user, n.nspowner, 'MEMBER'))
+              + (SELECT count(*) FROM pg_database d
+                   WHERE d.datname = current_database()
+                     AND pg_has_role(current_user, d.datdba, 'MEMBER'))",
     )
     .bind(RUNTIME_GROUP_ROLE)
     .fetch_one(pool)
@@ -88,16 +101,16 @@ pub async fn check_runtime_role(pool: &PgPool) -> Result<(), StartupError> {
     let (user, superuser, bypass_rls, member, owned) = row;
     let mut problems = Vec::new();
     if superuser {
-        problems.push("is a superuser");
+        problems.push("is (or can become) a superuser");
     }
     if bypass_rls {
-        problems.push("has BYPASSRLS");
+        problems.push("has (or can gain) BYPASSRLS");
     }
     if !member {
         problems.push("is not a member of palisade_runtime");
     }
     if owned > 0 {
-        problems.push("owns tables or other relations");
+        problems.push("owns (or can act as the owner of) tables, schemas or the database");
     }
     if problems.is_empty() {
         Ok(())

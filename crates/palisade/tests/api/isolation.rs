@@ -158,9 +158,49 @@ async fn the_server_refuses_to_start_as_a_role_that_bypasses_rls() {
         .err()
         .expect("start-up is refused");
     let text = error.to_string();
-    assert!(text.contains("is a superuser"), "{text}");
+    assert!(text.contains("superuser"), "{text}");
     assert!(
         !text.contains("postgres://"),
         "the URL is not echoed: {text}"
     );
+}
+
+// claim: TEN-3
+#[tokio::test]
+async fn the_server_refuses_a_role_that_can_become_the_owner_or_bypass_rls() {
+    let app = spawn_app().await;
+    let Some(pg) = app.db.as_postgres() else {
+        eprintln!("sqlite backend: no database roles to check");
+        return;
+    };
+    let mut admin = PgConnection::connect(&pg.superuser_url()).await.unwrap();
+    for (role, grant, refusal) in [
+        (
+            "palisade_test_bypass",
+            "BYPASSRLS IN ROLE palisade_runtime",
+            "BYPASSRLS",
+        ),
+        (
+            "palisade_test_ownerish",
+            "IN ROLE palisade_runtime, palisade_test_owner",
+            "owner",
+        ),
+    ] {
+        let created = sqlx::query(&format!("CREATE ROLE {role} LOGIN {grant}"))
+            .execute(&mut admin)
+            .await;
+        if let Err(e) = created {
+            assert!(e.to_string().contains("already exists"), "{e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = crate::helpers::settings_in(dir.path());
+        settings.database.url = Some(pg.direct_url(role).into());
+        let error = palisade::app::App::build(settings)
+            .await
+            .err()
+            .expect("start-up is refused");
+        assert!(error.to_string().contains(refusal), "{role}: {error}");
+    }
+    admin.close().await.unwrap();
+    app.stop().await;
 }
