@@ -159,7 +159,14 @@ impl App {
         if let Some(redirect) = redirect {
             let _ = redirect.await;
         }
-        self.state.db.close().await;
+        // Closing waits for checked-out connections; a stuck one must not hold the exit.
+        let close = self.state.db.close();
+        if tokio::time::timeout(std::time::Duration::from_secs(5), close)
+            .await
+            .is_err()
+        {
+            tracing::warn!("database pool did not close within 5 s");
+        }
     }
 }
 

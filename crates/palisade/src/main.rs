@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use palisade::app::{self, App};
 use palisade::config::{Overrides, Settings};
@@ -73,6 +72,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The log writer outlives the runtime, so lines logged by tasks that finish during the
+    // runtime's shutdown are still written.
+    let log_guard = match &cli.command {
+        Command::Serve => match settings.log.filter.parse() {
+            Ok(filter) => Some(logging::init(filter, std::io::stdout())),
+            Err(_) => {
+                eprintln!("palisade: log.filter is invalid");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
     let outcome = runtime.block_on(async move {
         match cli.command {
             Command::Serve => serve(settings).await,
@@ -89,6 +100,8 @@ fn main() -> ExitCode {
             }
         }
     });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    drop(log_guard);
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -99,8 +112,6 @@ fn main() -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let filter = settings.log.filter.parse().context("log.filter")?;
-    let _log_guard = logging::init(filter, std::io::stdout());
     for weakening in settings.weakenings() {
         tracing::warn!(claim_weakened = weakening, "configuration weakens a claim");
         eprintln!("palisade: WARNING: {weakening}");

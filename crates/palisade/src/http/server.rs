@@ -107,6 +107,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let graceful = GracefulShutdown::new();
+    // Past the grace period, connections still open are dropped rather than waited for.
+    let (force_close, forced) = tokio::sync::watch::channel(false);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -145,20 +147,30 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let builder = builder.clone();
         let tls = tls.clone();
+        let mut forced = forced.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            match tls {
-                None => serve_connection(&builder, stream, service, watcher).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
-                        Ok(Ok(stream)) => {
-                            serve_connection(&builder, stream, service, watcher).await
+            let serve = async move {
+                match tls {
+                    None => serve_connection(&builder, stream, service, watcher).await,
+                    Some(acceptor) => {
+                        let handshake =
+                            tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                        match handshake.await {
+                            Ok(Ok(stream)) => {
+                                serve_connection(&builder, stream, service, watcher).await
+                            }
+                            Ok(Err(error)) => {
+                                tracing::debug!(error = %error, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!("TLS handshake timed out"),
                         }
-                        Ok(Err(error)) => tracing::debug!(error = %error, "TLS handshake failed"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
                 }
+            };
+            tokio::select! {
+                () = serve => {}
+                _ = forced.wait_for(|forced| *forced) => {}
             }
         });
     }
@@ -167,6 +179,7 @@ pub async fn serve(
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing remaining connections");
+            let _ = force_close.send(true);
         }
     }
 }

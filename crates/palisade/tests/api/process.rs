@@ -301,3 +301,32 @@ async fn a_serving_instance_without_the_owner_url_refuses_a_schema_that_is_not_c
         .expect("refused");
     assert!(error.to_string().contains("palisade migrate"), "{error}");
 }
+
+#[tokio::test]
+async fn a_request_that_outlasts_the_grace_period_does_not_hold_the_exit() {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = db.env();
+    env.push(("PALISADE_HTTP__SHUTDOWN_GRACE_MS".into(), "300".into()));
+    env.push(("PALISADE_HTTP__REQUEST_TIMEOUT_MS".into(), "600000".into()));
+    let server = start(dir.path(), &env, &["--data-dir", "data"]);
+    let mut stream = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    stream
+        .write_all(b"POST /api/v1/auth/signup HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n")
+        .await
+        .unwrap();
+    let mut interim = [0u8; 25];
+    stream.read_exact(&mut interim).await.unwrap();
+    server.terminate();
+    let started = Instant::now();
+    let (clean_exit, _) = tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .unwrap();
+    assert!(clean_exit);
+    // Grace (0.3 s) plus the runtime's own shutdown bound, far below the request deadline.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
