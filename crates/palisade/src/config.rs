@@ -67,6 +67,9 @@ pub struct HttpSettings {
     pub max_connections: usize,
     /// How long a SIGTERM waits for in-flight requests before the process exits anyway.
     pub shutdown_grace_ms: u64,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is believed when they are
+    /// the peer. Empty: the peer address is always the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -145,6 +148,7 @@ impl Default for HttpSettings {
             header_read_timeout_ms: 10_000,
             max_connections: 4_096,
             shutdown_grace_ms: 30_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -280,6 +284,16 @@ impl Settings {
             self.http.request_timeout_ms > 0 && self.http.header_read_timeout_ms > 0,
             "http timeouts must be positive",
         );
+        for proxy in &self.http.trusted_proxies {
+            if let Err(problem) = proxy.parse::<crate::http::client_ip::Cidr>() {
+                problems.push(format!("http.trusted_proxies: {problem}"));
+            }
+        }
+        let mut check = |ok: bool, problem: &str| {
+            if !ok {
+                problems.push(problem.to_owned());
+            }
+        };
         check(
             self.http.max_connections > 0,
             "http.max_connections must be positive",
@@ -341,6 +355,15 @@ impl Settings {
         }
     }
 
+    /// The parsed `http.trusted_proxies` (validated at load; anything unparsable is dropped).
+    pub fn trusted_proxies(&self) -> Vec<crate::http::client_ip::Cidr> {
+        self.http
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.http.request_timeout_ms)
     }
@@ -369,6 +392,7 @@ impl Settings {
                 "header_read_timeout_ms": self.http.header_read_timeout_ms,
                 "max_connections": self.http.max_connections,
                 "shutdown_grace_ms": self.http.shutdown_grace_ms,
+                "trusted_proxies": self.http.trusted_proxies,
             },
             "tls": {
                 "enabled": self.tls.enabled(),

@@ -4,9 +4,9 @@
 //! type, bad UTF-8, a wrong content type or an oversize body is always a 4xx in our shape,
 //! and no error message ever echoes a value the client sent.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use bytes::Bytes;
@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
 use super::error::ApiError;
-use super::frame::RequestId;
+use super::frame::{ClientIp, RequestId};
 
 /// A JSON body parsed into `T`; `T` should be `#[serde(deny_unknown_fields)]`.
 pub struct Json<T>(pub T);
@@ -126,10 +126,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
             .get::<RequestId>()
             .cloned()
             .unwrap_or_default();
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
+        let ip = parts.extensions.get::<ClientIp>().map(|ClientIp(ip)| *ip);
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)

@@ -52,7 +52,12 @@ pub struct FrameConfig {
     pub request_timeout: std::time::Duration,
     pub hsts: bool,
     pub metrics: Arc<Metrics>,
+    pub trusted_proxies: Vec<super::client_ip::Cidr>,
 }
+
+/// The client's address as resolved by the frame (see `client_ip`).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientIp(pub std::net::IpAddr);
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -91,12 +96,19 @@ pub async fn frame(
     let started = Instant::now();
     let request_id = RequestId::default();
     req.extensions_mut().insert(request_id.clone());
+    let client_ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| super::client_ip::resolve(info.0.ip(), req.headers(), &config.trusted_proxies));
+    if let Some(ip) = client_ip {
+        req.extensions_mut().insert(ClientIp(ip));
+    }
     let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or("(unmatched)", |p| intern_route(p.as_str()));
-    let fields = RequestFields::new(request_id.as_str(), method, route);
+    let fields = RequestFields::new(request_id.as_str(), method, route, client_ip);
     logging::in_request(fields, async move {
         if tracing::enabled!(tracing::Level::DEBUG) {
             tracing::debug!(path = req.uri().path(), headers = ?RedactedHeaders(req.headers()), "request received");

@@ -1,6 +1,7 @@
 //! The HTTP layer: thin. It assembles the capability routers, wraps them in the request
 //! frame, and serves them. Capabilities never see hyper, TLS or listeners.
 
+pub mod client_ip;
 pub mod error;
 pub mod extract;
 pub mod frame;
@@ -51,6 +52,7 @@ fn with_frame<S: Clone + Send + Sync + 'static>(
         request_timeout: state.settings.request_timeout(),
         hsts,
         metrics: state.metrics.clone(),
+        trusted_proxies: state.settings.trusted_proxies(),
     });
     router.layer(axum::middleware::from_fn_with_state(config, frame::frame))
 }

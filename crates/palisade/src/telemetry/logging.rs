@@ -29,8 +29,13 @@ tokio::task_local! {
 pub struct RequestFields(Vec<u8>);
 
 impl RequestFields {
-    pub fn new(request_id: &str, method: &str, route: &str) -> Self {
-        let mut fragment = Vec::with_capacity(96);
+    pub fn new(
+        request_id: &str,
+        method: &str,
+        route: &str,
+        client_ip: Option<std::net::IpAddr>,
+    ) -> Self {
+        let mut fragment = Vec::with_capacity(128);
         for (name, value) in [
             ("request_id", request_id),
             ("method", method),
@@ -40,6 +45,9 @@ impl RequestFields {
             write_json_str(&mut fragment, name);
             fragment.push(b':');
             write_json_str(&mut fragment, value);
+        }
+        if let Some(ip) = client_ip {
+            let _ = write!(fragment, ",\"client_ip\":\"{ip}\"");
         }
         Self(fragment)
     }

@@ -121,3 +121,40 @@ async fn a_common_password_is_refused_at_sign_up_without_echoing_it() {
     assert_eq!(app.count_rows("users").await, 0);
     app.stop().await;
 }
+
+async fn audited_ip(app: &TestApp) -> Option<String> {
+    let sql = "SELECT ip FROM audit_events";
+    match &app.state.db {
+        palisade::store::Database::Sqlite(pool) => {
+            sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+        }
+        palisade::store::Database::Postgres(_) => {
+            let inspector = app.db.inspector_pool().await;
+            let ip = sqlx::query_scalar(sql).fetch_one(&inspector).await.unwrap();
+            inspector.close().await;
+            ip
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_audited_address_is_the_peer_unless_the_peer_is_a_trusted_proxy() {
+    let body = json!({"email": "ip@example.com", "password": PASSWORD, "tenant_name": "Ip"});
+    for (trusted, expected) in [
+        (vec![], "127.0.0.1"),
+        (vec!["127.0.0.0/8".to_owned()], "203.0.113.9"),
+    ] {
+        let app = crate::helpers::spawn_app_with(|s| s.http.trusted_proxies = trusted).await;
+        let response = app
+            .client
+            .post(app.url("/api/v1/auth/signup"))
+            .header("x-forwarded-for", "198.51.100.1, 203.0.113.9")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        assert_eq!(audited_ip(&app).await.as_deref(), Some(expected));
+        app.stop().await;
+    }
+}
