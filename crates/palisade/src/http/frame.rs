@@ -21,29 +21,32 @@ use crate::telemetry::metrics::{intern_route, method_label, Metrics};
 /// A server-made id for one request: returned in `X-Request-Id`, in error bodies, in logs.
 /// Client-sent ids are ignored so nobody can forge or collide another request's id.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestId(Arc<str>);
+pub struct RequestId(HeaderValue);
 
 impl Default for RequestId {
     fn default() -> Self {
         let mut text = [0u8; 36];
         text[..4].copy_from_slice(b"req_");
         uuid::Uuid::new_v4().simple().encode_lower(&mut text[4..]);
-        // Ascii by construction: the prefix and lower-case hex.
-        Self(Arc::from(
-            std::str::from_utf8(&text).unwrap_or("req_unknown"),
-        ))
+        // Kept as the header value it is sent as: one allocation, shared by every clone.
+        Self(HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("req_unknown")))
     }
 }
 
 impl RequestId {
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Visible ASCII by construction (a prefix and lower-case hex).
+        self.0.to_str().unwrap_or("req_unknown")
+    }
+
+    pub fn header_value(&self) -> HeaderValue {
+        self.0.clone()
     }
 }
 
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -120,9 +123,7 @@ pub async fn frame(
         let mut response = render_error_body(response, &request_id);
         let headers = response.headers_mut();
         add_security_headers(headers, config.hsts);
-        if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
-            headers.insert(X_REQUEST_ID, value);
-        }
+        headers.insert(X_REQUEST_ID, request_id.header_value());
 
         let elapsed = started.elapsed();
         let status = response.status();
@@ -131,9 +132,11 @@ pub async fn frame(
             .record_request(method, route, status.as_u16(), elapsed);
         let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), latency_us, "request answered");
-        } else {
-            tracing::info!(status = status.as_u16(), latency_us, "request answered");
+            if tracing::enabled!(target: "palisade::http::access", tracing::Level::WARN) {
+                logging::write_access_line(tracing::Level::WARN, status.as_u16(), latency_us);
+            }
+        } else if tracing::enabled!(target: "palisade::http::access", tracing::Level::INFO) {
+            logging::write_access_line(tracing::Level::INFO, status.as_u16(), latency_us);
         }
         response
     })

@@ -53,6 +53,35 @@ impl RequestFields {
     }
 }
 
+/// Where access lines go once logging is initialised (none in tests that never call `init`).
+static ACCESS_SINK: std::sync::OnceLock<Arc<Pending>> = std::sync::OnceLock::new();
+
+/// The target access lines carry; filters name it like any other (`palisade::http::access=warn`).
+pub const ACCESS_TARGET: &str = "palisade::http::access";
+
+/// Writes the access line of the current request: its fields, status and latency. One line a
+/// request is the hottest logging there is, so it skips `tracing`'s event machinery and is
+/// rendered straight into the shared buffer; the caller checks the filter with `enabled!`.
+pub fn write_access_line(level: tracing::Level, status: u16, latency_us: u64) {
+    let Some(pending) = ACCESS_SINK.get() else {
+        return;
+    };
+    let mut line = Vec::with_capacity(320);
+    line.extend_from_slice(b"{\"ts\":\"");
+    write_timestamp(&mut line);
+    line.extend_from_slice(b"\",\"level\":\"");
+    line.extend_from_slice(level.as_str().as_bytes());
+    line.extend_from_slice(b"\",\"target\":\"");
+    line.extend_from_slice(ACCESS_TARGET.as_bytes());
+    line.push(b'"');
+    let _ = REQUEST_FIELDS.try_with(|fields| line.extend_from_slice(&fields.0));
+    let _ = writeln!(
+        line,
+        ",\"message\":\"request answered\",\"status\":{status},\"latency_us\":{latency_us}}}"
+    );
+    pending.push(&line);
+}
+
 /// Runs `work` with `fields` attached to every event it logs.
 pub async fn in_request<F: std::future::Future>(fields: RequestFields, work: F) -> F::Output {
     REQUEST_FIELDS.scope(fields, work).await
@@ -145,6 +174,7 @@ impl Drop for LogGuard {
 /// Installs the JSON layer as the global subscriber, writing to `out`.
 pub fn init(filter: Targets, out: impl Write + Send + 'static) -> LogGuard {
     let (layer, guard) = json_layer(out);
+    let _ = ACCESS_SINK.set(guard.pending.clone());
     let subscriber = tracing_subscriber::registry().with(layer.with_filter(filter));
     // A second init (tests that build several apps) keeps the first subscriber.
     let _ = tracing::subscriber::set_global_default(subscriber);
@@ -259,8 +289,7 @@ impl JsonLayer {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         line.extend_from_slice(b"{\"ts\":\"");
-        let _ = time::OffsetDateTime::now_utc()
-            .format_into(line, &time::format_description::well_known::Rfc3339);
+        write_timestamp(line);
         let meta = event.metadata();
         line.extend_from_slice(b"\",\"level\":\"");
         line.extend_from_slice(meta.level().as_str().as_bytes());
@@ -277,6 +306,32 @@ impl JsonLayer {
         event.record(&mut JsonFieldWriter(line));
         line.extend_from_slice(b"}\n");
     }
+}
+
+/// Writes the current UTC time as RFC 3339 with nanoseconds. The date and time of day are
+/// formatted once per second per thread; each line adds only the fraction.
+fn write_timestamp(out: &mut Vec<u8>) {
+    thread_local! {
+        static SECOND: std::cell::RefCell<(i64, Vec<u8>)> = const { std::cell::RefCell::new((i64::MIN, Vec::new())) };
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let second = now.unix_timestamp();
+    SECOND.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != second {
+            cached.1.clear();
+            let whole = now.replace_nanosecond(0).unwrap_or(now);
+            let _ = whole.format_into(
+                &mut cached.1,
+                &time::format_description::well_known::Rfc3339,
+            );
+            // "…:SSZ" → "…:SS": the fraction and the zone are appended per line.
+            cached.1.pop();
+            cached.0 = second;
+        }
+        out.extend_from_slice(&cached.1);
+    });
+    let _ = write!(out, ".{:09}Z", now.nanosecond());
 }
 
 fn write_json_str(out: &mut Vec<u8>, value: &str) {
@@ -446,6 +501,18 @@ mod tests {
         assert_eq!(line["message"], format!("msg {nasty}"));
         assert_eq!(line["number"], 1.5);
         assert!(line["nan"].is_null());
+        let ts = line["ts"].as_str().unwrap();
+        let parsed =
+            time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
+                .unwrap();
+        assert!(
+            (time::OffsetDateTime::now_utc() - parsed)
+                .whole_seconds()
+                .abs()
+                < 60,
+            "{ts}"
+        );
+        assert!(ts.ends_with('Z') && ts.len() == 30, "{ts}");
     }
 
     #[test]

@@ -39,6 +39,32 @@ pub fn method_label(method: &axum::http::Method) -> &'static str {
 /// The route template as a `'static` string. Templates come from the router's fixed set,
 /// so the interned set is bounded by the number of routes; each is leaked once.
 pub fn intern_route(template: &str) -> &'static str {
+    // A per-thread memo keyed by the template's address (the router hands out the same
+    // string for every request of a route) keeps the shared lock off the hot path.
+    thread_local! {
+        static SEEN: std::cell::RefCell<Vec<(usize, &'static str)>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let key = template.as_ptr() as usize;
+    if let Some(found) = SEEN.with(|seen| {
+        seen.borrow()
+            .iter()
+            .find(|(k, route)| *k == key && *route == template)
+            .map(|(_, route)| *route)
+    }) {
+        return found;
+    }
+    let interned = intern_shared(template);
+    SEEN.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        // Bounded like the route set; a pathological router only costs lookups.
+        if seen.len() < 1024 {
+            seen.push((key, interned));
+        }
+    });
+    interned
+}
+
+fn intern_shared(template: &str) -> &'static str {
     static ROUTES: RwLock<BTreeSet<&'static str>> = RwLock::new(BTreeSet::new());
     if let Some(found) = ROUTES
         .read()
