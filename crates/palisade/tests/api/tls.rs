@@ -8,15 +8,17 @@ fn fixture(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
+/// TLS with the test certificate, and a plain-HTTP redirect listener on a free port.
+fn with_tls(settings: &mut palisade::config::Settings) {
+    settings.tls.cert = Some(fixture("tls-cert.pem"));
+    settings.tls.key = Some(fixture("tls-key.pem"));
+    settings.tls.redirect_listen = Some("127.0.0.1:0".parse().unwrap());
+}
+
 // claim: WEB-1
 #[tokio::test]
 async fn https_serves_with_hsts_and_plain_http_redirects_to_it() {
-    let app = spawn_app_with(|s| {
-        s.tls.cert = Some(fixture("tls-cert.pem"));
-        s.tls.key = Some(fixture("tls-key.pem"));
-        s.tls.redirect_listen = Some("127.0.0.1:0".parse().unwrap());
-    })
-    .await;
+    let app = spawn_app_with(with_tls).await;
     assert!(app.base.starts_with("https://"));
     let cert =
         reqwest::Certificate::from_pem(&std::fs::read(fixture("tls-ca.pem")).unwrap()).unwrap();
@@ -77,9 +79,7 @@ async fn https_serves_with_hsts_and_plain_http_redirects_to_it() {
 #[tokio::test]
 async fn with_a_public_host_the_redirect_ignores_a_forged_host_header() {
     let app = spawn_app_with(|s| {
-        s.tls.cert = Some(fixture("tls-cert.pem"));
-        s.tls.key = Some(fixture("tls-key.pem"));
-        s.tls.redirect_listen = Some("127.0.0.1:0".parse().unwrap());
+        with_tls(s);
         s.tls.public_host = Some("localhost".into());
     })
     .await;
