@@ -75,7 +75,7 @@ impl App {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         prepare_data_dir(&settings.data_dir)?;
-        let db = open_database(&settings, MigrationMode::ApplyIfAllowed).await?;
+        let db = open_database(&settings).await?;
         let tls = match (&settings.tls.cert, &settings.tls.key) {
             (Some(cert), Some(key)) => {
                 Some(server::tls_acceptor(cert, key).map_err(StartError::Tls)?)
@@ -207,19 +207,10 @@ pub fn prepare_data_dir(dir: &Path) -> Result<PathBuf, StartupError> {
     std::fs::canonicalize(dir).map_err(|e| fail(e.to_string()))
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum MigrationMode {
-    /// `serve`: SQLite always migrates; PostgreSQL migrates when given the owner's URL and
-    /// otherwise demands a current schema.
-    ApplyIfAllowed,
-}
-
 /// Connects, brings the schema up to date (or checks it is), and on PostgreSQL verifies the
-/// runtime role cannot bypass row-level security.
-pub async fn open_database(
-    settings: &Settings,
-    _mode: MigrationMode,
-) -> Result<Database, StartupError> {
+/// runtime role cannot bypass row-level security. SQLite always migrates; PostgreSQL
+/// migrates when given the owner's URL and otherwise demands a current schema.
+pub async fn open_database(settings: &Settings) -> Result<Database, StartupError> {
     let db = Database::connect(settings).await?;
     match settings.backend() {
         Backend::Sqlite { .. } => {

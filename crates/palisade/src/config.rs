@@ -286,14 +286,9 @@ impl Settings {
         );
         for proxy in &self.http.trusted_proxies {
             if let Err(problem) = proxy.parse::<crate::http::client_ip::Cidr>() {
-                problems.push(format!("http.trusted_proxies: {problem}"));
+                check(false, &format!("http.trusted_proxies: {problem}"));
             }
         }
-        let mut check = |ok: bool, problem: &str| {
-            if !ok {
-                problems.push(problem.to_owned());
-            }
-        };
         check(
             self.http.max_connections > 0,
             "http.max_connections must be positive",

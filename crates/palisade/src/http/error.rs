@@ -203,7 +203,7 @@ impl IntoResponse for ApiError {
         let status = self.status();
         match &self {
             Self::Internal(cause) => tracing::error!(error = %cause, "internal error"),
-            Self::Unavailable => tracing::warn!("database unavailable"),
+            // The cause was logged where the store error was converted.
             other => tracing::debug!(code = other.code(), message = %other, "request refused"),
         }
         let mut response = status.into_response();

@@ -132,10 +132,10 @@ pub async fn frame(
             .record_request(method, route, status.as_u16(), elapsed);
         let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         if status.is_server_error() {
-            if tracing::enabled!(target: "palisade::http::access", tracing::Level::WARN) {
+            if tracing::enabled!(target: logging::ACCESS_TARGET, tracing::Level::WARN) {
                 logging::write_access_line(tracing::Level::WARN, status.as_u16(), latency_us);
             }
-        } else if tracing::enabled!(target: "palisade::http::access", tracing::Level::INFO) {
+        } else if tracing::enabled!(target: logging::ACCESS_TARGET, tracing::Level::INFO) {
             logging::write_access_line(tracing::Level::INFO, status.as_u16(), latency_us);
         }
         response
@@ -204,11 +204,6 @@ fn add_security_headers(headers: &mut HeaderMap, hsts: bool) {
             HeaderValue::from_static(HSTS),
         );
     }
-}
-
-/// The names of the WEB-2 headers, for tests and the posture report.
-pub fn security_header_names() -> impl Iterator<Item = &'static str> {
-    SECURITY_HEADERS.iter().map(|(name, _)| *name)
 }
 
 /// Debug view of request headers with credentials replaced (claim OPS-1).
