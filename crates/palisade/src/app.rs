@@ -14,8 +14,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Backend, Settings};
 use crate::health::ProbeCache;
 use crate::http::server::{self, Limits};
-use crate::identity::password::PasswordHasher;
-use crate::identity::store::{self as identity_store, IdentityStore};
+use crate::identity::service::Identity;
 use crate::store::{migrate, postgres, Database, StartupError};
 use crate::telemetry::metrics::Metrics;
 
@@ -26,8 +25,7 @@ pub struct AppState(Arc<AppInner>);
 pub struct AppInner {
     pub settings: Settings,
     pub db: Database,
-    pub identity: Box<dyn IdentityStore>,
-    pub passwords: PasswordHasher,
+    pub identity: Identity,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub health: ProbeCache,
@@ -87,12 +85,12 @@ impl App {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        let passwords = PasswordHasher::new(&settings.passwords)
+        let identity = Identity::start(&settings, &db, clock.clone())
+            .await
             .map_err(|e| StartError::Other(e.to_string()))?;
         let state = AppState(Arc::new(AppInner {
-            identity: identity_store::for_database(&db),
+            identity,
             db,
-            passwords,
             clock,
             metrics: Arc::new(Metrics::new()),
             health: ProbeCache::new(&settings.database),
@@ -145,6 +143,7 @@ impl App {
     {
         let shutdown = futures_util::future::FutureExt::shared(Box::pin(shutdown));
         let api_port = self.local_addr().port();
+        let upkeep = tokio::spawn(upkeep(self.state.clone()));
         let redirect = self.redirect.map(|listener| {
             let shutdown = shutdown.clone();
             tokio::spawn(server::serve(
@@ -159,6 +158,7 @@ impl App {
         if let Some(redirect) = redirect {
             let _ = redirect.await;
         }
+        upkeep.abort();
         // Closing waits for checked-out connections; a stuck one must not hold the exit.
         let close = self.state.db.close();
         if tokio::time::timeout(std::time::Duration::from_secs(5), close)
@@ -166,6 +166,19 @@ impl App {
             .is_err()
         {
             tracing::warn!("database pool did not close within 5 s");
+        }
+    }
+}
+
+/// Periodic work: signing-key reload and rotation, pruning of old failure counts.
+async fn upkeep(state: AppState) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(error) = state.identity.maintain().await {
+            tracing::warn!(%error, "identity upkeep failed; retrying in a minute");
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct Settings {
     pub log: LogSettings,
     pub metrics: MetricsSettings,
     pub passwords: PasswordSettings,
+    pub auth: AuthSettings,
+    pub mail: MailSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +114,50 @@ pub struct PasswordSettings {
     pub max_queued_hashes: usize,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// `iss` of access tokens: usually the public URL of this deployment.
+    pub issuer: String,
+    /// `aud` of access tokens: the API that accepts them.
+    pub audience: String,
+    /// Access token lifetime (claim ID-3: 15 minutes by default).
+    pub access_token_ttl_secs: u64,
+    /// A session not refreshed for this long ends (claim ID-5).
+    pub session_idle_secs: u64,
+    /// A session ends this long after sign-in, however active (claim ID-5).
+    pub session_absolute_secs: u64,
+    /// A new signing key replaces the active one after this many days (claim ID-8).
+    pub signing_key_rotation_days: u32,
+    /// The refresh cookie's `Secure` flag. Turn off only for plain-HTTP local development.
+    pub cookie_secure: bool,
+    /// Failed sign-ins allowed per (email, IP) within the window (claim ID-9).
+    pub max_failures_per_email_ip: u32,
+    /// Failed sign-ins allowed per IP, whatever the email, within the window.
+    pub max_failures_per_ip: u32,
+    pub failure_window_secs: u64,
+    /// Password-reset links expire after this long (claim ID-11: 30 minutes).
+    pub reset_token_ttl_secs: u64,
+    /// Email-verification links expire after this long (claim ID-11: 24 hours).
+    pub verification_token_ttl_secs: u64,
+    /// 32-byte key (base64) file that seals signing keys and TOTP secrets at rest. Unset:
+    /// `<data_dir>/master.key`, created on first start. Instances sharing one PostgreSQL
+    /// database must share this file.
+    pub master_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailSettings {
+    /// `smtps://user:pass@host:465` or `smtp://host:587?tls=required`. Unset: mail is
+    /// written to `<data_dir>/outbox` for an operator to read (claim ID-13).
+    pub smtp_url: Option<SecretString>,
+    /// The From header of every mail.
+    pub from: String,
+    /// Base of the links in mails (verification, reset): the web app's public URL.
+    pub link_base_url: String,
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -123,6 +169,8 @@ impl Default for Settings {
             log: LogSettings::default(),
             metrics: MetricsSettings::default(),
             passwords: PasswordSettings::default(),
+            auth: AuthSettings::default(),
+            mail: MailSettings::default(),
         }
     }
 }
@@ -169,6 +217,42 @@ impl Default for PasswordSettings {
             max_concurrent_hashes: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_queued_hashes: 256,
         }
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            issuer: "palisade".to_owned(),
+            audience: "palisade-api".to_owned(),
+            access_token_ttl_secs: 15 * 60,
+            session_idle_secs: 8 * 3600,
+            session_absolute_secs: 30 * 24 * 3600,
+            signing_key_rotation_days: 30,
+            cookie_secure: true,
+            max_failures_per_email_ip: 5,
+            max_failures_per_ip: 50,
+            failure_window_secs: 15 * 60,
+            reset_token_ttl_secs: 30 * 60,
+            verification_token_ttl_secs: 24 * 3600,
+            master_key_file: None,
+        }
+    }
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Self {
+            smtp_url: None,
+            from: "Palisade <no-reply@localhost>".to_owned(),
+            link_base_url: "http://127.0.0.1:8080".to_owned(),
+        }
+    }
+}
+
+impl AuthSettings {
+    pub fn access_token_ttl(&self) -> Duration {
+        Duration::from_secs(self.access_token_ttl_secs)
     }
 }
 
@@ -328,6 +412,51 @@ impl Settings {
             self.passwords.max_concurrent_hashes > 0,
             "passwords.max_concurrent_hashes must be positive",
         );
+        let auth = &self.auth;
+        check(
+            (60..=24 * 3600).contains(&auth.access_token_ttl_secs),
+            "auth.access_token_ttl_secs must be between 60 and 86400",
+        );
+        check(
+            auth.session_idle_secs >= auth.access_token_ttl_secs
+                && auth.session_absolute_secs >= auth.session_idle_secs,
+            "auth: access_token_ttl_secs <= session_idle_secs <= session_absolute_secs",
+        );
+        check(
+            (1..=365).contains(&auth.signing_key_rotation_days),
+            "auth.signing_key_rotation_days must be between 1 and 365",
+        );
+        check(
+            auth.max_failures_per_email_ip >= 1
+                && auth.max_failures_per_ip >= auth.max_failures_per_email_ip
+                && auth.failure_window_secs >= 60,
+            "auth: failure caps must be positive, the per-IP cap at least the per-email one, the window at least 60 s",
+        );
+        check(
+            (60..=24 * 3600).contains(&auth.reset_token_ttl_secs)
+                && (60..=7 * 24 * 3600).contains(&auth.verification_token_ttl_secs),
+            "auth: reset tokens live 60 s to 24 h, verification tokens 60 s to 7 days",
+        );
+        check(
+            !auth.issuer.is_empty() && !auth.audience.is_empty(),
+            "auth.issuer and auth.audience must not be empty",
+        );
+        if let Some(url) = &self.mail.smtp_url {
+            let url = url.expose_secret();
+            check(
+                url.starts_with("smtp://") || url.starts_with("smtps://"),
+                "mail.smtp_url must start with smtp:// or smtps:// (the value is not shown)",
+            );
+        }
+        check(
+            self.mail.from.parse::<lettre::message::Mailbox>().is_ok(),
+            "mail.from must be a mailbox, like: Palisade <no-reply@example.com>",
+        );
+        check(
+            self.mail.link_base_url.starts_with("https://")
+                || self.mail.link_base_url.starts_with("http://"),
+            "mail.link_base_url must be an http(s) URL",
+        );
         if let Some(token) = &self.metrics.bearer_token {
             check(
                 token.expose_secret().len() >= 16,
@@ -404,6 +533,26 @@ impl Settings {
                 "max_concurrent_hashes": self.passwords.max_concurrent_hashes,
                 "max_queued_hashes": self.passwords.max_queued_hashes,
             },
+            "auth": {
+                "issuer": self.auth.issuer,
+                "audience": self.auth.audience,
+                "access_token_ttl_secs": self.auth.access_token_ttl_secs,
+                "session_idle_secs": self.auth.session_idle_secs,
+                "session_absolute_secs": self.auth.session_absolute_secs,
+                "signing_key_rotation_days": self.auth.signing_key_rotation_days,
+                "cookie_secure": self.auth.cookie_secure,
+                "max_failures_per_email_ip": self.auth.max_failures_per_email_ip,
+                "max_failures_per_ip": self.auth.max_failures_per_ip,
+                "failure_window_secs": self.auth.failure_window_secs,
+                "reset_token_ttl_secs": self.auth.reset_token_ttl_secs,
+                "verification_token_ttl_secs": self.auth.verification_token_ttl_secs,
+                "master_key_file": self.auth.master_key_file.as_ref().map(|p| p.display().to_string()),
+            },
+            "mail": {
+                "smtp_url": secret(&self.mail.smtp_url),
+                "from": self.mail.from,
+                "link_base_url": self.mail.link_base_url,
+            },
         })
     }
 
@@ -431,6 +580,29 @@ impl Settings {
                     out.push("database.url: PostgreSQL over the network without sslmode=verify-full; traffic may be plaintext or unauthenticated");
                 }
             }
+        }
+        if !self.auth.cookie_secure {
+            out.push("ID-3: auth.cookie_secure is off; the refresh cookie may travel over plain HTTP (local development only)");
+        }
+        if self.auth.access_token_ttl_secs > 15 * 60 {
+            out.push(
+                "ID-3: access tokens live longer than 15 minutes (auth.access_token_ttl_secs)",
+            );
+        }
+        if self.auth.session_idle_secs > 8 * 3600
+            || self.auth.session_absolute_secs > 30 * 24 * 3600
+        {
+            out.push("ID-5: sessions outlive the 8 h idle / 30 day absolute defaults");
+        }
+        if self.auth.max_failures_per_email_ip > 5 || self.auth.failure_window_secs < 15 * 60 {
+            out.push(
+                "ID-9: more than 5 failed sign-ins per 15 minutes are allowed per (email, IP)",
+            );
+        }
+        if self.auth.reset_token_ttl_secs > 30 * 60
+            || self.auth.verification_token_ttl_secs > 24 * 3600
+        {
+            out.push("ID-11: reset or verification links outlive 30 minutes / 24 hours");
         }
         if !self.tls.enabled() && !self.listen.ip().is_loopback() {
             out.push("WEB-1: serving plain HTTP on a non-loopback address; terminate TLS in front or set tls.cert/tls.key");

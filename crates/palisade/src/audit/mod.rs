@@ -1,19 +1,22 @@
 //! The foundation's audit trail: one row per state-changing action, written in the same
 //! transaction as the change it records, never updated or deleted. The hash-chained,
 //! exportable log replaces this module's storage; its callers keep the same shape.
+//! Events that belong to no tenant go to the platform's security stream.
 
 use std::net::IpAddr;
 
-use sqlx::{Postgres, Sqlite, Transaction};
+use sqlx::Transaction;
 use time::OffsetDateTime;
 
 use crate::ids::{EventId, TenantId, UserId};
-use crate::store::StoreError;
+use crate::store::{for_both_backends, StoreError};
 
 /// One event, as the caller describes it. Secrets never go in here.
 #[derive(Clone, Debug)]
 pub struct AuditRecord {
-    pub tenant_id: TenantId,
+    /// None: an event of no tenant (an unknown email's failed sign-in), kept in the
+    /// platform's security stream.
+    pub tenant_id: Option<TenantId>,
     pub actor_user_id: Option<UserId>,
     pub action: &'static str,
     pub target_type: &'static str,
@@ -25,52 +28,95 @@ pub struct AuditRecord {
     pub occurred_at: OffsetDateTime,
 }
 
-pub async fn append_sqlite(
-    tx: &mut Transaction<'static, Sqlite>,
-    event: &AuditRecord,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO audit_events (id, tenant_id, occurred_at, actor_user_id, action, target_type,
-             target_id, outcome, ip, user_agent, request_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(EventId::generate().as_uuid().hyphenated())
-    .bind(event.tenant_id.as_uuid().hyphenated())
-    .bind(event.occurred_at)
-    .bind(event.actor_user_id.map(|u| u.as_uuid().hyphenated()))
-    .bind(event.action)
-    .bind(event.target_type)
-    .bind(&event.target_id)
-    .bind(event.outcome)
-    .bind(event.ip.map(|ip| ip.to_string()))
-    .bind(&event.user_agent)
-    .bind(&event.request_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+impl AuditRecord {
+    /// An event of no tenant yet, with no actor or target; the builders below add them.
+    pub fn new(
+        action: &'static str,
+        outcome: &'static str,
+        occurred_at: OffsetDateTime,
+        request_id: String,
+        ip: Option<IpAddr>,
+        user_agent: Option<String>,
+    ) -> Self {
+        Self {
+            tenant_id: None,
+            actor_user_id: None,
+            action,
+            target_type: "none",
+            target_id: String::new(),
+            outcome,
+            ip,
+            user_agent,
+            request_id,
+            occurred_at,
+        }
+    }
+
+    pub fn in_tenant(mut self, tenant: TenantId) -> Self {
+        self.tenant_id = Some(tenant);
+        self
+    }
+
+    pub fn by(mut self, actor: UserId) -> Self {
+        self.actor_user_id = Some(actor);
+        self
+    }
+
+    pub fn on(mut self, target_type: &'static str, target_id: impl ToString) -> Self {
+        self.target_type = target_type;
+        self.target_id = target_id.to_string();
+        self
+    }
 }
 
-pub async fn append_postgres(
-    tx: &mut Transaction<'static, Postgres>,
-    event: &AuditRecord,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO audit_events (id, tenant_id, occurred_at, actor_user_id, action, target_type,
-             target_id, outcome, ip, user_agent, request_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(EventId::generate().as_uuid())
-    .bind(event.tenant_id.as_uuid())
-    .bind(event.occurred_at)
-    .bind(event.actor_user_id.map(|u| u.as_uuid()))
-    .bind(event.action)
-    .bind(event.target_type)
-    .bind(&event.target_id)
-    .bind(event.outcome)
-    .bind(event.ip.map(|ip| ip.to_string()))
-    .bind(&event.user_agent)
-    .bind(&event.request_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// Appends an event inside the caller's transaction. Tenant events go to the tenant's
+/// trail (the transaction must be bound to that tenant on PostgreSQL); events without a
+/// tenant go to the platform's security stream.
+pub(crate) trait Append {
+    async fn append(&mut self, event: &AuditRecord) -> Result<(), StoreError>;
+}
+
+for_both_backends! {
+    impl Append for Transaction<'static, Db> {
+        async fn append(&mut self, event: &AuditRecord) -> Result<(), StoreError> {
+            let ip = event.ip.map(|ip| ip.to_string());
+            match event.tenant_id {
+                Some(tenant) => sqlx::query(
+                    "INSERT INTO audit_events (id, tenant_id, occurred_at, actor_user_id, action,
+                         target_type, target_id, outcome, ip, user_agent, request_id)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(EventId::generate())
+                .bind(tenant)
+                .bind(event.occurred_at)
+                .bind(event.actor_user_id)
+                .bind(event.action)
+                .bind(event.target_type)
+                .bind(&event.target_id)
+                .bind(event.outcome)
+                .bind(ip)
+                .bind(&event.user_agent)
+                .bind(&event.request_id)
+                .execute(&mut **self)
+                .await?,
+                None => sqlx::query(
+                    "INSERT INTO security_events (id, occurred_at, action, target_type, target_id,
+                         outcome, ip, user_agent, request_id)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(EventId::generate())
+                .bind(event.occurred_at)
+                .bind(event.action)
+                .bind(event.target_type)
+                .bind(&event.target_id)
+                .bind(event.outcome)
+                .bind(ip)
+                .bind(&event.user_agent)
+                .bind(&event.request_id)
+                .execute(&mut **self)
+                .await?,
+            };
+            Ok(())
+        }
+    }
 }

@@ -28,6 +28,16 @@ pub enum ApiError {
     },
     #[error("authentication required")]
     Unauthenticated,
+    /// A refusal with its own status and code (401, 403, 409); the code is in ERROR_CODES.
+    #[error("{message}")]
+    Refused {
+        status: StatusCode,
+        code: &'static str,
+        message: Cow<'static, str>,
+    },
+    /// Too many attempts of one kind (failed sign-ins); retry after the delay.
+    #[error("too many attempts; retry later")]
+    TooManyAttempts { retry_after_secs: u64 },
     /// Missing, or belonging to another tenant: the two are indistinguishable (claim TEN-4).
     #[error("not found")]
     NotFound,
@@ -84,6 +94,51 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         401,
         "Credentials are missing, malformed, expired or revoked.",
     ),
+    (
+        "invalid_credentials",
+        401,
+        "The email or password is incorrect (the same answer for an unknown email).",
+    ),
+    (
+        "mfa_required",
+        401,
+        "The account uses two-factor authentication: send `totp` or `recovery_code`.",
+    ),
+    (
+        "invalid_mfa_code",
+        401,
+        "The two-factor code is wrong, expired or already used.",
+    ),
+    (
+        "invalid_token",
+        400,
+        "A verification or reset link is invalid, expired or already used.",
+    ),
+    (
+        "invalid_code",
+        422,
+        "The two-factor code is wrong, expired or already used.",
+    ),
+    (
+        "forbidden",
+        403,
+        "The caller's role does not allow this action.",
+    ),
+    (
+        "mfa_enrollment_required",
+        403,
+        "The tenant requires two-factor authentication and this session has none.",
+    ),
+    (
+        "conflict",
+        409,
+        "The resource is not in a state that allows this action.",
+    ),
+    (
+        "too_many_attempts",
+        429,
+        "Too many failed attempts; retry after the Retry-After delay.",
+    ),
     ("not_found", 404, "No such resource in the caller's tenant."),
     (
         "method_not_allowed",
@@ -137,6 +192,18 @@ impl ApiError {
         }
     }
 
+    pub fn refused(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self::Refused {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
     pub fn internal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::Internal(error.into())
     }
@@ -146,6 +213,8 @@ impl ApiError {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Refused { status, .. } => *status,
+            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -158,8 +227,11 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            Self::BadRequest { code, .. } | Self::Invalid { code, .. } => code,
+            Self::BadRequest { code, .. }
+            | Self::Invalid { code, .. }
+            | Self::Refused { code, .. } => code,
             Self::Unauthenticated => "unauthenticated",
+            Self::TooManyAttempts { .. } => "too_many_attempts",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -188,7 +260,9 @@ impl ApiError {
 
     pub fn report(&self) -> ErrorReport {
         let message = match self {
-            Self::BadRequest { message, .. } | Self::Invalid { message, .. } => message.clone(),
+            Self::BadRequest { message, .. }
+            | Self::Invalid { message, .. }
+            | Self::Refused { message, .. } => message.clone(),
             other => Cow::Owned(other.to_string()),
         };
         ErrorReport {
@@ -207,10 +281,19 @@ impl IntoResponse for ApiError {
             other => tracing::debug!(code = other.code(), message = %other, "request refused"),
         }
         let mut response = status.into_response();
-        if let Self::Overloaded { retry_after_secs } = &self {
+        if let Self::Overloaded { retry_after_secs } | Self::TooManyAttempts { retry_after_secs } =
+            &self
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 §3: a bearer-protected resource names its scheme.
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"palisade\""),
+            );
         }
         response.extensions_mut().insert(self.report());
         response
@@ -247,6 +330,9 @@ mod tests {
             },
             ApiError::invalid_field("x"),
             ApiError::Unauthenticated,
+            ApiError::TooManyAttempts {
+                retry_after_secs: 1,
+            },
             ApiError::NotFound,
             ApiError::MethodNotAllowed,
             ApiError::UnsupportedMediaType,

@@ -1,6 +1,7 @@
 //! The HTTP layer: thin. It assembles the capability routers, wraps them in the request
 //! frame, and serves them. Capabilities never see hyper, TLS or listeners.
 
+pub mod auth;
 pub mod client_ip;
 pub mod error;
 pub mod extract;

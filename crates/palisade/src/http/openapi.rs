@@ -18,12 +18,33 @@ use crate::app::AppState;
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     components(schemas(ErrorBody, ErrorDetail)),
+    modifiers(&BearerAuth),
     tags(
         (name = "identity", description = "Accounts and sessions"),
         (name = "operations", description = "Health, metrics and this document"),
     )
 )]
 pub struct ApiDoc;
+
+/// Declares the `bearer` scheme the authenticated operations name: an access token from
+/// sign-in (a JWT).
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The one error shape: `{"error":{"code","message","request_id"}}`.
 #[derive(Serialize, ToSchema)]

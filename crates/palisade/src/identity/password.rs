@@ -79,6 +79,39 @@ impl PasswordHasher {
         .await
     }
 
+    /// Verifies against a stored hash: argon2id, or bcrypt for an imported user (claim ID-1).
+    /// `needs_upgrade` says the hash should be replaced by argon2id now that it matched.
+    pub async fn verify_stored(
+        &self,
+        password: SecretString,
+        stored: String,
+    ) -> Result<Verified, HashError> {
+        if is_bcrypt(&stored) {
+            let matches = self
+                .on_pool(move || {
+                    Ok(bcrypt::verify(password.expose_secret().as_bytes(), &stored)
+                        .unwrap_or(false))
+                })
+                .await?;
+            return Ok(Verified {
+                matches,
+                needs_upgrade: matches,
+            });
+        }
+        let needs_upgrade = PasswordHash::new(&stored).is_ok_and(|parsed| {
+            Params::try_from(&parsed).map_or(true, |params| {
+                parsed.algorithm != Algorithm::Argon2id.ident()
+                    || params.m_cost() < self.params.m_cost()
+                    || params.t_cost() < self.params.t_cost()
+            })
+        });
+        let matches = self.verify(password, stored).await?;
+        Ok(Verified {
+            matches,
+            needs_upgrade: matches && needs_upgrade,
+        })
+    }
+
     async fn on_pool<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> Result<T, HashError> + Send + 'static,
@@ -101,6 +134,19 @@ impl PasswordHasher {
         .await
         .map_err(|e| HashError::Failed(e.to_string()))?
     }
+}
+
+/// The outcome of checking a password against a stored hash.
+pub struct Verified {
+    pub matches: bool,
+    pub needs_upgrade: bool,
+}
+
+/// `$2a$`, `$2b$` or `$2y$`: a bcrypt hash from an imported user base.
+pub fn is_bcrypt(stored: &str) -> bool {
+    ["$2a$", "$2b$", "$2y$"]
+        .iter()
+        .any(|p| stored.starts_with(p))
 }
 
 struct LeaveQueue<'a>(&'a AtomicUsize);

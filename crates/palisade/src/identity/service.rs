@@ -1,78 +1,230 @@
-//! Identity's domain logic, free of HTTP: what signing up means.
+//! Identity's domain logic, free of HTTP: the `Identity` service and its errors, and
+//! sign-up. Sessions, recovery and MFA add their operations in their own modules.
+
+use std::sync::Arc;
 
 use secrecy::SecretString;
+use time::OffsetDateTime;
 
 use super::domain::{Email, InvalidInput, NewPassword, TenantName};
 use super::password::{HashError, PasswordHasher};
-use super::store::{IdentityStore, NewAccount, SignupOutcome};
+use super::store::{self as identity_store, IdentityStore, NewAccount, SignupOutcome};
+use super::throttle::Throttle;
+use super::tokens::{AccessTokens, TokenError};
 use crate::audit::AuditRecord;
 use crate::clock::Clock;
+use crate::config::{AuthSettings, Settings};
+use crate::crypto::MasterKey;
 use crate::ids::{TenantId, UserId};
-use crate::store::StoreError;
+use crate::mail::Mailer;
+use crate::store::{Database, StoreError};
 
-/// Where a request came from, for the audit record.
+/// Where a request came from, for audit records.
+#[derive(Clone, Debug)]
 pub struct Origin {
     pub request_id: String,
     pub ip: Option<std::net::IpAddr>,
     pub user_agent: Option<String>,
 }
 
-pub struct SignupInput {
-    pub email: String,
-    pub password: SecretString,
-    pub tenant_name: String,
+impl Origin {
+    pub fn event(
+        &self,
+        action: &'static str,
+        outcome: &'static str,
+        at: OffsetDateTime,
+    ) -> AuditRecord {
+        AuditRecord::new(
+            action,
+            outcome,
+            at,
+            self.request_id.clone(),
+            self.ip,
+            self.user_agent.clone(),
+        )
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum SignupError {
+pub enum IdentityError {
     #[error(transparent)]
     Invalid(#[from] InvalidInput),
+    /// Unknown email or wrong password: the two are indistinguishable (claim ID-10).
+    #[error("the email or password is incorrect")]
+    InvalidCredentials,
+    #[error("this account uses two-factor authentication: send a totp or recovery_code")]
+    MfaRequired,
+    #[error("the two-factor code is not valid")]
+    MfaRejected,
+    #[error("this tenant requires two-factor authentication: enrol at /api/v1/auth/mfa/totp")]
+    MfaEnrollmentRequired,
+    #[error("too many failed sign-ins; retry later")]
+    Throttled { retry_after_secs: u64 },
+    /// The credential is missing, malformed, expired or revoked. The reason is for logs.
+    #[error("authentication required ({0})")]
+    Unauthenticated(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("the link is invalid, expired or already used")]
+    InvalidToken,
+    #[error("the code is not valid")]
+    InvalidCode,
+    #[error("{0}")]
+    Conflict(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error(transparent)]
     Hash(#[from] HashError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Token(TokenError),
 }
 
-/// Creates a user and a new tenant with that user as Owner.
-///
-/// The outcome is deliberately not returned to the caller's client: an existing email and
-/// a new one must look the same (claim ID-10), so the hash is computed in both cases.
-#[tracing::instrument(skip_all)]
-pub async fn sign_up(
-    store: &dyn IdentityStore,
-    hasher: &PasswordHasher,
-    clock: &dyn Clock,
-    input: SignupInput,
-    origin: Origin,
-) -> Result<SignupOutcome, SignupError> {
-    let email = Email::parse(&input.email)?;
-    let tenant_name = TenantName::parse(&input.tenant_name)?;
-    let password = NewPassword::parse(input.password)?;
-    let password_hash = hasher.hash(password.into_secret()).await?;
-    let now = clock.now();
-    let account = NewAccount {
-        user_id: UserId::generate(),
-        email: email.as_str().to_owned(),
-        password_hash,
-        tenant_id: TenantId::generate(),
-        tenant_name: tenant_name.as_str().to_owned(),
-        created_at: now,
-    };
-    let event = AuditRecord {
-        tenant_id: account.tenant_id,
-        actor_user_id: Some(account.user_id),
-        action: "account.signed_up",
-        target_type: "user",
-        target_id: account.user_id.to_string(),
-        outcome: "success",
-        ip: origin.ip,
-        user_agent: origin.user_agent,
-        request_id: origin.request_id,
-        occurred_at: now,
-    };
-    let outcome = store.create_account(&account, &event).await?;
-    if outcome == SignupOutcome::EmailTaken {
-        tracing::info!("sign-up for an existing email; nothing written");
+impl From<TokenError> for IdentityError {
+    fn from(error: TokenError) -> Self {
+        match error {
+            TokenError::Refused(reason) => Self::Unauthenticated(reason),
+            TokenError::Store(e) => Self::Store(e),
+            other => Self::Token(other),
+        }
     }
-    Ok(outcome)
+}
+
+/// Accounts, sessions, tokens and factors: everything the identity routes call.
+pub struct Identity {
+    pub(super) store: Arc<dyn IdentityStore>,
+    pub(super) passwords: PasswordHasher,
+    pub(super) tokens: AccessTokens,
+    pub(super) master: Arc<MasterKey>,
+    pub(super) throttle: Throttle,
+    pub(super) mailer: Arc<Mailer>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) settings: AuthSettings,
+    pub(super) link_base_url: String,
+    /// A real argon2id hash of a random password: unknown emails are checked against it, so
+    /// they cost one hash like a known one (claim ID-10).
+    pub(super) decoy_hash: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityStartError {
+    #[error(transparent)]
+    MasterKey(#[from] crate::crypto::MasterKeyError),
+    #[error(transparent)]
+    Mail(#[from] crate::mail::MailError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Identity {
+    pub async fn start(
+        settings: &Settings,
+        db: &Database,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, IdentityStartError> {
+        let store = identity_store::for_database(db);
+        let master_path = settings
+            .auth
+            .master_key_file
+            .clone()
+            .unwrap_or_else(|| settings.data_dir.join("master.key"));
+        let master = Arc::new(MasterKey::load_or_create(&master_path)?);
+        let passwords = PasswordHasher::new(&settings.passwords)
+            .map_err(|e| IdentityStartError::Other(e.to_string()))?;
+        let decoy = crate::crypto::random_token();
+        let decoy_hash = passwords
+            .hash(decoy)
+            .await
+            .map_err(|e| IdentityStartError::Other(e.to_string()))?;
+        let tokens =
+            AccessTokens::start(store.as_ref(), master.clone(), &settings.auth, clock.now())
+                .await
+                .map_err(|e| IdentityStartError::Other(e.to_string()))?;
+        Ok(Self {
+            store,
+            passwords,
+            tokens,
+            master,
+            throttle: Throttle::new(&settings.auth),
+            mailer: Arc::new(Mailer::from_settings(settings)?),
+            clock,
+            settings: settings.auth.clone(),
+            link_base_url: settings.mail.link_base_url.trim_end_matches('/').to_owned(),
+            decoy_hash,
+        })
+    }
+
+    pub fn store(&self) -> &dyn IdentityStore {
+        self.store.as_ref()
+    }
+
+    pub fn tokens(&self) -> &AccessTokens {
+        &self.tokens
+    }
+
+    pub fn passwords(&self) -> &PasswordHasher {
+        &self.passwords
+    }
+
+    pub fn mailer(&self) -> &crate::mail::Mailer {
+        &self.mailer
+    }
+
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// Periodic upkeep: reload and rotate signing keys, prune old failure counts.
+    pub async fn maintain(&self) -> Result<(), IdentityError> {
+        let now = self.now();
+        self.tokens.maintain(self.store(), now).await?;
+        self.throttle.prune(self.store(), now).await?;
+        Ok(())
+    }
+
+    /// Creates a user and a new tenant with that user as Owner, and mails a verification
+    /// link. The outcome is deliberately not returned to the client: an existing email and
+    /// a new one must look the same (claim ID-10), so the hash is computed in both cases.
+    #[tracing::instrument(skip_all)]
+    pub async fn sign_up(
+        &self,
+        email: &str,
+        password: SecretString,
+        tenant_name: &str,
+        origin: &Origin,
+    ) -> Result<SignupOutcome, IdentityError> {
+        let email = Email::parse(email)?;
+        let tenant_name = TenantName::parse(tenant_name)?;
+        let password = NewPassword::parse(password)?;
+        let password_hash = self.passwords.hash(password.into_secret()).await?;
+        let now = self.now();
+        let account = NewAccount {
+            user_id: UserId::generate(),
+            email: email.as_str().to_owned(),
+            password_hash,
+            tenant_id: TenantId::generate(),
+            tenant_name: tenant_name.as_str().to_owned(),
+            created_at: now,
+        };
+        let event = origin
+            .event("account.signed_up", "success", now)
+            .in_tenant(account.tenant_id)
+            .by(account.user_id)
+            .on("user", account.user_id);
+        let outcome = self.store.create_account(&account, &event).await?;
+        match outcome {
+            SignupOutcome::Created => {
+                self.send_verification(account.user_id, email.as_str().to_owned());
+            }
+            SignupOutcome::EmailTaken => {
+                tracing::info!("sign-up for an existing email; nothing written");
+            }
+        }
+        Ok(outcome)
+    }
 }

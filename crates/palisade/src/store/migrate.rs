@@ -27,10 +27,12 @@ macro_rules! migrations {
 pub const SQLITE: &[Migration] = migrations!("sqlite":
     1 "0001_foundation",
     2 "0002_no_public_create",
+    3 "0003_sessions",
 );
 pub const POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
     2 "0002_no_public_create",
+    3 "0003_sessions",
 );
 
 /// Serialises migrators across instances sharing one PostgreSQL database.

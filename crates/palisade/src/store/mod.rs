@@ -11,9 +11,88 @@ pub mod sqlite;
 
 use std::time::{Duration, Instant};
 
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 use crate::config::{Backend, Settings};
+use crate::ids::{TenantId, UserId};
+
+/// Writes a store implementation once and stamps it for both backends. Inside, `Db` names
+/// the backend's sqlx database and `Pool` its pool; statements use `$1`-style parameters,
+/// which SQLite and PostgreSQL both read, and ids bind as themselves (`crate::ids`).
+macro_rules! for_both_backends {
+    ($($item:item)*) => {
+        const _: () = {
+            #[allow(unused_imports)]
+            use ::sqlx::Sqlite as Db;
+            #[allow(dead_code)]
+            type Pool = ::sqlx::SqlitePool;
+            $($item)*
+        };
+        const _: () = {
+            #[allow(unused_imports)]
+            use ::sqlx::Postgres as Db;
+            #[allow(dead_code)]
+            type Pool = ::sqlx::PgPool;
+            $($item)*
+        };
+    };
+}
+pub(crate) use for_both_backends;
+
+/// How each backend opens the transactions a store needs. On PostgreSQL the binding is what
+/// row-level security reads; on SQLite a write transaction takes the lock up front.
+pub(crate) trait Begin {
+    type Db: sqlx::Database;
+    /// Writes global data (users, sessions): no tenant bound.
+    async fn write(&self) -> Result<Transaction<'static, Self::Db>, StoreError>;
+    /// Reads or writes one tenant's rows; on PostgreSQL RLS sees only `tenant`.
+    async fn tenant(&self, tenant: TenantId) -> Result<Transaction<'static, Self::Db>, StoreError>;
+    /// Reads one tenant's rows without taking SQLite's write lock.
+    async fn tenant_read(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Transaction<'static, Self::Db>, StoreError>;
+    /// Reads a user's own memberships across tenants.
+    async fn user_read(&self, user: UserId) -> Result<Transaction<'static, Self::Db>, StoreError>;
+}
+
+impl Begin for SqlitePool {
+    type Db = Sqlite;
+    async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        sqlite::begin_write(self).await
+    }
+    async fn tenant(&self, _tenant: TenantId) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        sqlite::begin_write(self).await
+    }
+    async fn tenant_read(
+        &self,
+        _tenant: TenantId,
+    ) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.begin().await?)
+    }
+    async fn user_read(&self, _user: UserId) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.begin().await?)
+    }
+}
+
+impl Begin for PgPool {
+    type Db = Postgres;
+    async fn write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        Ok(self.begin().await?)
+    }
+    async fn tenant(&self, tenant: TenantId) -> Result<Transaction<'static, Postgres>, StoreError> {
+        postgres::begin_bound(self, postgres::TENANT_SETTING, tenant.as_uuid()).await
+    }
+    async fn tenant_read(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Transaction<'static, Postgres>, StoreError> {
+        postgres::begin_bound(self, postgres::TENANT_SETTING, tenant.as_uuid()).await
+    }
+    async fn user_read(&self, user: UserId) -> Result<Transaction<'static, Postgres>, StoreError> {
+        postgres::begin_bound(self, postgres::USER_SETTING, user.as_uuid()).await
+    }
+}
 
 /// The process's connection pool.
 #[derive(Clone, Debug)]

@@ -45,16 +45,28 @@ pub fn describe_connect_error(error: &sqlx::Error) -> String {
     }
 }
 
+/// The setting that lets a user's own memberships be read across tenants.
+pub const USER_SETTING: &str = "palisade.user_id";
+
 /// Begins a transaction in which RLS sees only `tenant`'s rows.
 pub async fn begin_for_tenant(
     pool: &PgPool,
     tenant: TenantId,
 ) -> Result<Transaction<'static, Postgres>, StoreError> {
+    begin_bound(pool, TENANT_SETTING, tenant.as_uuid()).await
+}
+
+/// Begins a transaction with `setting` bound to `id` for its duration only.
+pub async fn begin_bound(
+    pool: &PgPool,
+    setting: &'static str,
+    id: uuid::Uuid,
+) -> Result<Transaction<'static, Postgres>, StoreError> {
     let mut tx = pool.begin().await?;
     // set_config(..., true) is SET LOCAL with a bind parameter: it ends with the transaction.
     sqlx::query("SELECT set_config($1, $2, true)")
-        .bind(TENANT_SETTING)
-        .bind(tenant.as_uuid().to_string())
+        .bind(setting)
+        .bind(id.to_string())
         .execute(&mut *tx)
         .await?;
     Ok(tx)

@@ -10,12 +10,16 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
 use palisade::app::{App, AppState};
+use palisade::clock::{Clock, SystemClock};
 use palisade::config::{Overrides, Settings};
 use palisade::store::Database;
 use secrecy::SecretString;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgPool};
+use time::OffsetDateTime;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OnceCell;
 use tokio::task::AbortHandle;
@@ -38,7 +42,23 @@ pub fn backend() -> Backend {
     }
 }
 
+/// The clock the server reads: starts at the real time, moves only when a test says so.
+pub struct TestClock(Mutex<OffsetDateTime>);
+
+impl TestClock {
+    pub fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap()
+    }
+}
+
 pub struct TestApp {
+    pub clock: Arc<TestClock>,
     pub addr: SocketAddr,
     pub base: String,
     pub client: reqwest::Client,
@@ -75,7 +95,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     db.configure(&mut settings);
     configure(&mut settings);
     settings.validate().expect("test settings are valid");
-    let app = App::build(settings).await.expect("the app starts");
+    let clock = Arc::new(TestClock(Mutex::new(SystemClock.now())));
+    let app = App::build_with_clock(settings, clock.clone())
+        .await
+        .expect("the app starts");
     let addr = app.local_addr();
     let redirect_addr = app.redirect_addr();
     let scheme = app.scheme();
@@ -85,6 +108,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         let _ = stopped.await;
     }));
     TestApp {
+        clock,
         addr,
         base: format!("{scheme}://{addr}"),
         client: reqwest::Client::builder()
@@ -122,19 +146,89 @@ impl TestApp {
             .expect("request sent")
     }
 
-    /// Signs up a fresh account and returns its email.
+    /// Signs up a fresh account with [`PASSWORD`] and a tenant named Acme.
     pub async fn sign_up(&self, email: &str) {
         let response = self
             .post_json(
                 "/api/v1/auth/signup",
                 &serde_json::json!({
                     "email": email,
-                    "password": "correct horse battery staple",
+                    "password": PASSWORD,
                     "tenant_name": "Acme",
                 }),
             )
             .await;
         assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    }
+
+    /// Signs up and signs in: the common start of an authenticated test.
+    pub async fn signed_in(&self, email: &str) -> Session {
+        self.sign_up(email).await;
+        self.login(email).await
+    }
+
+    /// Signs in with [`PASSWORD`]; the sign-in must succeed.
+    pub async fn login(&self, email: &str) -> Session {
+        let response = self
+            .post_json(
+                "/api/v1/auth/login",
+                &serde_json::json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        Session::from_response(response).await
+    }
+
+    /// `POST /api/v1/auth/refresh` with the given refresh token in the cookie.
+    pub async fn refresh(&self, refresh: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/auth/refresh"))
+            .header("cookie", format!("{REFRESH_COOKIE}={refresh}"))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get_as(&self, path: &str, access: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(access)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_as(
+        &self,
+        path: &str,
+        access: &str,
+        body: Option<&serde_json::Value>,
+    ) -> reqwest::Response {
+        let request = self.client.post(self.url(path)).bearer_auth(access);
+        let request = match body {
+            Some(body) => request.json(body),
+            None => request,
+        };
+        request.send().await.expect("request sent")
+    }
+
+    /// The mails in the outbox, oldest first, waiting up to 5 s for at least `count`
+    /// (mail is sent in the background).
+    pub async fn outbox(&self, count: usize) -> Vec<String> {
+        let dir = self._data_dir.path().join("data").join("outbox");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut names: Vec<_> = std::fs::read_dir(&dir)
+                .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+                .unwrap_or_default();
+            names.sort();
+            if names.len() >= count || std::time::Instant::now() > deadline {
+                return names
+                    .iter()
+                    .map(|p| std::fs::read_to_string(p).unwrap())
+                    .collect();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Rows in a table, counted past any tenant filter.
@@ -193,6 +287,56 @@ impl TestApp {
             server.await.unwrap();
         }
     }
+}
+
+/// The password `sign_up` uses.
+pub const PASSWORD: &str = "correct horse battery staple";
+/// The refresh cookie's name with the default (Secure) settings.
+pub const REFRESH_COOKIE: &str = "__Secure-palisade_refresh";
+
+/// A signed-in user's tokens.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub access: String,
+    pub refresh: String,
+    pub tenant: String,
+}
+
+impl Session {
+    /// Reads a successful sign-in or refresh answer.
+    pub async fn from_response(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let refresh = refresh_cookie(&response);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        Self {
+            access: body["access_token"].as_str().unwrap().to_owned(),
+            refresh: refresh.expect("a refresh cookie is set"),
+            tenant: body["tenant_id"].as_str().unwrap().to_owned(),
+        }
+    }
+}
+
+/// The refresh token a response sets, if any (an empty value clears the cookie).
+pub fn refresh_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(&format!("{REFRESH_COOKIE}=")))
+        .map(|rest| rest.split(';').next().unwrap_or("").to_owned())
+}
+
+/// The token in a mailed link (`…?token=<43 characters>`), after undoing the
+/// quoted-printable encoding a mail client would undo.
+pub fn token_in_mail(mail: &str) -> String {
+    let text = mail
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=");
+    let start = text.find("token=").expect("a link with a token") + "token=".len();
+    text[start..start + 43].to_owned()
 }
 
 pub enum TestDatabase {

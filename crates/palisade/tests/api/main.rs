@@ -7,6 +7,8 @@ mod health;
 mod isolation;
 mod openapi;
 mod process;
+mod recovery;
+mod sessions;
 mod signup;
 mod tls;
 mod web;

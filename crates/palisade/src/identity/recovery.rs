@@ -1,0 +1,205 @@
+//! Email verification and password reset (claim ID-11): random single-use tokens, stored
+//! as SHA-256 only, expiring (reset 30 min, verification 24 h). Requests answer at once and
+//! do their lookup and mailing in the background, so a known and an unknown email cost the
+//! caller the same time (claim ID-10).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::domain::{Email, NewPassword};
+use super::service::{Identity, IdentityError, Origin};
+use super::store::{EmailPurpose, IdentityStore};
+use crate::crypto::{random_token, sha256};
+use crate::ids::UserId;
+use crate::mail::{Mail, Mailer};
+
+/// Everything a background mailing needs, detached from the request.
+struct Dispatch {
+    store: Arc<dyn IdentityStore>,
+    mailer: Arc<Mailer>,
+    now: time::OffsetDateTime,
+    link_base_url: String,
+}
+
+impl Dispatch {
+    async fn send(
+        self,
+        user: UserId,
+        to: String,
+        purpose: EmailPurpose,
+        ttl: Duration,
+    ) -> Result<(), String> {
+        let token = random_token();
+        let hash = sha256(token.expose_secret().as_bytes());
+        self.store
+            .issue_email_token(user, purpose, &hash, self.now, self.now + ttl)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (subject, path, action, lifetime) = match purpose {
+            EmailPurpose::VerifyEmail => (
+                "Confirm your email address",
+                "verify-email",
+                "confirm your email address",
+                "24 hours",
+            ),
+            EmailPurpose::ResetPassword => (
+                "Reset your password",
+                "reset-password",
+                "choose a new password",
+                "30 minutes",
+            ),
+        };
+        let minutes = ttl.as_secs() / 60;
+        let body = format!(
+            "Open this link to {action}:\n\n{}/{path}?token={}\n\nThe link works once and \
+             expires in {}. If you did not ask for it, ignore this mail.\n",
+            self.link_base_url,
+            token.expose_secret(),
+            if minutes == 30 || minutes == 24 * 60 {
+                lifetime.to_owned()
+            } else {
+                format!("{minutes} minutes")
+            },
+        );
+        self.mailer
+            .send(Mail {
+                to,
+                subject: subject.to_owned(),
+                body,
+            })
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Identity {
+    fn dispatch(&self) -> Dispatch {
+        Dispatch {
+            store: self.store.clone(),
+            mailer: self.mailer.clone(),
+            now: self.now(),
+            link_base_url: self.link_base_url.clone(),
+        }
+    }
+
+    /// Mails a verification link in the background; failures are logged.
+    pub(super) fn send_verification(&self, user: UserId, to: String) {
+        let dispatch = self.dispatch();
+        let ttl = Duration::from_secs(self.settings.verification_token_ttl_secs);
+        tokio::spawn(async move {
+            if let Err(error) = dispatch
+                .send(user, to, EmailPurpose::VerifyEmail, ttl)
+                .await
+            {
+                tracing::warn!(%error, "verification mail not sent");
+            }
+        });
+    }
+
+    /// Asks for a new verification link. The answer never depends on the email.
+    pub fn request_verification(&self, email: &str) -> Result<(), IdentityError> {
+        let email = Email::parse(email)?;
+        self.in_background(email, EmailPurpose::VerifyEmail);
+        Ok(())
+    }
+
+    /// Asks for a password-reset link. The answer never depends on the email.
+    pub fn request_password_reset(&self, email: &str) -> Result<(), IdentityError> {
+        let email = Email::parse(email)?;
+        self.in_background(email, EmailPurpose::ResetPassword);
+        Ok(())
+    }
+
+    fn in_background(&self, email: Email, purpose: EmailPurpose) {
+        let dispatch = self.dispatch();
+        let ttl = Duration::from_secs(match purpose {
+            EmailPurpose::VerifyEmail => self.settings.verification_token_ttl_secs,
+            EmailPurpose::ResetPassword => self.settings.reset_token_ttl_secs,
+        });
+        tokio::spawn(async move {
+            let user = match dispatch.store.user_by_email(email.as_str()).await {
+                Ok(Some(user)) => user,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "mail request: user lookup failed");
+                    return;
+                }
+            };
+            if purpose == EmailPurpose::VerifyEmail && user.email_verified_at.is_some() {
+                return;
+            }
+            if let Err(error) = dispatch.send(user.id, user.email, purpose, ttl).await {
+                tracing::warn!(%error, "mail not sent");
+            }
+        });
+    }
+
+    pub async fn verify_email(
+        &self,
+        token: &SecretString,
+        origin: &Origin,
+    ) -> Result<(), IdentityError> {
+        let hash = token_hash(token)?;
+        let now = self.now();
+        let user = self
+            .store
+            .email_token_user(&hash, EmailPurpose::VerifyEmail, now)
+            .await?
+            .ok_or(IdentityError::InvalidToken)?;
+        let event = origin
+            .event("account.email_verified", "success", now)
+            .by(user)
+            .on("user", user);
+        if self.store.verify_email(&hash, &event).await? {
+            Ok(())
+        } else {
+            Err(IdentityError::InvalidToken)
+        }
+    }
+
+    /// Sets a new password from a reset link; every session and token of the user ends.
+    pub async fn reset_password(
+        &self,
+        token: &SecretString,
+        password: SecretString,
+        origin: &Origin,
+    ) -> Result<(), IdentityError> {
+        let hash = token_hash(token)?;
+        let password = NewPassword::parse(password)?;
+        let user = self
+            .store
+            .email_token_user(&hash, EmailPurpose::ResetPassword, self.now())
+            .await?
+            .ok_or(IdentityError::InvalidToken)?;
+        let new_hash = self.passwords.hash(password.into_secret()).await?;
+        let event = origin
+            .event("account.password_reset", "success", self.now())
+            .by(user)
+            .on("user", user);
+        if self
+            .store
+            .replace_password(user, &new_hash, Some(&hash), &event)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(IdentityError::InvalidToken)
+        }
+    }
+}
+
+/// A token of the shape we issue, hashed for lookup; anything else is refused unread.
+pub(super) fn token_hash(token: &SecretString) -> Result<[u8; 32], IdentityError> {
+    let text = token.expose_secret();
+    let shaped = text.len() == 43
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if shaped {
+        Ok(sha256(text.as_bytes()))
+    } else {
+        Err(IdentityError::InvalidToken)
+    }
+}

@@ -1,0 +1,235 @@
+//! Account routes: sign-up, email verification, password reset and change.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::origin;
+use crate::app::AppState;
+use crate::http::auth::Authenticated;
+use crate::http::error::ApiError;
+use crate::http::extract::{Json, RequestContext};
+use crate::http::openapi::ErrorBody;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(signup))
+        .routes(routes!(request_verification))
+        .routes(routes!(verify_email))
+        .routes(routes!(request_password_reset))
+        .routes(routes!(reset_password))
+        .routes(routes!(change_password))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupRequest {
+    #[schema(example = "ada@example.com", max_length = 254)]
+    email: String,
+    /// 12 to 128 characters.
+    #[schema(value_type = String, min_length = 12, max_length = 128, format = Password)]
+    password: SecretString,
+    #[schema(example = "Acme", min_length = 1, max_length = 100)]
+    tenant_name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Accepted {
+    /// Always `accepted`: the answer does not reveal whether the email is registered.
+    #[schema(example = "accepted")]
+    status: &'static str,
+}
+
+const ACCEPTED: Accepted = Accepted { status: "accepted" };
+
+/// Sign up: create a user and a new tenant with that user as Owner.
+///
+/// The answer is the same whether or not the email is already registered; a new account
+/// is sent a verification link.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/signup",
+    tag = "identity",
+    request_body = SignupRequest,
+    responses(
+        (status = 201, description = "Accepted", body = Accepted),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 503, description = "Busy or database unavailable", body = ErrorBody),
+    )
+)]
+async fn signup(
+    State(state): State<AppState>,
+    context: RequestContext,
+    Json(body): Json<SignupRequest>,
+) -> Result<(StatusCode, axum::Json<Accepted>), ApiError> {
+    state
+        .identity
+        .sign_up(
+            &body.email,
+            body.password,
+            &body.tenant_name,
+            &origin(context),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(ACCEPTED)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailRequest {
+    #[schema(example = "ada@example.com", max_length = 254)]
+    email: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// The token from the mailed link.
+    #[schema(value_type = String, min_length = 43, max_length = 43)]
+    token: SecretString,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    #[schema(value_type = String, min_length = 43, max_length = 43)]
+    token: SecretString,
+    #[schema(value_type = String, min_length = 12, max_length = 128, format = Password)]
+    new_password: SecretString,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    #[schema(value_type = String, max_length = 128, format = Password)]
+    current_password: SecretString,
+    #[schema(value_type = String, min_length = 12, max_length = 128, format = Password)]
+    new_password: SecretString,
+}
+
+/// Send a new email-verification link (valid 24 hours) if the address has an unverified account.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/verify-email/request",
+    tag = "identity",
+    request_body = EmailRequest,
+    responses(
+        (status = 202, description = "Accepted, whether or not the email is registered", body = Accepted),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+    )
+)]
+async fn request_verification(
+    State(state): State<AppState>,
+    Json(body): Json<EmailRequest>,
+) -> Result<(StatusCode, axum::Json<Accepted>), ApiError> {
+    state.identity.request_verification(&body.email)?;
+    Ok((StatusCode::ACCEPTED, axum::Json(ACCEPTED)))
+}
+
+/// Confirm an email address with the token from the link. Single use.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/verify-email",
+    tag = "identity",
+    request_body = TokenRequest,
+    responses(
+        (status = 204, description = "Verified"),
+        (status = 400, description = "Invalid, expired or used token", body = ErrorBody),
+        (status = 422, description = "Invalid body", body = ErrorBody),
+    )
+)]
+async fn verify_email(
+    State(state): State<AppState>,
+    context: RequestContext,
+    Json(body): Json<TokenRequest>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .identity
+        .verify_email(&body.token, &origin(context))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Send a password-reset link (valid 30 minutes) if the address has an account.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/password-reset/request",
+    tag = "identity",
+    request_body = EmailRequest,
+    responses(
+        (status = 202, description = "Accepted, whether or not the email is registered", body = Accepted),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+    )
+)]
+async fn request_password_reset(
+    State(state): State<AppState>,
+    Json(body): Json<EmailRequest>,
+) -> Result<(StatusCode, axum::Json<Accepted>), ApiError> {
+    state.identity.request_password_reset(&body.email)?;
+    Ok((StatusCode::ACCEPTED, axum::Json(ACCEPTED)))
+}
+
+/// Set a new password with the token from a reset link. Every session of the user ends.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/password-reset",
+    tag = "identity",
+    request_body = ResetRequest,
+    responses(
+        (status = 204, description = "Password changed; sign in again"),
+        (status = 400, description = "Invalid, expired or used token", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 503, description = "Busy or database unavailable", body = ErrorBody),
+    )
+)]
+async fn reset_password(
+    State(state): State<AppState>,
+    context: RequestContext,
+    Json(body): Json<ResetRequest>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .identity
+        .reset_password(&body.token, body.new_password, &origin(context))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Change the caller's password. Every session of the user ends, this one included.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/password",
+    tag = "identity",
+    request_body = ChangePasswordRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Password changed; sign in again"),
+        (status = 401, description = "Not signed in, or the current password is wrong", body = ErrorBody),
+        (status = 403, description = "MFA enrolment required", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts", body = ErrorBody),
+    )
+)]
+async fn change_password(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    context: RequestContext,
+    Json(body): Json<ChangePasswordRequest>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .identity
+        .change_password(
+            &principal,
+            body.current_password,
+            body.new_password,
+            &origin(context),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

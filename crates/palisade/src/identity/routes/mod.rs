@@ -1,0 +1,125 @@
+//! Identity's HTTP surface: parse, call the `Identity` service, answer. No rules live here.
+//! The refresh cookie's shape (claim ID-3) is decided here, since cookies are HTTP.
+
+mod account;
+mod mfa;
+mod sessions;
+
+use axum::http::{header, HeaderMap, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+use utoipa_axum::router::OpenApiRouter;
+
+use super::service::Origin;
+use crate::app::AppState;
+use crate::config::AuthSettings;
+use crate::http::extract::RequestContext;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(account::router())
+        .merge(sessions::router())
+        .merge(mfa::router())
+}
+
+fn origin(context: RequestContext) -> Origin {
+    Origin {
+        request_id: context.request_id.to_string(),
+        ip: context.ip,
+        user_agent: context.user_agent,
+    }
+}
+
+/// Only the auth routes (refresh, logout) ever receive the cookie.
+const COOKIE_PATH: &str = "/api/v1/auth";
+
+/// `__Secure-` makes browsers refuse the cookie unless it is Secure and set over HTTPS.
+fn cookie_name(settings: &AuthSettings) -> &'static str {
+    if settings.cookie_secure {
+        "__Secure-palisade_refresh"
+    } else {
+        "palisade_refresh"
+    }
+}
+
+fn refresh_cookie(settings: &AuthSettings, token: &SecretString, max_age: u64) -> HeaderValue {
+    let secure = if settings.cookie_secure {
+        "; Secure"
+    } else {
+        ""
+    };
+    let text = format!(
+        "{}={}; Max-Age={max_age}; Path={COOKIE_PATH}; HttpOnly; SameSite=Strict{secure}",
+        cookie_name(settings),
+        token.expose_secret(),
+    );
+    let mut value = HeaderValue::from_str(&text).expect("a token is base64url");
+    value.set_sensitive(true);
+    value
+}
+
+fn cleared_cookie(settings: &AuthSettings) -> HeaderValue {
+    let secure = if settings.cookie_secure {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{}=; Max-Age=0; Path={COOKIE_PATH}; HttpOnly; SameSite=Strict{secure}",
+        cookie_name(settings)
+    ))
+    .expect("a static cookie")
+}
+
+/// The refresh token from the request's cookies, if present and of plausible length.
+fn read_refresh_cookie(headers: &HeaderMap, settings: &AuthSettings) -> Option<SecretString> {
+    let name = cookie_name(settings);
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, value)| *key == name && value.len() <= 128)
+        .map(|(_, value)| SecretString::from(value.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // claim: ID-3
+    #[test]
+    fn the_refresh_cookie_is_httponly_secure_strict_and_path_bound() {
+        let settings = AuthSettings::default();
+        let token = SecretString::from("abc".to_owned());
+        let cookie = refresh_cookie(&settings, &token, 60);
+        let text = cookie.to_str().unwrap();
+        assert!(text.starts_with("__Secure-palisade_refresh=abc;"), "{text}");
+        for attribute in [
+            "HttpOnly",
+            "Secure",
+            "SameSite=Strict",
+            "Path=/api/v1/auth",
+            "Max-Age=60",
+        ] {
+            assert!(text.contains(attribute), "{attribute} in {text}");
+        }
+        assert!(cookie.is_sensitive());
+    }
+
+    #[test]
+    fn the_cookie_is_read_among_others_and_by_its_exact_name() {
+        let settings = AuthSettings::default();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static(
+                "a=1; palisade_refresh=wrong; __Secure-palisade_refresh=right",
+            ),
+        );
+        let token = read_refresh_cookie(&headers, &settings).unwrap();
+        assert_eq!(token.expose_secret(), "right");
+        headers.insert(header::COOKIE, HeaderValue::from_static("x=1"));
+        assert!(read_refresh_cookie(&headers, &settings).is_none());
+    }
+}

@@ -1,0 +1,560 @@
+//! Sign-in and sessions (claims ID-3 to ID-10): sign-in with brute-force limits and equal
+//! cost for unknown emails, rotating refresh tokens with reuse detection, idle and absolute
+//! limits, logout, revoke-all, the user's own session list, tenant switching, password
+//! change, and the check every authenticated request makes.
+
+use secrecy::{ExposeSecret, SecretString};
+use time::OffsetDateTime;
+
+use super::domain::{Email, InvalidInput, NewPassword};
+use super::recovery::token_hash;
+use super::service::{Identity, IdentityError, Origin};
+use super::store::{MembershipRecord, NewSession, SessionRecord};
+use super::throttle::{Scopes, Verdict};
+use super::tokens::{IssuedToken, TokenSubject};
+use crate::audit::AuditRecord;
+use crate::crypto::{random_token, sha256};
+use crate::ids::{SessionId, TenantId, UserId};
+use crate::tenancy::Role;
+
+/// Who an authenticated request acts as, read fresh from the database on every request.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub user: UserId,
+    pub tenant: TenantId,
+    pub session: SessionId,
+    pub role: Role,
+    pub email: String,
+    pub email_verified: bool,
+    pub tenant_name: String,
+    /// The session was opened with a second factor.
+    pub mfa: bool,
+    /// The tenant requires MFA and this session has none: only enrolment is allowed.
+    pub mfa_pending: bool,
+}
+
+pub struct LoginInput {
+    pub email: String,
+    pub password: SecretString,
+    pub tenant: Option<TenantId>,
+    pub totp: Option<SecretString>,
+    pub recovery_code: Option<SecretString>,
+}
+
+/// A new access token, and the refresh token for the cookie.
+pub struct SessionTokens {
+    pub access: IssuedToken,
+    pub refresh: SecretString,
+    /// Seconds until the session's absolute end: the cookie's Max-Age.
+    pub refresh_max_age: u64,
+    pub tenant: TenantId,
+}
+
+impl Identity {
+    #[tracing::instrument(skip_all)]
+    pub async fn login(
+        &self,
+        input: LoginInput,
+        origin: &Origin,
+    ) -> Result<SessionTokens, IdentityError> {
+        let email = Email::parse(&input.email)?;
+        bounded_password(&input.password)?;
+        let scopes = Scopes::new(email.as_str(), origin.ip);
+        let now = self.now();
+        let remaining = match self.throttle.check(self.store(), &scopes, now).await? {
+            Verdict::Locked { retry_after_secs } => {
+                return Err(IdentityError::Throttled { retry_after_secs })
+            }
+            Verdict::Allowed { remaining } => remaining,
+        };
+        let Some(user) = self.store.user_by_email(email.as_str()).await? else {
+            // One hash, as for a known email: the time says nothing (claim ID-10).
+            self.passwords
+                .verify(input.password, self.decoy_hash.clone())
+                .await?;
+            let event = origin
+                .event("auth.login", "failure", now)
+                .on("email", email.as_str());
+            return Err(self.fail(&scopes, remaining, event).await);
+        };
+        let upgrade_copy = SecretString::from(input.password.expose_secret().to_owned());
+        let verified = self
+            .passwords
+            .verify_stored(input.password, user.password_hash.clone())
+            .await?;
+        let memberships = self.store.memberships(user.id).await?;
+        let target = choose_tenant(&memberships, input.tenant);
+        let audit = |outcome| {
+            let event = origin
+                .event("auth.login", outcome, now)
+                .by(user.id)
+                .on("user", user.id);
+            match target {
+                Some(m) => event.in_tenant(m.tenant_id),
+                None => event,
+            }
+        };
+        if !verified.matches {
+            return Err(self.fail(&scopes, remaining, audit("failure")).await);
+        }
+        let mfa = match self.store.totp_factor(user.id).await? {
+            Some(factor) if factor.confirmed => {
+                if input.totp.is_none() && input.recovery_code.is_none() {
+                    return Err(IdentityError::MfaRequired);
+                }
+                let passed = self
+                    .second_factor(user.id, &factor, input.totp, input.recovery_code)
+                    .await?;
+                if !passed {
+                    self.fail(&scopes, remaining, audit("mfa_failure")).await;
+                    return Err(IdentityError::MfaRejected);
+                }
+                true
+            }
+            _ => false,
+        };
+        self.throttle.forgive(self.store(), &scopes).await?;
+        if verified.needs_upgrade {
+            // An imported bcrypt hash (or weaker argon2) becomes argon2id now (claim ID-1).
+            let new_hash = self.passwords.hash(upgrade_copy).await?;
+            self.store
+                .upgrade_password_hash(user.id, &user.password_hash, &new_hash)
+                .await?;
+        }
+        let membership = match (target, input.tenant) {
+            (Some(m), _) => m,
+            (None, Some(_)) => return Err(IdentityError::NotFound),
+            (None, None) => {
+                return Err(IdentityError::Forbidden(
+                    "this account belongs to no tenant",
+                ))
+            }
+        };
+        self.open_session(user.id, membership, mfa, audit("success"), origin, now)
+            .await
+    }
+
+    async fn open_session(
+        &self,
+        user: UserId,
+        membership: &MembershipRecord,
+        mfa: bool,
+        event: AuditRecord,
+        origin: &Origin,
+        now: OffsetDateTime,
+    ) -> Result<SessionTokens, IdentityError> {
+        let session = NewSession {
+            id: SessionId::generate(),
+            user_id: user,
+            tenant_id: membership.tenant_id,
+            created_at: now,
+            absolute_expires_at: now
+                + std::time::Duration::from_secs(self.settings.session_absolute_secs),
+            ip: origin.ip.map(|ip| ip.to_string()),
+            user_agent: origin.user_agent.clone(),
+            mfa,
+        };
+        let refresh = random_token();
+        let event = event.on("session", session.id);
+        self.store
+            .open_session(
+                &session,
+                &sha256(refresh.expose_secret().as_bytes()),
+                &event,
+            )
+            .await?;
+        let access = self.tokens.issue(
+            &TokenSubject {
+                user,
+                tenant: membership.tenant_id,
+                role: membership.role.as_str(),
+                session: session.id,
+            },
+            now,
+        )?;
+        Ok(SessionTokens {
+            access,
+            refresh,
+            refresh_max_age: self.settings.session_absolute_secs,
+            tenant: membership.tenant_id,
+        })
+    }
+
+    /// Counts a failed attempt; the one that reaches the cap also records a lock-out.
+    async fn fail(&self, scopes: &Scopes, remaining: u32, event: AuditRecord) -> IdentityError {
+        let now = event.occurred_at;
+        let locked = (remaining <= 1).then(|| AuditRecord {
+            action: "auth.login_locked",
+            outcome: "locked",
+            ..event.clone()
+        });
+        let recorded = match self
+            .throttle
+            .record(self.store(), scopes, now, &event)
+            .await
+        {
+            Ok(()) => match locked {
+                Some(lock) => self.store.record_event(&lock).await,
+                None => Ok(()),
+            },
+            Err(e) => Err(e),
+        };
+        match recorded {
+            Ok(()) => IdentityError::InvalidCredentials,
+            Err(e) => e.into(),
+        }
+    }
+
+    /// Rotates the refresh token (claim ID-4). A token presented twice revokes its whole
+    /// session and is audited; idle and absolute limits end sessions (claim ID-5).
+    #[tracing::instrument(skip_all)]
+    pub async fn refresh(
+        &self,
+        token: &SecretString,
+        origin: &Origin,
+    ) -> Result<SessionTokens, IdentityError> {
+        let hash = token_hash(token)
+            .map_err(|_| IdentityError::Unauthenticated("refresh token malformed"))?;
+        let record = self
+            .store
+            .refresh_token(&hash)
+            .await?
+            .ok_or(IdentityError::Unauthenticated("unknown refresh token"))?;
+        let session = record.session;
+        let now = self.now();
+        if record.used_at.is_some() {
+            self.revoke_reused(&session, origin, now).await?;
+            return Err(IdentityError::Unauthenticated("refresh token reused"));
+        }
+        self.check_live(&session, record.tokens_valid_after, now)?;
+        let principal = self
+            .store
+            .principal(session.id, session.tenant_id)
+            .await?
+            .ok_or(IdentityError::Unauthenticated("membership ended"))?;
+        let refresh = random_token();
+        let rotated = self
+            .store
+            .rotate_refresh_token(
+                session.id,
+                &hash,
+                &sha256(refresh.expose_secret().as_bytes()),
+                now,
+            )
+            .await?;
+        if !rotated {
+            // Spent between our read and our write: a concurrent replay.
+            self.revoke_reused(&session, origin, now).await?;
+            return Err(IdentityError::Unauthenticated("refresh token reused"));
+        }
+        let access = self.tokens.issue(
+            &TokenSubject {
+                user: session.user_id,
+                tenant: session.tenant_id,
+                role: principal.role.as_str(),
+                session: session.id,
+            },
+            now,
+        )?;
+        let remaining = (session.absolute_expires_at - now).whole_seconds().max(0) as u64;
+        Ok(SessionTokens {
+            access,
+            refresh,
+            refresh_max_age: remaining,
+            tenant: session.tenant_id,
+        })
+    }
+
+    async fn revoke_reused(
+        &self,
+        session: &SessionRecord,
+        origin: &Origin,
+        now: OffsetDateTime,
+    ) -> Result<(), IdentityError> {
+        tracing::warn!(session = %session.id, "refresh token reused; session revoked");
+        let event = origin
+            .event("auth.refresh_token_reused", "revoked", now)
+            .in_tenant(session.tenant_id)
+            .by(session.user_id)
+            .on("session", session.id);
+        let revoked = self
+            .store
+            .revoke_session(session.id, session.user_id, "refresh_token_reused", &event)
+            .await?;
+        if !revoked {
+            // Already ended: the attempt is still worth a record.
+            self.store
+                .record_event(&AuditRecord {
+                    outcome: "refused",
+                    ..event
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn check_live(
+        &self,
+        session: &SessionRecord,
+        tokens_valid_after: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(), IdentityError> {
+        let idle = std::time::Duration::from_secs(self.settings.session_idle_secs);
+        if session.revoked_at.is_some() {
+            Err(IdentityError::Unauthenticated("session revoked"))
+        } else if now >= session.absolute_expires_at {
+            Err(IdentityError::Unauthenticated(
+                "session past its absolute lifetime",
+            ))
+        } else if now >= session.last_refreshed_at + idle {
+            Err(IdentityError::Unauthenticated("session idle too long"))
+        } else if session.created_at < tokens_valid_after {
+            Err(IdentityError::Unauthenticated("tokens revoked"))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The check behind every authenticated request: a valid token, then the session,
+    /// user, membership and tenant as they are now (claims ID-6, ID-7, TEN-1).
+    pub async fn authenticate(&self, bearer: &str) -> Result<Principal, IdentityError> {
+        let now = self.now();
+        let claims = self.tokens.verify(bearer, self.store(), now).await?;
+        let record = self
+            .store
+            .principal(claims.sid, claims.tid)
+            .await?
+            .ok_or(IdentityError::Unauthenticated("session not found"))?;
+        let session = &record.session;
+        if session.user_id != claims.sub {
+            return Err(IdentityError::Unauthenticated("session of another user"));
+        }
+        if session.revoked_at.is_some() {
+            return Err(IdentityError::Unauthenticated("session revoked"));
+        }
+        if now >= session.absolute_expires_at {
+            return Err(IdentityError::Unauthenticated(
+                "session past its absolute lifetime",
+            ));
+        }
+        // Seconds in the token, microseconds in the database: both must pass.
+        if claims.iat < record.tokens_valid_after.unix_timestamp()
+            || session.created_at < record.tokens_valid_after
+        {
+            return Err(IdentityError::Unauthenticated("tokens revoked"));
+        }
+        Ok(Principal {
+            user: session.user_id,
+            tenant: session.tenant_id,
+            session: session.id,
+            role: record.role,
+            email: record.email,
+            email_verified: record.email_verified_at.is_some(),
+            tenant_name: record.tenant_name,
+            mfa: session.mfa,
+            mfa_pending: record.tenant_requires_mfa && !session.mfa,
+        })
+    }
+
+    /// Ends a session at once (claim ID-6): by the caller's token, or by a refresh token.
+    pub async fn logout(
+        &self,
+        principal: Option<&Principal>,
+        refresh: Option<&SecretString>,
+        origin: &Origin,
+    ) -> Result<(), IdentityError> {
+        let now = self.now();
+        let target = match (principal, refresh) {
+            (Some(p), _) => Some((p.session, p.user, p.tenant)),
+            (None, Some(token)) => match token_hash(token) {
+                Ok(hash) => self
+                    .store
+                    .refresh_token(&hash)
+                    .await?
+                    .map(|r| (r.session.id, r.session.user_id, r.session.tenant_id)),
+                Err(_) => None,
+            },
+            (None, None) => None,
+        };
+        if let Some((session, user, tenant)) = target {
+            let event = origin
+                .event("auth.logout", "success", now)
+                .in_tenant(tenant)
+                .by(user)
+                .on("session", session);
+            self.store
+                .revoke_session(session, user, "logout", &event)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Revoke-all (claim ID-7): every token issued before now stops working, without
+    /// rotating signing keys.
+    pub async fn revoke_all(
+        &self,
+        principal: &Principal,
+        origin: &Origin,
+    ) -> Result<(), IdentityError> {
+        let event = origin
+            .event("auth.revoke_all", "success", self.now())
+            .in_tenant(principal.tenant)
+            .by(principal.user)
+            .on("user", principal.user);
+        Ok(self.store.revoke_all(principal.user, &event).await?)
+    }
+
+    /// The caller's live sessions, newest first.
+    pub async fn sessions(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<SessionRecord>, IdentityError> {
+        let now = self.now();
+        let idle = std::time::Duration::from_secs(self.settings.session_idle_secs);
+        let tokens_valid_after = self
+            .store
+            .user_by_id(principal.user)
+            .await?
+            .map(|u| u.tokens_valid_after)
+            .ok_or(IdentityError::Unauthenticated("user gone"))?;
+        Ok(self
+            .store
+            .sessions_of(principal.user)
+            .await?
+            .into_iter()
+            .filter(|s| {
+                now < s.absolute_expires_at
+                    && now < s.last_refreshed_at + idle
+                    && s.created_at >= tokens_valid_after
+            })
+            .collect())
+    }
+
+    /// Ends one of the caller's own sessions; another user's session id is 404.
+    pub async fn revoke_session(
+        &self,
+        principal: &Principal,
+        session: SessionId,
+        origin: &Origin,
+    ) -> Result<(), IdentityError> {
+        let event = origin
+            .event("auth.session_revoked", "success", self.now())
+            .in_tenant(principal.tenant)
+            .by(principal.user)
+            .on("session", session);
+        if self
+            .store
+            .revoke_session(session, principal.user, "revoked_by_user", &event)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(IdentityError::NotFound)
+        }
+    }
+
+    /// Moves the session to another of the user's tenants and issues a token for it. The
+    /// tenant always comes from the token afterwards, never from a request (claim TEN-1).
+    pub async fn switch_tenant(
+        &self,
+        principal: &Principal,
+        tenant: TenantId,
+        origin: &Origin,
+    ) -> Result<IssuedToken, IdentityError> {
+        let memberships = self.store.memberships(principal.user).await?;
+        let membership =
+            choose_tenant(&memberships, Some(tenant)).ok_or(IdentityError::NotFound)?;
+        let now = self.now();
+        let event = origin
+            .event("auth.tenant_switched", "success", now)
+            .in_tenant(tenant)
+            .by(principal.user)
+            .on("session", principal.session);
+        self.store
+            .switch_tenant(principal.session, tenant, &event)
+            .await?;
+        Ok(self.tokens.issue(
+            &TokenSubject {
+                user: principal.user,
+                tenant,
+                role: membership.role.as_str(),
+                session: principal.session,
+            },
+            now,
+        )?)
+    }
+
+    /// The user's memberships, for choosing a tenant.
+    pub async fn tenants_of(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<MembershipRecord>, IdentityError> {
+        Ok(self.store.memberships(principal.user).await?)
+    }
+
+    /// Changes the password; every session and token of the user ends (claim ID-7).
+    pub async fn change_password(
+        &self,
+        principal: &Principal,
+        current: SecretString,
+        new: SecretString,
+        origin: &Origin,
+    ) -> Result<(), IdentityError> {
+        bounded_password(&current)?;
+        let new = NewPassword::parse(new)?;
+        let scopes = Scopes::new(&principal.email, origin.ip);
+        let now = self.now();
+        let remaining = match self.throttle.check(self.store(), &scopes, now).await? {
+            Verdict::Locked { retry_after_secs } => {
+                return Err(IdentityError::Throttled { retry_after_secs })
+            }
+            Verdict::Allowed { remaining } => remaining,
+        };
+        let user = self
+            .store
+            .user_by_id(principal.user)
+            .await?
+            .ok_or(IdentityError::Unauthenticated("user gone"))?;
+        let event = |outcome| {
+            origin
+                .event("account.password_changed", outcome, now)
+                .in_tenant(principal.tenant)
+                .by(principal.user)
+                .on("user", principal.user)
+        };
+        if !self
+            .passwords
+            .verify_stored(current, user.password_hash)
+            .await?
+            .matches
+        {
+            return Err(self.fail(&scopes, remaining, event("failure")).await);
+        }
+        let hash = self.passwords.hash(new.into_secret()).await?;
+        self.store
+            .replace_password(principal.user, &hash, None, &event("success"))
+            .await?;
+        Ok(())
+    }
+}
+
+/// The requested tenant if the user is a member of it, else (none requested) the oldest.
+fn choose_tenant(
+    memberships: &[MembershipRecord],
+    requested: Option<TenantId>,
+) -> Option<&MembershipRecord> {
+    match requested {
+        Some(tenant) => memberships.iter().find(|m| m.tenant_id == tenant),
+        None => memberships.first(),
+    }
+}
+
+/// Sign-in passwords are bounded like new ones, so nobody can make us hash megabytes.
+fn bounded_password(password: &SecretString) -> Result<(), InvalidInput> {
+    let length = password.expose_secret().chars().count();
+    if length == 0 || length > NewPassword::MAX_CHARS {
+        Err(InvalidInput("password: 1 to 128 characters"))
+    } else {
+        Ok(())
+    }
+}

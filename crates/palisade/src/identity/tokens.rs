@@ -1,0 +1,351 @@
+//! Access tokens (claims ID-3, ID-8): EdDSA JWTs signed with keys that carry ids, rotate on
+//! a schedule and on demand, are sealed at rest by the master key, and stay published in
+//! the JWKS until every token they signed has expired.
+//!
+//! Several instances share the keys through the database: each reloads them every minute,
+//! and at once (at most once a second) when a token names a key it does not know.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::store::{IdentityStore, StoredSigningKey};
+use crate::config::AuthSettings;
+use crate::crypto::{self, MasterKey};
+use crate::ids::{SessionId, TenantId, UserId};
+use crate::store::StoreError;
+
+/// How far a verifier's clock may run behind ours; a retired key stays published this much
+/// longer than the tokens it signed live.
+const CLOCK_SKEW: Duration = Duration::from_secs(60);
+/// An unknown key id triggers at most one reload from the database per this interval.
+const RELOAD_GATE: Duration = Duration::from_secs(1);
+
+/// The claims of an access token (RFC 9068 names where they exist).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: UserId,
+    /// The tenant the token acts in (claim TEN-1).
+    pub tid: TenantId,
+    /// The member's role when the token was issued; requests read the current one.
+    pub role: String,
+    pub sid: SessionId,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+/// What a caller needs to issue a token.
+pub struct TokenSubject {
+    pub user: UserId,
+    pub tenant: TenantId,
+    pub role: &'static str,
+    pub session: SessionId,
+}
+
+pub struct IssuedToken {
+    pub token: String,
+    pub expires_in: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// Malformed, badly signed, expired, or from an unknown key: the caller is not
+    /// authenticated. The reason is for logs only.
+    #[error("access token refused: {0}")]
+    Refused(&'static str),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("signing keys: {0}")]
+    Keys(String),
+}
+
+struct LoadedKey {
+    kid: String,
+    public_key: Vec<u8>,
+    decoding: DecodingKey,
+    encoding: Option<EncodingKey>,
+    created_at: OffsetDateTime,
+    retired_at: Option<OffsetDateTime>,
+}
+
+#[derive(Default)]
+struct KeySet {
+    keys: Vec<Arc<LoadedKey>>,
+}
+
+impl KeySet {
+    fn active(&self) -> Option<&Arc<LoadedKey>> {
+        self.keys
+            .iter()
+            .filter(|k| k.retired_at.is_none() && k.encoding.is_some())
+            .max_by_key(|k| k.created_at)
+    }
+
+    fn published<'a>(
+        &'a self,
+        now: OffsetDateTime,
+        ttl: Duration,
+    ) -> impl Iterator<Item = &'a Arc<LoadedKey>> + 'a {
+        self.keys.iter().filter(move |k| match k.retired_at {
+            None => true,
+            Some(retired) => now < retired + ttl + CLOCK_SKEW,
+        })
+    }
+}
+
+pub struct AccessTokens {
+    master: Arc<MasterKey>,
+    issuer: String,
+    audience: String,
+    ttl: Duration,
+    rotation: Duration,
+    keys: RwLock<Arc<KeySet>>,
+    last_reload: Mutex<Option<Instant>>,
+    validation: Validation,
+}
+
+impl AccessTokens {
+    /// Loads the keys, creating the first one (or rotating an overdue one).
+    pub async fn start(
+        store: &dyn IdentityStore,
+        master: Arc<MasterKey>,
+        settings: &AuthSettings,
+        now: OffsetDateTime,
+    ) -> Result<Self, TokenError> {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&[&settings.audience]);
+        // Expiry is checked against the injected clock, below.
+        validation.validate_exp = false;
+        validation.required_spec_claims = ["iss", "aud", "sub", "exp", "iat"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let tokens = Self {
+            master,
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+            ttl: settings.access_token_ttl(),
+            rotation: Duration::from_secs(u64::from(settings.signing_key_rotation_days) * 86_400),
+            keys: RwLock::new(Arc::default()),
+            last_reload: Mutex::new(None),
+            validation,
+        };
+        tokens.maintain(store, now).await?;
+        Ok(tokens)
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Reloads the keys and rotates when the active one is older than the schedule allows.
+    pub async fn maintain(
+        &self,
+        store: &dyn IdentityStore,
+        now: OffsetDateTime,
+    ) -> Result<(), TokenError> {
+        self.reload(store).await?;
+        let due = match self.current().active() {
+            None => true,
+            Some(active) => now - active.created_at >= self.rotation,
+        };
+        if due {
+            self.rotate(store, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates a new signing key and retires the previous one, which stays published until
+    /// the tokens it signed have expired. Returns the new key id.
+    pub async fn rotate(
+        &self,
+        store: &dyn IdentityStore,
+        now: OffsetDateTime,
+    ) -> Result<String, TokenError> {
+        let key = generate_key(&self.master, now)?;
+        let kid = key.kid.clone();
+        store.add_signing_key(&key).await?;
+        self.reload(store).await?;
+        tracing::info!(kid = %kid, "signing key rotated");
+        Ok(kid)
+    }
+
+    async fn reload(&self, store: &dyn IdentityStore) -> Result<(), TokenError> {
+        let stored = store.signing_keys().await?;
+        let mut keys = Vec::with_capacity(stored.len());
+        for key in stored {
+            keys.push(Arc::new(self.load(key)?));
+        }
+        *self.keys.write().expect("key set lock") = Arc::new(KeySet { keys });
+        *self.last_reload.lock().expect("reload lock") = Some(Instant::now());
+        Ok(())
+    }
+
+    fn load(&self, key: StoredSigningKey) -> Result<LoadedKey, TokenError> {
+        // A retired key never signs again: its private half is not even opened.
+        let encoding = match key.retired_at {
+            Some(_) => None,
+            None => {
+                let private = self
+                    .master
+                    .open(&key.sealed_private_key, &seal_purpose(&key.kid))
+                    .map_err(|e| TokenError::Keys(format!("key {}: {e}", key.kid)))?;
+                Some(EncodingKey::from_ed_der(&private))
+            }
+        };
+        Ok(LoadedKey {
+            decoding: DecodingKey::from_ed_der(&key.public_key),
+            kid: key.kid,
+            public_key: key.public_key,
+            encoding,
+            created_at: key.created_at,
+            retired_at: key.retired_at,
+        })
+    }
+
+    fn current(&self) -> Arc<KeySet> {
+        self.keys.read().expect("key set lock").clone()
+    }
+
+    pub fn issue(
+        &self,
+        subject: &TokenSubject,
+        now: OffsetDateTime,
+    ) -> Result<IssuedToken, TokenError> {
+        let keys = self.current();
+        let active = keys
+            .active()
+            .ok_or_else(|| TokenError::Keys("no active signing key".into()))?;
+        let iat = now.unix_timestamp();
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: subject.user,
+            tid: subject.tenant,
+            role: subject.role.to_owned(),
+            sid: subject.session,
+            iat,
+            exp: iat + self.ttl.as_secs() as i64,
+            jti: crypto::base64url(&crypto::random_bytes::<16>()),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(active.kid.clone());
+        header.typ = Some("at+jwt".to_owned());
+        let encoding = active.encoding.as_ref().expect("the active key can sign");
+        let token = jsonwebtoken::encode(&header, &claims, encoding)
+            .map_err(|e| TokenError::Keys(e.to_string()))?;
+        Ok(IssuedToken {
+            token,
+            expires_in: self.ttl.as_secs(),
+        })
+    }
+
+    /// Checks signature, issuer, audience and expiry. Revocation (sessions, revoke-all) is
+    /// the caller's next step, against the database.
+    pub async fn verify(
+        &self,
+        token: &str,
+        store: &dyn IdentityStore,
+        now: OffsetDateTime,
+    ) -> Result<AccessClaims, TokenError> {
+        if token.len() > 4096 {
+            return Err(TokenError::Refused("too long"));
+        }
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| TokenError::Refused("malformed"))?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::Refused("algorithm"));
+        }
+        let kid = header.kid.ok_or(TokenError::Refused("no key id"))?;
+        let key = match self.published_key(&kid, now) {
+            Some(key) => key,
+            None if self.may_reload() => {
+                self.reload(store).await?;
+                self.published_key(&kid, now)
+                    .ok_or(TokenError::Refused("unknown key"))?
+            }
+            None => return Err(TokenError::Refused("unknown key")),
+        };
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &self.validation)
+            .map_err(|_| TokenError::Refused("signature or claims"))?;
+        let claims = data.claims;
+        let now = now.unix_timestamp();
+        if claims.exp <= now {
+            return Err(TokenError::Refused("expired"));
+        }
+        if claims.iat > now + CLOCK_SKEW.as_secs() as i64 {
+            return Err(TokenError::Refused("issued in the future"));
+        }
+        Ok(claims)
+    }
+
+    fn published_key(&self, kid: &str, now: OffsetDateTime) -> Option<Arc<LoadedKey>> {
+        self.current()
+            .published(now, self.ttl)
+            .find(|k| k.kid == kid)
+            .cloned()
+    }
+
+    fn may_reload(&self) -> bool {
+        let mut last = self.last_reload.lock().expect("reload lock");
+        match *last {
+            Some(at) if at.elapsed() < RELOAD_GATE => false,
+            _ => {
+                *last = Some(Instant::now());
+                true
+            }
+        }
+    }
+
+    /// The JWKS document (RFC 7517): every published key, the signing one first.
+    pub fn jwks(&self, now: OffsetDateTime) -> serde_json::Value {
+        let keys = self.current();
+        let mut published: Vec<_> = keys.published(now, self.ttl).collect();
+        // The signing key first, then the others newest first.
+        published.sort_by_key(|k| std::cmp::Reverse((k.retired_at.is_none(), k.created_at)));
+        let keys: Vec<_> = published
+            .into_iter()
+            .map(|k| {
+                serde_json::json!({
+                    "kty": "OKP",
+                    "crv": "Ed25519",
+                    "x": crypto::base64url(&k.public_key),
+                    "kid": k.kid,
+                    "alg": "EdDSA",
+                    "use": "sig",
+                })
+            })
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+}
+
+fn seal_purpose(kid: &str) -> Vec<u8> {
+    format!("signing-key:{kid}").into_bytes()
+}
+
+fn generate_key(master: &MasterKey, now: OffsetDateTime) -> Result<StoredSigningKey, TokenError> {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
+        .map_err(|_| TokenError::Keys("Ed25519 key generation failed".into()))?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+        .map_err(|_| TokenError::Keys("Ed25519 key generation failed".into()))?;
+    let kid = crypto::base64url(&crypto::random_bytes::<12>());
+    let sealed = master.seal(pkcs8.as_ref(), &seal_purpose(&kid));
+    Ok(StoredSigningKey {
+        public_key: pair.public_key().as_ref().to_vec(),
+        sealed_private_key: sealed,
+        kid,
+        created_at: now,
+        retired_at: None,
+    })
+}
