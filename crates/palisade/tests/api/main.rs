@@ -5,6 +5,7 @@ mod helpers;
 
 mod health;
 mod isolation;
+mod mfa;
 mod openapi;
 mod process;
 mod recovery;
