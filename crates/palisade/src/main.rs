@@ -1,13 +1,17 @@
-//! The `palisade` command: serve, migrate, check configuration.
+//! The `palisade` command: serve, migrate, check configuration, rotate signing keys,
+//! import users.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use palisade::app::{self, App};
+use palisade::clock::SystemClock;
 use palisade::config::{Overrides, Settings};
 use palisade::http::server::shutdown_signal;
+use palisade::identity::service::Identity;
 use palisade::telemetry::logging;
 
 #[derive(Parser)]
@@ -40,6 +44,37 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Access-token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a new signing key now; the previous one stays published until its tokens
+    /// expire. Running servers pick the new key up within a minute.
+    Rotate,
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Import users with bcrypt hashes into a tenant, from JSON Lines:
+    /// {"email": "…", "bcrypt_hash": "$2b$…", "role": "member"}. Hashes become argon2id at
+    /// each user's next sign-in. All lines are imported, or none.
+    Import {
+        /// The tenant (ten_…) the users join.
+        #[arg(long)]
+        tenant: palisade::ids::TenantId,
+        /// The JSON Lines file.
+        file: PathBuf,
     },
 }
 
@@ -98,6 +133,30 @@ fn main() -> ExitCode {
                 eprintln!("palisade: configuration is valid");
                 Ok(())
             }
+            Command::Keys {
+                command: KeysCommand::Rotate,
+            } => {
+                let identity = identity(&settings).await?;
+                let kid = identity
+                    .tokens()
+                    .rotate(identity.store(), identity.now())
+                    .await?;
+                println!("new signing key {kid}");
+                Ok(())
+            }
+            Command::Users {
+                command: UsersCommand::Import { tenant, file },
+            } => {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                let identity = identity(&settings).await?;
+                let report = identity.import_bcrypt_users(tenant, &text).await?;
+                println!("imported {} users", report.imported);
+                for email in report.skipped_existing {
+                    println!("skipped {email}: already has an account");
+                }
+                Ok(())
+            }
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
@@ -139,6 +198,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     .await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The identity service over the configured database, for administrative commands.
+async fn identity(settings: &Settings) -> anyhow::Result<Identity> {
+    app::prepare_data_dir(&settings.data_dir)?;
+    let db = app::open_database(settings).await?;
+    Ok(Identity::start(settings, &db, Arc::new(SystemClock)).await?)
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {

@@ -100,6 +100,14 @@ pub struct StoredSigningKey {
     pub retired_at: Option<OffsetDateTime>,
 }
 
+/// A user brought from another system, with the hash it had there.
+pub struct ImportedUser {
+    pub id: UserId,
+    pub email: String,
+    pub password_hash: String,
+    pub role: Role,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EmailPurpose {
     VerifyEmail,
@@ -137,6 +145,14 @@ pub trait IdentityStore: Send + Sync {
         event: &AuditRecord,
     ) -> Result<SignupOutcome, StoreError>;
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// Adds users and their memberships of `tenant` in one transaction; emails that
+    /// already have an account are skipped and returned. None: no such tenant.
+    async fn import_users(
+        &self,
+        tenant: TenantId,
+        users: &[ImportedUser],
+        event: &AuditRecord,
+    ) -> Result<Option<Vec<String>>, StoreError>;
     async fn user_by_id(&self, user: UserId) -> Result<Option<UserRecord>, StoreError>;
     /// The user's memberships in every tenant, oldest first.
     async fn memberships(&self, user: UserId) -> Result<Vec<MembershipRecord>, StoreError>;
@@ -436,6 +452,53 @@ for_both_backends! {
             .fetch_optional(&self.0)
             .await?;
             Ok(row.map(user_from))
+        }
+
+        async fn import_users(
+            &self,
+            tenant: TenantId,
+            users: &[ImportedUser],
+            event: &AuditRecord,
+        ) -> Result<Option<Vec<String>>, StoreError> {
+            let mut tx = self.0.tenant(tenant).await?;
+            let exists: Option<TenantId> = sqlx::query_scalar("SELECT id FROM tenants WHERE id = $1")
+                .bind(tenant)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return Ok(None);
+            }
+            let now = event.occurred_at;
+            let mut skipped = Vec::new();
+            for user in users {
+                let inserted = sqlx::query(
+                    "INSERT INTO users (id, email, password_hash, tokens_valid_after, created_at)
+                     VALUES ($1, $2, $3, $4, $4) ON CONFLICT (email) DO NOTHING",
+                )
+                .bind(user.id)
+                .bind(&user.email)
+                .bind(&user.password_hash)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 0 {
+                    skipped.push(user.email.clone());
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT INTO memberships (tenant_id, user_id, role, created_at)
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(tenant)
+                .bind(user.id)
+                .bind(user.role.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.append(event).await?;
+            tx.commit().await?;
+            Ok(Some(skipped))
         }
 
         async fn user_by_id(&self, user: UserId) -> Result<Option<UserRecord>, StoreError> {

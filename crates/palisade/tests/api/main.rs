@@ -4,7 +4,9 @@
 mod helpers;
 
 mod health;
+mod import;
 mod isolation;
+mod jwks;
 mod mfa;
 mod openapi;
 mod process;
