@@ -170,15 +170,20 @@ impl App {
     }
 }
 
-/// Periodic work: signing-key reload and rotation, pruning of old failure counts.
+/// Periodic work: every second, notice principal changes made by other processes; every
+/// minute, reload and rotate signing keys and prune old failure counts.
 async fn upkeep(state: AppState) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
+    for n in 0u64.. {
         tick.tick().await;
-        if let Err(error) = state.identity.maintain().await {
-            tracing::warn!(%error, "identity upkeep failed; retrying in a minute");
+        if let Err(error) = state.identity.poll().await {
+            tracing::debug!(%error, "principal epoch poll failed");
+        }
+        if n % 60 == 59 {
+            if let Err(error) = state.identity.maintain().await {
+                tracing::warn!(%error, "identity upkeep failed; retrying in a minute");
+            }
         }
     }
 }

@@ -44,6 +44,15 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_by_user ON sessions (user_id);
 
+-- Bumped in the same transaction as every change that narrows what a session may do
+-- (revocation, password change, tenant switch, MFA policy): servers cache principals
+-- tagged with it, so a change is seen on the next request.
+CREATE TABLE auth_epoch (
+    id     bigint PRIMARY KEY CHECK (id = 1),
+    epoch  bigint NOT NULL
+);
+INSERT INTO auth_epoch (id, epoch) VALUES (1, 0);
+
 CREATE TABLE refresh_tokens (
     token_hash  bytea PRIMARY KEY,
     session_id  uuid NOT NULL REFERENCES sessions (id),
@@ -97,6 +106,7 @@ CREATE TABLE security_events (
 );
 CREATE INDEX security_events_by_time ON security_events (occurred_at);
 
+GRANT SELECT, UPDATE ON auth_epoch TO palisade_runtime;
 GRANT SELECT, INSERT, UPDATE ON signing_keys, sessions, refresh_tokens, email_tokens,
     totp_factors, recovery_codes TO palisade_runtime;
 GRANT DELETE ON totp_factors, recovery_codes, login_failures TO palisade_runtime;

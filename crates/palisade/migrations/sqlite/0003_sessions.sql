@@ -33,6 +33,15 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_by_user ON sessions (user_id);
 
+-- Bumped in the same transaction as every change that narrows what a session may do
+-- (revocation, password change, tenant switch, MFA policy): servers cache principals
+-- tagged with it, so a change is seen on the next request.
+CREATE TABLE auth_epoch (
+    id     INTEGER PRIMARY KEY CHECK (id = 1),
+    epoch  INTEGER NOT NULL
+);
+INSERT INTO auth_epoch (id, epoch) VALUES (1, 0);
+
 -- Refresh tokens, by SHA-256 only. A used token stays, so presenting it again is detected
 -- as reuse (claim ID-4).
 CREATE TABLE refresh_tokens (

@@ -181,6 +181,7 @@ impl Identity {
         {
             return Err(IdentityError::InvalidCode);
         }
+        self.principals.changed();
         Ok(codes.into_iter().map(SecretString::from).collect())
     }
 
@@ -283,10 +284,11 @@ impl Identity {
             .in_tenant(principal.tenant)
             .by(principal.user)
             .on("tenant", principal.tenant);
-        Ok(self
-            .store
+        self.store
             .set_require_mfa(principal.tenant, required, &event)
-            .await?)
+            .await?;
+        self.principals.changed();
+        Ok(())
     }
 }
 

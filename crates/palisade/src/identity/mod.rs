@@ -6,6 +6,7 @@ pub mod domain;
 pub mod import;
 pub mod mfa;
 pub mod password;
+pub mod principals;
 pub mod recovery;
 pub mod routes;
 pub mod service;

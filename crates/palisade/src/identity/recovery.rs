@@ -153,6 +153,7 @@ impl Identity {
             .by(user)
             .on("user", user);
         if self.store.verify_email(&hash, &event).await? {
+            self.principals.changed();
             Ok(())
         } else {
             Err(IdentityError::InvalidToken)
@@ -183,6 +184,7 @@ impl Identity {
             .replace_password(user, &new_hash, Some(&hash), &event)
             .await?
         {
+            self.principals.changed();
             Ok(())
         } else {
             Err(IdentityError::InvalidToken)

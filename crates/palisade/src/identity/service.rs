@@ -98,6 +98,7 @@ pub struct Identity {
     pub(super) tokens: AccessTokens,
     pub(super) master: Arc<MasterKey>,
     pub(super) throttle: Throttle,
+    pub(super) principals: super::principals::PrincipalCache,
     pub(super) mailer: Arc<Mailer>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) settings: AuthSettings,
@@ -147,6 +148,7 @@ impl Identity {
             tokens,
             master,
             throttle: Throttle::new(&settings.auth),
+            principals: super::principals::PrincipalCache::new(matches!(db, Database::Sqlite(_))),
             mailer: Arc::new(Mailer::from_settings(settings)?),
             clock,
             settings: settings.auth.clone(),
@@ -177,6 +179,11 @@ impl Identity {
 
     pub fn now(&self) -> OffsetDateTime {
         self.clock.now()
+    }
+
+    /// Every second: notice principal changes made by other processes (SQLite).
+    pub async fn poll(&self) -> Result<(), IdentityError> {
+        Ok(self.principals.poll(self.store()).await?)
     }
 
     /// Periodic upkeep: reload and rotate signing keys, prune old failure counts.
@@ -222,7 +229,12 @@ impl Identity {
                 self.send_verification(account.user_id, email.as_str().to_owned());
             }
             SignupOutcome::EmailTaken => {
-                tracing::info!("sign-up for an existing email; nothing written");
+                // One committed write here too, so both paths cost a durable commit; and
+                // the attempt is worth a record (claim ID-10).
+                let attempt = origin
+                    .event("account.signup_existing_email", "refused", now)
+                    .on("email", email.as_str());
+                self.store.record_event(&attempt).await?;
             }
         }
         Ok(outcome)

@@ -113,7 +113,10 @@ impl Identity {
             }
             _ => false,
         };
-        self.throttle.forgive(self.store(), &scopes).await?;
+        if remaining < self.settings.max_failures_per_email_ip {
+            // Earlier failures of this pair are forgiven; with none, nothing to write.
+            self.throttle.forgive(self.store(), &scopes).await?;
+        }
         if verified.needs_upgrade {
             // An imported bcrypt hash (or weaker argon2) becomes argon2id now (claim ID-1).
             let new_hash = self.passwords.hash(upgrade_copy).await?;
@@ -281,6 +284,7 @@ impl Identity {
             .store
             .revoke_session(session.id, session.user_id, "refresh_token_reused", &event)
             .await?;
+        self.principals.changed();
         if !revoked {
             // Already ended: the attempt is still worth a record.
             self.store
@@ -320,11 +324,20 @@ impl Identity {
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal, IdentityError> {
         let now = self.now();
         let claims = self.tokens.verify(bearer, self.store(), now).await?;
-        let record = self
-            .store
-            .principal(claims.sid, claims.tid)
-            .await?
-            .ok_or(IdentityError::Unauthenticated("session not found"))?;
+        let epoch = self.principals.epoch(self.store()).await?;
+        let record = match self.principals.get(claims.sid, claims.tid, epoch) {
+            Some(record) => record,
+            None => {
+                let record = self
+                    .store
+                    .principal(claims.sid, claims.tid)
+                    .await?
+                    .ok_or(IdentityError::Unauthenticated("session not found"))?;
+                self.principals
+                    .put(claims.sid, claims.tid, epoch, record.clone());
+                record
+            }
+        };
         let session = &record.session;
         if session.user_id != claims.sub {
             return Err(IdentityError::Unauthenticated("session of another user"));
@@ -385,6 +398,7 @@ impl Identity {
             self.store
                 .revoke_session(session, user, "logout", &event)
                 .await?;
+            self.principals.changed();
         }
         Ok(())
     }
@@ -401,7 +415,9 @@ impl Identity {
             .in_tenant(principal.tenant)
             .by(principal.user)
             .on("user", principal.user);
-        Ok(self.store.revoke_all(principal.user, &event).await?)
+        self.store.revoke_all(principal.user, &event).await?;
+        self.principals.changed();
+        Ok(())
     }
 
     /// The caller's live sessions, newest first.
@@ -447,6 +463,7 @@ impl Identity {
             .revoke_session(session, principal.user, "revoked_by_user", &event)
             .await?
         {
+            self.principals.changed();
             Ok(())
         } else {
             Err(IdentityError::NotFound)
@@ -473,6 +490,7 @@ impl Identity {
         self.store
             .switch_tenant(principal.session, tenant, &event)
             .await?;
+        self.principals.changed();
         Ok(self.tokens.issue(
             &TokenSubject {
                 user: principal.user,
@@ -534,6 +552,7 @@ impl Identity {
         self.store
             .replace_password(principal.user, &hash, None, &event("success"))
             .await?;
+        self.principals.changed();
         Ok(())
     }
 }

@@ -213,6 +213,8 @@ pub trait IdentityStore: Send + Sync {
         tenant: TenantId,
     ) -> Result<Option<PrincipalRecord>, StoreError>;
     async fn sessions_of(&self, user: UserId) -> Result<Vec<SessionRecord>, StoreError>;
+    /// The counter every principal-changing write bumps (see `identity::principals`).
+    async fn auth_epoch(&self) -> Result<i64, StoreError>;
 
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError>;
     /// Adds a key and retires every other key at `key.created_at`, in one transaction.
@@ -308,6 +310,9 @@ fn role(text: &str) -> Result<Role, StoreError> {
 }
 
 pub struct SqlIdentityStore<P>(P);
+
+/// Run inside every transaction that narrows (or changes) what a cached principal says.
+const BUMP_AUTH_EPOCH: &str = "UPDATE auth_epoch SET epoch = epoch + 1 WHERE id = 1";
 
 macro_rules! session_columns {
     () => {
@@ -589,6 +594,7 @@ for_both_backends! {
             .bind(user)
             .execute(&mut *tx)
             .await?;
+            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
             tx.append(event).await?;
             tx.commit().await?;
             Ok(true)
@@ -704,6 +710,7 @@ for_both_backends! {
             if revoked.rows_affected() == 0 {
                 return Ok(false);
             }
+            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
             tx.append(event).await?;
             tx.commit().await?;
             Ok(true)
@@ -724,6 +731,7 @@ for_both_backends! {
             .bind(user)
             .execute(&mut *tx)
             .await?;
+            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
             tx.append(event).await?;
             tx.commit().await?;
             Ok(())
@@ -741,6 +749,7 @@ for_both_backends! {
                 .bind(session)
                 .execute(&mut *tx)
                 .await?;
+            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
             tx.append(event).await?;
             tx.commit().await?;
             Ok(())
@@ -751,16 +760,16 @@ for_both_backends! {
             session: SessionId,
             tenant: TenantId,
         ) -> Result<Option<PrincipalRecord>, StoreError> {
-            let mut tx = self.0.tenant_read(tenant).await?;
+            let mut reader = self.0.tenant_reader(tenant).await?;
             let row: Option<(SessionId, UserId, TenantId, OffsetDateTime, OffsetDateTime,
                 OffsetDateTime, Option<OffsetDateTime>, Option<String>, Option<String>, bool,
                 String, Option<OffsetDateTime>, OffsetDateTime, String, String, bool)> =
                 sqlx::query_as(PRINCIPAL_QUERY)
                 .bind(session)
                 .bind(tenant)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut *reader)
                 .await?;
-            tx.commit().await?;
+            <Pool as Begin>::end_read(reader).await?;
             row.map(|r| {
                 Ok(PrincipalRecord {
                     session: session_from((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9)),
@@ -781,6 +790,12 @@ for_both_backends! {
                 .fetch_all(&self.0)
                 .await?;
             Ok(rows.into_iter().map(session_from).collect())
+        }
+
+        async fn auth_epoch(&self) -> Result<i64, StoreError> {
+            Ok(sqlx::query_scalar("SELECT epoch FROM auth_epoch WHERE id = 1")
+                .fetch_one(&self.0)
+                .await?)
         }
 
         async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
@@ -957,6 +972,7 @@ for_both_backends! {
             .bind(&hash[..])
             .execute(&mut *tx)
             .await?;
+            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
             tx.append(event).await?;
             tx.commit().await?;
             Ok(true)
@@ -1038,6 +1054,7 @@ for_both_backends! {
                     .execute(&mut *tx)
                     .await?;
             }
+            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
             tx.append(event).await?;
             tx.commit().await?;
             Ok(true)
@@ -1100,6 +1117,7 @@ for_both_backends! {
                 .bind(tenant)
                 .execute(&mut *tx)
                 .await?;
+            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
             tx.append(event).await?;
             tx.commit().await?;
             Ok(())

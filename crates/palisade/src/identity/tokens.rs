@@ -5,6 +5,7 @@
 //! Several instances share the keys through the database: each reloads them every minute,
 //! and at once (at most once a second) when a token names a key it does not know.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -101,14 +102,20 @@ impl KeySet {
     }
 }
 
+/// Tokens whose signature and claims were verified, until they expire: a signature check
+/// costs more than the rest of a request. Revocation is checked per request regardless.
+const VERIFIED_CACHE_CAPACITY: usize = 16_384;
+
 pub struct AccessTokens {
+    verified: Mutex<HashMap<Box<str>, AccessClaims>>,
     master: Arc<MasterKey>,
     issuer: String,
     audience: String,
     ttl: Duration,
     rotation: Duration,
     keys: RwLock<Arc<KeySet>>,
-    last_reload: Mutex<Option<Instant>>,
+    /// When a token naming an unknown key last made us reload.
+    last_forced_reload: Mutex<Option<Instant>>,
     validation: Validation,
 }
 
@@ -130,13 +137,14 @@ impl AccessTokens {
             .map(String::from)
             .collect();
         let tokens = Self {
+            verified: Mutex::new(HashMap::new()),
             master,
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
             ttl: settings.access_token_ttl(),
             rotation: Duration::from_secs(u64::from(settings.signing_key_rotation_days) * 86_400),
             keys: RwLock::new(Arc::default()),
-            last_reload: Mutex::new(None),
+            last_forced_reload: Mutex::new(None),
             validation,
         };
         tokens.maintain(store, now).await?;
@@ -186,7 +194,6 @@ impl AccessTokens {
             keys.push(Arc::new(self.load(key)?));
         }
         *self.keys.write().expect("key set lock") = Arc::new(KeySet { keys });
-        *self.last_reload.lock().expect("reload lock") = Some(Instant::now());
         Ok(())
     }
 
@@ -260,6 +267,35 @@ impl AccessTokens {
         if token.len() > 4096 {
             return Err(TokenError::Refused("too long"));
         }
+        let cached = self
+            .verified
+            .lock()
+            .expect("cache lock")
+            .get(token)
+            .cloned();
+        if let Some(claims) = cached {
+            return check_times(claims, now);
+        }
+        let claims = self.verify_signature(token, store, now).await?;
+        let claims = check_times(claims, now)?;
+        let mut verified = self.verified.lock().expect("cache lock");
+        if verified.len() >= VERIFIED_CACHE_CAPACITY {
+            let now = now.unix_timestamp();
+            verified.retain(|_, claims| claims.exp > now);
+            if verified.len() >= VERIFIED_CACHE_CAPACITY {
+                verified.clear();
+            }
+        }
+        verified.insert(token.into(), claims.clone());
+        Ok(claims)
+    }
+
+    async fn verify_signature(
+        &self,
+        token: &str,
+        store: &dyn IdentityStore,
+        now: OffsetDateTime,
+    ) -> Result<AccessClaims, TokenError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| TokenError::Refused("malformed"))?;
         if header.alg != Algorithm::EdDSA {
@@ -275,17 +311,9 @@ impl AccessTokens {
             }
             None => return Err(TokenError::Refused("unknown key")),
         };
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &self.validation)
-            .map_err(|_| TokenError::Refused("signature or claims"))?;
-        let claims = data.claims;
-        let now = now.unix_timestamp();
-        if claims.exp <= now {
-            return Err(TokenError::Refused("expired"));
-        }
-        if claims.iat > now + CLOCK_SKEW.as_secs() as i64 {
-            return Err(TokenError::Refused("issued in the future"));
-        }
-        Ok(claims)
+        jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|_| TokenError::Refused("signature or claims"))
     }
 
     fn published_key(&self, kid: &str, now: OffsetDateTime) -> Option<Arc<LoadedKey>> {
@@ -296,7 +324,7 @@ impl AccessTokens {
     }
 
     fn may_reload(&self) -> bool {
-        let mut last = self.last_reload.lock().expect("reload lock");
+        let mut last = self.last_forced_reload.lock().expect("reload lock");
         match *last {
             Some(at) if at.elapsed() < RELOAD_GATE => false,
             _ => {
@@ -326,6 +354,17 @@ impl AccessTokens {
             })
             .collect();
         serde_json::json!({ "keys": keys })
+    }
+}
+
+fn check_times(claims: AccessClaims, now: OffsetDateTime) -> Result<AccessClaims, TokenError> {
+    let now = now.unix_timestamp();
+    if claims.exp <= now {
+        Err(TokenError::Refused("expired"))
+    } else if claims.iat > now + CLOCK_SKEW.as_secs() as i64 {
+        Err(TokenError::Refused("issued in the future"))
+    } else {
+        Ok(claims)
     }
 }
 

@@ -79,12 +79,32 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let db = TestDatabase::create().await;
+    let mut settings = test_settings(&data_dir.path().join("data"), &db);
+    configure(&mut settings);
+    settings.validate().expect("test settings are valid");
+    let clock = Arc::new(TestClock(Mutex::new(SystemClock.now())));
+    let instance = Instance::start(settings, clock.clone()).await;
+    TestApp {
+        clock,
+        addr: instance.addr,
+        base: instance.base.clone(),
+        client: instance.client.clone(),
+        state: instance.state.clone(),
+        db,
+        redirect_addr: instance.redirect_addr,
+        stop: Some(instance.stop),
+        server: Some(instance.server),
+        _data_dir: data_dir,
+    }
+}
+
+fn test_settings(data_dir: &std::path::Path, db: &TestDatabase) -> Settings {
     let mut settings = Settings::load_from(
         None,
         Vec::<(String, String)>::new(),
         &Overrides {
             listen: Some("127.0.0.1:0".parse().unwrap()),
-            data_dir: Some(data_dir.path().join("data")),
+            data_dir: Some(data_dir.to_owned()),
         },
     )
     .expect("default settings are valid");
@@ -93,38 +113,65 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.database.health_cache_ms = 0;
     settings.database.acquire_timeout_ms = 1_000;
     db.configure(&mut settings);
-    configure(&mut settings);
-    settings.validate().expect("test settings are valid");
-    let clock = Arc::new(TestClock(Mutex::new(SystemClock.now())));
-    let app = App::build_with_clock(settings, clock.clone())
-        .await
-        .expect("the app starts");
-    let addr = app.local_addr();
-    let redirect_addr = app.redirect_addr();
-    let scheme = app.scheme();
-    let state = app.state().clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run(async {
-        let _ = stopped.await;
-    }));
-    TestApp {
-        clock,
-        addr,
-        base: format!("{scheme}://{addr}"),
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-        state,
-        db,
-        redirect_addr,
-        stop: Some(stop),
-        server: Some(server),
-        _data_dir: data_dir,
+    settings
+}
+
+/// One running server.
+pub struct Instance {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub redirect_addr: Option<SocketAddr>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Instance {
+    async fn start(settings: Settings, clock: Arc<TestClock>) -> Self {
+        let app = App::build_with_clock(settings, clock)
+            .await
+            .expect("the app starts");
+        let addr = app.local_addr();
+        let redirect_addr = app.redirect_addr();
+        let scheme = app.scheme();
+        let state = app.state().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            base: format!("{scheme}://{addr}"),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            state,
+            redirect_addr,
+            stop,
+            server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.server.await.unwrap();
     }
 }
 
 impl TestApp {
+    /// A second server on the same database, data directory and clock: another instance
+    /// behind the same load balancer.
+    pub async fn spawn_sibling(&self) -> Instance {
+        let data_dir = self._data_dir.path().join("data");
+        Instance::start(test_settings(&data_dir, &self.db), self.clock.clone()).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

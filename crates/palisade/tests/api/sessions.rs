@@ -7,7 +7,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::helpers::{refresh_cookie, spawn_app, spawn_app_with, Session, TestApp, PASSWORD};
+use crate::helpers::{
+    backend, refresh_cookie, spawn_app, spawn_app_with, Backend, Session, TestApp, PASSWORD,
+};
 
 fn jwt_part(token: &str, index: usize) -> Value {
     let part = token.split('.').nth(index).unwrap();
@@ -608,4 +610,72 @@ impl TestApp {
         use palisade::clock::Clock;
         self.clock.now()
     }
+}
+
+// claim: ID-9, ID-8, ID-6
+#[tokio::test]
+async fn two_instances_on_one_database_share_limits_keys_and_revocations() {
+    let app = spawn_app().await;
+    let sibling = app.spawn_sibling().await;
+    app.sign_up("ada@example.com").await;
+    let wrong = json!({"email": "ada@example.com", "password": "wrong password"});
+    for base in [
+        &app.base,
+        &app.base,
+        &app.base,
+        &sibling.base,
+        &sibling.base,
+    ] {
+        let response = app
+            .client
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&wrong)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+    }
+    let sixth = app
+        .client
+        .post(sibling.url("/api/v1/auth/login"))
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        sixth.status(),
+        429,
+        "5 per 15 minutes across both instances"
+    );
+    app.clock.advance(Duration::from_secs(15 * 60));
+
+    // A key rotated through one instance is trusted by the other at once.
+    let identity = &app.state.identity;
+    identity
+        .tokens()
+        .rotate(identity.store(), identity.now())
+        .await
+        .unwrap();
+    let session = app.login("ada@example.com").await;
+    let me = |access: String| {
+        let request = app
+            .client
+            .get(sibling.url("/api/v1/me"))
+            .bearer_auth(access);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(me(session.access.clone()).await, 200);
+
+    // Logout through one instance is refused by the other on the next request. Two servers
+    // on one SQLite file see each other's changes at the next once-a-second poll, which the
+    // test runs at once; PostgreSQL instances read the epoch on every request.
+    let response = app
+        .post_as("/api/v1/auth/logout", &session.access, None)
+        .await;
+    assert_eq!(response.status(), 204);
+    if backend() == Backend::Sqlite {
+        sibling.state.identity.poll().await.unwrap();
+    }
+    assert_eq!(me(session.access.clone()).await, 401);
+    sibling.stop().await;
 }

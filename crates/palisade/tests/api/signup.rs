@@ -84,6 +84,11 @@ async fn signing_up_with_a_taken_email_answers_the_same_and_writes_nothing() {
         "the second tenant was rolled back"
     );
     assert_eq!(app.count_rows("audit_events").await, 1);
+    assert_eq!(
+        app.count_rows("security_events").await,
+        1,
+        "the attempt is recorded in the platform stream, as the new account's commit is matched"
+    );
     app.stop().await;
 }
 

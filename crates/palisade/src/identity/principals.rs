@@ -1,0 +1,90 @@
+//! Principals cached per session, so an authenticated request need not read the database
+//! beyond one counter (claims ID-6, ID-7 stay exact).
+//!
+//! Every write that changes what a session may do bumps `auth_epoch` in its transaction.
+//! A cached principal is used only while the epoch it was read under is current:
+//! - PostgreSQL (several instances): the epoch is read from the database on every request,
+//!   one single-row read instead of the four-table join;
+//! - SQLite (one server per file): the epoch is a counter in memory, bumped right after
+//!   this process commits such a write, and when a once-a-second poll sees the database's
+//!   counter move (a change made by another process, such as an administrative command).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
+
+use super::store::{IdentityStore, PrincipalRecord};
+use crate::ids::{SessionId, TenantId};
+use crate::store::StoreError;
+
+const CAPACITY: usize = 16_384;
+
+type Key = (SessionId, TenantId);
+
+pub struct PrincipalCache {
+    entries: Mutex<HashMap<Key, (i64, PrincipalRecord)>>,
+    local: Option<LocalEpoch>,
+}
+
+struct LocalEpoch {
+    generation: AtomicI64,
+    last_seen_in_database: AtomicI64,
+}
+
+impl PrincipalCache {
+    /// `local_epoch`: this process is the only server on the database (SQLite).
+    pub fn new(local_epoch: bool) -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            local: local_epoch.then(|| LocalEpoch {
+                generation: AtomicI64::new(0),
+                last_seen_in_database: AtomicI64::new(i64::MIN),
+            }),
+        }
+    }
+
+    /// The epoch a principal read now is current for.
+    pub async fn epoch(&self, store: &dyn IdentityStore) -> Result<i64, StoreError> {
+        match &self.local {
+            Some(local) => Ok(local.generation.load(Ordering::Acquire)),
+            None => store.auth_epoch().await,
+        }
+    }
+
+    pub fn get(&self, session: SessionId, tenant: TenantId, epoch: i64) -> Option<PrincipalRecord> {
+        let entries = self.entries.lock().expect("principal cache lock");
+        match entries.get(&(session, tenant)) {
+            Some((cached_epoch, record)) if *cached_epoch == epoch => Some(record.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn put(&self, session: SessionId, tenant: TenantId, epoch: i64, record: PrincipalRecord) {
+        let mut entries = self.entries.lock().expect("principal cache lock");
+        if entries.len() >= CAPACITY {
+            entries.retain(|_, (cached_epoch, _)| *cached_epoch == epoch);
+            if entries.len() >= CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert((session, tenant), (epoch, record));
+    }
+
+    /// Called after this process committed a principal-changing write.
+    pub fn changed(&self) {
+        if let Some(local) = &self.local {
+            local.generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Notices writes made by other processes (SQLite only; a no-op on PostgreSQL).
+    pub async fn poll(&self, store: &dyn IdentityStore) -> Result<(), StoreError> {
+        if let Some(local) = &self.local {
+            let current = store.auth_epoch().await?;
+            if local.last_seen_in_database.swap(current, Ordering::AcqRel) != current {
+                local.generation.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        Ok(())
+    }
+}
