@@ -581,6 +581,16 @@ impl Settings {
                 }
             }
         }
+        if let Some(url) = &self.mail.smtp_url {
+            let url = url.expose_secret();
+            let plaintext = url.starts_with("smtp://") && !url.contains("tls=required");
+            let local = ["smtp://127.0.0.1", "smtp://localhost", "smtp://[::1]"]
+                .iter()
+                .any(|prefix| url.starts_with(prefix));
+            if plaintext && !local {
+                out.push("ID-13: mail.smtp_url is plaintext SMTP to another host; verification and reset links travel unencrypted (use smtps:// or ?tls=required)");
+            }
+        }
         if !self.auth.cookie_secure {
             out.push("ID-3: auth.cookie_secure is off; the refresh cookie may travel over plain HTTP (local development only)");
         }

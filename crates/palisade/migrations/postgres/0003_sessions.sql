@@ -13,11 +13,14 @@ CREATE FUNCTION palisade_current_user() RETURNS uuid
 GRANT EXECUTE ON FUNCTION palisade_current_user() TO palisade_runtime;
 
 -- A user sees their own memberships in every tenant, and those tenants' rows.
+-- Only in a transaction bound to a user and to no tenant.
 CREATE POLICY own_memberships ON memberships FOR SELECT
-    USING (user_id = (SELECT palisade_current_user()));
+    USING (user_id = (SELECT palisade_current_user())
+           AND (SELECT palisade_current_tenant()) IS NULL);
 CREATE POLICY member_tenants ON tenants FOR SELECT
-    USING (id IN (SELECT m.tenant_id FROM memberships m
-                  WHERE m.user_id = (SELECT palisade_current_user())));
+    USING ((SELECT palisade_current_tenant()) IS NULL
+           AND id IN (SELECT m.tenant_id FROM memberships m
+                      WHERE m.user_id = (SELECT palisade_current_user())));
 
 CREATE TABLE signing_keys (
     kid                 text PRIMARY KEY,
@@ -35,6 +38,7 @@ CREATE TABLE sessions (
     created_at           timestamptz NOT NULL,
     last_refreshed_at    timestamptz NOT NULL,
     absolute_expires_at  timestamptz NOT NULL,
+    tenant_since         timestamptz NOT NULL,
     -- Signed in with a second factor; a tenant that requires MFA refuses sessions without.
     mfa                  boolean NOT NULL DEFAULT false,
     revoked_at           timestamptz,
@@ -63,8 +67,10 @@ CREATE INDEX refresh_tokens_by_session ON refresh_tokens (session_id);
 
 CREATE TABLE login_failures (
     scope         bytea NOT NULL,
+    attempt       bytea NOT NULL,
     failed_at_ms  bigint NOT NULL
 );
+CREATE INDEX login_failures_by_attempt ON login_failures (attempt);
 CREATE INDEX login_failures_by_scope ON login_failures (scope, failed_at_ms);
 CREATE INDEX login_failures_by_time ON login_failures (failed_at_ms);
 

@@ -24,6 +24,8 @@ CREATE TABLE sessions (
     created_at           TEXT NOT NULL,
     last_refreshed_at    TEXT NOT NULL,
     absolute_expires_at  TEXT NOT NULL,
+    -- When the session began acting in its current tenant: tokens issued earlier are refused.
+    tenant_since         TEXT NOT NULL,
     -- Signed in with a second factor; a tenant that requires MFA refuses sessions without.
     mfa                  INTEGER NOT NULL DEFAULT 0,
     revoked_at           TEXT,
@@ -54,10 +56,14 @@ CREATE INDEX refresh_tokens_by_session ON refresh_tokens (session_id);
 
 -- Failed sign-ins (claim ID-9). `scope` is a SHA-256 of (email, IP) or of the IP alone, so
 -- the table holds no addresses; times are Unix milliseconds so windows compare as numbers.
+-- A row is written before the password is checked (so parallel guesses count at once) and
+-- removed if the attempt succeeds; `attempt` ties the two scope rows of one attempt.
 CREATE TABLE login_failures (
     scope         BLOB NOT NULL,
+    attempt       BLOB NOT NULL,
     failed_at_ms  INTEGER NOT NULL
 );
+CREATE INDEX login_failures_by_attempt ON login_failures (attempt);
 CREATE INDEX login_failures_by_scope ON login_failures (scope, failed_at_ms);
 CREATE INDEX login_failures_by_time ON login_failures (failed_at_ms);
 

@@ -27,6 +27,12 @@ impl Email {
         if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
             return Err(invalid());
         }
+        // Characters that make an address mean something else to a mail library (a display
+        // name, a route, a list) are refused, and the result must be a plain RFC 5321 address.
+        let special = |c: char| "<>()[]\\,;:\"".contains(c);
+        if email.chars().any(special) || email.parse::<lettre::Address>().is_err() {
+            return Err(invalid());
+        }
         Ok(Self(email))
     }
 
@@ -136,6 +142,9 @@ mod tests {
             "ada@example..com",
             "a da@example.com",
             "ada@exa\u{0}mple.com",
+            "x<attacker@evil.com>@example.com",
+            "\"a,b\"@example.com",
+            "a;b@example.com",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
         }

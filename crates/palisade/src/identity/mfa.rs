@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use super::service::{Identity, IdentityError, Origin};
 use super::sessions::Principal;
 use super::store::TotpRecord;
+use super::throttle::Scopes;
 use crate::crypto::{constant_time_eq, random_bytes, sha256};
 use crate::ids::UserId;
 
@@ -121,7 +122,21 @@ pub struct Enrolment {
 }
 
 impl Identity {
-    pub async fn enrol_totp(&self, principal: &Principal) -> Result<Enrolment, IdentityError> {
+    /// Starts enrolment. The current password is asked again: a stolen access token alone
+    /// must not be able to bind the attacker's authenticator to the account.
+    pub async fn enrol_totp(
+        &self,
+        principal: &Principal,
+        password: SecretString,
+        origin: &Origin,
+    ) -> Result<Enrolment, IdentityError> {
+        let attempt = self.check_password(principal, password, origin).await?;
+        let outcome = self.start_enrolment(principal).await;
+        self.settle(&attempt, &outcome, false).await;
+        outcome
+    }
+
+    async fn start_enrolment(&self, principal: &Principal) -> Result<Enrolment, IdentityError> {
         let secret = zeroize::Zeroizing::new(random_bytes::<20>());
         let sealed = self.master.seal(&secret[..], &seal_purpose(principal.user));
         if !self
@@ -161,9 +176,7 @@ impl Identity {
                 "no enrolment is waiting for confirmation",
             ))?;
         let now = self.now();
-        let step = self
-            .code_step(principal.user, &factor, code, now)?
-            .ok_or(IdentityError::InvalidCode)?;
+        let step = self.checked_code(principal, &factor, code, origin).await?;
         let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
         let hashes: Vec<[u8; 32]> = codes
             .iter()
@@ -201,9 +214,7 @@ impl Identity {
                 "two-factor authentication is not on",
             ))?;
         let now = self.now();
-        let step = self
-            .code_step(principal.user, &factor, code, now)?
-            .ok_or(IdentityError::InvalidCode)?;
+        let step = self.checked_code(principal, &factor, code, origin).await?;
         if !self.store.spend_totp_step(principal.user, step).await? {
             return Err(IdentityError::InvalidCode);
         }
@@ -212,7 +223,37 @@ impl Identity {
             .in_tenant(principal.tenant)
             .by(principal.user)
             .on("user", principal.user);
-        Ok(self.store.remove_totp(principal.user, &event).await?)
+        self.store.remove_totp(principal.user, &event).await?;
+        self.principals.changed();
+        Ok(())
+    }
+
+    /// A code typed by a signed-in user (confirming or removing TOTP), limited per user like
+    /// sign-in codes; returns its time step.
+    async fn checked_code(
+        &self,
+        principal: &Principal,
+        factor: &TotpRecord,
+        code: &SecretString,
+        origin: &Origin,
+    ) -> Result<i64, IdentityError> {
+        let attempt = self
+            .admit(&Scopes::second_factor(principal.user, origin.ip))
+            .await?;
+        let outcome = match self.code_step(principal.user, factor, code, self.now())? {
+            Some(step) => Ok(step),
+            None => {
+                let event = origin
+                    .event("mfa.code_rejected", "failure", self.now())
+                    .in_tenant(principal.tenant)
+                    .by(principal.user)
+                    .on("user", principal.user);
+                self.failed(&attempt, event).await;
+                Err(IdentityError::InvalidCode)
+            }
+        };
+        self.settle(&attempt, &outcome, false).await;
+        outcome
     }
 
     /// Checks a sign-in's second factor: a TOTP code not used before, or an unused

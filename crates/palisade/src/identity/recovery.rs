@@ -15,9 +15,15 @@ use crate::crypto::{random_token, sha256};
 use crate::ids::UserId;
 use crate::mail::{Mail, Mailer};
 
+/// Links of one kind mailed to one account per 15 minutes, at most.
+const MAILS_PER_QUARTER_HOUR: usize = 3;
+
 /// Everything a background mailing needs, detached from the request.
 struct Dispatch {
     store: Arc<dyn IdentityStore>,
+    /// Serialises this process's count-then-issue, so parallel requests cannot all pass
+    /// the ration.
+    gate: Arc<tokio::sync::Mutex<()>>,
     mailer: Arc<Mailer>,
     now: time::OffsetDateTime,
     link_base_url: String,
@@ -31,12 +37,25 @@ impl Dispatch {
         purpose: EmailPurpose,
         ttl: Duration,
     ) -> Result<(), String> {
+        // Nobody can make us mail-bomb an address: a few links per quarter hour at most.
+        let gate = self.gate.lock().await;
+        let recent = self
+            .store
+            .recent_email_tokens(user, purpose)
+            .await
+            .map_err(|e| e.to_string())?;
+        let window = self.now - Duration::from_secs(15 * 60);
+        if recent.iter().filter(|at| **at > window).count() >= MAILS_PER_QUARTER_HOUR {
+            tracing::info!("mail not sent: too many links asked for this account recently");
+            return Ok(());
+        }
         let token = random_token();
         let hash = sha256(token.expose_secret().as_bytes());
         self.store
             .issue_email_token(user, purpose, &hash, self.now, self.now + ttl)
             .await
             .map_err(|e| e.to_string())?;
+        drop(gate);
         let (subject, path, action, lifetime) = match purpose {
             EmailPurpose::VerifyEmail => (
                 "Confirm your email address",
@@ -78,6 +97,7 @@ impl Identity {
     fn dispatch(&self) -> Dispatch {
         Dispatch {
             store: self.store.clone(),
+            gate: self.mail_gate.clone(),
             mailer: self.mailer.clone(),
             now: self.now(),
             link_base_url: self.link_base_url.clone(),
@@ -175,6 +195,15 @@ impl Identity {
             .await?
             .ok_or(IdentityError::InvalidToken)?;
         let new_hash = self.passwords.hash(password.into_secret()).await?;
+        // Hashing took a while: the link must still be live now.
+        if self
+            .store
+            .email_token_user(&hash, EmailPurpose::ResetPassword, self.now())
+            .await?
+            != Some(user)
+        {
+            return Err(IdentityError::InvalidToken);
+        }
         let event = origin
             .event("account.password_reset", "success", self.now())
             .by(user)

@@ -81,6 +81,16 @@ pub enum IdentityError {
     Token(TokenError),
 }
 
+impl IdentityError {
+    /// A wrong password or code: the attempt stays counted against the brute-force limits.
+    pub fn is_failed_attempt(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidCredentials | Self::MfaRejected | Self::InvalidCode
+        )
+    }
+}
+
 impl From<TokenError> for IdentityError {
     fn from(error: TokenError) -> Self {
         match error {
@@ -100,6 +110,7 @@ pub struct Identity {
     pub(super) throttle: Throttle,
     pub(super) principals: super::principals::PrincipalCache,
     pub(super) mailer: Arc<Mailer>,
+    pub(super) mail_gate: Arc<tokio::sync::Mutex<()>>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) settings: AuthSettings,
     pub(super) link_base_url: String,
@@ -150,6 +161,7 @@ impl Identity {
             throttle: Throttle::new(&settings.auth),
             principals: super::principals::PrincipalCache::new(matches!(db, Database::Sqlite(_))),
             mailer: Arc::new(Mailer::from_settings(settings)?),
+            mail_gate: Arc::default(),
             clock,
             settings: settings.auth.clone(),
             link_base_url: settings.mail.link_base_url.trim_end_matches('/').to_owned(),

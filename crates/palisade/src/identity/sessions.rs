@@ -10,7 +10,7 @@ use super::domain::{Email, InvalidInput, NewPassword};
 use super::recovery::token_hash;
 use super::service::{Identity, IdentityError, Origin};
 use super::store::{MembershipRecord, NewSession, SessionRecord};
-use super::throttle::{Scopes, Verdict};
+use super::throttle::{Admission, Attempt, Scopes};
 use super::tokens::{IssuedToken, TokenSubject};
 use crate::audit::AuditRecord;
 use crate::crypto::{random_token, sha256};
@@ -59,14 +59,25 @@ impl Identity {
     ) -> Result<SessionTokens, IdentityError> {
         let email = Email::parse(&input.email)?;
         bounded_password(&input.password)?;
-        let scopes = Scopes::new(email.as_str(), origin.ip);
+        let scopes = Scopes::password(email.as_str(), origin.ip);
+        let attempt = self.admit(&scopes).await?;
+        let outcome = self
+            .login_admitted(input, &email, &scopes, &attempt, origin)
+            .await;
+        // A success withdrew the attempt in its own transaction.
+        self.settle(&attempt, &outcome, true).await;
+        outcome
+    }
+
+    async fn login_admitted(
+        &self,
+        input: LoginInput,
+        email: &Email,
+        scopes: &Scopes,
+        attempt: &Attempt,
+        origin: &Origin,
+    ) -> Result<SessionTokens, IdentityError> {
         let now = self.now();
-        let remaining = match self.throttle.check(self.store(), &scopes, now).await? {
-            Verdict::Locked { retry_after_secs } => {
-                return Err(IdentityError::Throttled { retry_after_secs })
-            }
-            Verdict::Allowed { remaining } => remaining,
-        };
         let Some(user) = self.store.user_by_email(email.as_str()).await? else {
             // One hash, as for a known email: the time says nothing (claim ID-10).
             self.passwords
@@ -75,13 +86,21 @@ impl Identity {
             let event = origin
                 .event("auth.login", "failure", now)
                 .on("email", email.as_str());
-            return Err(self.fail(&scopes, remaining, event).await);
+            return Err(self.failed(attempt, event).await);
         };
         let upgrade_copy = SecretString::from(input.password.expose_secret().to_owned());
         let verified = self
             .passwords
             .verify_stored(input.password, user.password_hash.clone())
             .await?;
+        if !verified.matches {
+            // Not yet proven to be the user: the platform stream, not a tenant's trail, and
+            // no database work a wrong password and an unknown email would not share.
+            let event = origin
+                .event("auth.login", "failure", now)
+                .on("user", user.id);
+            return Err(self.failed(attempt, event).await);
+        }
         let memberships = self.store.memberships(user.id).await?;
         let target = choose_tenant(&memberships, input.tenant);
         let audit = |outcome| {
@@ -94,29 +113,32 @@ impl Identity {
                 None => event,
             }
         };
-        if !verified.matches {
-            return Err(self.fail(&scopes, remaining, audit("failure")).await);
-        }
         let mfa = match self.store.totp_factor(user.id).await? {
             Some(factor) if factor.confirmed => {
                 if input.totp.is_none() && input.recovery_code.is_none() {
                     return Err(IdentityError::MfaRequired);
                 }
+                let code_attempt = self
+                    .admit(&Scopes::second_factor(user.id, origin.ip))
+                    .await?;
                 let passed = self
                     .second_factor(user.id, &factor, input.totp, input.recovery_code)
-                    .await?;
-                if !passed {
-                    self.fail(&scopes, remaining, audit("mfa_failure")).await;
-                    return Err(IdentityError::MfaRejected);
+                    .await;
+                let outcome = match passed {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(self.failed(&code_attempt, audit("mfa_failure")).await),
+                    Err(e) => Err(e),
                 }
+                .map_err(|e| match e {
+                    IdentityError::InvalidCredentials => IdentityError::MfaRejected,
+                    other => other,
+                });
+                self.settle(&code_attempt, &outcome, false).await;
+                outcome?;
                 true
             }
             _ => false,
         };
-        if remaining < self.settings.max_failures_per_email_ip {
-            // Earlier failures of this pair are forgiven; with none, nothing to write.
-            self.throttle.forgive(self.store(), &scopes).await?;
-        }
         if verified.needs_upgrade {
             // An imported bcrypt hash (or weaker argon2) becomes argon2id now (claim ID-1).
             let new_hash = self.passwords.hash(upgrade_copy).await?;
@@ -133,42 +155,21 @@ impl Identity {
                 ))
             }
         };
-        self.open_session(user.id, membership, mfa, audit("success"), origin, now)
-            .await
-    }
-
-    async fn open_session(
-        &self,
-        user: UserId,
-        membership: &MembershipRecord,
-        mfa: bool,
-        event: AuditRecord,
-        origin: &Origin,
-        now: OffsetDateTime,
-    ) -> Result<SessionTokens, IdentityError> {
-        let session = NewSession {
-            id: SessionId::generate(),
-            user_id: user,
-            tenant_id: membership.tenant_id,
-            created_at: now,
-            absolute_expires_at: now
-                + std::time::Duration::from_secs(self.settings.session_absolute_secs),
-            ip: origin.ip.map(|ip| ip.to_string()),
-            user_agent: origin.user_agent.clone(),
-            mfa,
-        };
+        let session = self.new_session(user.id, membership, mfa, origin, now);
         let refresh = random_token();
-        let event = event.on("session", session.id);
+        let event = audit("success").on("session", session.id);
+        // Earlier failures of this (email, address) are forgiven, and this attempt withdrawn.
         self.store
             .open_session(
                 &session,
                 &sha256(refresh.expose_secret().as_bytes()),
+                Some((&scopes.subject, &attempt.id)),
                 &event,
             )
             .await?;
         let access = self.tokens.issue(
             &TokenSubject {
-                user,
+                user: user.id,
                 tenant: membership.tenant_id,
                 role: membership.role.as_str(),
                 session: session.id,
@@ -183,28 +184,87 @@ impl Identity {
         })
     }
 
-    /// Counts a failed attempt; the one that reaches the cap also records a lock-out.
-    async fn fail(&self, scopes: &Scopes, remaining: u32, event: AuditRecord) -> IdentityError {
-        let now = event.occurred_at;
-        let locked = (remaining <= 1).then(|| AuditRecord {
-            action: "auth.login_locked",
-            outcome: "locked",
-            ..event.clone()
-        });
-        let recorded = match self
+    fn new_session(
+        &self,
+        user: UserId,
+        membership: &MembershipRecord,
+        mfa: bool,
+        origin: &Origin,
+        now: OffsetDateTime,
+    ) -> NewSession {
+        NewSession {
+            id: SessionId::generate(),
+            user_id: user,
+            tenant_id: membership.tenant_id,
+            created_at: now,
+            absolute_expires_at: now
+                + std::time::Duration::from_secs(self.settings.session_absolute_secs),
+            ip: origin.ip.map(|ip| ip.to_string()),
+            user_agent: origin.user_agent.clone(),
+            mfa,
+        }
+    }
+
+    /// Admits an attempt at a password or a code, or refuses it with the time to wait.
+    pub(super) async fn admit(&self, scopes: &Scopes) -> Result<Attempt, IdentityError> {
+        match self
             .throttle
-            .record(self.store(), scopes, now, &event)
-            .await
+            .admit(self.store(), scopes, self.now())
+            .await?
         {
-            Ok(()) => match locked {
-                Some(lock) => self.store.record_event(&lock).await,
-                None => Ok(()),
-            },
-            Err(e) => Err(e),
-        };
+            Admission::Admitted(attempt) => Ok(attempt),
+            Admission::Locked { retry_after_secs } => {
+                Err(IdentityError::Throttled { retry_after_secs })
+            }
+        }
+    }
+
+    /// Audits a failed attempt (it stays counted); the one that reaches a cap also records
+    /// the lock-out. Returns the error to answer with.
+    pub(super) async fn failed(&self, attempt: &Attempt, event: AuditRecord) -> IdentityError {
+        let locks = [
+            (attempt.reaches_cap, "auth.login_locked"),
+            (attempt.reaches_ip_cap, "auth.address_locked"),
+        ];
+        let mut recorded = self.store.record_event(&event).await;
+        for (reached, action) in locks {
+            if reached && recorded.is_ok() {
+                recorded = self
+                    .store
+                    .record_event(&AuditRecord {
+                        action,
+                        outcome: "locked",
+                        ..event.clone()
+                    })
+                    .await;
+            }
+        }
         match recorded {
             Ok(()) => IdentityError::InvalidCredentials,
             Err(e) => e.into(),
+        }
+    }
+
+    /// After an admitted attempt: a failure stays counted; any other outcome withdraws the
+    /// attempt, unless a success already did (`withdrawn_by_success`).
+    pub(super) async fn settle<T>(
+        &self,
+        attempt: &Attempt,
+        outcome: &Result<T, IdentityError>,
+        withdrawn_by_success: bool,
+    ) {
+        let keep = match outcome {
+            Ok(_) => withdrawn_by_success,
+            Err(error) => error.is_failed_attempt(),
+        };
+        self.keep_or_release(attempt, keep).await;
+    }
+
+    async fn keep_or_release(&self, attempt: &Attempt, keep: bool) {
+        if !keep {
+            if let Err(error) = self.throttle.release(self.store(), attempt).await {
+                tracing::warn!(%error, "an attempt could not be withdrawn; it counts until the window passes");
+            }
         }
     }
 
@@ -338,34 +398,40 @@ impl Identity {
                 record
             }
         };
-        let session = &record.session;
-        if session.user_id != claims.sub {
+        if record.user != claims.sub {
             return Err(IdentityError::Unauthenticated("session of another user"));
         }
-        if session.revoked_at.is_some() {
+        if record.revoked_at.is_some() {
             return Err(IdentityError::Unauthenticated("session revoked"));
         }
-        if now >= session.absolute_expires_at {
+        if now >= record.absolute_expires_at {
             return Err(IdentityError::Unauthenticated(
                 "session past its absolute lifetime",
             ));
         }
         // Seconds in the token, microseconds in the database: both must pass.
         if claims.iat < record.tokens_valid_after.unix_timestamp()
-            || session.created_at < record.tokens_valid_after
+            || record.session_created_at < record.tokens_valid_after
         {
             return Err(IdentityError::Unauthenticated("tokens revoked"));
         }
+        // A token from before the session last switched tenant does not come back to life
+        // when it switches back.
+        if claims.iat < record.tenant_since.unix_timestamp() {
+            return Err(IdentityError::Unauthenticated(
+                "issued before a tenant switch",
+            ));
+        }
         Ok(Principal {
-            user: session.user_id,
-            tenant: session.tenant_id,
-            session: session.id,
+            user: record.user,
+            tenant: record.tenant,
+            session: record.session,
             role: record.role,
             email: record.email,
             email_verified: record.email_verified_at.is_some(),
             tenant_name: record.tenant_name,
-            mfa: session.mfa,
-            mfa_pending: record.tenant_requires_mfa && !session.mfa,
+            mfa: record.mfa,
+            mfa_pending: record.tenant_requires_mfa && !record.mfa,
         })
     }
 
@@ -518,42 +584,71 @@ impl Identity {
         new: SecretString,
         origin: &Origin,
     ) -> Result<(), IdentityError> {
-        bounded_password(&current)?;
         let new = NewPassword::parse(new)?;
-        let scopes = Scopes::new(&principal.email, origin.ip);
+        let attempt = self.check_password(principal, current, origin).await?;
         let now = self.now();
-        let remaining = match self.throttle.check(self.store(), &scopes, now).await? {
-            Verdict::Locked { retry_after_secs } => {
-                return Err(IdentityError::Throttled { retry_after_secs })
-            }
-            Verdict::Allowed { remaining } => remaining,
-        };
-        let user = self
-            .store
-            .user_by_id(principal.user)
-            .await?
-            .ok_or(IdentityError::Unauthenticated("user gone"))?;
-        let event = |outcome| {
-            origin
-                .event("account.password_changed", outcome, now)
+        let outcome = async {
+            let hash = self.passwords.hash(new.into_secret()).await?;
+            let event = origin
+                .event("account.password_changed", "success", now)
                 .in_tenant(principal.tenant)
                 .by(principal.user)
-                .on("user", principal.user)
-        };
-        if !self
-            .passwords
-            .verify_stored(current, user.password_hash)
-            .await?
-            .matches
-        {
-            return Err(self.fail(&scopes, remaining, event("failure")).await);
+                .on("user", principal.user);
+            self.store
+                .replace_password(principal.user, &hash, None, &event)
+                .await?;
+            self.principals.changed();
+            Ok(())
         }
-        let hash = self.passwords.hash(new.into_secret()).await?;
-        self.store
-            .replace_password(principal.user, &hash, None, &event("success"))
+        .await;
+        self.settle(&attempt, &outcome, false).await;
+        outcome
+    }
+
+    /// Re-authentication of a signed-in user (before a password change or MFA enrolment),
+    /// under the same brute-force limits as sign-in. On success the attempt is still
+    /// admitted: the caller settles it.
+    pub(super) async fn check_password(
+        &self,
+        principal: &Principal,
+        password: SecretString,
+        origin: &Origin,
+    ) -> Result<Attempt, IdentityError> {
+        bounded_password(&password)?;
+        let attempt = self
+            .admit(&Scopes::password(&principal.email, origin.ip))
             .await?;
-        self.principals.changed();
-        Ok(())
+        let outcome = async {
+            let user = self
+                .store
+                .user_by_id(principal.user)
+                .await?
+                .ok_or(IdentityError::Unauthenticated("user gone"))?;
+            if self
+                .passwords
+                .verify_stored(password, user.password_hash)
+                .await?
+                .matches
+            {
+                Ok(())
+            } else {
+                let event = origin
+                    .event("auth.reauthentication", "failure", self.now())
+                    .in_tenant(principal.tenant)
+                    .by(principal.user)
+                    .on("user", principal.user);
+                Err(self.failed(&attempt, event).await)
+            }
+        }
+        .await;
+        match outcome {
+            Ok(()) => Ok(attempt),
+            Err(error) => {
+                self.keep_or_release(&attempt, error.is_failed_attempt())
+                    .await;
+                Err(error)
+            }
+        }
     }
 }
 

@@ -71,6 +71,8 @@ pub struct SessionRecord {
     pub user_agent: Option<String>,
     /// Signed in with a second factor.
     pub mfa: bool,
+    /// When the session began acting in its current tenant.
+    pub tenant_since: OffsetDateTime,
 }
 
 /// A presented refresh token's row, its session and its user's revocation instant.
@@ -80,10 +82,17 @@ pub struct RefreshRecord {
     pub tokens_valid_after: OffsetDateTime,
 }
 
-/// What an authenticated request acts as: read fresh on every request.
+/// What an authenticated request acts as, as the database says now.
 #[derive(Clone, Debug)]
 pub struct PrincipalRecord {
-    pub session: SessionRecord,
+    pub session: SessionId,
+    pub user: UserId,
+    pub tenant: TenantId,
+    pub session_created_at: OffsetDateTime,
+    pub absolute_expires_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+    pub mfa: bool,
+    pub tenant_since: OffsetDateTime,
     pub email: String,
     pub email_verified_at: Option<OffsetDateTime>,
     pub tokens_valid_after: OffsetDateTime,
@@ -174,10 +183,13 @@ pub trait IdentityStore: Send + Sync {
         event: &AuditRecord,
     ) -> Result<bool, StoreError>;
 
+    /// Opens a session; `forgive` (a scope and the admitted attempt) clears the scope's
+    /// failures and withdraws the attempt, in the same transaction.
     async fn open_session(
         &self,
         session: &NewSession,
         refresh_hash: &[u8; 32],
+        forgive: Option<(&[u8; 32], &[u8; 16])>,
         event: &AuditRecord,
     ) -> Result<(), StoreError>;
     async fn refresh_token(&self, hash: &[u8; 32]) -> Result<Option<RefreshRecord>, StoreError>;
@@ -225,13 +237,19 @@ pub trait IdentityStore: Send + Sync {
         scopes: [&[u8; 32]; 2],
         since_ms: i64,
     ) -> Result<[FailureCount; 2], StoreError>;
-    async fn record_failure(
+    /// Records an attempt against both scopes before its outcome is known, and counts each
+    /// scope's rows since `since_ms`, this attempt's included. When a count is above its cap
+    /// the attempt is withdrawn in the same transaction and `admitted` is false.
+    async fn reserve_attempt(
         &self,
         scopes: [&[u8; 32]; 2],
+        caps: [u32; 2],
+        attempt: &[u8; 16],
         at_ms: i64,
-        event: &AuditRecord,
-    ) -> Result<(), StoreError>;
-    async fn clear_failures(&self, scope: &[u8; 32]) -> Result<(), StoreError>;
+        since_ms: i64,
+    ) -> Result<(bool, [FailureCount; 2]), StoreError>;
+    /// Withdraws an attempt that turned out not to be a failure.
+    async fn release_attempt(&self, attempt: &[u8; 16]) -> Result<(), StoreError>;
     async fn prune_failures(&self, before_ms: i64) -> Result<u64, StoreError>;
     /// Audits an event that changes nothing else (a refused sign-in).
     async fn record_event(&self, event: &AuditRecord) -> Result<(), StoreError>;
@@ -244,6 +262,12 @@ pub trait IdentityStore: Send + Sync {
         created_at: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<(), StoreError>;
+    /// When the user's recent tokens of `purpose` were issued, newest first (at most 10).
+    async fn recent_email_tokens(
+        &self,
+        user: UserId,
+        purpose: EmailPurpose,
+    ) -> Result<Vec<OffsetDateTime>, StoreError>;
     /// The user a live, unspent token of `purpose` belongs to (not spent by this call).
     async fn email_token_user(
         &self,
@@ -305,6 +329,22 @@ fn taken_or(error: sqlx::Error) -> Result<SignupOutcome, StoreError> {
     }
 }
 
+/// `(scope, count, oldest)` rows, placed in the order of `scopes`.
+fn failure_counts(rows: Vec<(Vec<u8>, i64, i64)>, scopes: [&[u8; 32]; 2]) -> [FailureCount; 2] {
+    let mut counts = [FailureCount::default(); 2];
+    for (scope, count, oldest) in rows {
+        for (slot, wanted) in counts.iter_mut().zip(scopes) {
+            if scope[..] == wanted[..] {
+                *slot = FailureCount {
+                    count: u32::try_from(count).unwrap_or(u32::MAX),
+                    oldest_ms: Some(oldest),
+                };
+            }
+        }
+    }
+    counts
+}
+
 fn role(text: &str) -> Result<Role, StoreError> {
     Role::parse(text).ok_or_else(|| StoreError::Other(format!("unknown role {text:?}").into()))
 }
@@ -317,7 +357,7 @@ const BUMP_AUTH_EPOCH: &str = "UPDATE auth_epoch SET epoch = epoch + 1 WHERE id 
 macro_rules! session_columns {
     () => {
         "s.id, s.user_id, s.tenant_id, s.created_at, s.last_refreshed_at,
-         s.absolute_expires_at, s.revoked_at, s.ip, s.user_agent, s.mfa"
+         s.absolute_expires_at, s.revoked_at, s.ip, s.user_agent, s.mfa, s.tenant_since"
     };
 }
 
@@ -332,16 +372,15 @@ const REFRESH_TOKEN_QUERY: &str = concat!(
 );
 
 // The hot path of every authenticated request: one indexed lookup per table.
-const PRINCIPAL_QUERY: &str = concat!(
-    "SELECT ",
-    session_columns!(),
-    ", u.email, u.email_verified_at, u.tokens_valid_after, t.name, m.role, t.require_mfa
+const PRINCIPAL_QUERY: &str =
+    "SELECT s.id, s.user_id, s.tenant_id, s.created_at, s.absolute_expires_at, s.revoked_at,
+            s.mfa, s.tenant_since, u.email, u.email_verified_at, u.tokens_valid_after, t.name,
+            m.role, t.require_mfa
      FROM sessions s
      JOIN users u ON u.id = s.user_id
      JOIN memberships m ON m.user_id = s.user_id AND m.tenant_id = s.tenant_id
      JOIN tenants t ON t.id = s.tenant_id
-     WHERE s.id = $1 AND s.tenant_id = $2"
-);
+     WHERE s.id = $1 AND s.tenant_id = $2";
 
 const SESSIONS_OF_QUERY: &str = concat!(
     "SELECT ",
@@ -360,6 +399,7 @@ type SessionRow = (
     Option<String>,
     Option<String>,
     bool,
+    OffsetDateTime,
 );
 
 fn session_from(row: SessionRow) -> SessionRecord {
@@ -374,6 +414,7 @@ fn session_from(row: SessionRow) -> SessionRecord {
         ip: row.7,
         user_agent: row.8,
         mfa: row.9,
+        tenant_since: row.10,
     }
 }
 
@@ -569,7 +610,8 @@ for_both_backends! {
             if let Some(hash) = reset_token {
                 let spent = sqlx::query(
                     "UPDATE email_tokens SET used_at = $1
-                     WHERE token_hash = $2 AND user_id = $3 AND used_at IS NULL",
+                     WHERE token_hash = $2 AND user_id = $3 AND purpose = 'reset_password'
+                       AND used_at IS NULL",
                 )
                 .bind(now)
                 .bind(&hash[..])
@@ -580,6 +622,15 @@ for_both_backends! {
                     return Ok(false);
                 }
             }
+            // Every other reset link of the user dies with the old password.
+            sqlx::query(
+                "UPDATE email_tokens SET used_at = $1
+                 WHERE user_id = $2 AND purpose = 'reset_password' AND used_at IS NULL",
+            )
+            .bind(now)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query("UPDATE users SET password_hash = $1, tokens_valid_after = $2 WHERE id = $3")
                 .bind(new_hash)
                 .bind(now)
@@ -604,13 +655,21 @@ for_both_backends! {
             &self,
             session: &NewSession,
             refresh_hash: &[u8; 32],
+            forgive: Option<(&[u8; 32], &[u8; 16])>,
             event: &AuditRecord,
         ) -> Result<(), StoreError> {
             let mut tx = begin_for(&self.0, event).await?;
+            if let Some((scope, attempt)) = forgive {
+                sqlx::query("DELETE FROM login_failures WHERE scope = $1 OR attempt = $2")
+                    .bind(&scope[..])
+                    .bind(&attempt[..])
+                    .execute(&mut *tx)
+                    .await?;
+            }
             sqlx::query(
                 "INSERT INTO sessions (id, user_id, tenant_id, created_at, last_refreshed_at,
-                     absolute_expires_at, ip, user_agent, mfa)
-                 VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8)",
+                     absolute_expires_at, ip, user_agent, mfa, tenant_since)
+                 VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $4)",
             )
             .bind(session.id)
             .bind(session.user_id)
@@ -641,14 +700,15 @@ for_both_backends! {
         ) -> Result<Option<RefreshRecord>, StoreError> {
             let row: Option<(Option<OffsetDateTime>, SessionId, UserId, TenantId, OffsetDateTime,
                 OffsetDateTime, OffsetDateTime, Option<OffsetDateTime>, Option<String>,
-                Option<String>, bool, OffsetDateTime)> = sqlx::query_as(REFRESH_TOKEN_QUERY)
+                Option<String>, bool, OffsetDateTime, OffsetDateTime)> =
+                sqlx::query_as(REFRESH_TOKEN_QUERY)
                 .bind(&hash[..])
                 .fetch_optional(&self.0)
                 .await?;
             Ok(row.map(|r| RefreshRecord {
                 used_at: r.0,
-                session: session_from((r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10)),
-                tokens_valid_after: r.11,
+                session: session_from((r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11)),
+                tokens_valid_after: r.12,
             }))
         }
 
@@ -744,11 +804,18 @@ for_both_backends! {
             event: &AuditRecord,
         ) -> Result<(), StoreError> {
             let mut tx = begin_for(&self.0, event).await?;
-            sqlx::query("UPDATE sessions SET tenant_id = $1 WHERE id = $2")
-                .bind(tenant)
-                .bind(session)
-                .execute(&mut *tx)
-                .await?;
+            let switched = sqlx::query(
+                "UPDATE sessions SET tenant_id = $1, tenant_since = $2
+                 WHERE id = $3 AND revoked_at IS NULL",
+            )
+            .bind(tenant)
+            .bind(event.occurred_at)
+            .bind(session)
+            .execute(&mut *tx)
+            .await?;
+            if switched.rows_affected() != 1 {
+                return Err(StoreError::Other("switching a session that is gone".into()));
+            }
             sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
             tx.append(event).await?;
             tx.commit().await?;
@@ -762,9 +829,8 @@ for_both_backends! {
         ) -> Result<Option<PrincipalRecord>, StoreError> {
             let mut reader = self.0.tenant_reader(tenant).await?;
             let row: Option<(SessionId, UserId, TenantId, OffsetDateTime, OffsetDateTime,
-                OffsetDateTime, Option<OffsetDateTime>, Option<String>, Option<String>, bool,
-                String, Option<OffsetDateTime>, OffsetDateTime, String, String, bool)> =
-                sqlx::query_as(PRINCIPAL_QUERY)
+                Option<OffsetDateTime>, bool, OffsetDateTime, String, Option<OffsetDateTime>,
+                OffsetDateTime, String, String, bool)> = sqlx::query_as(PRINCIPAL_QUERY)
                 .bind(session)
                 .bind(tenant)
                 .fetch_optional(&mut *reader)
@@ -772,13 +838,20 @@ for_both_backends! {
             <Pool as Begin>::end_read(reader).await?;
             row.map(|r| {
                 Ok(PrincipalRecord {
-                    session: session_from((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9)),
-                    email: r.10,
-                    email_verified_at: r.11,
-                    tokens_valid_after: r.12,
-                    tenant_name: r.13,
-                    role: role(&r.14)?,
-                    tenant_requires_mfa: r.15,
+                    session: r.0,
+                    user: r.1,
+                    tenant: r.2,
+                    session_created_at: r.3,
+                    absolute_expires_at: r.4,
+                    revoked_at: r.5,
+                    mfa: r.6,
+                    tenant_since: r.7,
+                    email: r.8,
+                    email_verified_at: r.9,
+                    tokens_valid_after: r.10,
+                    tenant_name: r.11,
+                    role: role(&r.12)?,
+                    tenant_requires_mfa: r.13,
                 })
             })
             .transpose()
@@ -852,41 +925,59 @@ for_both_backends! {
             .bind(since_ms)
             .fetch_all(&self.0)
             .await?;
-            let mut counts = [FailureCount::default(); 2];
-            for (scope, count, oldest) in rows {
-                for (slot, wanted) in counts.iter_mut().zip(scopes) {
-                    if scope[..] == wanted[..] {
-                        *slot = FailureCount {
-                            count: u32::try_from(count).unwrap_or(u32::MAX),
-                            oldest_ms: Some(oldest),
-                        };
-                    }
-                }
-            }
-            Ok(counts)
+            Ok(failure_counts(rows, scopes))
         }
 
-        async fn record_failure(
+        async fn reserve_attempt(
             &self,
             scopes: [&[u8; 32]; 2],
+            caps: [u32; 2],
+            attempt: &[u8; 16],
             at_ms: i64,
-            event: &AuditRecord,
-        ) -> Result<(), StoreError> {
-            let mut tx = begin_for(&self.0, event).await?;
-            sqlx::query("INSERT INTO login_failures (scope, failed_at_ms) VALUES ($1, $3), ($2, $3)")
-                .bind(&scopes[0][..])
-                .bind(&scopes[1][..])
-                .bind(at_ms)
-                .execute(&mut *tx)
-                .await?;
-            tx.append(event).await?;
+            since_ms: i64,
+        ) -> Result<(bool, [FailureCount; 2]), StoreError> {
+            let mut tx = self.0.write().await?;
+            // Concurrent attempts on a scope take turns, so each counts the ones before it.
+            let mut keys = scopes.map(|scope| {
+                i64::from_be_bytes(scope[..8].try_into().expect("8 bytes of 32"))
+            });
+            keys.sort_unstable();
+            for key in keys {
+                <Pool as Begin>::lock_until_commit(&mut tx, key).await?;
+            }
+            sqlx::query(
+                "INSERT INTO login_failures (scope, attempt, failed_at_ms) VALUES ($1, $3, $4), ($2, $3, $4)",
+            )
+            .bind(&scopes[0][..])
+            .bind(&scopes[1][..])
+            .bind(&attempt[..])
+            .bind(at_ms)
+            .execute(&mut *tx)
+            .await?;
+            let rows: Vec<(Vec<u8>, i64, i64)> = sqlx::query_as(
+                "SELECT scope, count(*), min(failed_at_ms) FROM login_failures
+                 WHERE scope IN ($1, $2) AND failed_at_ms > $3 GROUP BY scope",
+            )
+            .bind(&scopes[0][..])
+            .bind(&scopes[1][..])
+            .bind(since_ms)
+            .fetch_all(&mut *tx)
+            .await?;
+            let counts = failure_counts(rows, scopes);
+            let admitted = counts.iter().zip(caps).all(|(count, cap)| count.count <= cap);
+            if !admitted {
+                sqlx::query("DELETE FROM login_failures WHERE attempt = $1")
+                    .bind(&attempt[..])
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
-            Ok(())
+            Ok((admitted, counts))
         }
 
-        async fn clear_failures(&self, scope: &[u8; 32]) -> Result<(), StoreError> {
-            sqlx::query("DELETE FROM login_failures WHERE scope = $1")
-                .bind(&scope[..])
+        async fn release_attempt(&self, attempt: &[u8; 16]) -> Result<(), StoreError> {
+            sqlx::query("DELETE FROM login_failures WHERE attempt = $1")
+                .bind(&attempt[..])
                 .execute(&self.0)
                 .await?;
             Ok(())
@@ -927,6 +1018,21 @@ for_both_backends! {
             .execute(&self.0)
             .await?;
             Ok(())
+        }
+
+        async fn recent_email_tokens(
+            &self,
+            user: UserId,
+            purpose: EmailPurpose,
+        ) -> Result<Vec<OffsetDateTime>, StoreError> {
+            Ok(sqlx::query_scalar(
+                "SELECT created_at FROM email_tokens WHERE user_id = $1 AND purpose = $2
+                 ORDER BY created_at DESC LIMIT 10",
+            )
+            .bind(user)
+            .bind(purpose.as_str())
+            .fetch_all(&self.0)
+            .await?)
         }
 
         async fn email_token_user(
@@ -1100,6 +1206,12 @@ for_both_backends! {
                 .bind(user)
                 .execute(&mut *tx)
                 .await?;
+            // No session of the user counts as MFA any more.
+            sqlx::query("UPDATE sessions SET mfa = FALSE WHERE user_id = $1")
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
             tx.append(event).await?;
             tx.commit().await?;
             Ok(())

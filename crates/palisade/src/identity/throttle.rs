@@ -1,6 +1,9 @@
-//! Brute-force limits on sign-in (claim ID-9): failures are counted per (email, IP) and per
-//! IP inside a sliding window, in the database, so the limits hold across restarts and
-//! across every instance sharing one PostgreSQL database.
+//! Brute-force limits (claim ID-9): attempts are counted per (email, IP) and per IP — and
+//! second-factor codes per user — inside a sliding window, in the database, so the limits
+//! hold across restarts and across every instance sharing one PostgreSQL database.
+//!
+//! An attempt is recorded *before* the password is checked and withdrawn if it succeeds,
+//! so a burst of parallel guesses is counted at once instead of after the hashing.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -9,42 +12,71 @@ use time::OffsetDateTime;
 
 use super::store::{FailureCount, IdentityStore};
 use crate::config::AuthSettings;
-use crate::crypto::sha256;
+use crate::crypto::{random_bytes, sha256};
+use crate::ids::UserId;
 use crate::store::StoreError;
 
-/// The two counters a sign-in attempt touches, as digests: the table holds no addresses.
+/// The two counters an attempt touches, as digests: the table holds no addresses.
 pub struct Scopes {
-    pub email_ip: [u8; 32],
+    /// (email, IP) for passwords; the user for second-factor codes.
+    pub subject: [u8; 32],
     pub ip: [u8; 32],
 }
 
 impl Scopes {
-    pub fn new(email: &str, ip: Option<IpAddr>) -> Self {
-        let ip = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    pub fn password(email: &str, ip: Option<IpAddr>) -> Self {
+        let ip = ip_key(ip);
         Self {
-            email_ip: sha256(format!("email-ip\0{email}\0{ip}").as_bytes()),
+            subject: sha256(format!("email-ip\0{email}\0{ip}").as_bytes()),
             ip: sha256(format!("ip\0{ip}").as_bytes()),
         }
     }
 
+    /// Second-factor codes are limited per user, whatever the address: six digits must not
+    /// be guessable from many addresses at once.
+    pub fn second_factor(user: UserId, ip: Option<IpAddr>) -> Self {
+        Self {
+            subject: sha256(format!("mfa-user\0{user}").as_bytes()),
+            ip: sha256(format!("ip\0{}", ip_key(ip)).as_bytes()),
+        }
+    }
+
     fn both(&self) -> [&[u8; 32]; 2] {
-        [&self.email_ip, &self.ip]
+        [&self.subject, &self.ip]
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// `failures` is how many the (email, IP) pair has left before the cap.
-    Allowed {
-        remaining: u32,
-    },
-    Locked {
-        retry_after_secs: u64,
-    },
+/// IPv4 addresses as they are; IPv6 by /64, the block one subscriber usually holds.
+fn ip_key(ip: Option<IpAddr>) -> String {
+    match ip {
+        None => "unknown".to_owned(),
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            let segments = v6.segments();
+            format!(
+                "{:x}:{:x}:{:x}:{:x}::/64",
+                segments[0], segments[1], segments[2], segments[3]
+            )
+        }
+    }
+}
+
+/// An attempt that was admitted: recorded as a failure unless withdrawn.
+pub struct Attempt {
+    pub id: [u8; 16],
+    /// This attempt, if it fails, is the one that reaches the subject's cap.
+    pub reaches_cap: bool,
+    /// … or the address's cap.
+    pub reaches_ip_cap: bool,
+}
+
+pub enum Admission {
+    Admitted(Attempt),
+    Locked { retry_after_secs: u64 },
 }
 
 pub struct Throttle {
-    per_email_ip: u32,
+    per_subject: u32,
     per_ip: u32,
     window: Duration,
 }
@@ -52,77 +84,102 @@ pub struct Throttle {
 impl Throttle {
     pub fn new(settings: &AuthSettings) -> Self {
         Self {
-            per_email_ip: settings.max_failures_per_email_ip,
+            per_subject: settings.max_failures_per_email_ip,
             per_ip: settings.max_failures_per_ip,
             window: Duration::from_secs(settings.failure_window_secs),
         }
     }
 
-    pub fn window(&self) -> Duration {
-        self.window
-    }
-
-    pub async fn check(
+    /// Admits an attempt, or says how long to wait. A caller already over a cap is refused
+    /// by a read alone; an admitted attempt is written at once.
+    pub async fn admit(
         &self,
         store: &dyn IdentityStore,
         scopes: &Scopes,
         now: OffsetDateTime,
-    ) -> Result<Verdict, StoreError> {
+    ) -> Result<Admission, StoreError> {
         let now_ms = millis(now);
-        let since = now_ms - self.window.as_millis() as i64;
-        let [email_ip, ip] = store.failures_since(scopes.both(), since).await?;
-        let locked = |count: FailureCount, cap: u32| {
-            (count.count >= cap).then(|| {
-                let oldest = count.oldest_ms.unwrap_or(now_ms);
-                let free_at = oldest + self.window.as_millis() as i64;
+        let since = now_ms - self.window_ms();
+        let caps = [self.per_subject, self.per_ip];
+        let seen = store.failures_since(scopes.both(), since).await?;
+        if seen.iter().zip(caps).any(|(count, cap)| count.count >= cap) {
+            return Ok(self.locked(seen, now_ms));
+        }
+        let id = random_bytes::<16>();
+        let (admitted, counts) = store
+            .reserve_attempt(scopes.both(), caps, &id, now_ms, since)
+            .await?;
+        if !admitted {
+            // Parallel attempts got there first.
+            return Ok(self.locked(counts, now_ms));
+        }
+        Ok(Admission::Admitted(Attempt {
+            id,
+            reaches_cap: counts[0].count == self.per_subject,
+            reaches_ip_cap: counts[1].count == self.per_ip,
+        }))
+    }
+
+    fn locked(&self, counts: [FailureCount; 2], now_ms: i64) -> Admission {
+        let wait = counts
+            .iter()
+            .zip([self.per_subject, self.per_ip])
+            .filter(|(count, cap)| count.count >= *cap)
+            .map(|(count, _)| {
+                let free_at = count.oldest_ms.unwrap_or(now_ms) + self.window_ms();
                 ((free_at - now_ms).max(1) as u64).div_ceil(1000)
             })
-        };
-        let wait = [locked(email_ip, self.per_email_ip), locked(ip, self.per_ip)]
-            .into_iter()
-            .flatten()
-            .max();
-        Ok(match wait {
-            Some(retry_after_secs) => Verdict::Locked { retry_after_secs },
-            None => Verdict::Allowed {
-                remaining: self.per_email_ip - email_ip.count,
-            },
-        })
+            .max()
+            .unwrap_or(1);
+        Admission::Locked {
+            retry_after_secs: wait,
+        }
     }
 
-    pub async fn record(
+    /// Withdraws an attempt that was not a failure (a success, or a request that stopped
+    /// for another reason).
+    pub async fn release(
         &self,
         store: &dyn IdentityStore,
-        scopes: &Scopes,
-        now: OffsetDateTime,
-        event: &crate::audit::AuditRecord,
+        attempt: &Attempt,
     ) -> Result<(), StoreError> {
-        store
-            .record_failure(scopes.both(), millis(now), event)
-            .await
+        store.release_attempt(&attempt.id).await
     }
 
-    /// A successful sign-in forgives the pair's failures; the per-IP count stays.
-    pub async fn forgive(
-        &self,
-        store: &dyn IdentityStore,
-        scopes: &Scopes,
-    ) -> Result<(), StoreError> {
-        store.clear_failures(&scopes.email_ip).await
-    }
-
-    /// Drops failures older than the window; run periodically.
+    /// Drops attempts older than the window; run periodically.
     pub async fn prune(
         &self,
         store: &dyn IdentityStore,
         now: OffsetDateTime,
     ) -> Result<u64, StoreError> {
-        store
-            .prune_failures(millis(now) - self.window.as_millis() as i64)
-            .await
+        store.prune_failures(millis(now) - self.window_ms()).await
+    }
+
+    fn window_ms(&self) -> i64 {
+        self.window.as_millis() as i64
     }
 }
 
 fn millis(at: OffsetDateTime) -> i64 {
     (at.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_addresses_share_a_counter_per_64_block() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(
+            Scopes::password("x@y.z", Some(a)).ip,
+            Scopes::password("x@y.z", Some(b)).ip
+        );
+        assert_ne!(
+            Scopes::password("x@y.z", Some(a)).ip,
+            Scopes::password("x@y.z", Some(c)).ip
+        );
+    }
 }

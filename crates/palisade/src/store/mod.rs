@@ -56,6 +56,12 @@ pub(crate) trait Begin {
     type Reader: DerefMut<Target = <Self::Db as sqlx::Database>::Connection> + Send;
     async fn tenant_reader(&self, tenant: TenantId) -> Result<Self::Reader, StoreError>;
     async fn end_read(reader: Self::Reader) -> Result<(), StoreError>;
+    /// Serialises writers of `key` until the transaction ends: a PostgreSQL advisory lock;
+    /// on SQLite the write transaction already excludes every other writer.
+    async fn lock_until_commit(
+        tx: &mut Transaction<'static, Self::Db>,
+        key: i64,
+    ) -> Result<(), StoreError>;
     /// Reads a user's own memberships across tenants.
     async fn user_read(&self, user: UserId) -> Result<Transaction<'static, Self::Db>, StoreError>;
 }
@@ -67,6 +73,12 @@ impl Begin for SqlitePool {
     }
     async fn tenant(&self, _tenant: TenantId) -> Result<Transaction<'static, Sqlite>, StoreError> {
         sqlite::begin_write(self).await
+    }
+    async fn lock_until_commit(
+        _tx: &mut Transaction<'static, Sqlite>,
+        _key: i64,
+    ) -> Result<(), StoreError> {
+        Ok(())
     }
     type Reader = PoolConnection<Sqlite>;
     async fn tenant_reader(&self, _tenant: TenantId) -> Result<PoolConnection<Sqlite>, StoreError> {
@@ -87,6 +99,16 @@ impl Begin for PgPool {
     }
     async fn tenant(&self, tenant: TenantId) -> Result<Transaction<'static, Postgres>, StoreError> {
         postgres::begin_bound(self, postgres::TENANT_SETTING, tenant.as_uuid()).await
+    }
+    async fn lock_until_commit(
+        tx: &mut Transaction<'static, Postgres>,
+        key: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(key)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
     }
     type Reader = Transaction<'static, Postgres>;
     async fn tenant_reader(

@@ -14,13 +14,18 @@ async fn import(app: &TestApp, tenant: &str, lines: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("users.jsonl");
     std::fs::write(&file, lines).unwrap();
+    let file = file.display().to_string();
+    palisade_command(app, &["users", "import", "--tenant", tenant, &file]).await
+}
+
+/// Runs the `palisade` binary with `args` on the app's database and data directory.
+pub async fn palisade_command(app: &TestApp, args: &[&str]) -> (bool, String) {
     let data_dir = app.sqlite_path().parent().unwrap().to_owned();
     let env = app.db.env();
-    let tenant = tenant.to_owned();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(BIN)
-            .args(["users", "import", "--tenant", &tenant])
-            .arg(&file)
+            .args(&args)
             .arg("--data-dir")
             .arg(&data_dir)
             .envs(env)

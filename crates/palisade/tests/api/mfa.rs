@@ -6,7 +6,7 @@ use std::time::Duration;
 use palisade::identity::mfa::{hotp, time_step};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, Session, TestApp, PASSWORD};
+use crate::helpers::{spawn_app, spawn_app_with, Session, TestApp, PASSWORD};
 use crate::sessions::add_membership;
 
 fn base32_decode(text: &str) -> Vec<u8> {
@@ -30,8 +30,20 @@ fn code(app: &TestApp, secret: &[u8]) -> String {
 
 /// Enrols and confirms TOTP for a signed-in session; returns the secret and recovery codes.
 async fn enable_totp(app: &TestApp, session: &Session) -> (Vec<u8>, Vec<String>) {
+    let wrong = app
+        .post_as(
+            "/api/v1/auth/mfa/totp",
+            &session.access,
+            Some(&json!({"password": "not the password"})),
+        )
+        .await;
+    assert_eq!(wrong.status(), 401, "the password is asked again");
     let response = app
-        .post_as("/api/v1/auth/mfa/totp", &session.access, None)
+        .post_as(
+            "/api/v1/auth/mfa/totp",
+            &session.access,
+            Some(&json!({ "password": PASSWORD })),
+        )
         .await;
     assert_eq!(response.status(), 200);
     let enrolment: Value = response.json().await.unwrap();
@@ -151,6 +163,19 @@ async fn totp_is_removed_only_with_a_fresh_code_and_both_changes_are_audited() {
     app.clock.advance(Duration::from_secs(30));
     assert_eq!(disable(code(&app, &secret)).await.status(), 204);
     assert_eq!(login_with(&app, json!({})).await.status(), 200);
+    let policy = app
+        .client
+        .put(app.url("/api/v1/tenant/mfa-policy"))
+        .bearer_auth(&session.access)
+        .json(&json!({"required": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        policy.status(),
+        409,
+        "without a factor the session no longer counts as MFA"
+    );
     let actions: Vec<String> = match &app.state.db {
         palisade::store::Database::Sqlite(pool) => {
             sqlx::query_scalar("SELECT action FROM audit_events")
@@ -242,6 +267,40 @@ async fn a_tenant_requiring_mfa_holds_members_without_it_to_enrolment() {
         as_member,
         (403, "forbidden".to_owned()),
         "now refused for the role, not for MFA"
+    );
+}
+
+// claim: ID-12, ID-9
+#[tokio::test]
+async fn codes_are_limited_per_user_whatever_the_address() {
+    let app = spawn_app_with(|s| s.http.trusted_proxies = vec!["127.0.0.1/32".into()]).await;
+    let session = app.signed_in("ada@example.com").await;
+    let (secret, _) = enable_totp(&app, &session).await;
+    app.clock.advance(Duration::from_secs(30));
+    let login_from = |address: String, code: String| {
+        let request = app
+            .client
+            .post(app.url("/api/v1/auth/login"))
+            .header("x-forwarded-for", address)
+            .json(&json!({"email": "ada@example.com", "password": PASSWORD, "totp": code}));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let wrong = if code(&app, &secret) == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    // The wrong code tried at confirmation counts too: with four here, five in all.
+    for n in 0..4 {
+        assert_eq!(
+            login_from(format!("198.51.100.{n}"), wrong.into()).await,
+            401
+        );
+    }
+    assert_eq!(
+        login_from("203.0.113.7".into(), code(&app, &secret)).await,
+        429,
+        "six digits are not guessable from many addresses"
     );
 }
 

@@ -135,6 +135,44 @@ async fn a_password_reset_works_once_and_ends_every_session() {
 
 // claim: ID-11
 #[tokio::test]
+async fn one_reset_voids_every_other_reset_link_and_links_are_rationed() {
+    let app = spawn_app().await;
+    app.sign_up("ada@example.com").await;
+    for _ in 0..5 {
+        app.post_json(
+            "/api/v1/auth/password-reset/request",
+            &json!({"email": "ada@example.com"}),
+        )
+        .await;
+    }
+    let mails = app.outbox(4).await;
+    // Settle: any mail still on its way lands before we count.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mails_now = app.outbox(4).await;
+    assert_eq!(mails.len(), mails_now.len());
+    let resets: Vec<String> = mails_now
+        .iter()
+        .filter(|m| m.contains("reset-password"))
+        .map(|m| token_in_mail(m))
+        .collect();
+    assert_eq!(resets.len(), 3, "three links per quarter hour, not five");
+    let reset = |token: &str| {
+        let request = app
+            .client
+            .post(app.url("/api/v1/auth/password-reset"))
+            .json(&json!({"token": token, "new_password": "a new and long passphrase"}));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(reset(&resets[0]).await, 204);
+    assert_eq!(
+        reset(&resets[1]).await,
+        400,
+        "the other links died with the old password"
+    );
+}
+
+// claim: ID-11
+#[tokio::test]
 async fn a_reset_link_expires_after_30_minutes() {
     let app = spawn_app().await;
     app.sign_up("ada@example.com").await;

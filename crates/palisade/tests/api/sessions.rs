@@ -31,6 +31,16 @@ async fn audit_actions(app: &TestApp) -> Vec<String> {
     }
 }
 
+async fn refused_again(app: &TestApp) -> u16 {
+    app.post_json(
+        "/api/v1/auth/login",
+        &json!({"email": "ada@example.com", "password": "wrong again"}),
+    )
+    .await
+    .status()
+    .as_u16()
+}
+
 async fn status_of(response: reqwest::Response) -> u16 {
     response.status().as_u16()
 }
@@ -182,6 +192,12 @@ async fn a_sixth_failed_sign_in_within_15_minutes_gets_429_and_is_audited() {
         10,
         "kept in the database"
     );
+    assert_eq!(
+        refused_again(&app).await,
+        429,
+        "still, with nothing more written"
+    );
+    assert_eq!(app.count_rows("login_failures").await, 10);
 
     app.clock.advance(Duration::from_secs(retry_after));
     assert_eq!(
@@ -189,6 +205,32 @@ async fn a_sixth_failed_sign_in_within_15_minutes_gets_429_and_is_audited() {
         200,
         "the window passed"
     );
+}
+
+// claim: ID-9
+#[tokio::test]
+async fn parallel_guesses_are_counted_before_the_hashing_and_capped() {
+    let app = spawn_app().await;
+    app.sign_up("ada@example.com").await;
+    let guesses: Vec<_> = (0..16)
+        .map(|n| {
+            let request = app.client.post(app.url("/api/v1/auth/login")).json(
+                &json!({"email": "ada@example.com", "password": format!("guess number {n}")}),
+            );
+            tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for guess in guesses {
+        statuses.push(guess.await.unwrap());
+    }
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(checked <= 5, "at most 5 passwords were tried: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert_eq!(app.count_rows("login_failures").await, 2 * checked as i64);
 }
 
 // claim: ID-9
@@ -603,6 +645,36 @@ async fn signing_keys_rotate_and_retired_keys_stay_published_until_their_tokens_
     let keys = jwks(&app).await;
     assert_eq!(keys.len(), 2);
     assert_ne!(keys[0], second_kid);
+}
+
+// claim: ID-8
+#[tokio::test]
+async fn palisade_keys_rotate_publishes_a_new_key_that_running_servers_pick_up() {
+    let app = spawn_app().await;
+    let before = app.signed_in("ada@example.com").await;
+    let (ok, output) = crate::import::palisade_command(&app, &["keys", "rotate"]).await;
+    assert!(ok, "{output}");
+    let kid = output
+        .trim()
+        .strip_prefix("new signing key ")
+        .unwrap_or_else(|| panic!("{output}"))
+        .to_owned();
+    // The running server notices at its next minute tick; the test runs it now.
+    app.state.identity.maintain().await.unwrap();
+    let keys: Value = app
+        .get("/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(keys["keys"][0]["kid"], kid.as_str(), "the new key signs");
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 2);
+    let after = app.login("ada@example.com").await;
+    assert_eq!(jwt_part(&after.access, 0)["kid"], kid.as_str());
+    assert_eq!(
+        status_of(app.get_as("/api/v1/me", &before.access).await).await,
+        200
+    );
 }
 
 impl TestApp {

@@ -33,6 +33,14 @@ pub struct EnrolmentResponse {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct EnrolRequest {
+    /// The current password, asked again before a factor is bound to the account.
+    #[schema(value_type = String, max_length = 128, format = Password)]
+    password: SecretString,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CodeRequest {
     /// A current 6-digit code from the authenticator.
     #[schema(value_type = String, example = "123456", min_length = 6, max_length = 6)]
@@ -57,18 +65,26 @@ pub struct MfaPolicy {
     post,
     path = "/api/v1/auth/mfa/totp",
     tag = "identity",
+    request_body = EnrolRequest,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Secret to add to an authenticator", body = EnrolmentResponse),
-        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 401, description = "Not signed in, or the password is wrong", body = ErrorBody),
         (status = 409, description = "TOTP is already on", body = ErrorBody),
+        (status = 422, description = "Invalid body", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts", body = ErrorBody),
     )
 )]
 async fn enrol(
     State(state): State<AppState>,
     AnySession(principal): AnySession,
+    context: RequestContext,
+    Json(body): Json<EnrolRequest>,
 ) -> Result<axum::Json<EnrolmentResponse>, ApiError> {
-    let enrolment = state.identity.enrol_totp(&principal).await?;
+    let enrolment = state
+        .identity
+        .enrol_totp(&principal, body.password, &origin(context))
+        .await?;
     Ok(axum::Json(EnrolmentResponse {
         secret: enrolment.secret.expose_secret().to_owned(),
         otpauth_uri: enrolment.otpauth_uri.expose_secret().to_owned(),
