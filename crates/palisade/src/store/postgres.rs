@@ -10,7 +10,6 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use super::{StartupError, StoreError};
 use crate::config::Settings;
-use crate::ids::TenantId;
 
 /// The group role every runtime login role belongs to; migrations grant to it.
 pub const RUNTIME_GROUP_ROLE: &str = "palisade_runtime";
@@ -47,14 +46,6 @@ pub fn describe_connect_error(error: &sqlx::Error) -> String {
 
 /// The setting that lets a user's own memberships be read across tenants.
 pub const USER_SETTING: &str = "palisade.user_id";
-
-/// Begins a transaction in which RLS sees only `tenant`'s rows.
-pub async fn begin_for_tenant(
-    pool: &PgPool,
-    tenant: TenantId,
-) -> Result<Transaction<'static, Postgres>, StoreError> {
-    begin_bound(pool, TENANT_SETTING, tenant.as_uuid()).await
-}
 
 /// Begins a transaction with `setting` bound to `id` for its duration only.
 pub async fn begin_bound(

@@ -281,14 +281,41 @@ impl TestApp {
     /// Rows in a table, counted past any tenant filter.
     pub async fn count_rows(&self, table: &str) -> i64 {
         assert!(table.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
-        let sql = format!("SELECT count(*) FROM {table}");
+        self.inspect(&format!("SELECT count(*) FROM {table}"), None)
+            .await
+            .remove(0)
+    }
+
+    /// One column of a query, read past any tenant filter (as the database's owner sees
+    /// it), with an optional text parameter `$1`: how tests look at what was stored.
+    pub async fn inspect<T>(&self, sql: &str, param: Option<&str>) -> Vec<T>
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Sqlite>
+            + sqlx::Type<sqlx::Sqlite>
+            + for<'r> sqlx::Decode<'r, sqlx::Postgres>
+            + sqlx::Type<sqlx::Postgres>
+            + Send
+            + Unpin,
+    {
         match &self.state.db {
-            Database::Sqlite(pool) => sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap(),
+            Database::Sqlite(pool) => {
+                let query = sqlx::query_scalar(sql);
+                let query = match param {
+                    Some(value) => query.bind(value),
+                    None => query,
+                };
+                query.fetch_all(pool).await.unwrap()
+            }
             Database::Postgres(_) => {
                 let owner = self.db.inspector_pool().await;
-                let n = sqlx::query_scalar(&sql).fetch_one(&owner).await.unwrap();
+                let query = sqlx::query_scalar(sql);
+                let query = match param {
+                    Some(value) => query.bind(value),
+                    None => query,
+                };
+                let rows = query.fetch_all(&owner).await.unwrap();
                 owner.close().await;
-                n
+                rows
             }
         }
     }

@@ -43,24 +43,12 @@ pub async fn palisade_command(app: &TestApp, args: &[&str]) -> (bool, String) {
 }
 
 async fn stored_hash(app: &TestApp, email: &str) -> String {
-    let sql = "SELECT password_hash FROM users WHERE email = $1";
-    match &app.state.db {
-        palisade::store::Database::Sqlite(pool) => sqlx::query_scalar(sql)
-            .bind(email)
-            .fetch_one(pool)
-            .await
-            .unwrap(),
-        palisade::store::Database::Postgres(_) => {
-            let owner = app.db.inspector_pool().await;
-            let hash = sqlx::query_scalar(sql)
-                .bind(email)
-                .fetch_one(&owner)
-                .await
-                .unwrap();
-            owner.close().await;
-            hash
-        }
-    }
+    app.inspect(
+        "SELECT password_hash FROM users WHERE email = $1",
+        Some(email),
+    )
+    .await
+    .remove(0)
 }
 
 // claim: ID-1

@@ -120,23 +120,9 @@ async fn totp_guards_sign_in_and_a_code_is_never_accepted_twice() {
     assert_eq!(reused.status(), 401, "each recovery code works once");
 
     // Recovery codes are stored hashed only.
-    let stored: Vec<Vec<u8>> = match &app.state.db {
-        palisade::store::Database::Sqlite(pool) => {
-            sqlx::query_scalar("SELECT code_hash FROM recovery_codes")
-                .fetch_all(pool)
-                .await
-                .unwrap()
-        }
-        palisade::store::Database::Postgres(_) => {
-            let owner = app.db.inspector_pool().await;
-            let rows = sqlx::query_scalar("SELECT code_hash FROM recovery_codes")
-                .fetch_all(&owner)
-                .await
-                .unwrap();
-            owner.close().await;
-            rows
-        }
-    };
+    let stored: Vec<Vec<u8>> = app
+        .inspect("SELECT code_hash FROM recovery_codes", None)
+        .await;
     assert_eq!(stored.len(), 10);
     assert!(stored.iter().all(|hash| hash.len() == 32));
 }
@@ -176,23 +162,7 @@ async fn totp_is_removed_only_with_a_fresh_code_and_both_changes_are_audited() {
         409,
         "without a factor the session no longer counts as MFA"
     );
-    let actions: Vec<String> = match &app.state.db {
-        palisade::store::Database::Sqlite(pool) => {
-            sqlx::query_scalar("SELECT action FROM audit_events")
-                .fetch_all(pool)
-                .await
-                .unwrap()
-        }
-        palisade::store::Database::Postgres(_) => {
-            let owner = app.db.inspector_pool().await;
-            let rows = sqlx::query_scalar("SELECT action FROM audit_events")
-                .fetch_all(&owner)
-                .await
-                .unwrap();
-            owner.close().await;
-            rows
-        }
-    };
+    let actions: Vec<String> = app.inspect("SELECT action FROM audit_events", None).await;
     assert!(actions.contains(&"mfa.totp_enabled".to_owned()));
     assert!(actions.contains(&"mfa.totp_disabled".to_owned()));
 }

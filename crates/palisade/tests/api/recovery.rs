@@ -11,18 +11,8 @@ use tokio::sync::mpsc;
 use crate::helpers::{spawn_app, spawn_app_with, token_in_mail, TestApp, PASSWORD};
 
 async fn stored_tokens(app: &TestApp) -> Vec<Vec<u8>> {
-    let sql = "SELECT token_hash FROM email_tokens";
-    match &app.state.db {
-        palisade::store::Database::Sqlite(pool) => {
-            sqlx::query_scalar(sql).fetch_all(pool).await.unwrap()
-        }
-        palisade::store::Database::Postgres(_) => {
-            let owner = app.db.inspector_pool().await;
-            let rows = sqlx::query_scalar(sql).fetch_all(&owner).await.unwrap();
-            owner.close().await;
-            rows
-        }
-    }
+    app.inspect("SELECT token_hash FROM email_tokens", None)
+        .await
 }
 
 // claim: ID-11, ID-13

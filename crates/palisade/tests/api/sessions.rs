@@ -17,18 +17,11 @@ fn jwt_part(token: &str, index: usize) -> Value {
 }
 
 async fn audit_actions(app: &TestApp) -> Vec<String> {
-    let sql = "SELECT action FROM audit_events UNION ALL SELECT action FROM security_events";
-    match &app.state.db {
-        palisade::store::Database::Sqlite(pool) => {
-            sqlx::query_scalar(sql).fetch_all(pool).await.unwrap()
-        }
-        palisade::store::Database::Postgres(_) => {
-            let owner = app.db.inspector_pool().await;
-            let rows = sqlx::query_scalar(sql).fetch_all(&owner).await.unwrap();
-            owner.close().await;
-            rows
-        }
-    }
+    app.inspect(
+        "SELECT action FROM audit_events UNION ALL SELECT action FROM security_events",
+        None,
+    )
+    .await
 }
 
 async fn refused_again(app: &TestApp) -> u16 {

@@ -128,18 +128,9 @@ async fn a_common_password_is_refused_at_sign_up_without_echoing_it() {
 }
 
 async fn audited_ip(app: &TestApp) -> Option<String> {
-    let sql = "SELECT ip FROM audit_events";
-    match &app.state.db {
-        palisade::store::Database::Sqlite(pool) => {
-            sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
-        }
-        palisade::store::Database::Postgres(_) => {
-            let inspector = app.db.inspector_pool().await;
-            let ip = sqlx::query_scalar(sql).fetch_one(&inspector).await.unwrap();
-            inspector.close().await;
-            ip
-        }
-    }
+    app.inspect("SELECT ip FROM audit_events", None)
+        .await
+        .remove(0)
 }
 
 #[tokio::test]
