@@ -17,6 +17,7 @@ use crate::http::server::{self, Limits};
 use crate::identity::service::Identity;
 use crate::store::{migrate, postgres, Database, StartupError};
 use crate::telemetry::metrics::Metrics;
+use crate::tenancy::members::Tenancy;
 
 /// Everything a handler may use, shared by every request.
 #[derive(Clone)]
@@ -26,6 +27,7 @@ pub struct AppInner {
     pub settings: Settings,
     pub db: Database,
     pub identity: Identity,
+    pub tenancy: Tenancy,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub health: ProbeCache,
@@ -88,8 +90,14 @@ impl App {
         let identity = Identity::start(&settings, &db, clock.clone())
             .await
             .map_err(|e| StartError::Other(e.to_string()))?;
+        let tenancy = Tenancy::new(
+            crate::tenancy::store::for_database(&db),
+            identity.principal_cache(),
+            clock.clone(),
+        );
         let state = AppState(Arc::new(AppInner {
             identity,
+            tenancy,
             db,
             clock,
             metrics: Arc::new(Metrics::new()),

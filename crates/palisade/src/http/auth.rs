@@ -3,6 +3,8 @@
 //! or [`AnySession`] (also a session still waiting for MFA enrolment: the enrolment and
 //! self-service routes). The tenant comes from the token only (claim TEN-1).
 
+use std::marker::PhantomData;
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -11,12 +13,39 @@ use super::error::ApiError;
 use crate::app::AppState;
 use crate::identity::service::IdentityError;
 use crate::identity::sessions::Principal;
+use crate::tenancy::actions::ActionMarker;
 
 /// A live session, MFA policy met.
 pub struct Authenticated(pub Principal);
 
 /// A live session, possibly one the tenant's MFA policy still restricts to enrolment.
 pub struct AnySession(pub Principal);
+
+/// `Authenticated`, and the member's role allows action `A` (claim RBAC-1): the handler names
+/// its action in its signature, so it cannot run without the check.
+pub struct Permitted<A> {
+    pub principal: Principal,
+    action: PhantomData<A>,
+}
+
+impl<A: ActionMarker> FromRequestParts<AppState> for Permitted<A> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Authenticated(principal) = Authenticated::from_request_parts(parts, state).await?;
+        if !principal.role.may(A::ACTION) {
+            return Err(ApiError::refused(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("your role does not allow {}", A::ACTION.name()),
+            ));
+        }
+        Ok(Self {
+            principal,
+            action: PhantomData,
+        })
+    }
+}
 
 /// The bearer token of `Authorization: Bearer …`, if the header has that form.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {

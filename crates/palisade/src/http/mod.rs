@@ -26,6 +26,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(crate::telemetry::router())
         .merge(openapi::router())
         .merge(crate::identity::routes::router())
+        .merge(crate::tenancy::routes::router())
 }
 
 /// The application: every route behind the request frame, with its OpenAPI document.

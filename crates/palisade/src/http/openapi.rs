@@ -21,6 +21,7 @@ use crate::app::AppState;
     modifiers(&BearerAuth),
     tags(
         (name = "identity", description = "Accounts and sessions"),
+        (name = "tenancy", description = "Roles, actions and members"),
         (name = "operations", description = "Health, metrics and this document"),
     )
 )]

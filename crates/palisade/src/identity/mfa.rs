@@ -306,7 +306,10 @@ impl Identity {
         required: bool,
         origin: &Origin,
     ) -> Result<(), IdentityError> {
-        if !principal.role.manages_tenant() {
+        if !principal
+            .role
+            .may(crate::tenancy::actions::Action::TenantUpdateSecurity)
+        {
             return Err(IdentityError::Forbidden(
                 "only an Owner or Admin may change the tenant's MFA policy",
             ));

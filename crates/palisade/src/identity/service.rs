@@ -108,7 +108,7 @@ pub struct Identity {
     pub(super) tokens: AccessTokens,
     pub(super) master: Arc<MasterKey>,
     pub(super) throttle: Throttle,
-    pub(super) principals: super::principals::PrincipalCache,
+    pub(super) principals: Arc<super::principals::PrincipalCache>,
     pub(super) mailer: Arc<Mailer>,
     pub(super) mail_gate: Arc<tokio::sync::Mutex<()>>,
     pub(super) clock: Arc<dyn Clock>,
@@ -159,7 +159,10 @@ impl Identity {
             tokens,
             master,
             throttle: Throttle::new(&settings.auth),
-            principals: super::principals::PrincipalCache::new(matches!(db, Database::Sqlite(_))),
+            principals: Arc::new(super::principals::PrincipalCache::new(matches!(
+                db,
+                Database::Sqlite(_)
+            ))),
             mailer: Arc::new(Mailer::from_settings(settings)?),
             mail_gate: Arc::default(),
             clock,
@@ -183,6 +186,11 @@ impl Identity {
 
     pub fn mailer(&self) -> &crate::mail::Mailer {
         &self.mailer
+    }
+
+    /// The principal cache, for other capabilities whose writes change what sessions may do.
+    pub fn principal_cache(&self) -> Arc<super::principals::PrincipalCache> {
+        self.principals.clone()
     }
 
     pub fn settings(&self) -> &AuthSettings {

@@ -352,7 +352,7 @@ fn role(text: &str) -> Result<Role, StoreError> {
 pub struct SqlIdentityStore<P>(P);
 
 /// Run inside every transaction that narrows (or changes) what a cached principal says.
-const BUMP_AUTH_EPOCH: &str = "UPDATE auth_epoch SET epoch = epoch + 1 WHERE id = 1";
+pub(crate) const BUMP_AUTH_EPOCH: &str = "UPDATE auth_epoch SET epoch = epoch + 1 WHERE id = 1";
 
 macro_rules! session_columns {
     () => {

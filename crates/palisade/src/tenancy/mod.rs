@@ -1,11 +1,16 @@
-//! Tenancy: the roles a member holds in a tenant. Invitations, custom roles and the action
-//! table build on this.
+//! Tenancy: roles, the action table, and member management. Invitations, custom roles and
+//! platform operations build on this.
 
-use serde::Serialize;
+pub mod actions;
+pub mod members;
+pub mod routes;
+pub mod store;
+
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// A member's built-in role, strongest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Owner,
@@ -16,6 +21,25 @@ pub enum Role {
 }
 
 impl Role {
+    /// Strongest first.
+    pub const ALL: [Role; 5] = [
+        Self::Owner,
+        Self::Admin,
+        Self::Manager,
+        Self::Member,
+        Self::Viewer,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Owner => "Owner",
+            Self::Admin => "Admin",
+            Self::Manager => "Manager",
+            Self::Member => "Member",
+            Self::Viewer => "Viewer",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Owner => "owner",
@@ -27,19 +51,6 @@ impl Role {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            Self::Owner,
-            Self::Admin,
-            Self::Manager,
-            Self::Member,
-            Self::Viewer,
-        ]
-        .into_iter()
-        .find(|role| role.as_str() == text)
-    }
-
-    /// Owners and Admins manage the tenant's settings.
-    pub fn manages_tenant(self) -> bool {
-        self <= Self::Admin
+        Self::ALL.into_iter().find(|role| role.as_str() == text)
     }
 }

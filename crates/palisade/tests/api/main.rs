@@ -13,5 +13,6 @@ mod process;
 mod recovery;
 mod sessions;
 mod signup;
+mod tenancy;
 mod tls;
 mod web;

@@ -10,10 +10,11 @@ use utoipa_axum::routes;
 
 use super::origin;
 use crate::app::AppState;
-use crate::http::auth::{AnySession, Authenticated};
+use crate::http::auth::{AnySession, Authenticated, Permitted};
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, RequestContext};
 use crate::http::openapi::ErrorBody;
+use crate::tenancy::actions::act;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -148,8 +149,10 @@ async fn disable(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Require (or stop requiring) MFA of every member of the caller's tenant. Owner or Admin,
-/// from a session that used a second factor.
+/// Require (or stop requiring) MFA of every member of the caller's tenant, from a session
+/// that used a second factor.
+///
+/// Action: `tenant.update_security`.
 #[utoipa::path(
     put,
     path = "/api/v1/tenant/mfa-policy",
@@ -166,13 +169,13 @@ async fn disable(
 )]
 async fn tenant_policy(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    permitted: Permitted<act::TenantUpdateSecurity>,
     context: RequestContext,
     Json(body): Json<MfaPolicy>,
 ) -> Result<StatusCode, ApiError> {
     state
         .identity
-        .set_tenant_mfa(&principal, body.required, &origin(context))
+        .set_tenant_mfa(&permitted.principal, body.required, &origin(context))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

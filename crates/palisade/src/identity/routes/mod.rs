@@ -21,7 +21,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(mfa::router())
 }
 
-fn origin(context: RequestContext) -> Origin {
+/// Who is asking, for audit records: shared by every capability's routes.
+pub fn origin(context: RequestContext) -> Origin {
     Origin {
         request_id: context.request_id.to_string(),
         ip: context.ip,

@@ -1,0 +1,153 @@
+//! The one declarative table of actions and the built-in roles allowed to do them (claims
+//! RBAC-1, RBAC-2). It is enforced by the `Permitted<A>` extractor, published by
+//! `GET /api/v1/roles` and rendered into docs/rbac.md (a test keeps the file in step).
+
+use super::Role;
+
+/// Implemented by the type-level name of each action (`act::MembersInvite`, …), so a
+/// handler states the action it needs in its signature.
+pub trait ActionMarker: Send + Sync + 'static {
+    const ACTION: Action;
+}
+
+macro_rules! actions {
+    ($($marker:ident => $name:literal, $role:ident, $doc:literal;)*) => {
+        /// Everything a member may be allowed to do in a tenant.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Action { $($marker,)* }
+
+        /// Every action, in the table's order.
+        pub const ACTIONS: &[Action] = &[$(Action::$marker,)*];
+
+        impl Action {
+            /// The stable name (`members.invite`).
+            pub fn name(self) -> &'static str {
+                match self { $(Self::$marker => $name,)* }
+            }
+
+            /// The weakest built-in role allowed; every stronger role is allowed too.
+            pub fn minimum_role(self) -> Role {
+                match self { $(Self::$marker => Role::$role,)* }
+            }
+
+            pub fn description(self) -> &'static str {
+                match self { $(Self::$marker => $doc,)* }
+            }
+        }
+
+        /// Type-level names of the actions, for `Permitted<act::…>`.
+        pub mod act {
+            $(
+                #[doc = $doc]
+                pub struct $marker;
+                impl super::ActionMarker for $marker {
+                    const ACTION: super::Action = super::Action::$marker;
+                }
+            )*
+        }
+    };
+}
+
+// Destructive actions need Manager or above, member management Admin, and billing,
+// ownership and deletion Owner (claim RBAC-2).
+actions! {
+    MembersRead => "members.read", Viewer, "List the tenant's members and their roles.";
+    MembersInvite => "members.invite", Admin, "Invite people by email, with at most the inviter's role.";
+    MembersUpdateRole => "members.update_role", Admin, "Change a member's role, never above one's own.";
+    MembersRemove => "members.remove", Admin, "Remove a member; never the last Owner.";
+    TenantUpdateSecurity => "tenant.update_security", Admin, "Change the tenant's security policy (MFA for every member).";
+    TenantTransferOwnership => "tenant.transfer_ownership", Owner, "Make another member an Owner.";
+    TenantDelete => "tenant.delete", Owner, "Delete the tenant and all its data.";
+    BillingManage => "billing.manage", Owner, "Manage the tenant's plan and billing.";
+    KeysRead => "keys.read", Manager, "List the tenant's API keys (never their secrets).";
+    KeysCreate => "keys.create", Manager, "Create and rotate API keys.";
+    KeysRevoke => "keys.revoke", Manager, "Revoke API keys.";
+    AuditRead => "audit.read", Admin, "Read the tenant's audit log.";
+    AuditExport => "audit.export", Admin, "Export the audit log with its verification trailer.";
+    WebhooksManage => "webhooks.manage", Admin, "Create, change and delete webhook endpoints.";
+    SecretsRead => "secrets.read", Member, "Read the tenant's stored secrets and files.";
+    SecretsWrite => "secrets.write", Manager, "Create and replace stored secrets and files.";
+    SecretsDelete => "secrets.delete", Manager, "Delete stored secrets and files.";
+}
+
+impl Role {
+    /// Whether this built-in role may do `action`.
+    pub fn may(self, action: Action) -> bool {
+        self <= action.minimum_role()
+    }
+}
+
+/// The table as docs/rbac.md shows it.
+pub fn render_markdown() -> String {
+    let roles = Role::ALL;
+    let mut out = String::from(
+        "# Roles and actions\n\nGenerated from `crates/palisade/src/tenancy/actions.rs` (the table the server \
+         enforces and `GET /api/v1/roles` publishes); a test fails when this file is out of step.\n\n| Action |",
+    );
+    for role in roles {
+        out.push_str(&format!(" {} |", role.title()));
+    }
+    out.push_str(" What it allows |\n|---|");
+    for _ in roles {
+        out.push_str("---|");
+    }
+    out.push_str("---|\n");
+    for action in ACTIONS {
+        out.push_str(&format!("| `{}` |", action.name()));
+        for role in roles {
+            out.push_str(if role.may(*action) { " ✓ |" } else { " |" });
+        }
+        out.push_str(&format!(" {} |\n", action.description()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // claim: RBAC-1
+    #[test]
+    fn the_docs_render_the_enforced_table() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/rbac.md");
+        let rendered = render_markdown();
+        let current = std::fs::read_to_string(path).unwrap_or_default();
+        if std::env::var_os("PALISADE_WRITE_DOCS").is_some() {
+            std::fs::write(path, &rendered).unwrap();
+        } else {
+            assert_eq!(
+                current, rendered,
+                "docs/rbac.md is out of step: run PALISADE_WRITE_DOCS=1 cargo test -p palisade --lib"
+            );
+        }
+    }
+
+    // claim: RBAC-2
+    #[test]
+    fn destructive_member_and_owner_actions_need_the_roles_the_policy_names() {
+        let at_least = |name: &str, role: Role| {
+            let action = ACTIONS.iter().find(|a| a.name() == name).unwrap();
+            assert!(action.minimum_role() <= role, "{name}");
+        };
+        for destructive in [
+            "members.remove",
+            "keys.revoke",
+            "secrets.delete",
+            "tenant.delete",
+        ] {
+            at_least(destructive, Role::Manager);
+        }
+        for members in ["members.invite", "members.update_role", "members.remove"] {
+            at_least(members, Role::Admin);
+        }
+        for owner in [
+            "billing.manage",
+            "tenant.transfer_ownership",
+            "tenant.delete",
+        ] {
+            at_least(owner, Role::Owner);
+        }
+        let names: std::collections::HashSet<_> = ACTIONS.iter().map(|a| a.name()).collect();
+        assert_eq!(names.len(), ACTIONS.len(), "names are unique");
+    }
+}

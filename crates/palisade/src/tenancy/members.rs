@@ -1,0 +1,124 @@
+//! Member management with no escalation (claim RBAC-6): nobody changes their own role,
+//! grants a role above their own, or touches a member above them, and the last Owner
+//! can be neither demoted nor removed. A member of another tenant is simply not found.
+
+use std::sync::Arc;
+
+use super::store::{MemberChange, MemberRecord, TenancyStore};
+use super::Role;
+use crate::clock::Clock;
+use crate::identity::principals::PrincipalCache;
+use crate::identity::service::Origin;
+use crate::identity::sessions::Principal;
+use crate::ids::UserId;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TenancyError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("the tenant must keep at least one Owner")]
+    LastOwner,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Tenancy {
+    store: Arc<dyn TenancyStore>,
+    principals: Arc<PrincipalCache>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Tenancy {
+    pub fn new(
+        store: Arc<dyn TenancyStore>,
+        principals: Arc<PrincipalCache>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            principals,
+            clock,
+        }
+    }
+
+    pub async fn members(&self, principal: &Principal) -> Result<Vec<MemberRecord>, TenancyError> {
+        Ok(self.store.members(principal.tenant).await?)
+    }
+
+    /// A member the caller may act on: in the caller's tenant, and not above the caller.
+    async fn subordinate(
+        &self,
+        principal: &Principal,
+        user: UserId,
+    ) -> Result<MemberRecord, TenancyError> {
+        let target = self
+            .store
+            .member(principal.tenant, user)
+            .await?
+            .ok_or(TenancyError::NotFound)?;
+        if target.role < principal.role {
+            return Err(TenancyError::Forbidden(
+                "a member whose role is above yours cannot be changed by you",
+            ));
+        }
+        Ok(target)
+    }
+
+    pub async fn change_role(
+        &self,
+        principal: &Principal,
+        user: UserId,
+        role: Role,
+        origin: &Origin,
+    ) -> Result<(), TenancyError> {
+        if user == principal.user {
+            return Err(TenancyError::Forbidden("nobody changes their own role"));
+        }
+        if role < principal.role {
+            return Err(TenancyError::Forbidden(
+                "a role above your own cannot be granted",
+            ));
+        }
+        let target = self.subordinate(principal, user).await?;
+        let event = origin
+            .event("members.role_changed", role.as_str(), self.clock.now())
+            .in_tenant(principal.tenant)
+            .by(principal.user)
+            .on("user", target.user_id);
+        self.settle(
+            self.store
+                .set_role(principal.tenant, user, role, &event)
+                .await?,
+        )
+    }
+
+    /// Removes a member; their sessions in this tenant end at once.
+    pub async fn remove(
+        &self,
+        principal: &Principal,
+        user: UserId,
+        origin: &Origin,
+    ) -> Result<(), TenancyError> {
+        let target = self.subordinate(principal, user).await?;
+        let event = origin
+            .event("members.removed", "success", self.clock.now())
+            .in_tenant(principal.tenant)
+            .by(principal.user)
+            .on("user", target.user_id);
+        self.settle(self.store.remove(principal.tenant, user, &event).await?)
+    }
+
+    fn settle(&self, change: MemberChange) -> Result<(), TenancyError> {
+        match change {
+            MemberChange::Done => {
+                self.principals.changed();
+                Ok(())
+            }
+            MemberChange::NotFound => Err(TenancyError::NotFound),
+            MemberChange::LastOwner => Err(TenancyError::LastOwner),
+        }
+    }
+}

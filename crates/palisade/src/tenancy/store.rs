@@ -1,0 +1,216 @@
+//! Tenancy's storage: members and their roles, written once for both backends. Every method
+//! takes the tenant and binds it (row-level security on PostgreSQL).
+
+use async_trait::async_trait;
+use sqlx::{PgPool, SqlitePool};
+use time::OffsetDateTime;
+
+use super::Role;
+use crate::audit::{Append, AuditRecord};
+use crate::identity::store::BUMP_AUTH_EPOCH;
+use crate::ids::{TenantId, UserId};
+use crate::store::{for_both_backends, Begin, Database, StoreError};
+
+#[derive(Clone, Debug)]
+pub struct MemberRecord {
+    pub user_id: UserId,
+    pub email: String,
+    pub role: Role,
+    pub joined_at: OffsetDateTime,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum MemberChange {
+    Done,
+    /// No such member in this tenant (or of another tenant: the same answer).
+    NotFound,
+    /// The change would leave the tenant without an Owner.
+    LastOwner,
+}
+
+#[async_trait]
+pub trait TenancyStore: Send + Sync {
+    async fn members(&self, tenant: TenantId) -> Result<Vec<MemberRecord>, StoreError>;
+    async fn member(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<Option<MemberRecord>, StoreError>;
+    /// Sets a member's role; refuses to demote the last Owner.
+    async fn set_role(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        role: Role,
+        event: &AuditRecord,
+    ) -> Result<MemberChange, StoreError>;
+    /// Removes a member and ends their sessions in this tenant; refuses the last Owner.
+    async fn remove(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        event: &AuditRecord,
+    ) -> Result<MemberChange, StoreError>;
+}
+
+pub fn for_database(db: &Database) -> std::sync::Arc<dyn TenancyStore> {
+    match db {
+        Database::Sqlite(pool) => std::sync::Arc::new(SqlTenancyStore(pool.clone())),
+        Database::Postgres(pool) => std::sync::Arc::new(SqlTenancyStore(pool.clone())),
+    }
+}
+
+pub struct SqlTenancyStore<P>(P);
+
+fn member_from(row: (UserId, String, String, OffsetDateTime)) -> Result<MemberRecord, StoreError> {
+    Ok(MemberRecord {
+        user_id: row.0,
+        email: row.1,
+        role: Role::parse(&row.2)
+            .ok_or_else(|| StoreError::Other(format!("unknown role {:?}", row.2).into()))?,
+        joined_at: row.3,
+    })
+}
+
+macro_rules! members_query {
+    () => {
+        "SELECT m.user_id, u.email, m.role, m.created_at
+         FROM memberships m JOIN users u ON u.id = m.user_id
+         WHERE m.tenant_id = $1"
+    };
+}
+const MEMBERS_QUERY: &str = members_query!();
+const MEMBER_QUERY: &str = concat!(members_query!(), " AND m.user_id = $2");
+
+/// Owners left in the tenant if `user` stopped being one.
+const OTHER_OWNERS: &str = "SELECT count(*) FROM memberships
+     WHERE tenant_id = $1 AND role = 'owner' AND user_id <> $2";
+
+/// The advisory-lock key of a tenant's membership changes (PostgreSQL): two concurrent
+/// demotions cannot both see the other Owner.
+fn membership_lock(tenant: TenantId) -> i64 {
+    let bytes = tenant.as_uuid().into_bytes();
+    i64::from_be_bytes(bytes[8..].try_into().expect("8 of 16 bytes"))
+}
+
+for_both_backends! {
+    /// The target's current role, after taking the tenant's membership lock.
+    async fn locked_role(
+        tx: &mut sqlx::Transaction<'static, Db>,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<Option<String>, StoreError> {
+        <Pool as Begin>::lock_until_commit(tx, membership_lock(tenant)).await?;
+        Ok(sqlx::query_scalar("SELECT role FROM memberships WHERE tenant_id = $1 AND user_id = $2")
+            .bind(tenant)
+            .bind(user)
+            .fetch_optional(&mut **tx)
+            .await?)
+    }
+
+    async fn would_orphan(
+        tx: &mut sqlx::Transaction<'static, Db>,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<bool, StoreError> {
+        let others: i64 = sqlx::query_scalar(OTHER_OWNERS)
+            .bind(tenant)
+            .bind(user)
+            .fetch_one(&mut **tx)
+            .await?;
+        Ok(others == 0)
+    }
+
+    #[async_trait]
+    impl TenancyStore for SqlTenancyStore<Pool> {
+        async fn members(&self, tenant: TenantId) -> Result<Vec<MemberRecord>, StoreError> {
+            let mut reader = self.0.tenant_reader(tenant).await?;
+            let rows: Vec<(UserId, String, String, OffsetDateTime)> = sqlx::query_as(MEMBERS_QUERY)
+                .bind(tenant)
+                .fetch_all(&mut *reader)
+                .await?;
+            <Pool as Begin>::end_read(reader).await?;
+            let mut members = rows.into_iter().map(member_from).collect::<Result<Vec<_>, _>>()?;
+            members.sort_by(|a, b| (a.role, &a.email).cmp(&(b.role, &b.email)));
+            Ok(members)
+        }
+
+        async fn member(
+            &self,
+            tenant: TenantId,
+            user: UserId,
+        ) -> Result<Option<MemberRecord>, StoreError> {
+            let mut reader = self.0.tenant_reader(tenant).await?;
+            let row: Option<(UserId, String, String, OffsetDateTime)> = sqlx::query_as(MEMBER_QUERY)
+                .bind(tenant)
+                .bind(user)
+                .fetch_optional(&mut *reader)
+                .await?;
+            <Pool as Begin>::end_read(reader).await?;
+            row.map(member_from).transpose()
+        }
+
+        async fn set_role(
+            &self,
+            tenant: TenantId,
+            user: UserId,
+            role: Role,
+            event: &AuditRecord,
+        ) -> Result<MemberChange, StoreError> {
+            let mut tx = self.0.tenant(tenant).await?;
+            let Some(current) = locked_role(&mut tx, tenant, user).await? else {
+                return Ok(MemberChange::NotFound);
+            };
+            if current == "owner" && role != Role::Owner && would_orphan(&mut tx, tenant, user).await? {
+                return Ok(MemberChange::LastOwner);
+            }
+            sqlx::query("UPDATE memberships SET role = $1 WHERE tenant_id = $2 AND user_id = $3")
+                .bind(role.as_str())
+                .bind(tenant)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
+            tx.append(event).await?;
+            tx.commit().await?;
+            Ok(MemberChange::Done)
+        }
+
+        async fn remove(
+            &self,
+            tenant: TenantId,
+            user: UserId,
+            event: &AuditRecord,
+        ) -> Result<MemberChange, StoreError> {
+            let mut tx = self.0.tenant(tenant).await?;
+            let Some(current) = locked_role(&mut tx, tenant, user).await? else {
+                return Ok(MemberChange::NotFound);
+            };
+            if current == "owner" && would_orphan(&mut tx, tenant, user).await? {
+                return Ok(MemberChange::LastOwner);
+            }
+            sqlx::query("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2")
+                .bind(tenant)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = $1, revoked_reason = 'membership_removed'
+                 WHERE tenant_id = $2 AND user_id = $3 AND revoked_at IS NULL",
+            )
+            .bind(event.occurred_at)
+            .bind(tenant)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
+            tx.append(event).await?;
+            tx.commit().await?;
+            Ok(MemberChange::Done)
+        }
+    }
+}
+
+// Both pool types are stamped above; naming them keeps the imports honest.
+#[allow(dead_code)]
+type Stamped = (SqlTenancyStore<SqlitePool>, SqlTenancyStore<PgPool>);

@@ -1,0 +1,330 @@
+//! Roles and member management: the published action table is the one enforced, every
+//! guarded operation refuses the roles below it, no escalation, the last Owner stays, and
+//! another tenant's members are as absent as missing ones.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, Session, TestApp, PASSWORD};
+use crate::sessions::add_membership;
+
+/// Signs `email` in to `tenant` (a member there).
+async fn login_to(app: &TestApp, email: &str, tenant: &str) -> Session {
+    let response = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": email, "password": PASSWORD, "tenant_id": tenant}),
+        )
+        .await;
+    Session::from_response(response).await
+}
+
+/// A tenant with one member of each role: email → session in that tenant.
+async fn staffed_tenant(app: &TestApp) -> HashMap<&'static str, Session> {
+    let owner = app.signed_in("owner@example.com").await;
+    let mut sessions = HashMap::from([("owner", owner.clone())]);
+    for role in ["admin", "manager", "member", "viewer"] {
+        let email = format!("{role}@example.com");
+        app.sign_up(&email).await;
+        add_membership(app, &email, &owner.tenant, role).await;
+        sessions.insert(role, login_to(app, &email, &owner.tenant).await);
+    }
+    sessions
+}
+
+async fn user_id_of(app: &TestApp, session: &Session) -> String {
+    let me: Value = app
+        .get_as("/api/v1/me", &session.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    me["user"]["id"].as_str().unwrap().to_owned()
+}
+
+async fn send(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    access: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = app
+        .client
+        .request(method, app.url(path))
+        .bearer_auth(access);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+// claim: RBAC-1
+#[tokio::test]
+async fn the_roles_endpoint_publishes_the_table_that_is_enforced() {
+    let app = spawn_app().await;
+    let table: Vec<Value> = app.get("/api/v1/roles").await.json().await.unwrap();
+    let remove = table
+        .iter()
+        .find(|row| row["action"] == "members.remove")
+        .unwrap();
+    assert_eq!(remove["roles"], json!(["owner", "admin"]));
+    let read = table
+        .iter()
+        .find(|row| row["action"] == "members.read")
+        .unwrap();
+    assert_eq!(read["roles"].as_array().unwrap().len(), 5);
+}
+
+/// Operations any signed-in user (or anyone) may call: their own account and sessions,
+/// and the public documents. Everything else must name an action.
+fn self_service(path: &str) -> bool {
+    path.starts_with("/api/v1/auth/")
+        || path == "/api/v1/me"
+        || path.starts_with("/api/v1/me/")
+        || path == "/api/v1/roles"
+        || !path.starts_with("/api/v1/")
+}
+
+// claim: RBAC-1, RBAC-2
+#[tokio::test]
+async fn every_tenant_operation_names_its_action_and_refuses_the_roles_below_it() {
+    let app = spawn_app().await;
+    let sessions = staffed_tenant(&app).await;
+    let table: Vec<Value> = app.get("/api/v1/roles").await.json().await.unwrap();
+    let allowed: HashMap<String, Vec<String>> = table
+        .iter()
+        .map(|row| {
+            let roles = row["roles"].as_array().unwrap();
+            (
+                row["action"].as_str().unwrap().to_owned(),
+                roles
+                    .iter()
+                    .map(|r| r.as_str().unwrap().to_owned())
+                    .collect(),
+            )
+        })
+        .collect();
+    let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();
+    let mut guarded = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if self_service(path) {
+                continue;
+            }
+            let description = operation["description"].as_str().unwrap_or("");
+            let action = description
+                .split("Action: `")
+                .nth(1)
+                .and_then(|rest| rest.split('`').next())
+                .unwrap_or_else(|| panic!("{method} {path} names no action"));
+            let roles = allowed
+                .get(action)
+                .unwrap_or_else(|| panic!("{method} {path}: {action} is not in the table"));
+            let concrete = path.replace("{user_id}", "usr_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0");
+            for (role, session) in &sessions {
+                if roles.iter().any(|r| r == role) {
+                    continue;
+                }
+                let (status, body) = send(
+                    &app,
+                    method.to_uppercase().parse().unwrap(),
+                    &concrete,
+                    &session.access,
+                    Some(json!({})),
+                )
+                .await;
+                assert_eq!(status, 403, "{role} on {method} {path}: {body}");
+                assert_eq!(body["error"]["code"], "forbidden");
+            }
+            guarded += 1;
+        }
+    }
+    assert!(guarded >= 4, "the walk found the guarded operations");
+}
+
+// claim: RBAC-6
+#[tokio::test]
+async fn nobody_escalates_and_the_last_owner_stays() {
+    let app = spawn_app().await;
+    let s = staffed_tenant(&app).await;
+    let owner_id = user_id_of(&app, &s["owner"]).await;
+    let admin_id = user_id_of(&app, &s["admin"]).await;
+    let member_id = user_id_of(&app, &s["member"]).await;
+    let patch = |who: &str, target: &str, role: &str| {
+        let access = s[who].access.clone();
+        let path = format!("/api/v1/members/{target}");
+        let app = &app;
+        let role = role.to_owned();
+        async move {
+            send(
+                app,
+                reqwest::Method::PATCH,
+                &path,
+                &access,
+                Some(json!({"role": role})),
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(
+        patch("admin", &member_id, "owner").await,
+        403,
+        "above the admin's own role"
+    );
+    assert_eq!(
+        patch("admin", &admin_id, "owner").await,
+        403,
+        "nobody raises their own role"
+    );
+    assert_eq!(
+        patch("admin", &owner_id, "viewer").await,
+        403,
+        "a member above the admin"
+    );
+    let (status, _) = send(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/members/{owner_id}"),
+        &s["admin"].access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        patch("admin", &member_id, "admin").await,
+        204,
+        "up to one's own role"
+    );
+
+    // The last Owner can be neither demoted nor removed.
+    assert_eq!(
+        patch("owner", &owner_id, "admin").await,
+        403,
+        "not by themselves either"
+    );
+    assert_eq!(patch("owner", &admin_id, "owner").await, 204);
+    assert_eq!(
+        patch("admin", &owner_id, "admin").await,
+        204,
+        "now an Owner demotes an Owner"
+    );
+    let (status, body) = send(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/members/{admin_id}"),
+        &s["admin"].access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "the last Owner cannot leave: {body}");
+    let members: Vec<Value> = app
+        .get_as("/api/v1/members", &s["viewer"].access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let owners: Vec<&Value> = members.iter().filter(|m| m["role"] == "owner").collect();
+    assert_eq!(owners.len(), 1);
+    assert_eq!(owners[0]["user_id"], admin_id.as_str());
+    let actions: Vec<String> = app
+        .inspect(
+            "SELECT action FROM audit_events WHERE action = 'members.role_changed'",
+            None,
+        )
+        .await;
+    assert_eq!(actions.len(), 3);
+}
+
+// claim: RBAC-6, ID-6
+#[tokio::test]
+async fn role_changes_and_removals_apply_on_the_next_request() {
+    let app = spawn_app().await;
+    let s = staffed_tenant(&app).await;
+    let admin_id = user_id_of(&app, &s["admin"]).await;
+    let member_id = user_id_of(&app, &s["member"]).await;
+    let viewer_id = user_id_of(&app, &s["viewer"]).await;
+    let (status, _) = send(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/members/{admin_id}"),
+        &s["owner"].access,
+        Some(json!({"role": "viewer"})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = send(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/members/{viewer_id}"),
+        &s["admin"].access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "the demoted admin's very next request");
+    let (status, _) = send(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/members/{member_id}"),
+        &s["owner"].access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        app.get_as("/api/v1/me", &s["member"].access).await.status(),
+        401
+    );
+    assert_eq!(app.refresh(&s["member"].refresh).await.status(), 401);
+}
+
+// claim: TEN-4
+#[tokio::test]
+async fn another_tenants_member_answers_byte_for_byte_like_a_missing_one() {
+    let app = spawn_app().await;
+    let ada = app.signed_in("ada@example.com").await;
+    let bob = app.signed_in("bob@example.com").await;
+    let ada_id = user_id_of(&app, &ada).await;
+    let mut answers = Vec::new();
+    for target in [
+        ada_id.as_str(),
+        "usr_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0",
+        "not-an-id",
+    ] {
+        for method in [reqwest::Method::PATCH, reqwest::Method::DELETE] {
+            let response = app
+                .client
+                .request(
+                    method.clone(),
+                    app.url(&format!("/api/v1/members/{target}")),
+                )
+                .bearer_auth(&bob.access)
+                .json(&json!({"role": "viewer"}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let id = response.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let body = response.text().await.unwrap().replace(&id, "<id>");
+            answers.push((method, status, body));
+        }
+    }
+    for answer in &answers {
+        assert_eq!(answer.1, 404, "{answer:?}");
+        assert_eq!(answer.2, answers[0].2, "{answer:?}");
+    }
+    let me: Value = app
+        .get_as("/api/v1/me", &ada.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "owner", "ada's membership is untouched");
+}
