@@ -92,7 +92,7 @@ impl App {
             .map_err(|e| StartError::Other(e.to_string()))?;
         let tenancy = Tenancy::new(
             crate::tenancy::store::for_database(&db),
-            identity.principal_cache(),
+            &identity,
             clock.clone(),
         );
         let state = AppState(Arc::new(AppInner {

@@ -135,6 +135,11 @@ typed_id!(
     "ses"
 );
 typed_id!(
+    /// An invitation to join a tenant.
+    InvitationId,
+    "inv"
+);
+typed_id!(
     /// One audit event.
     EventId,
     "evt"

@@ -188,6 +188,15 @@ impl Identity {
         &self.mailer
     }
 
+    pub fn mailer_handle(&self) -> Arc<Mailer> {
+        self.mailer.clone()
+    }
+
+    /// The base of links in mails (`mail.link_base_url`, no trailing slash).
+    pub fn link_base_url(&self) -> &str {
+        &self.link_base_url
+    }
+
     /// The principal cache, for other capabilities whose writes change what sessions may do.
     pub fn principal_cache(&self) -> Arc<super::principals::PrincipalCache> {
         self.principals.clone()

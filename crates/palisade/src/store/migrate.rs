@@ -28,11 +28,13 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     1 "0001_foundation",
     2 "0002_no_public_create",
     3 "0003_sessions",
+    4 "0004_invitations",
 );
 pub const POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
     2 "0002_no_public_create",
     3 "0003_sessions",
+    4 "0004_invitations",
 );
 
 /// Serialises migrators across instances sharing one PostgreSQL database.

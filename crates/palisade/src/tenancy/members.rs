@@ -11,6 +11,7 @@ use crate::identity::principals::PrincipalCache;
 use crate::identity::service::Origin;
 use crate::identity::sessions::Principal;
 use crate::ids::UserId;
+use crate::mail::Mailer;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,26 +22,34 @@ pub enum TenancyError {
     Forbidden(&'static str),
     #[error("the tenant must keep at least one Owner")]
     LastOwner,
+    #[error("{0}")]
+    Conflict(&'static str),
+    #[error(transparent)]
+    Invalid(#[from] crate::identity::domain::InvalidInput),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 pub struct Tenancy {
-    store: Arc<dyn TenancyStore>,
+    pub(super) store: Arc<dyn TenancyStore>,
     principals: Arc<PrincipalCache>,
-    clock: Arc<dyn Clock>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) mailer: Arc<Mailer>,
+    pub(super) link_base_url: String,
 }
 
 impl Tenancy {
     pub fn new(
         store: Arc<dyn TenancyStore>,
-        principals: Arc<PrincipalCache>,
+        identity: &crate::identity::service::Identity,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             store,
-            principals,
+            principals: identity.principal_cache(),
             clock,
+            mailer: identity.mailer_handle(),
+            link_base_url: identity.link_base_url().to_owned(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! platform operations build on this.
 
 pub mod actions;
+pub mod invitations;
 pub mod members;
 pub mod routes;
 pub mod store;

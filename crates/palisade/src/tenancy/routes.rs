@@ -14,17 +14,21 @@ use super::actions::{act, ACTIONS};
 use super::members::TenancyError;
 use super::Role;
 use crate::app::AppState;
-use crate::http::auth::Permitted;
+use crate::http::auth::{AnySession, Permitted};
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, RequestContext};
 use crate::http::openapi::ErrorBody;
-use crate::ids::UserId;
+use crate::identity::routes::origin;
+use crate::ids::{InvitationId, TenantId, UserId};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(roles))
         .routes(routes!(list_members))
         .routes(routes!(change_role, remove_member))
+        .routes(routes!(invite, list_invitations))
+        .routes(routes!(revoke_invitation))
+        .routes(routes!(accept_invitation))
 }
 
 impl From<TenancyError> for ApiError {
@@ -37,6 +41,10 @@ impl From<TenancyError> for ApiError {
             TenancyError::LastOwner => {
                 ApiError::refused(StatusCode::CONFLICT, "conflict", error.to_string())
             }
+            TenancyError::Conflict(text) => {
+                ApiError::refused(StatusCode::CONFLICT, "conflict", text)
+            }
+            TenancyError::Invalid(invalid) => ApiError::invalid_field(invalid.0),
             TenancyError::Store(store) => store.into(),
         }
     }
@@ -157,12 +165,7 @@ async fn change_role(
     let user = user_id(&raw)?;
     state
         .tenancy
-        .change_role(
-            &permitted.principal,
-            user,
-            body.role,
-            &crate::identity::routes::origin(context),
-        )
+        .change_role(&permitted.principal, user, body.role, &origin(context))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -194,11 +197,175 @@ async fn remove_member(
     let user = user_id(&raw)?;
     state
         .tenancy
-        .remove(
-            &permitted.principal,
-            user,
-            &crate::identity::routes::origin(context),
-        )
+        .remove(&permitted.principal, user, &origin(context))
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InvitationRequest {
+    #[schema(example = "grace@example.com", max_length = 254)]
+    email: String,
+    /// At most the inviter's own role.
+    role: Role,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InvitationView {
+    id: InvitationId,
+    email: String,
+    role: Role,
+    invited_by: UserId,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    expires_at: OffsetDateTime,
+}
+
+impl From<super::store::InvitationRecord> for InvitationView {
+    fn from(record: super::store::InvitationRecord) -> Self {
+        Self {
+            id: record.id,
+            email: record.email,
+            role: record.role,
+            invited_by: record.invited_by,
+            created_at: record.created_at,
+            expires_at: record.expires_at,
+        }
+    }
+}
+
+/// Invite someone by email; the link is mailed to them and works once, for 7 days.
+///
+/// Action: `members.invite`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/invitations",
+    tag = "tenancy",
+    request_body = InvitationRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Invited", body = InvitationView),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not allowed (role, or a role above the inviter's)", body = ErrorBody),
+        (status = 422, description = "Invalid body", body = ErrorBody),
+    )
+)]
+async fn invite(
+    State(state): State<AppState>,
+    permitted: Permitted<act::MembersInvite>,
+    context: RequestContext,
+    Json(body): Json<InvitationRequest>,
+) -> Result<(StatusCode, axum::Json<InvitationView>), ApiError> {
+    let invitation = state
+        .tenancy
+        .invite(
+            &permitted.principal,
+            &body.email,
+            body.role,
+            &origin(context),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(invitation.into())))
+}
+
+/// Pending invitations (neither accepted, revoked nor expired), newest first.
+///
+/// Action: `members.invite`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/invitations",
+    tag = "tenancy",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Pending invitations", body = [InvitationView]),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role does not allow this action", body = ErrorBody),
+    )
+)]
+async fn list_invitations(
+    State(state): State<AppState>,
+    permitted: Permitted<act::MembersInvite>,
+) -> Result<axum::Json<Vec<InvitationView>>, ApiError> {
+    let pending = state
+        .tenancy
+        .pending_invitations(&permitted.principal)
+        .await?;
+    Ok(axum::Json(pending.into_iter().map(Into::into).collect()))
+}
+
+/// Revoke a pending invitation.
+///
+/// Action: `members.invite`.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/invitations/{invitation_id}",
+    tag = "tenancy",
+    security(("bearer" = [])),
+    params(("invitation_id" = InvitationId, Path, description = "A pending invitation of the caller's tenant")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role does not allow this action", body = ErrorBody),
+        (status = 404, description = "No such pending invitation in this tenant", body = ErrorBody),
+    )
+)]
+async fn revoke_invitation(
+    State(state): State<AppState>,
+    permitted: Permitted<act::MembersInvite>,
+    context: RequestContext,
+    Path(raw): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id: InvitationId = raw.parse().map_err(|_| ApiError::NotFound)?;
+    state
+        .tenancy
+        .revoke_invitation(&permitted.principal, id, &origin(context))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptRequest {
+    /// The token from the invitation link.
+    #[schema(value_type = String, max_length = 128)]
+    token: secrecy::SecretString,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Joined {
+    /// Switch to it with `POST /api/v1/auth/switch-tenant`.
+    tenant_id: TenantId,
+    role: Role,
+}
+
+/// Accept an invitation addressed to the signed-in user's email.
+#[utoipa::path(
+    post,
+    path = "/api/v1/invitations/accept",
+    tag = "tenancy",
+    request_body = AcceptRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Joined", body = Joined),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No live invitation with this token for this user", body = ErrorBody),
+        (status = 409, description = "Already a member", body = ErrorBody),
+        (status = 422, description = "Invalid body", body = ErrorBody),
+    )
+)]
+async fn accept_invitation(
+    State(state): State<AppState>,
+    AnySession(principal): AnySession,
+    context: RequestContext,
+    Json(body): Json<AcceptRequest>,
+) -> Result<axum::Json<Joined>, ApiError> {
+    let (tenant_id, role) = state
+        .tenancy
+        .accept_invitation(&principal, &body.token, &origin(context))
+        .await?;
+    Ok(axum::Json(Joined { tenant_id, role }))
 }

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use super::Role;
 use crate::audit::{Append, AuditRecord};
 use crate::identity::store::BUMP_AUTH_EPOCH;
-use crate::ids::{TenantId, UserId};
+use crate::ids::{InvitationId, TenantId, UserId};
 use crate::store::{for_both_backends, Begin, Database, StoreError};
 
 #[derive(Clone, Debug)]
@@ -28,6 +28,36 @@ pub enum MemberChange {
     LastOwner,
 }
 
+pub struct NewInvitation {
+    pub id: InvitationId,
+    pub tenant: TenantId,
+    pub email: String,
+    pub role: Role,
+    pub token_hash: [u8; 32],
+    pub invited_by: UserId,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+#[derive(Clone, Debug)]
+pub struct InvitationRecord {
+    pub id: InvitationId,
+    pub email: String,
+    pub role: Role,
+    pub invited_by: UserId,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Acceptance {
+    /// The user is now a member with this role.
+    Joined(Role),
+    /// No live invitation with this token for this email.
+    NotFound,
+    AlreadyMember,
+}
+
 #[async_trait]
 pub trait TenancyStore: Send + Sync {
     async fn members(&self, tenant: TenantId) -> Result<Vec<MemberRecord>, StoreError>;
@@ -44,6 +74,34 @@ pub trait TenancyStore: Send + Sync {
         role: Role,
         event: &AuditRecord,
     ) -> Result<MemberChange, StoreError>;
+    async fn invite(
+        &self,
+        invitation: &NewInvitation,
+        event: &AuditRecord,
+    ) -> Result<(), StoreError>;
+    /// Invitations neither accepted, revoked nor expired at `now`, newest first.
+    async fn pending_invitations(
+        &self,
+        tenant: TenantId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<InvitationRecord>, StoreError>;
+    /// False when there is no pending invitation with this id in this tenant.
+    async fn revoke_invitation(
+        &self,
+        tenant: TenantId,
+        id: InvitationId,
+        event: &AuditRecord,
+    ) -> Result<bool, StoreError>;
+    /// Spends a live invitation of `tenant` addressed to `email` and adds the membership,
+    /// in one transaction.
+    async fn accept_invitation(
+        &self,
+        tenant: TenantId,
+        token_hash: &[u8; 32],
+        user: UserId,
+        email: &str,
+        event: &AuditRecord,
+    ) -> Result<Acceptance, StoreError>;
     /// Removes a member and ends their sessions in this tenant; refuses the last Owner.
     async fn remove(
         &self,
@@ -62,12 +120,15 @@ pub fn for_database(db: &Database) -> std::sync::Arc<dyn TenancyStore> {
 
 pub struct SqlTenancyStore<P>(P);
 
+fn parse_role(text: &str) -> Result<Role, StoreError> {
+    Role::parse(text).ok_or_else(|| StoreError::Other(format!("unknown role {text:?}").into()))
+}
+
 fn member_from(row: (UserId, String, String, OffsetDateTime)) -> Result<MemberRecord, StoreError> {
     Ok(MemberRecord {
         user_id: row.0,
         email: row.1,
-        role: Role::parse(&row.2)
-            .ok_or_else(|| StoreError::Other(format!("unknown role {:?}", row.2).into()))?,
+        role: parse_role(&row.2)?,
         joined_at: row.3,
     })
 }
@@ -174,6 +235,137 @@ for_both_backends! {
             tx.append(event).await?;
             tx.commit().await?;
             Ok(MemberChange::Done)
+        }
+
+        async fn invite(
+            &self,
+            invitation: &NewInvitation,
+            event: &AuditRecord,
+        ) -> Result<(), StoreError> {
+            let mut tx = self.0.tenant(invitation.tenant).await?;
+            sqlx::query(
+                "INSERT INTO invitations (id, tenant_id, email, role, token_hash, invited_by,
+                     created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(invitation.id)
+            .bind(invitation.tenant)
+            .bind(&invitation.email)
+            .bind(invitation.role.as_str())
+            .bind(&invitation.token_hash[..])
+            .bind(invitation.invited_by)
+            .bind(invitation.created_at)
+            .bind(invitation.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            tx.append(event).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        async fn pending_invitations(
+            &self,
+            tenant: TenantId,
+            now: OffsetDateTime,
+        ) -> Result<Vec<InvitationRecord>, StoreError> {
+            let mut reader = self.0.tenant_reader(tenant).await?;
+            let rows: Vec<(InvitationId, String, String, UserId, OffsetDateTime, OffsetDateTime)> =
+                sqlx::query_as(
+                    "SELECT id, email, role, invited_by, created_at, expires_at FROM invitations
+                     WHERE tenant_id = $1 AND accepted_at IS NULL AND revoked_at IS NULL",
+                )
+                .bind(tenant)
+                .fetch_all(&mut *reader)
+                .await?;
+            <Pool as Begin>::end_read(reader).await?;
+            let mut pending = rows
+                .into_iter()
+                .filter(|row| now < row.5)
+                .map(|row| {
+                    Ok(InvitationRecord {
+                        id: row.0,
+                        email: row.1,
+                        role: parse_role(&row.2)?,
+                        invited_by: row.3,
+                        created_at: row.4,
+                        expires_at: row.5,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            pending.sort_by_key(|invitation| std::cmp::Reverse(invitation.created_at));
+            Ok(pending)
+        }
+
+        async fn revoke_invitation(
+            &self,
+            tenant: TenantId,
+            id: InvitationId,
+            event: &AuditRecord,
+        ) -> Result<bool, StoreError> {
+            let mut tx = self.0.tenant(tenant).await?;
+            let revoked = sqlx::query(
+                "UPDATE invitations SET revoked_at = $1
+                 WHERE id = $2 AND tenant_id = $3 AND accepted_at IS NULL AND revoked_at IS NULL",
+            )
+            .bind(event.occurred_at)
+            .bind(id)
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
+            if revoked.rows_affected() != 1 {
+                return Ok(false);
+            }
+            tx.append(event).await?;
+            tx.commit().await?;
+            Ok(true)
+        }
+
+        async fn accept_invitation(
+            &self,
+            tenant: TenantId,
+            token_hash: &[u8; 32],
+            user: UserId,
+            email: &str,
+            event: &AuditRecord,
+        ) -> Result<Acceptance, StoreError> {
+            let now = event.occurred_at;
+            let mut tx = self.0.tenant(tenant).await?;
+            let found: Option<(InvitationId, String, OffsetDateTime)> = sqlx::query_as(
+                "SELECT id, role, expires_at FROM invitations
+                 WHERE token_hash = $1 AND tenant_id = $2 AND email = $3
+                   AND accepted_at IS NULL AND revoked_at IS NULL",
+            )
+            .bind(&token_hash[..])
+            .bind(tenant)
+            .bind(email)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((id, role_text, _)) = found.filter(|row| now < row.2) else {
+                return Ok(Acceptance::NotFound);
+            };
+            let role = parse_role(&role_text)?;
+            let joined = sqlx::query(
+                "INSERT INTO memberships (tenant_id, user_id, role, created_at)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, user_id) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(user)
+            .bind(role.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if joined.rows_affected() != 1 {
+                return Ok(Acceptance::AlreadyMember);
+            }
+            sqlx::query("UPDATE invitations SET accepted_at = $1 WHERE id = $2 AND tenant_id = $3")
+                .bind(now)
+                .bind(id)
+                .bind(tenant)
+                .execute(&mut *tx)
+                .await?;
+            tx.append(event).await?;
+            tx.commit().await?;
+            Ok(Acceptance::Joined(role))
         }
 
         async fn remove(

@@ -7,7 +7,7 @@ use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 
 use crate::helpers::{spawn_app, TestApp, TEST_APP};
 
-const TENANT_TABLES: &[&str] = &["tenants", "memberships", "audit_events"];
+const TENANT_TABLES: &[&str] = &["tenants", "memberships", "audit_events", "invitations"];
 
 /// Two tenants made through the API, and a connection as the server's runtime role.
 struct TwoTenants {
@@ -19,8 +19,18 @@ struct TwoTenants {
 
 async fn two_tenants() -> Option<TwoTenants> {
     let app = spawn_app().await;
-    app.sign_up("a@example.com").await;
-    app.sign_up("b@example.com").await;
+    // Each tenant gets rows in every tenant table: the sign-up, and an invitation.
+    for owner in ["a@example.com", "b@example.com"] {
+        let session = app.signed_in(owner).await;
+        let invited = app
+            .post_as(
+                "/api/v1/invitations",
+                &session.access,
+                Some(&serde_json::json!({"email": "guest@example.com", "role": "member"})),
+            )
+            .await;
+        assert_eq!(invited.status(), 201);
+    }
     let Some(pg) = app.db.as_postgres() else {
         eprintln!("sqlite backend: row-level security is PostgreSQL-only (docs/claims.md, TEN-3)");
         return None;
@@ -203,4 +213,45 @@ async fn the_server_refuses_a_role_that_can_become_the_owner_or_bypass_rls() {
     }
     admin.close().await.unwrap();
     app.stop().await;
+}
+
+/// A user's sessions carry the tenant they act in but are the user's own rows, reached only
+/// by a secret's hash or a verified token (docs/decisions.md); every other table with a
+/// tenant column is tenant data.
+const USER_TABLES_WITH_A_TENANT_COLUMN: &[&str] = &["sessions"];
+
+// claim: TEN-3
+#[tokio::test]
+async fn every_table_with_a_tenant_column_has_forced_row_level_security() {
+    let app = spawn_app().await;
+    if app.db.as_postgres().is_none() {
+        eprintln!("sqlite backend: row-level security is PostgreSQL-only (docs/claims.md, TEN-3)");
+        return;
+    }
+    let inspector = app.db.inspector_pool().await;
+    let tables: Vec<(String, bool, bool)> = sqlx::query_as(
+        "SELECT c.relname::text, c.relrowsecurity, c.relforcerowsecurity
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = 'public' AND c.relkind = 'r'
+           AND EXISTS (SELECT 1 FROM pg_attribute a
+                       WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped)",
+    )
+    .fetch_all(&inspector)
+    .await
+    .unwrap();
+    inspector.close().await;
+    let mut checked = Vec::new();
+    for (table, enabled, forced) in tables {
+        if USER_TABLES_WITH_A_TENANT_COLUMN.contains(&table.as_str()) {
+            continue;
+        }
+        assert!(
+            enabled && forced,
+            "{table}: row-level security enabled and forced"
+        );
+        checked.push(table);
+    }
+    for table in TENANT_TABLES.iter().filter(|t| **t != "tenants") {
+        assert!(checked.iter().any(|c| c == table), "{table} was checked");
+    }
 }

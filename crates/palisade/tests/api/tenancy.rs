@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, Session, TestApp, PASSWORD};
+use crate::helpers::{spawn_app, token_in_mail, Session, TestApp, PASSWORD};
 use crate::sessions::add_membership;
 
 /// Signs `email` in to `tenant` (a member there).
@@ -86,6 +86,7 @@ fn self_service(path: &str) -> bool {
         || path == "/api/v1/me"
         || path.starts_with("/api/v1/me/")
         || path == "/api/v1/roles"
+        || path == "/api/v1/invitations/accept"
         || !path.starts_with("/api/v1/")
 }
 
@@ -124,7 +125,9 @@ async fn every_tenant_operation_names_its_action_and_refuses_the_roles_below_it(
             let roles = allowed
                 .get(action)
                 .unwrap_or_else(|| panic!("{method} {path}: {action} is not in the table"));
-            let concrete = path.replace("{user_id}", "usr_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0");
+            let concrete = path
+                .replace("{user_id}", "usr_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0")
+                .replace("{invitation_id}", "inv_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0");
             for (role, session) in &sessions {
                 if roles.iter().any(|r| r == role) {
                     continue;
@@ -327,4 +330,171 @@ async fn another_tenants_member_answers_byte_for_byte_like_a_missing_one() {
         .await
         .unwrap();
     assert_eq!(me["role"], "owner", "ada's membership is untouched");
+}
+
+async fn invite(app: &TestApp, by: &Session, email: &str, role: &str) -> (u16, Value) {
+    send(
+        app,
+        reqwest::Method::POST,
+        "/api/v1/invitations",
+        &by.access,
+        Some(json!({"email": email, "role": role})),
+    )
+    .await
+}
+
+async fn accept(app: &TestApp, by: &Session, token: &str) -> (u16, Value) {
+    send(
+        app,
+        reqwest::Method::POST,
+        "/api/v1/invitations/accept",
+        &by.access,
+        Some(json!({ "token": token })),
+    )
+    .await
+}
+
+/// The invitation mail to `email` (the outbox holds sign-up mails too).
+async fn invitation_token(app: &TestApp, email: &str, total_mails: usize) -> String {
+    let mails = app.outbox(total_mails).await;
+    let mail = mails
+        .iter()
+        .rev()
+        .find(|m| m.contains("accept-invitation") && m.contains(&format!("To: {email}")))
+        .expect("an invitation mail");
+    token_in_mail(mail)
+}
+
+// claim: RBAC-6
+#[tokio::test]
+async fn an_invitation_grants_at_most_the_inviters_role_once_to_its_addressee() {
+    let app = spawn_app().await;
+    let s = staffed_tenant(&app).await;
+    assert_eq!(
+        invite(&app, &s["admin"], "grace@example.com", "owner")
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        invite(&app, &s["member"], "grace@example.com", "viewer")
+            .await
+            .0,
+        403
+    );
+    let (status, created) = invite(&app, &s["admin"], "Grace@Example.com", "manager").await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["email"], "grace@example.com");
+    // Five sign-up mails, then the invitation.
+    let token = invitation_token(&app, "grace@example.com", 6).await;
+    assert!(token.starts_with(&s["owner"].tenant));
+    let stored: Vec<Vec<u8>> = app
+        .inspect("SELECT token_hash FROM invitations", None)
+        .await;
+    assert_eq!(
+        stored,
+        vec![palisade::crypto::sha256(token.as_bytes()).to_vec()]
+    );
+
+    let mallory = app.signed_in("mallory@example.com").await;
+    assert_eq!(
+        accept(&app, &mallory, &token).await.0,
+        404,
+        "bound to its email"
+    );
+    let grace = app.signed_in("grace@example.com").await;
+    let (status, joined) = accept(&app, &grace, &token).await;
+    assert_eq!(status, 200, "{joined}");
+    assert_eq!(joined["role"], "manager");
+    assert_eq!(joined["tenant_id"], s["owner"].tenant.as_str());
+    assert_eq!(accept(&app, &grace, &token).await.0, 404, "single use");
+    let in_tenant = login_to(&app, "grace@example.com", &s["owner"].tenant).await;
+    let me: Value = app
+        .get_as("/api/v1/me", &in_tenant.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "manager");
+    let pending: Vec<Value> = app
+        .get_as("/api/v1/invitations", &s["admin"].access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        pending.is_empty(),
+        "accepted invitations are no longer pending"
+    );
+}
+
+// claim: RBAC-6
+#[tokio::test]
+async fn revoked_and_expired_invitations_do_not_work() {
+    let app = spawn_app().await;
+    let owner = app.signed_in("ada@example.com").await;
+    let (_, first) = invite(&app, &owner, "grace@example.com", "member").await;
+    let first_token = invitation_token(&app, "grace@example.com", 2).await;
+    let (status, _) = send(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/invitations/{}", first["id"].as_str().unwrap()),
+        &owner.access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    invite(&app, &owner, "linus@example.com", "member").await;
+    let second_token = invitation_token(&app, "linus@example.com", 3).await;
+    let grace = app.signed_in("grace@example.com").await;
+    assert_eq!(accept(&app, &grace, &first_token).await.0, 404, "revoked");
+    app.clock
+        .advance(std::time::Duration::from_secs(7 * 24 * 3600));
+    let linus = app.signed_in("linus@example.com").await;
+    assert_eq!(accept(&app, &linus, &second_token).await.0, 404, "expired");
+    assert_eq!(accept(&app, &linus, "garbage").await.0, 404);
+}
+
+// claim: TEN-4
+#[tokio::test]
+async fn another_tenants_invitation_answers_like_a_missing_one() {
+    let app = spawn_app().await;
+    let ada = app.signed_in("ada@example.com").await;
+    let bob = app.signed_in("bob@example.com").await;
+    let (_, invitation) = invite(&app, &ada, "grace@example.com", "member").await;
+    let mut bodies = Vec::new();
+    for id in [
+        invitation["id"].as_str().unwrap(),
+        "inv_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0",
+        "x",
+    ] {
+        let response = app
+            .client
+            .delete(app.url(&format!("/api/v1/invitations/{id}")))
+            .bearer_auth(&bob.access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404);
+        let request_id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        bodies.push(response.text().await.unwrap().replace(&request_id, "<id>"));
+    }
+    assert!(bodies.iter().all(|b| *b == bodies[0]), "{bodies:?}");
+    let pending: Vec<Value> = app
+        .get_as("/api/v1/invitations", &ada.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1, "ada's invitation is untouched");
+    let bobs: Vec<Value> = app
+        .get_as("/api/v1/invitations", &bob.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(bobs.is_empty(), "and bob does not see it");
 }

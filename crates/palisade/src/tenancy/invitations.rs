@@ -1,0 +1,155 @@
+//! Invitations (claim RBAC-6): a random single-use token, stored as SHA-256, bound to an
+//! email, expiring after 7 days, granting at most the inviter's role, mailed to the invitee.
+//! The token names its tenant (`ten_….<secret>`), so accepting binds that tenant (row-level
+//! security) before the hash is looked up; a wrong or spent token is simply not found.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::members::{Tenancy, TenancyError};
+use super::store::{Acceptance, InvitationRecord, NewInvitation};
+use super::Role;
+use crate::crypto::{random_token, sha256};
+use crate::identity::domain::Email;
+use crate::identity::service::Origin;
+use crate::identity::sessions::Principal;
+use crate::ids::{InvitationId, TenantId};
+use crate::mail::Mail;
+
+const INVITATION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
+impl Tenancy {
+    /// Invites `email` with `role`, never above the inviter's own.
+    pub async fn invite(
+        &self,
+        principal: &Principal,
+        email: &str,
+        role: Role,
+        origin: &Origin,
+    ) -> Result<InvitationRecord, TenancyError> {
+        let email = Email::parse(email)?;
+        if role < principal.role {
+            return Err(TenancyError::Forbidden(
+                "an invitation grants at most the inviter's own role",
+            ));
+        }
+        let secret = random_token();
+        let token = SecretString::from(format!("{}.{}", principal.tenant, secret.expose_secret()));
+        let now = self.clock.now();
+        let invitation = NewInvitation {
+            id: InvitationId::generate(),
+            tenant: principal.tenant,
+            email: email.as_str().to_owned(),
+            role,
+            token_hash: sha256(token.expose_secret().as_bytes()),
+            invited_by: principal.user,
+            created_at: now,
+            expires_at: now + INVITATION_LIFETIME,
+        };
+        let event = origin
+            .event("members.invited", role.as_str(), now)
+            .in_tenant(principal.tenant)
+            .by(principal.user)
+            .on("invitation", invitation.id);
+        self.store.invite(&invitation, &event).await?;
+        let mail = Mail {
+            to: invitation.email.clone(),
+            subject: format!("You are invited to join {}", principal.tenant_name),
+            body: format!(
+                "{} invites you to join {} as {}.\n\nSign in (or sign up with this address), \
+                 then open:\n\n{}/accept-invitation?token={}\n\nThe invitation works once and \
+                 expires in 7 days.\n",
+                principal.email,
+                principal.tenant_name,
+                role.title(),
+                self.link_base_url,
+                token.expose_secret(),
+            ),
+        };
+        let mailer = self.mailer.clone();
+        tokio::spawn(async move {
+            if let Err(error) = mailer.send(mail).await {
+                tracing::warn!(%error, "invitation mail not sent");
+            }
+        });
+        Ok(InvitationRecord {
+            id: invitation.id,
+            email: invitation.email,
+            role,
+            invited_by: principal.user,
+            created_at: now,
+            expires_at: invitation.expires_at,
+        })
+    }
+
+    pub async fn pending_invitations(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<InvitationRecord>, TenancyError> {
+        Ok(self
+            .store
+            .pending_invitations(principal.tenant, self.clock.now())
+            .await?)
+    }
+
+    pub async fn revoke_invitation(
+        &self,
+        principal: &Principal,
+        id: InvitationId,
+        origin: &Origin,
+    ) -> Result<(), TenancyError> {
+        let event = origin
+            .event("members.invitation_revoked", "success", self.clock.now())
+            .in_tenant(principal.tenant)
+            .by(principal.user)
+            .on("invitation", id);
+        if self
+            .store
+            .revoke_invitation(principal.tenant, id, &event)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(TenancyError::NotFound)
+        }
+    }
+
+    /// Accepts an invitation addressed to the signed-in user's email; returns the tenant
+    /// joined and the role held there. Switching to it is the caller's next step.
+    pub async fn accept_invitation(
+        &self,
+        principal: &Principal,
+        token: &SecretString,
+        origin: &Origin,
+    ) -> Result<(TenantId, Role), TenancyError> {
+        let text = token.expose_secret();
+        let tenant: TenantId = text
+            .split_once('.')
+            .filter(|(_, secret)| secret.len() == 43)
+            .and_then(|(tenant, _)| tenant.parse().ok())
+            .ok_or(TenancyError::NotFound)?;
+        let event = origin
+            .event("members.joined", "success", self.clock.now())
+            .in_tenant(tenant)
+            .by(principal.user)
+            .on("user", principal.user);
+        match self
+            .store
+            .accept_invitation(
+                tenant,
+                &sha256(text.as_bytes()),
+                principal.user,
+                &principal.email,
+                &event,
+            )
+            .await?
+        {
+            Acceptance::Joined(role) => Ok((tenant, role)),
+            Acceptance::NotFound => Err(TenancyError::NotFound),
+            Acceptance::AlreadyMember => {
+                Err(TenancyError::Conflict("already a member of this tenant"))
+            }
+        }
+    }
+}
