@@ -498,3 +498,83 @@ async fn another_tenants_invitation_answers_like_a_missing_one() {
         .unwrap();
     assert!(bobs.is_empty(), "and bob does not see it");
 }
+
+// claim: TEN-4
+#[tokio::test]
+async fn every_route_with_an_id_answers_another_tenants_ids_like_missing_ones() {
+    let app = spawn_app().await;
+    let a = app.signed_in("a@example.com").await;
+    let b = app.signed_in("b@example.com").await;
+    let (_, invitation) = invite(&app, &a, "guest@example.com", "member").await;
+    let a_me: Value = app
+        .get_as("/api/v1/me", &a.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    // Tenant A's real ids, by path parameter; a route with any other parameter fails here
+    // until this table says which of A's ids to try.
+    let real_ids = HashMap::from([
+        ("user_id", a_me["user"]["id"].as_str().unwrap().to_owned()),
+        (
+            "session_id",
+            a_me["session_id"].as_str().unwrap().to_owned(),
+        ),
+        (
+            "invitation_id",
+            invitation["id"].as_str().unwrap().to_owned(),
+        ),
+    ]);
+    let missing_ids = HashMap::from([
+        ("user_id", "usr_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
+        ("session_id", "ses_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
+        ("invitation_id", "inv_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
+    ]);
+    let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();
+    let mut walked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let Some(start) = path.find('{') else {
+            continue;
+        };
+        let name = &path[start + 1..path.find('}').unwrap()];
+        let real = real_ids
+            .get(name)
+            .unwrap_or_else(|| panic!("{path}: no tenant-A id for {{{name}}} in this test"));
+        for method in item.as_object().unwrap().keys() {
+            let mut answers = Vec::new();
+            for id in [real.as_str(), missing_ids[name]] {
+                let (status, body) = send(
+                    &app,
+                    method.to_uppercase().parse().unwrap(),
+                    &path.replace(&format!("{{{name}}}"), id),
+                    &b.access,
+                    Some(json!({"role": "viewer"})),
+                )
+                .await;
+                let mut body = body;
+                body["error"]["request_id"] = Value::Null;
+                answers.push((status, body));
+            }
+            assert_eq!(
+                answers[0].0, 404,
+                "{method} {path} as tenant B: {:?}",
+                answers[0]
+            );
+            assert_eq!(
+                answers[0], answers[1],
+                "{method} {path}: real and missing ids differ"
+            );
+            walked += 1;
+        }
+    }
+    assert!(walked >= 4, "walked {walked} operations");
+    // Nothing of A's was touched.
+    let pending: Vec<Value> = app
+        .get_as("/api/v1/invitations", &a.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(app.get_as("/api/v1/me", &a.access).await.status(), 200);
+}
