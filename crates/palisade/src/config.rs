@@ -35,6 +35,16 @@ pub struct Settings {
     pub passwords: PasswordSettings,
     pub auth: AuthSettings,
     pub mail: MailSettings,
+    pub admin: AdminSettings,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// `postgres://…` of the platform operator's role (BYPASSRLS, in the group
+    /// `palisade_platform`), used only by `palisade admin …`, never by the server. Unset on
+    /// PostgreSQL: platform commands refuse to run. SQLite needs none.
+    pub database_url: Option<SecretString>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,6 +181,7 @@ impl Default for Settings {
             passwords: PasswordSettings::default(),
             auth: AuthSettings::default(),
             mail: MailSettings::default(),
+            admin: AdminSettings::default(),
         }
     }
 }
@@ -339,6 +350,7 @@ impl Settings {
         for (name, url) in [
             ("database.url", &self.database.url),
             ("database.migrate_url", &self.database.migrate_url),
+            ("admin.database_url", &self.admin.database_url),
         ] {
             if let Some(url) = url {
                 let url = url.expose_secret();
@@ -548,6 +560,7 @@ impl Settings {
                 "verification_token_ttl_secs": self.auth.verification_token_ttl_secs,
                 "master_key_file": self.auth.master_key_file.as_ref().map(|p| p.display().to_string()),
             },
+            "admin": { "database_url": secret(&self.admin.database_url) },
             "mail": {
                 "smtp_url": secret(&self.mail.smtp_url),
                 "from": self.mail.from,
@@ -590,6 +603,9 @@ impl Settings {
             if plaintext && !local {
                 out.push("ID-13: mail.smtp_url is plaintext SMTP to another host; verification and reset links travel unencrypted (use smtps:// or ?tls=required)");
             }
+        }
+        if self.admin.database_url.is_some() {
+            out.push("TEN-6: admin.database_url (the platform operator's BYPASSRLS role) is in the server's configuration; keep it only where `palisade admin` runs");
         }
         if !self.auth.cookie_secure {
             out.push("ID-3: auth.cookie_secure is off; the refresh cookie may travel over plain HTTP (local development only)");
@@ -642,6 +658,7 @@ fn merge_env(mut figment: Figment, env: impl IntoIterator<Item = (String, String
         let path = match rest.as_str() {
             "database_url" => "database.url".to_owned(),
             "database_migrate_url" => "database.migrate_url".to_owned(),
+            "admin_database_url" => "admin.database_url".to_owned(),
             other => other.replace("__", "."),
         };
         // Only numeric and boolean settings are typed from the text; every other setting

@@ -12,6 +12,7 @@ pub mod http;
 pub mod identity;
 pub mod ids;
 pub mod mail;
+pub mod platform;
 pub mod store;
 pub mod telemetry;
 pub mod tenancy;

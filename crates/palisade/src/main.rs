@@ -1,5 +1,5 @@
 //! The `palisade` command: serve, migrate, check configuration, rotate signing keys,
-//! import users.
+//! import users, and the platform operator's cross-tenant commands.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use palisade::clock::SystemClock;
 use palisade::config::{Overrides, Settings};
 use palisade::http::server::shutdown_signal;
 use palisade::identity::service::Identity;
+use palisade::platform::Platform;
 use palisade::telemetry::logging;
 
 #[derive(Parser)]
@@ -55,6 +56,36 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Platform operations across tenants (audited; on PostgreSQL they need
+    /// admin.database_url, the operator's own credential).
+    Admin {
+        /// Who runs the command, for the platform audit stream [default: $USER].
+        #[arg(long, global = true)]
+        operator: Option<String>,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Tenants of the deployment.
+    Tenants {
+        #[command(subcommand)]
+        command: AdminTenantsCommand,
+    },
+    /// Look a user up across tenants by email.
+    FindUser { email: String },
+}
+
+#[derive(Subcommand)]
+enum AdminTenantsCommand {
+    /// Every tenant, with its member count and suspension.
+    List,
+    /// Suspend a tenant: its sessions stop working at once.
+    Suspend { tenant: palisade::ids::TenantId },
+    /// Lift a suspension.
+    Unsuspend { tenant: palisade::ids::TenantId },
 }
 
 #[derive(Subcommand)]
@@ -144,6 +175,7 @@ fn main() -> ExitCode {
                 println!("new signing key {kid}");
                 Ok(())
             }
+            Command::Admin { operator, command } => admin(&settings, operator, command).await,
             Command::Users {
                 command: UsersCommand::Import { tenant, file },
             } => {
@@ -198,6 +230,58 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     .await;
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn admin(
+    settings: &Settings,
+    operator: Option<String>,
+    command: AdminCommand,
+) -> anyhow::Result<()> {
+    let operator = operator
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".to_owned());
+    let platform = Platform::connect(settings, operator, Arc::new(SystemClock)).await?;
+    let outcome = match command {
+        AdminCommand::Tenants {
+            command: AdminTenantsCommand::List,
+        } => platform.tenants().await.map(|tenants| {
+            for tenant in tenants {
+                let suspended = tenant
+                    .suspended_at
+                    .map_or_else(String::new, |at| format!("  suspended since {at}"));
+                println!(
+                    "{}  {}  members: {}  created {}{suspended}",
+                    tenant.id, tenant.name, tenant.members, tenant.created_at
+                );
+            }
+        }),
+        AdminCommand::Tenants {
+            command: AdminTenantsCommand::Suspend { tenant },
+        } => platform.set_suspended(tenant, true).await.map(|()| {
+            println!("suspended {tenant}");
+        }),
+        AdminCommand::Tenants {
+            command: AdminTenantsCommand::Unsuspend { tenant },
+        } => platform.set_suspended(tenant, false).await.map(|()| {
+            println!("unsuspended {tenant}");
+        }),
+        AdminCommand::FindUser { email } => {
+            platform.find_user(&email).await.map(|user| match user {
+                None => println!("no user with that email"),
+                Some(user) => {
+                    println!(
+                        "{}  {}  email verified: {}",
+                        user.id, user.email, user.email_verified
+                    );
+                    for (tenant, name, role) in user.memberships {
+                        println!("  {tenant}  {name}  {role}");
+                    }
+                }
+            })
+        }
+    };
+    platform.close().await;
+    Ok(outcome?)
 }
 
 /// The identity service over the configured database, for administrative commands.

@@ -102,6 +102,9 @@ impl From<IdentityError> for ApiError {
             E::MfaEnrollmentRequired => {
                 ApiError::refused(StatusCode::FORBIDDEN, "mfa_enrollment_required", message)
             }
+            E::TenantSuspended => {
+                ApiError::refused(StatusCode::FORBIDDEN, "tenant_suspended", message)
+            }
             E::Throttled { retry_after_secs } => ApiError::TooManyAttempts { retry_after_secs },
             E::Unauthenticated(reason) => {
                 tracing::debug!(reason, "credential refused");
@@ -141,6 +144,7 @@ mod tests {
             E::MfaRequired,
             E::MfaRejected,
             E::MfaEnrollmentRequired,
+            E::TenantSuspended,
             E::Throttled {
                 retry_after_secs: 3,
             },

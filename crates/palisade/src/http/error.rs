@@ -130,6 +130,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "The tenant requires two-factor authentication and this session has none.",
     ),
     (
+        "tenant_suspended",
+        403,
+        "The tenant is suspended by the platform operator.",
+    ),
+    (
         "conflict",
         409,
         "The resource is not in a state that allows this action.",

@@ -58,6 +58,8 @@ pub enum IdentityError {
     MfaRejected,
     #[error("this tenant requires two-factor authentication: enrol at /api/v1/auth/mfa/totp")]
     MfaEnrollmentRequired,
+    #[error("this tenant is suspended")]
+    TenantSuspended,
     #[error("too many failed sign-ins; retry later")]
     Throttled { retry_after_secs: u64 },
     /// The credential is missing, malformed, expired or revoked. The reason is for logs.

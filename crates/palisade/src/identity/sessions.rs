@@ -147,6 +147,7 @@ impl Identity {
                 .await?;
         }
         let membership = match (target, input.tenant) {
+            (Some(m), _) if m.suspended => return Err(IdentityError::TenantSuspended),
             (Some(m), _) => m,
             (None, Some(_)) => return Err(IdentityError::NotFound),
             (None, None) => {
@@ -295,6 +296,9 @@ impl Identity {
             .principal(session.id, session.tenant_id)
             .await?
             .ok_or(IdentityError::Unauthenticated("membership ended"))?;
+        if principal.tenant_suspended {
+            return Err(IdentityError::TenantSuspended);
+        }
         let refresh = random_token();
         let rotated = self
             .store
@@ -403,6 +407,9 @@ impl Identity {
         }
         if record.revoked_at.is_some() {
             return Err(IdentityError::Unauthenticated("session revoked"));
+        }
+        if record.tenant_suspended {
+            return Err(IdentityError::TenantSuspended);
         }
         if now >= record.absolute_expires_at {
             return Err(IdentityError::Unauthenticated(

@@ -45,6 +45,7 @@ pub struct MembershipRecord {
     pub tenant_name: String,
     pub role: Role,
     pub require_mfa: bool,
+    pub suspended: bool,
 }
 
 pub struct NewSession {
@@ -99,6 +100,7 @@ pub struct PrincipalRecord {
     pub tenant_name: String,
     pub role: Role,
     pub tenant_requires_mfa: bool,
+    pub tenant_suspended: bool,
 }
 
 pub struct StoredSigningKey {
@@ -375,7 +377,7 @@ const REFRESH_TOKEN_QUERY: &str = concat!(
 const PRINCIPAL_QUERY: &str =
     "SELECT s.id, s.user_id, s.tenant_id, s.created_at, s.absolute_expires_at, s.revoked_at,
             s.mfa, s.tenant_since, u.email, u.email_verified_at, u.tokens_valid_after, t.name,
-            m.role, t.require_mfa
+            m.role, t.require_mfa, t.suspended_at
      FROM sessions s
      JOIN users u ON u.id = s.user_id
      JOIN memberships m ON m.user_id = s.user_id AND m.tenant_id = s.tenant_id
@@ -560,8 +562,8 @@ for_both_backends! {
 
         async fn memberships(&self, user: UserId) -> Result<Vec<MembershipRecord>, StoreError> {
             let mut tx = self.0.user_read(user).await?;
-            let rows: Vec<(TenantId, String, String, bool)> = sqlx::query_as(
-                "SELECT m.tenant_id, t.name, m.role, t.require_mfa
+            let rows: Vec<(TenantId, String, String, bool, Option<OffsetDateTime>)> = sqlx::query_as(
+                "SELECT m.tenant_id, t.name, m.role, t.require_mfa, t.suspended_at
                  FROM memberships m JOIN tenants t ON t.id = m.tenant_id
                  WHERE m.user_id = $1
                  ORDER BY m.created_at, m.tenant_id",
@@ -571,12 +573,13 @@ for_both_backends! {
             .await?;
             tx.commit().await?;
             rows.into_iter()
-                .map(|(tenant_id, tenant_name, role_text, require_mfa)| {
+                .map(|(tenant_id, tenant_name, role_text, require_mfa, suspended_at)| {
                     Ok(MembershipRecord {
                         tenant_id,
                         tenant_name,
                         role: role(&role_text)?,
                         require_mfa,
+                        suspended: suspended_at.is_some(),
                     })
                 })
                 .collect()
@@ -830,7 +833,8 @@ for_both_backends! {
             let mut reader = self.0.tenant_reader(tenant).await?;
             let row: Option<(SessionId, UserId, TenantId, OffsetDateTime, OffsetDateTime,
                 Option<OffsetDateTime>, bool, OffsetDateTime, String, Option<OffsetDateTime>,
-                OffsetDateTime, String, String, bool)> = sqlx::query_as(PRINCIPAL_QUERY)
+                OffsetDateTime, String, String, bool, Option<OffsetDateTime>)> =
+                sqlx::query_as(PRINCIPAL_QUERY)
                 .bind(session)
                 .bind(tenant)
                 .fetch_optional(&mut *reader)
@@ -852,6 +856,7 @@ for_both_backends! {
                     tenant_name: r.11,
                     role: role(&r.12)?,
                     tenant_requires_mfa: r.13,
+                    tenant_suspended: r.14.is_some(),
                 })
             })
             .transpose()

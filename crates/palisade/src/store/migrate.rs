@@ -29,12 +29,14 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     2 "0002_no_public_create",
     3 "0003_sessions",
     4 "0004_invitations",
+    5 "0005_platform",
 );
 pub const POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
     2 "0002_no_public_create",
     3 "0003_sessions",
     4 "0004_invitations",
+    5 "0005_platform",
 );
 
 /// Serialises migrators across instances sharing one PostgreSQL database.

@@ -27,6 +27,9 @@ use tokio::task::AbortHandle;
 pub const RUNTIME_GROUP: &str = "palisade_runtime";
 pub const TEST_OWNER: &str = "palisade_test_owner";
 pub const TEST_APP: &str = "palisade_test_app";
+pub const PLATFORM_GROUP: &str = "palisade_platform";
+/// The platform operator's role: BYPASSRLS, for `palisade admin …` only.
+pub const TEST_PLATFORM: &str = "palisade_test_platform";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -457,6 +460,10 @@ impl TestDatabase {
                 // driving a child process may block.
                 ("PALISADE_DATABASE_URL".into(), pg.direct_url(TEST_APP)),
                 ("PALISADE_DATABASE_MIGRATE_URL".into(), pg.owner_url()),
+                (
+                    "PALISADE_ADMIN__DATABASE_URL".into(),
+                    pg.direct_url(TEST_PLATFORM),
+                ),
             ],
         }
     }
@@ -534,6 +541,8 @@ async fn admin() -> (sqlx::PgConnection, SocketAddr) {
                 format!(
                     "CREATE ROLE {TEST_APP} LOGIN NOSUPERUSER NOBYPASSRLS IN ROLE {RUNTIME_GROUP}"
                 ),
+                format!("CREATE ROLE {PLATFORM_GROUP} NOLOGIN NOSUPERUSER"),
+                format!("CREATE ROLE {TEST_PLATFORM} LOGIN NOSUPERUSER BYPASSRLS IN ROLE {PLATFORM_GROUP}"),
             ] {
                 if let Err(e) = sqlx::query(&statement).execute(&mut *pool).await {
                     let duplicate = matches!(&e, sqlx::Error::Database(db)

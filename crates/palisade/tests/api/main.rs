@@ -9,6 +9,7 @@ mod isolation;
 mod jwks;
 mod mfa;
 mod openapi;
+mod platform;
 mod process;
 mod recovery;
 mod sessions;

@@ -1,0 +1,254 @@
+//! Platform operations (claim TEN-6): cross-tenant commands for the deployment's operators,
+//! reachable only through `palisade admin …` with a credential of the deployment's
+//! environment (on PostgreSQL, `admin.database_url`: a BYPASSRLS role the server never
+//! holds), never through the tenant API. Each one is written to the platform's security
+//! stream. Suspending a tenant ends its sessions at once (the auth epoch moves).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::{PgPool, SqlitePool};
+use time::OffsetDateTime;
+
+use crate::audit::{Append, AuditRecord};
+use crate::clock::Clock;
+use crate::config::{Backend, Settings};
+use crate::identity::store::BUMP_AUTH_EPOCH;
+use crate::ids::{TenantId, UserId};
+use crate::store::{for_both_backends, Begin, Database, StartupError, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct TenantSummary {
+    pub id: TenantId,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+    pub members: i64,
+    pub suspended_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserSummary {
+    pub id: UserId,
+    pub email: String,
+    pub email_verified: bool,
+    /// (tenant, tenant name, role)
+    pub memberships: Vec<(TenantId, String, String)>,
+}
+
+#[async_trait]
+trait PlatformStore: Send + Sync {
+    async fn tenants(&self, event: &AuditRecord) -> Result<Vec<TenantSummary>, StoreError>;
+    async fn set_suspended(
+        &self,
+        tenant: TenantId,
+        suspended: bool,
+        event: &AuditRecord,
+    ) -> Result<bool, StoreError>;
+    async fn find_user(
+        &self,
+        email: &str,
+        event: &AuditRecord,
+    ) -> Result<Option<UserSummary>, StoreError>;
+}
+
+struct SqlPlatformStore<P>(P);
+
+for_both_backends! {
+    #[async_trait]
+    impl PlatformStore for SqlPlatformStore<Pool> {
+        async fn tenants(&self, event: &AuditRecord) -> Result<Vec<TenantSummary>, StoreError> {
+            let mut tx = self.0.write().await?;
+            let rows: Vec<(TenantId, String, OffsetDateTime, i64, Option<OffsetDateTime>)> =
+                sqlx::query_as(
+                    "SELECT t.id, t.name, t.created_at,
+                            (SELECT count(*) FROM memberships m WHERE m.tenant_id = t.id),
+                            t.suspended_at
+                     FROM tenants t ORDER BY t.created_at, t.id",
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.append(event).await?;
+            tx.commit().await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| TenantSummary {
+                    id: r.0,
+                    name: r.1,
+                    created_at: r.2,
+                    members: r.3,
+                    suspended_at: r.4,
+                })
+                .collect())
+        }
+
+        async fn set_suspended(
+            &self,
+            tenant: TenantId,
+            suspended: bool,
+            event: &AuditRecord,
+        ) -> Result<bool, StoreError> {
+            let mut tx = self.0.write().await?;
+            let changed = sqlx::query("UPDATE tenants SET suspended_at = $1 WHERE id = $2")
+                .bind(suspended.then_some(event.occurred_at))
+                .bind(tenant)
+                .execute(&mut *tx)
+                .await?;
+            if changed.rows_affected() != 1 {
+                return Ok(false);
+            }
+            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
+            tx.append(event).await?;
+            tx.commit().await?;
+            Ok(true)
+        }
+
+        async fn find_user(
+            &self,
+            email: &str,
+            event: &AuditRecord,
+        ) -> Result<Option<UserSummary>, StoreError> {
+            let mut tx = self.0.write().await?;
+            let user: Option<(UserId, String, Option<OffsetDateTime>)> = sqlx::query_as(
+                "SELECT id, email, email_verified_at FROM users WHERE email = $1",
+            )
+            .bind(email)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((id, email, verified)) = user else {
+                tx.append(event).await?;
+                tx.commit().await?;
+                return Ok(None);
+            };
+            let memberships: Vec<(TenantId, String, String)> = sqlx::query_as(
+                "SELECT m.tenant_id, t.name, m.role FROM memberships m
+                 JOIN tenants t ON t.id = m.tenant_id WHERE m.user_id = $1
+                 ORDER BY m.created_at",
+            )
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.append(event).await?;
+            tx.commit().await?;
+            Ok(Some(UserSummary {
+                id,
+                email,
+                email_verified: verified.is_some(),
+                memberships,
+            }))
+        }
+    }
+}
+
+// Both pool types are stamped above; naming them keeps the imports honest.
+#[allow(dead_code)]
+type Stamped = (SqlPlatformStore<SqlitePool>, SqlPlatformStore<PgPool>);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no such tenant")]
+    NoSuchTenant,
+    #[error("platform commands on PostgreSQL need admin.database_url (PALISADE_ADMIN__DATABASE_URL): the operator's BYPASSRLS role, see docs/postgres.md")]
+    NoCredential,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The platform operator's view of the deployment, for one command.
+pub struct Platform {
+    store: Arc<dyn PlatformStore>,
+    db: Database,
+    clock: Arc<dyn Clock>,
+    operator: String,
+}
+
+impl Platform {
+    /// Connects with the platform credential: on PostgreSQL `admin.database_url` (never the
+    /// server's runtime role); on SQLite the data directory's database file.
+    pub async fn connect(
+        settings: &Settings,
+        operator: String,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, PlatformError> {
+        let db = match settings.backend() {
+            Backend::Sqlite { .. } => crate::app::open_database(settings).await?,
+            Backend::Postgres { .. } => {
+                let url = settings
+                    .admin
+                    .database_url
+                    .as_ref()
+                    .ok_or(PlatformError::NoCredential)?;
+                Database::Postgres(crate::store::postgres::connect(url, settings).await?)
+            }
+        };
+        let store: Arc<dyn PlatformStore> = match &db {
+            Database::Sqlite(pool) => Arc::new(SqlPlatformStore(pool.clone())),
+            Database::Postgres(pool) => Arc::new(SqlPlatformStore(pool.clone())),
+        };
+        Ok(Self {
+            store,
+            db,
+            clock,
+            operator,
+        })
+    }
+
+    fn event(
+        &self,
+        action: &'static str,
+        target_type: &'static str,
+        target: String,
+    ) -> AuditRecord {
+        // The operator's name stands where a request's user agent would.
+        AuditRecord::new(
+            action,
+            "success",
+            self.clock.now(),
+            "cli".to_owned(),
+            None,
+            Some(format!("palisade admin ({})", self.operator)),
+        )
+        .on(target_type, target)
+    }
+
+    pub async fn tenants(&self) -> Result<Vec<TenantSummary>, PlatformError> {
+        let event = self.event("platform.tenants_listed", "deployment", String::new());
+        Ok(self.store.tenants(&event).await?)
+    }
+
+    pub async fn set_suspended(
+        &self,
+        tenant: TenantId,
+        suspended: bool,
+    ) -> Result<(), PlatformError> {
+        let action = if suspended {
+            "platform.tenant_suspended"
+        } else {
+            "platform.tenant_unsuspended"
+        };
+        let event = self.event(action, "tenant", tenant.to_string());
+        if self.store.set_suspended(tenant, suspended, &event).await? {
+            Ok(())
+        } else {
+            Err(PlatformError::NoSuchTenant)
+        }
+    }
+
+    pub async fn find_user(&self, email: &str) -> Result<Option<UserSummary>, PlatformError> {
+        let email = crate::identity::domain::Email::parse(email)
+            .map_err(|e| PlatformError::Invalid(e.to_string()))?;
+        let event = self.event(
+            "platform.user_looked_up",
+            "email",
+            email.as_str().to_owned(),
+        );
+        Ok(self.store.find_user(email.as_str(), &event).await?)
+    }
+
+    pub async fn close(self) {
+        self.db.close().await;
+    }
+}
