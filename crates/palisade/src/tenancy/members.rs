@@ -104,6 +104,32 @@ impl Tenancy {
         )
     }
 
+    /// An Owner hands the tenant to another member, who becomes Owner; the caller stays as
+    /// an Admin.
+    pub async fn transfer_ownership(
+        &self,
+        principal: &Principal,
+        to: UserId,
+        origin: &Origin,
+    ) -> Result<(), TenancyError> {
+        if principal.role != Role::Owner {
+            return Err(TenancyError::Forbidden("only an Owner transfers ownership"));
+        }
+        if to == principal.user {
+            return Err(TenancyError::Forbidden("nobody changes their own role"));
+        }
+        let event = origin
+            .event("tenant.ownership_transferred", "success", self.clock.now())
+            .in_tenant(principal.tenant)
+            .by(principal.user)
+            .on("user", to);
+        self.settle(
+            self.store
+                .transfer_ownership(principal.tenant, principal.user, to, &event)
+                .await?,
+        )
+    }
+
     /// Removes a member; their sessions in this tenant end at once.
     pub async fn remove(
         &self,

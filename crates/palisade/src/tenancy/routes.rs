@@ -29,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(invite, list_invitations))
         .routes(routes!(revoke_invitation))
         .routes(routes!(accept_invitation))
+        .routes(routes!(transfer_ownership))
 }
 
 impl From<TenancyError> for ApiError {
@@ -368,4 +369,41 @@ async fn accept_invitation(
         .accept_invitation(&principal, &body.token, &origin(context))
         .await?;
     Ok(axum::Json(Joined { tenant_id, role }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OwnershipTransfer {
+    /// The member who becomes Owner; the caller becomes an Admin.
+    user_id: UserId,
+}
+
+/// Hand the tenant to another member: they become Owner, the caller an Admin.
+///
+/// Action: `tenant.transfer_ownership`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tenant/transfer-ownership",
+    tag = "tenancy",
+    request_body = OwnershipTransfer,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Transferred"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not an Owner", body = ErrorBody),
+        (status = 404, description = "No such member in this tenant", body = ErrorBody),
+        (status = 422, description = "Invalid body", body = ErrorBody),
+    )
+)]
+async fn transfer_ownership(
+    State(state): State<AppState>,
+    permitted: Permitted<act::TenantTransferOwnership>,
+    context: RequestContext,
+    Json(body): Json<OwnershipTransfer>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .tenancy
+        .transfer_ownership(&permitted.principal, body.user_id, &origin(context))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

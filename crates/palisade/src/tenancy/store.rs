@@ -102,6 +102,14 @@ pub trait TenancyStore: Send + Sync {
         email: &str,
         event: &AuditRecord,
     ) -> Result<Acceptance, StoreError>;
+    /// Makes `to` an Owner and `from` an Admin, in one transaction.
+    async fn transfer_ownership(
+        &self,
+        tenant: TenantId,
+        from: UserId,
+        to: UserId,
+        event: &AuditRecord,
+    ) -> Result<MemberChange, StoreError>;
     /// Removes a member and ends their sessions in this tenant; refuses the last Owner.
     async fn remove(
         &self,
@@ -366,6 +374,31 @@ for_both_backends! {
             tx.append(event).await?;
             tx.commit().await?;
             Ok(Acceptance::Joined(role))
+        }
+
+        async fn transfer_ownership(
+            &self,
+            tenant: TenantId,
+            from: UserId,
+            to: UserId,
+            event: &AuditRecord,
+        ) -> Result<MemberChange, StoreError> {
+            let mut tx = self.0.tenant(tenant).await?;
+            if locked_role(&mut tx, tenant, to).await?.is_none() {
+                return Ok(MemberChange::NotFound);
+            }
+            for (user, role) in [(to, Role::Owner), (from, Role::Admin)] {
+                sqlx::query("UPDATE memberships SET role = $1 WHERE tenant_id = $2 AND user_id = $3")
+                    .bind(role.as_str())
+                    .bind(tenant)
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
+            tx.append(event).await?;
+            tx.commit().await?;
+            Ok(MemberChange::Done)
         }
 
         async fn remove(

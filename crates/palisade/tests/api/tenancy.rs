@@ -578,3 +578,52 @@ async fn every_route_with_an_id_answers_another_tenants_ids_like_missing_ones() 
     assert_eq!(pending.len(), 1);
     assert_eq!(app.get_as("/api/v1/me", &a.access).await.status(), 200);
 }
+
+// claim: RBAC-2, RBAC-6
+#[tokio::test]
+async fn an_owner_transfers_ownership_and_stays_as_an_admin() {
+    let app = spawn_app().await;
+    let s = staffed_tenant(&app).await;
+    let owner_id = user_id_of(&app, &s["owner"]).await;
+    let member_id = user_id_of(&app, &s["member"]).await;
+    let transfer = |who: &str, to: &str| {
+        let access = s[who].access.clone();
+        let to = to.to_owned();
+        let app = &app;
+        async move {
+            send(
+                app,
+                reqwest::Method::POST,
+                "/api/v1/tenant/transfer-ownership",
+                &access,
+                Some(json!({ "user_id": to })),
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(transfer("admin", &member_id).await, 403, "Owner only");
+    assert_eq!(transfer("owner", &owner_id).await, 403, "not to oneself");
+    assert_eq!(
+        transfer("owner", "usr_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0").await,
+        404
+    );
+    assert_eq!(transfer("owner", &member_id).await, 204);
+    let me: Value = app
+        .get_as("/api/v1/me", &s["owner"].access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        me["role"], "admin",
+        "the previous owner's very next request"
+    );
+    let me: Value = app
+        .get_as("/api/v1/me", &s["member"].access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "owner");
+}
