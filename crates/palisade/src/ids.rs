@@ -140,6 +140,11 @@ typed_id!(
     "inv"
 );
 typed_id!(
+    /// A tenant's custom role.
+    CustomRoleId,
+    "crl"
+);
+typed_id!(
     /// One audit event.
     EventId,
     "evt"

@@ -33,7 +33,7 @@ impl<A: ActionMarker> FromRequestParts<AppState> for Permitted<A> {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Authenticated(principal) = Authenticated::from_request_parts(parts, state).await?;
-        if !principal.role.may(A::ACTION) {
+        if !principal.may(A::ACTION) {
             return Err(ApiError::refused(
                 StatusCode::FORBIDDEN,
                 "forbidden",

@@ -306,10 +306,7 @@ impl Identity {
         required: bool,
         origin: &Origin,
     ) -> Result<(), IdentityError> {
-        if !principal
-            .role
-            .may(crate::tenancy::actions::Action::TenantUpdateSecurity)
-        {
+        if !principal.may(crate::tenancy::actions::Action::TenantUpdateSecurity) {
             return Err(IdentityError::Forbidden(
                 "only an Owner or Admin may change the tenant's MFA policy",
             ));

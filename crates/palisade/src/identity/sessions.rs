@@ -15,6 +15,7 @@ use super::tokens::{IssuedToken, TokenSubject};
 use crate::audit::AuditRecord;
 use crate::crypto::{random_token, sha256};
 use crate::ids::{SessionId, TenantId, UserId};
+use crate::tenancy::actions::Action;
 use crate::tenancy::Role;
 
 /// Who an authenticated request acts as, read fresh from the database on every request.
@@ -31,6 +32,19 @@ pub struct Principal {
     pub mfa: bool,
     /// The tenant requires MFA and this session has none: only enrolment is allowed.
     pub mfa_pending: bool,
+    /// A custom role's actions, which replace the built-in role's (claim RBAC-3).
+    pub custom_actions: Option<Vec<Action>>,
+}
+
+impl Principal {
+    /// Whether this member may do `action`: their custom role's actions if they hold one,
+    /// else their built-in role's.
+    pub fn may(&self, action: Action) -> bool {
+        match &self.custom_actions {
+            Some(actions) => actions.contains(&action),
+            None => self.role.may(action),
+        }
+    }
 }
 
 pub struct LoginInput {
@@ -439,6 +453,12 @@ impl Identity {
             tenant_name: record.tenant_name,
             mfa: record.mfa,
             mfa_pending: record.tenant_requires_mfa && !record.mfa,
+            custom_actions: record.custom_actions.as_deref().map(|names| {
+                names
+                    .split_whitespace()
+                    .filter_map(Action::from_name)
+                    .collect()
+            }),
         })
     }
 

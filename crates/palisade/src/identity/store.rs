@@ -101,6 +101,8 @@ pub struct PrincipalRecord {
     pub role: Role,
     pub tenant_requires_mfa: bool,
     pub tenant_suspended: bool,
+    /// A custom role's action names (space-separated), when the member holds one.
+    pub custom_actions: Option<String>,
 }
 
 pub struct StoredSigningKey {
@@ -377,11 +379,12 @@ const REFRESH_TOKEN_QUERY: &str = concat!(
 const PRINCIPAL_QUERY: &str =
     "SELECT s.id, s.user_id, s.tenant_id, s.created_at, s.absolute_expires_at, s.revoked_at,
             s.mfa, s.tenant_since, u.email, u.email_verified_at, u.tokens_valid_after, t.name,
-            m.role, t.require_mfa, t.suspended_at
+            m.role, t.require_mfa, t.suspended_at, cr.actions
      FROM sessions s
      JOIN users u ON u.id = s.user_id
      JOIN memberships m ON m.user_id = s.user_id AND m.tenant_id = s.tenant_id
      JOIN tenants t ON t.id = s.tenant_id
+     LEFT JOIN custom_roles cr ON cr.id = m.custom_role_id
      WHERE s.id = $1 AND s.tenant_id = $2";
 
 const SESSIONS_OF_QUERY: &str = concat!(
@@ -833,7 +836,7 @@ for_both_backends! {
             let mut reader = self.0.tenant_reader(tenant).await?;
             let row: Option<(SessionId, UserId, TenantId, OffsetDateTime, OffsetDateTime,
                 Option<OffsetDateTime>, bool, OffsetDateTime, String, Option<OffsetDateTime>,
-                OffsetDateTime, String, String, bool, Option<OffsetDateTime>)> =
+                OffsetDateTime, String, String, bool, Option<OffsetDateTime>, Option<String>)> =
                 sqlx::query_as(PRINCIPAL_QUERY)
                 .bind(session)
                 .bind(tenant)
@@ -857,6 +860,7 @@ for_both_backends! {
                     role: role(&r.12)?,
                     tenant_requires_mfa: r.13,
                     tenant_suspended: r.14.is_some(),
+                    custom_actions: r.15,
                 })
             })
             .transpose()

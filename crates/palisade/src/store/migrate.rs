@@ -30,6 +30,7 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     3 "0003_sessions",
     4 "0004_invitations",
     5 "0005_platform",
+    6 "0006_custom_roles",
 );
 pub const POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
@@ -37,6 +38,7 @@ pub const POSTGRES: &[Migration] = migrations!("postgres":
     3 "0003_sessions",
     4 "0004_invitations",
     5 "0005_platform",
+    6 "0006_custom_roles",
 );
 
 /// Serialises migrators across instances sharing one PostgreSQL database.

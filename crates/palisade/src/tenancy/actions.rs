@@ -33,6 +33,10 @@ macro_rules! actions {
             pub fn description(self) -> &'static str {
                 match self { $(Self::$marker => $doc,)* }
             }
+
+            pub fn from_name(name: &str) -> Option<Self> {
+                match name { $($name => Some(Self::$marker),)* _ => None }
+            }
         }
 
         /// Type-level names of the actions, for `Permitted<act::…>`.
@@ -55,6 +59,7 @@ actions! {
     MembersInvite => "members.invite", Admin, "Invite people by email, with at most the inviter's role.";
     MembersUpdateRole => "members.update_role", Admin, "Change a member's role, never above one's own.";
     MembersRemove => "members.remove", Admin, "Remove a member; never the last Owner.";
+    RolesManage => "roles.manage", Admin, "Create and delete the tenant's custom roles.";
     TenantUpdateSecurity => "tenant.update_security", Admin, "Change the tenant's security policy (MFA for every member).";
     TenantTransferOwnership => "tenant.transfer_ownership", Owner, "Make another member an Owner.";
     TenantDelete => "tenant.delete", Owner, "Delete the tenant and all its data.";

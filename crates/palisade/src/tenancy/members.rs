@@ -58,7 +58,7 @@ impl Tenancy {
     }
 
     /// A member the caller may act on: in the caller's tenant, and not above the caller.
-    async fn subordinate(
+    pub(super) async fn subordinate(
         &self,
         principal: &Principal,
         user: UserId,
@@ -146,10 +146,15 @@ impl Tenancy {
         self.settle(self.store.remove(principal.tenant, user, &event).await?)
     }
 
-    fn settle(&self, change: MemberChange) -> Result<(), TenancyError> {
+    /// After a committed change to what members may do.
+    pub(super) fn changed(&self) {
+        self.principals.changed();
+    }
+
+    pub(super) fn settle(&self, change: MemberChange) -> Result<(), TenancyError> {
         match change {
             MemberChange::Done => {
-                self.principals.changed();
+                self.changed();
                 Ok(())
             }
             MemberChange::NotFound => Err(TenancyError::NotFound),

@@ -2,6 +2,7 @@
 //! platform operations build on this.
 
 pub mod actions;
+pub mod custom_roles;
 pub mod invitations;
 pub mod members;
 pub mod routes;

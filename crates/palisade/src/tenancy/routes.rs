@@ -19,7 +19,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::{Json, RequestContext};
 use crate::http::openapi::ErrorBody;
 use crate::identity::routes::origin;
-use crate::ids::{InvitationId, TenantId, UserId};
+use crate::ids::{CustomRoleId, InvitationId, TenantId, UserId};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -30,6 +30,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_invitation))
         .routes(routes!(accept_invitation))
         .routes(routes!(transfer_ownership))
+        .routes(routes!(list_custom_roles, create_custom_role))
+        .routes(routes!(delete_custom_role))
+        .routes(routes!(assign_custom_role))
 }
 
 impl From<TenancyError> for ApiError {
@@ -404,6 +407,174 @@ async fn transfer_ownership(
     state
         .tenancy
         .transfer_ownership(&permitted.principal, body.user_id, &origin(context))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomRoleRequest {
+    #[schema(example = "Auditor", min_length = 1, max_length = 64)]
+    name: String,
+    /// Action names from `GET /api/v1/roles`; no Owner-only action.
+    #[schema(example = json!(["audit.read", "members.read"]))]
+    actions: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CustomRoleView {
+    id: CustomRoleId,
+    name: String,
+    actions: Vec<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+}
+
+impl From<super::store::CustomRoleRecord> for CustomRoleView {
+    fn from(record: super::store::CustomRoleRecord) -> Self {
+        Self {
+            id: record.id,
+            name: record.name,
+            actions: record
+                .actions
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+            created_at: record.created_at,
+        }
+    }
+}
+
+/// The tenant's custom roles.
+///
+/// Action: `members.read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/custom-roles",
+    tag = "tenancy",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Custom roles", body = [CustomRoleView]),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role does not allow this action", body = ErrorBody),
+    )
+)]
+async fn list_custom_roles(
+    State(state): State<AppState>,
+    permitted: Permitted<act::MembersRead>,
+) -> Result<axum::Json<Vec<CustomRoleView>>, ApiError> {
+    let roles = state.tenancy.custom_roles(&permitted.principal).await?;
+    Ok(axum::Json(roles.into_iter().map(Into::into).collect()))
+}
+
+/// Create a custom role from actions the caller may do (never Owner-only ones).
+///
+/// Action: `roles.manage`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/custom-roles",
+    tag = "tenancy",
+    request_body = CustomRoleRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = CustomRoleView),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not allowed (role, or an action beyond the caller's)", body = ErrorBody),
+        (status = 409, description = "A role of that name exists", body = ErrorBody),
+        (status = 422, description = "Invalid body", body = ErrorBody),
+    )
+)]
+async fn create_custom_role(
+    State(state): State<AppState>,
+    permitted: Permitted<act::RolesManage>,
+    context: RequestContext,
+    Json(body): Json<CustomRoleRequest>,
+) -> Result<(StatusCode, axum::Json<CustomRoleView>), ApiError> {
+    let role = state
+        .tenancy
+        .create_custom_role(
+            &permitted.principal,
+            &body.name,
+            &body.actions,
+            &origin(context),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(role.into())))
+}
+
+/// Delete a custom role; its holders fall back to their built-in role at once.
+///
+/// Action: `roles.manage`.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/custom-roles/{role_id}",
+    tag = "tenancy",
+    security(("bearer" = [])),
+    params(("role_id" = CustomRoleId, Path, description = "A custom role of the caller's tenant")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role does not allow this action", body = ErrorBody),
+        (status = 404, description = "No such custom role in this tenant", body = ErrorBody),
+    )
+)]
+async fn delete_custom_role(
+    State(state): State<AppState>,
+    permitted: Permitted<act::RolesManage>,
+    context: RequestContext,
+    Path(raw): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id: CustomRoleId = raw.parse().map_err(|_| ApiError::NotFound)?;
+    state
+        .tenancy
+        .delete_custom_role(&permitted.principal, id, &origin(context))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomRoleAssignment {
+    /// A custom role of the tenant, or null to return to the built-in role's actions.
+    custom_role_id: Option<CustomRoleId>,
+}
+
+/// Give a member a custom role (or take it away): never to oneself, an Owner, or a member
+/// above oneself, and never a role holding an action the caller may not do.
+///
+/// Action: `members.update_role`.
+#[utoipa::path(
+    put,
+    path = "/api/v1/members/{user_id}/custom-role",
+    tag = "tenancy",
+    request_body = CustomRoleAssignment,
+    security(("bearer" = [])),
+    params(("user_id" = UserId, Path, description = "A member of the caller's tenant")),
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not allowed", body = ErrorBody),
+        (status = 404, description = "No such member or custom role in this tenant", body = ErrorBody),
+        (status = 422, description = "Invalid body", body = ErrorBody),
+    )
+)]
+async fn assign_custom_role(
+    State(state): State<AppState>,
+    permitted: Permitted<act::MembersUpdateRole>,
+    context: RequestContext,
+    Path(raw): Path<String>,
+    Json(body): Json<CustomRoleAssignment>,
+) -> Result<StatusCode, ApiError> {
+    let user = user_id(&raw)?;
+    state
+        .tenancy
+        .assign_custom_role(
+            &permitted.principal,
+            user,
+            body.custom_role_id,
+            &origin(context),
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use super::Role;
 use crate::audit::{Append, AuditRecord};
 use crate::identity::store::BUMP_AUTH_EPOCH;
-use crate::ids::{InvitationId, TenantId, UserId};
+use crate::ids::{CustomRoleId, InvitationId, TenantId, UserId};
 use crate::store::{for_both_backends, Begin, Database, StoreError};
 
 #[derive(Clone, Debug)]
@@ -26,6 +26,15 @@ pub enum MemberChange {
     NotFound,
     /// The change would leave the tenant without an Owner.
     LastOwner,
+}
+
+#[derive(Clone, Debug)]
+pub struct CustomRoleRecord {
+    pub id: CustomRoleId,
+    pub name: String,
+    /// Action names, space-separated.
+    pub actions: String,
+    pub created_at: OffsetDateTime,
 }
 
 pub struct NewInvitation {
@@ -72,6 +81,29 @@ pub trait TenancyStore: Send + Sync {
         tenant: TenantId,
         user: UserId,
         role: Role,
+        event: &AuditRecord,
+    ) -> Result<MemberChange, StoreError>;
+    /// False when the tenant already has a custom role of that name.
+    async fn create_custom_role(
+        &self,
+        tenant: TenantId,
+        role: &CustomRoleRecord,
+        event: &AuditRecord,
+    ) -> Result<bool, StoreError>;
+    async fn custom_roles(&self, tenant: TenantId) -> Result<Vec<CustomRoleRecord>, StoreError>;
+    /// Deletes a custom role; its holders fall back to their built-in role.
+    async fn delete_custom_role(
+        &self,
+        tenant: TenantId,
+        id: CustomRoleId,
+        event: &AuditRecord,
+    ) -> Result<bool, StoreError>;
+    /// Gives a member a custom role of this tenant, or takes it away (`None`).
+    async fn assign_custom_role(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        role: Option<CustomRoleId>,
         event: &AuditRecord,
     ) -> Result<MemberChange, StoreError>;
     async fn invite(
@@ -239,6 +271,119 @@ for_both_backends! {
                 .bind(user)
                 .execute(&mut *tx)
                 .await?;
+            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
+            tx.append(event).await?;
+            tx.commit().await?;
+            Ok(MemberChange::Done)
+        }
+
+        async fn create_custom_role(
+            &self,
+            tenant: TenantId,
+            role: &CustomRoleRecord,
+            event: &AuditRecord,
+        ) -> Result<bool, StoreError> {
+            let mut tx = self.0.tenant(tenant).await?;
+            let inserted = sqlx::query(
+                "INSERT INTO custom_roles (id, tenant_id, name, actions, created_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, name) DO NOTHING",
+            )
+            .bind(role.id)
+            .bind(tenant)
+            .bind(&role.name)
+            .bind(&role.actions)
+            .bind(role.created_at)
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() != 1 {
+                return Ok(false);
+            }
+            tx.append(event).await?;
+            tx.commit().await?;
+            Ok(true)
+        }
+
+        async fn custom_roles(&self, tenant: TenantId) -> Result<Vec<CustomRoleRecord>, StoreError> {
+            let mut reader = self.0.tenant_reader(tenant).await?;
+            let rows: Vec<(CustomRoleId, String, String, OffsetDateTime)> = sqlx::query_as(
+                "SELECT id, name, actions, created_at FROM custom_roles
+                 WHERE tenant_id = $1 ORDER BY name",
+            )
+            .bind(tenant)
+            .fetch_all(&mut *reader)
+            .await?;
+            <Pool as Begin>::end_read(reader).await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| CustomRoleRecord {
+                    id: r.0,
+                    name: r.1,
+                    actions: r.2,
+                    created_at: r.3,
+                })
+                .collect())
+        }
+
+        async fn delete_custom_role(
+            &self,
+            tenant: TenantId,
+            id: CustomRoleId,
+            event: &AuditRecord,
+        ) -> Result<bool, StoreError> {
+            let mut tx = self.0.tenant(tenant).await?;
+            sqlx::query(
+                "UPDATE memberships SET custom_role_id = NULL
+                 WHERE tenant_id = $1 AND custom_role_id = $2",
+            )
+            .bind(tenant)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            let deleted = sqlx::query("DELETE FROM custom_roles WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            if deleted.rows_affected() != 1 {
+                return Ok(false);
+            }
+            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
+            tx.append(event).await?;
+            tx.commit().await?;
+            Ok(true)
+        }
+
+        async fn assign_custom_role(
+            &self,
+            tenant: TenantId,
+            user: UserId,
+            role: Option<CustomRoleId>,
+            event: &AuditRecord,
+        ) -> Result<MemberChange, StoreError> {
+            let mut tx = self.0.tenant(tenant).await?;
+            if let Some(id) = role {
+                let exists: Option<CustomRoleId> = sqlx::query_scalar(
+                    "SELECT id FROM custom_roles WHERE tenant_id = $1 AND id = $2",
+                )
+                .bind(tenant)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if exists.is_none() {
+                    return Ok(MemberChange::NotFound);
+                }
+            }
+            let changed = sqlx::query(
+                "UPDATE memberships SET custom_role_id = $1 WHERE tenant_id = $2 AND user_id = $3",
+            )
+            .bind(role)
+            .bind(tenant)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
+            if changed.rows_affected() != 1 {
+                return Ok(MemberChange::NotFound);
+            }
             sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
             tx.append(event).await?;
             tx.commit().await?;

@@ -7,7 +7,13 @@ use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 
 use crate::helpers::{spawn_app, TestApp, TEST_APP};
 
-const TENANT_TABLES: &[&str] = &["tenants", "memberships", "audit_events", "invitations"];
+const TENANT_TABLES: &[&str] = &[
+    "tenants",
+    "memberships",
+    "audit_events",
+    "invitations",
+    "custom_roles",
+];
 
 /// Two tenants made through the API, and a connection as the server's runtime role.
 struct TwoTenants {
@@ -19,7 +25,7 @@ struct TwoTenants {
 
 async fn two_tenants() -> Option<TwoTenants> {
     let app = spawn_app().await;
-    // Each tenant gets rows in every tenant table: the sign-up, and an invitation.
+    // Each tenant gets rows in every tenant table: the sign-up, an invitation, a custom role.
     for owner in ["a@example.com", "b@example.com"] {
         let session = app.signed_in(owner).await;
         let invited = app
@@ -30,6 +36,14 @@ async fn two_tenants() -> Option<TwoTenants> {
             )
             .await;
         assert_eq!(invited.status(), 201);
+        let role = app
+            .post_as(
+                "/api/v1/custom-roles",
+                &session.access,
+                Some(&serde_json::json!({"name": "Auditor", "actions": ["members.read"]})),
+            )
+            .await;
+        assert_eq!(role.status(), 201);
     }
     let Some(pg) = app.db.as_postgres() else {
         eprintln!("sqlite backend: row-level security is PostgreSQL-only (docs/claims.md, TEN-3)");

@@ -127,7 +127,8 @@ async fn every_tenant_operation_names_its_action_and_refuses_the_roles_below_it(
                 .unwrap_or_else(|| panic!("{method} {path}: {action} is not in the table"));
             let concrete = path
                 .replace("{user_id}", "usr_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0")
-                .replace("{invitation_id}", "inv_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0");
+                .replace("{invitation_id}", "inv_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0")
+                .replace("{role_id}", "crl_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0");
             for (role, session) in &sessions {
                 if roles.iter().any(|r| r == role) {
                     continue;
@@ -499,6 +500,15 @@ async fn another_tenants_invitation_answers_like_a_missing_one() {
     assert!(bobs.is_empty(), "and bob does not see it");
 }
 
+/// A body each walked operation accepts, so the answer is about the id, not the body.
+fn valid_body(path: &str) -> Value {
+    if path.ends_with("/custom-role") {
+        json!({ "custom_role_id": null })
+    } else {
+        json!({ "role": "viewer" })
+    }
+}
+
 // claim: TEN-4
 #[tokio::test]
 async fn every_route_with_an_id_answers_another_tenants_ids_like_missing_ones() {
@@ -506,6 +516,14 @@ async fn every_route_with_an_id_answers_another_tenants_ids_like_missing_ones() 
     let a = app.signed_in("a@example.com").await;
     let b = app.signed_in("b@example.com").await;
     let (_, invitation) = invite(&app, &a, "guest@example.com", "member").await;
+    let (_, custom) = send(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/custom-roles",
+        &a.access,
+        Some(json!({"name": "Auditor", "actions": ["members.read"]})),
+    )
+    .await;
     let a_me: Value = app
         .get_as("/api/v1/me", &a.access)
         .await
@@ -524,11 +542,13 @@ async fn every_route_with_an_id_answers_another_tenants_ids_like_missing_ones() 
             "invitation_id",
             invitation["id"].as_str().unwrap().to_owned(),
         ),
+        ("role_id", custom["id"].as_str().unwrap().to_owned()),
     ]);
     let missing_ids = HashMap::from([
         ("user_id", "usr_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
         ("session_id", "ses_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
         ("invitation_id", "inv_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
+        ("role_id", "crl_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
     ]);
     let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();
     let mut walked = 0;
@@ -548,7 +568,7 @@ async fn every_route_with_an_id_answers_another_tenants_ids_like_missing_ones() 
                     method.to_uppercase().parse().unwrap(),
                     &path.replace(&format!("{{{name}}}"), id),
                     &b.access,
-                    Some(json!({"role": "viewer"})),
+                    Some(valid_body(path)),
                 )
                 .await;
                 let mut body = body;
@@ -626,4 +646,92 @@ async fn an_owner_transfers_ownership_and_stays_as_an_admin() {
         .await
         .unwrap();
     assert_eq!(me["role"], "owner");
+}
+
+// claim: RBAC-3
+#[tokio::test]
+async fn a_custom_role_grants_exactly_its_actions_and_never_more_than_its_giver_has() {
+    let app = spawn_app().await;
+    let s = staffed_tenant(&app).await;
+    let member_id = user_id_of(&app, &s["member"]).await;
+    let create = |who: &str, name: &str, actions: Value| {
+        let access = s[who].access.clone();
+        let body = json!({"name": name, "actions": actions});
+        let app = &app;
+        async move {
+            send(
+                app,
+                reqwest::Method::POST,
+                "/api/v1/custom-roles",
+                &access,
+                Some(body),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        create("admin", "Bad", json!(["tenant.delete"])).await.0,
+        403,
+        "Owner-only"
+    );
+    assert_eq!(
+        create("admin", "Bad", json!(["no.such.action"])).await.0,
+        422
+    );
+    assert_eq!(
+        create("manager", "Bad", json!(["members.read"])).await.0,
+        403,
+        "roles.manage"
+    );
+    let (status, recruiter) = create(
+        "admin",
+        "Recruiter",
+        json!(["members.read", "members.invite"]),
+    )
+    .await;
+    assert_eq!(status, 201, "{recruiter}");
+    assert_eq!(
+        create("admin", "Recruiter", json!(["members.read"]))
+            .await
+            .0,
+        409
+    );
+
+    let invite_as_member = || invite(&app, &s["member"], "new@example.com", "viewer");
+    assert_eq!(invite_as_member().await.0, 403, "a Member may not invite");
+    let assign = |role: Value| {
+        let access = s["admin"].access.clone();
+        let path = format!("/api/v1/members/{member_id}/custom-role");
+        let app = &app;
+        async move {
+            send(
+                app,
+                reqwest::Method::PUT,
+                &path,
+                &access,
+                Some(json!({ "custom_role_id": role })),
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(assign(recruiter["id"].clone()).await, 204);
+    assert_eq!(
+        invite_as_member().await.0,
+        201,
+        "the custom role's action, on the next request"
+    );
+
+    // Deleting the role returns its holders to their built-in role at once.
+    let (status, _) = send(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/custom-roles/{}", recruiter["id"].as_str().unwrap()),
+        &s["admin"].access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(invite_as_member().await.0, 403);
+    assert_eq!(assign(Value::Null).await, 204);
 }

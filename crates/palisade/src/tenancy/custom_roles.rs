@@ -1,0 +1,150 @@
+//! Custom roles (claim RBAC-3): a tenant names its own sets of actions from the table. A
+//! member holding one may do exactly its actions; their built-in role still ranks them for
+//! the no-escalation rules. Nobody builds or hands out a custom role with an action they
+//! may not do themselves, and Owner-only actions never go into one.
+
+use super::actions::Action;
+use super::members::{Tenancy, TenancyError};
+use super::store::CustomRoleRecord;
+use super::Role;
+use crate::identity::domain::InvalidInput;
+use crate::identity::service::Origin;
+use crate::identity::sessions::Principal;
+use crate::ids::{CustomRoleId, UserId};
+
+impl Tenancy {
+    pub async fn create_custom_role(
+        &self,
+        principal: &Principal,
+        name: &str,
+        action_names: &[String],
+        origin: &Origin,
+    ) -> Result<CustomRoleRecord, TenancyError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+            return Err(InvalidInput("name: 1 to 64 characters, no control characters").into());
+        }
+        let mut actions = Vec::new();
+        for action_name in action_names {
+            let action = Action::from_name(action_name).ok_or(InvalidInput(
+                "actions: every entry must be an action of GET /api/v1/roles",
+            ))?;
+            if action.minimum_role() == Role::Owner {
+                return Err(TenancyError::Forbidden(
+                    "Owner-only actions cannot be given through a custom role",
+                ));
+            }
+            if !principal.may(action) {
+                return Err(TenancyError::Forbidden(
+                    "a custom role cannot hold an action you may not do",
+                ));
+            }
+            if !actions.contains(&action) {
+                actions.push(action);
+            }
+        }
+        if actions.is_empty() {
+            return Err(InvalidInput("actions: at least one").into());
+        }
+        let record = CustomRoleRecord {
+            id: CustomRoleId::generate(),
+            name: name.to_owned(),
+            actions: actions
+                .iter()
+                .map(|a| a.name())
+                .collect::<Vec<_>>()
+                .join(" "),
+            created_at: self.clock.now(),
+        };
+        let event = origin
+            .event("roles.custom_created", "success", record.created_at)
+            .in_tenant(principal.tenant)
+            .by(principal.user)
+            .on("custom_role", record.id);
+        if self
+            .store
+            .create_custom_role(principal.tenant, &record, &event)
+            .await?
+        {
+            Ok(record)
+        } else {
+            Err(TenancyError::Conflict(
+                "the tenant already has a role of that name",
+            ))
+        }
+    }
+
+    pub async fn custom_roles(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<CustomRoleRecord>, TenancyError> {
+        Ok(self.store.custom_roles(principal.tenant).await?)
+    }
+
+    pub async fn delete_custom_role(
+        &self,
+        principal: &Principal,
+        id: CustomRoleId,
+        origin: &Origin,
+    ) -> Result<(), TenancyError> {
+        let event = origin
+            .event("roles.custom_deleted", "success", self.clock.now())
+            .in_tenant(principal.tenant)
+            .by(principal.user)
+            .on("custom_role", id);
+        if self
+            .store
+            .delete_custom_role(principal.tenant, id, &event)
+            .await?
+        {
+            self.changed();
+            Ok(())
+        } else {
+            Err(TenancyError::NotFound)
+        }
+    }
+
+    /// Gives a member a custom role (or takes it away with `None`).
+    pub async fn assign_custom_role(
+        &self,
+        principal: &Principal,
+        user: UserId,
+        role: Option<CustomRoleId>,
+        origin: &Origin,
+    ) -> Result<(), TenancyError> {
+        if user == principal.user {
+            return Err(TenancyError::Forbidden("nobody changes their own role"));
+        }
+        let target = self.subordinate(principal, user).await?;
+        if target.role == Role::Owner {
+            return Err(TenancyError::Forbidden("an Owner keeps every action"));
+        }
+        if let Some(id) = role {
+            let roles = self.store.custom_roles(principal.tenant).await?;
+            let custom = roles
+                .iter()
+                .find(|r| r.id == id)
+                .ok_or(TenancyError::NotFound)?;
+            let beyond = custom
+                .actions
+                .split_whitespace()
+                .filter_map(Action::from_name)
+                .any(|action| !principal.may(action));
+            if beyond {
+                return Err(TenancyError::Forbidden(
+                    "a custom role with an action you may not do cannot be given by you",
+                ));
+            }
+        }
+        let event = origin
+            .event("members.custom_role_changed", "success", self.clock.now())
+            .in_tenant(principal.tenant)
+            .by(principal.user)
+            .on("user", user);
+        self.settle(
+            self.store
+                .assign_custom_role(principal.tenant, user, role, &event)
+                .await?,
+        )
+    }
+}
