@@ -79,7 +79,7 @@ impl FromRequestParts<AppState> for Authenticated {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let principal = principal(parts, state).await?;
-        if principal.mfa_pending {
+        if principal.mfa_pending() {
             return Err(IdentityError::MfaEnrollmentRequired.into());
         }
         Ok(Self(principal))

@@ -21,22 +21,72 @@ use crate::tenancy::Role;
 /// Who an authenticated request acts as, read fresh from the database on every request.
 #[derive(Clone, Debug)]
 pub struct Principal {
-    pub user: UserId,
-    pub tenant: TenantId,
-    pub session: SessionId,
-    pub role: Role,
-    pub email: String,
-    pub email_verified: bool,
-    pub tenant_name: String,
+    pub(in crate::identity) user: UserId,
+    pub(in crate::identity) tenant: TenantId,
+    pub(in crate::identity) session: SessionId,
+    pub(in crate::identity) role: Role,
+    pub(in crate::identity) email: String,
+    pub(in crate::identity) email_verified: bool,
+    pub(in crate::identity) tenant_name: String,
     /// The session was opened with a second factor.
-    pub mfa: bool,
+    pub(in crate::identity) mfa: bool,
     /// The tenant requires MFA and this session has none: only enrolment is allowed.
-    pub mfa_pending: bool,
+    pub(in crate::identity) mfa_pending: bool,
     /// A custom role's actions, which replace the built-in role's (claim RBAC-3).
-    pub custom_actions: Option<Vec<Action>>,
+    pub(in crate::identity) custom_actions: Option<Vec<Action>>,
+}
+
+/// A tenant as a verified credential names it. Only [`Principal::scope`] makes one, so a
+/// store function that takes it cannot be handed a tenant from a request (claim TEN-2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TenantScope(TenantId);
+
+impl TenantScope {
+    pub fn tenant(self) -> TenantId {
+        self.0
+    }
 }
 
 impl Principal {
+    /// The tenant this request acts in, as a scope for tenant-data stores.
+    pub fn scope(&self) -> TenantScope {
+        TenantScope(self.tenant)
+    }
+
+    pub fn user(&self) -> UserId {
+        self.user
+    }
+
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+
+    pub fn session(&self) -> SessionId {
+        self.session
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn email(&self) -> &str {
+        &self.email
+    }
+
+    pub fn tenant_name(&self) -> &str {
+        &self.tenant_name
+    }
+
+    /// The session used a second factor.
+    pub fn mfa(&self) -> bool {
+        self.mfa
+    }
+
+    /// The tenant requires MFA and this session has none: only enrolment is allowed.
+    pub fn mfa_pending(&self) -> bool {
+        self.mfa_pending
+    }
+
     /// Whether this member may do `action`: their custom role's actions if they hold one,
     /// else their built-in role's.
     pub fn may(&self, action: Action) -> bool {

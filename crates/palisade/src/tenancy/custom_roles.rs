@@ -58,12 +58,12 @@ impl Tenancy {
         };
         let event = origin
             .event("roles.custom_created", "success", record.created_at)
-            .in_tenant(principal.tenant)
-            .by(principal.user)
+            .in_tenant(principal.tenant())
+            .by(principal.user())
             .on("custom_role", record.id);
         if self
             .store
-            .create_custom_role(principal.tenant, &record, &event)
+            .create_custom_role(principal.scope(), &record, &event)
             .await?
         {
             Ok(record)
@@ -78,7 +78,7 @@ impl Tenancy {
         &self,
         principal: &Principal,
     ) -> Result<Vec<CustomRoleRecord>, TenancyError> {
-        Ok(self.store.custom_roles(principal.tenant).await?)
+        Ok(self.store.custom_roles(principal.scope()).await?)
     }
 
     pub async fn delete_custom_role(
@@ -89,12 +89,12 @@ impl Tenancy {
     ) -> Result<(), TenancyError> {
         let event = origin
             .event("roles.custom_deleted", "success", self.clock.now())
-            .in_tenant(principal.tenant)
-            .by(principal.user)
+            .in_tenant(principal.tenant())
+            .by(principal.user())
             .on("custom_role", id);
         if self
             .store
-            .delete_custom_role(principal.tenant, id, &event)
+            .delete_custom_role(principal.scope(), id, &event)
             .await?
         {
             self.changed();
@@ -112,7 +112,7 @@ impl Tenancy {
         role: Option<CustomRoleId>,
         origin: &Origin,
     ) -> Result<(), TenancyError> {
-        if user == principal.user {
+        if user == principal.user() {
             return Err(TenancyError::Forbidden("nobody changes their own role"));
         }
         let target = self.subordinate(principal, user).await?;
@@ -120,7 +120,7 @@ impl Tenancy {
             return Err(TenancyError::Forbidden("an Owner keeps every action"));
         }
         if let Some(id) = role {
-            let roles = self.store.custom_roles(principal.tenant).await?;
+            let roles = self.store.custom_roles(principal.scope()).await?;
             let custom = roles
                 .iter()
                 .find(|r| r.id == id)
@@ -138,12 +138,12 @@ impl Tenancy {
         }
         let event = origin
             .event("members.custom_role_changed", "success", self.clock.now())
-            .in_tenant(principal.tenant)
-            .by(principal.user)
+            .in_tenant(principal.tenant())
+            .by(principal.user())
             .on("user", user);
         self.settle(
             self.store
-                .assign_custom_role(principal.tenant, user, role, &event)
+                .assign_custom_role(principal.scope(), user, role, &event)
                 .await?,
         )
     }

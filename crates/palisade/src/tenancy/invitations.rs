@@ -29,39 +29,40 @@ impl Tenancy {
         origin: &Origin,
     ) -> Result<InvitationRecord, TenancyError> {
         let email = Email::parse(email)?;
-        if role < principal.role {
+        if role < principal.role() {
             return Err(TenancyError::Forbidden(
                 "an invitation grants at most the inviter's own role",
             ));
         }
         let secret = random_token();
-        let token = SecretString::from(format!("{}.{}", principal.tenant, secret.expose_secret()));
+        let token =
+            SecretString::from(format!("{}.{}", principal.tenant(), secret.expose_secret()));
         let now = self.clock.now();
         let invitation = NewInvitation {
             id: InvitationId::generate(),
-            tenant: principal.tenant,
+            scope: principal.scope(),
             email: email.as_str().to_owned(),
             role,
             token_hash: sha256(token.expose_secret().as_bytes()),
-            invited_by: principal.user,
+            invited_by: principal.user(),
             created_at: now,
             expires_at: now + INVITATION_LIFETIME,
         };
         let event = origin
             .event("members.invited", role.as_str(), now)
-            .in_tenant(principal.tenant)
-            .by(principal.user)
+            .in_tenant(principal.tenant())
+            .by(principal.user())
             .on("invitation", invitation.id);
         self.store.invite(&invitation, &event).await?;
         let mail = Mail {
             to: invitation.email.clone(),
-            subject: format!("You are invited to join {}", principal.tenant_name),
+            subject: format!("You are invited to join {}", principal.tenant_name()),
             body: format!(
                 "{} invites you to join {} as {}.\n\nSign in (or sign up with this address), \
                  then open:\n\n{}/accept-invitation?token={}\n\nThe invitation works once and \
                  expires in 7 days.\n",
-                principal.email,
-                principal.tenant_name,
+                principal.email(),
+                principal.tenant_name(),
                 role.title(),
                 self.link_base_url,
                 token.expose_secret(),
@@ -77,7 +78,7 @@ impl Tenancy {
             id: invitation.id,
             email: invitation.email,
             role,
-            invited_by: principal.user,
+            invited_by: principal.user(),
             created_at: now,
             expires_at: invitation.expires_at,
         })
@@ -89,7 +90,7 @@ impl Tenancy {
     ) -> Result<Vec<InvitationRecord>, TenancyError> {
         Ok(self
             .store
-            .pending_invitations(principal.tenant, self.clock.now())
+            .pending_invitations(principal.scope(), self.clock.now())
             .await?)
     }
 
@@ -101,12 +102,12 @@ impl Tenancy {
     ) -> Result<(), TenancyError> {
         let event = origin
             .event("members.invitation_revoked", "success", self.clock.now())
-            .in_tenant(principal.tenant)
-            .by(principal.user)
+            .in_tenant(principal.tenant())
+            .by(principal.user())
             .on("invitation", id);
         if self
             .store
-            .revoke_invitation(principal.tenant, id, &event)
+            .revoke_invitation(principal.scope(), id, &event)
             .await?
         {
             Ok(())
@@ -132,15 +133,15 @@ impl Tenancy {
         let event = origin
             .event("members.joined", "success", self.clock.now())
             .in_tenant(tenant)
-            .by(principal.user)
-            .on("user", principal.user);
+            .by(principal.user())
+            .on("user", principal.user());
         match self
             .store
             .accept_invitation(
                 tenant,
                 &sha256(text.as_bytes()),
-                principal.user,
-                &principal.email,
+                principal.user(),
+                principal.email(),
                 &event,
             )
             .await?

@@ -54,7 +54,7 @@ impl Tenancy {
     }
 
     pub async fn members(&self, principal: &Principal) -> Result<Vec<MemberRecord>, TenancyError> {
-        Ok(self.store.members(principal.tenant).await?)
+        Ok(self.store.members(principal.scope()).await?)
     }
 
     /// A member the caller may act on: in the caller's tenant, and not above the caller.
@@ -65,10 +65,10 @@ impl Tenancy {
     ) -> Result<MemberRecord, TenancyError> {
         let target = self
             .store
-            .member(principal.tenant, user)
+            .member(principal.scope(), user)
             .await?
             .ok_or(TenancyError::NotFound)?;
-        if target.role < principal.role {
+        if target.role < principal.role() {
             return Err(TenancyError::Forbidden(
                 "a member whose role is above yours cannot be changed by you",
             ));
@@ -83,10 +83,10 @@ impl Tenancy {
         role: Role,
         origin: &Origin,
     ) -> Result<(), TenancyError> {
-        if user == principal.user {
+        if user == principal.user() {
             return Err(TenancyError::Forbidden("nobody changes their own role"));
         }
-        if role < principal.role {
+        if role < principal.role() {
             return Err(TenancyError::Forbidden(
                 "a role above your own cannot be granted",
             ));
@@ -94,12 +94,12 @@ impl Tenancy {
         let target = self.subordinate(principal, user).await?;
         let event = origin
             .event("members.role_changed", role.as_str(), self.clock.now())
-            .in_tenant(principal.tenant)
-            .by(principal.user)
+            .in_tenant(principal.tenant())
+            .by(principal.user())
             .on("user", target.user_id);
         self.settle(
             self.store
-                .set_role(principal.tenant, user, role, &event)
+                .set_role(principal.scope(), user, role, &event)
                 .await?,
         )
     }
@@ -112,20 +112,20 @@ impl Tenancy {
         to: UserId,
         origin: &Origin,
     ) -> Result<(), TenancyError> {
-        if principal.role != Role::Owner {
+        if principal.role() != Role::Owner {
             return Err(TenancyError::Forbidden("only an Owner transfers ownership"));
         }
-        if to == principal.user {
+        if to == principal.user() {
             return Err(TenancyError::Forbidden("nobody changes their own role"));
         }
         let event = origin
             .event("tenant.ownership_transferred", "success", self.clock.now())
-            .in_tenant(principal.tenant)
-            .by(principal.user)
+            .in_tenant(principal.tenant())
+            .by(principal.user())
             .on("user", to);
         self.settle(
             self.store
-                .transfer_ownership(principal.tenant, principal.user, to, &event)
+                .transfer_ownership(principal.scope(), principal.user(), to, &event)
                 .await?,
         )
     }
@@ -140,10 +140,10 @@ impl Tenancy {
         let target = self.subordinate(principal, user).await?;
         let event = origin
             .event("members.removed", "success", self.clock.now())
-            .in_tenant(principal.tenant)
-            .by(principal.user)
+            .in_tenant(principal.tenant())
+            .by(principal.user())
             .on("user", target.user_id);
-        self.settle(self.store.remove(principal.tenant, user, &event).await?)
+        self.settle(self.store.remove(principal.scope(), user, &event).await?)
     }
 
     /// After a committed change to what members may do.

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use super::Role;
 use crate::audit::{Append, AuditRecord};
+use crate::identity::sessions::TenantScope;
 use crate::identity::store::BUMP_AUTH_EPOCH;
 use crate::ids::{CustomRoleId, InvitationId, TenantId, UserId};
 use crate::store::{for_both_backends, Begin, Database, StoreError};
@@ -39,7 +40,7 @@ pub struct CustomRoleRecord {
 
 pub struct NewInvitation {
     pub id: InvitationId,
-    pub tenant: TenantId,
+    pub scope: TenantScope,
     pub email: String,
     pub role: Role,
     pub token_hash: [u8; 32],
@@ -69,16 +70,16 @@ pub enum Acceptance {
 
 #[async_trait]
 pub trait TenancyStore: Send + Sync {
-    async fn members(&self, tenant: TenantId) -> Result<Vec<MemberRecord>, StoreError>;
+    async fn members(&self, scope: TenantScope) -> Result<Vec<MemberRecord>, StoreError>;
     async fn member(
         &self,
-        tenant: TenantId,
+        scope: TenantScope,
         user: UserId,
     ) -> Result<Option<MemberRecord>, StoreError>;
     /// Sets a member's role; refuses to demote the last Owner.
     async fn set_role(
         &self,
-        tenant: TenantId,
+        scope: TenantScope,
         user: UserId,
         role: Role,
         event: &AuditRecord,
@@ -86,22 +87,22 @@ pub trait TenancyStore: Send + Sync {
     /// False when the tenant already has a custom role of that name.
     async fn create_custom_role(
         &self,
-        tenant: TenantId,
+        scope: TenantScope,
         role: &CustomRoleRecord,
         event: &AuditRecord,
     ) -> Result<bool, StoreError>;
-    async fn custom_roles(&self, tenant: TenantId) -> Result<Vec<CustomRoleRecord>, StoreError>;
+    async fn custom_roles(&self, scope: TenantScope) -> Result<Vec<CustomRoleRecord>, StoreError>;
     /// Deletes a custom role; its holders fall back to their built-in role.
     async fn delete_custom_role(
         &self,
-        tenant: TenantId,
+        scope: TenantScope,
         id: CustomRoleId,
         event: &AuditRecord,
     ) -> Result<bool, StoreError>;
     /// Gives a member a custom role of this tenant, or takes it away (`None`).
     async fn assign_custom_role(
         &self,
-        tenant: TenantId,
+        scope: TenantScope,
         user: UserId,
         role: Option<CustomRoleId>,
         event: &AuditRecord,
@@ -114,13 +115,13 @@ pub trait TenancyStore: Send + Sync {
     /// Invitations neither accepted, revoked nor expired at `now`, newest first.
     async fn pending_invitations(
         &self,
-        tenant: TenantId,
+        scope: TenantScope,
         now: OffsetDateTime,
     ) -> Result<Vec<InvitationRecord>, StoreError>;
     /// False when there is no pending invitation with this id in this tenant.
     async fn revoke_invitation(
         &self,
-        tenant: TenantId,
+        scope: TenantScope,
         id: InvitationId,
         event: &AuditRecord,
     ) -> Result<bool, StoreError>;
@@ -137,7 +138,7 @@ pub trait TenancyStore: Send + Sync {
     /// Makes `to` an Owner and `from` an Admin, in one transaction.
     async fn transfer_ownership(
         &self,
-        tenant: TenantId,
+        scope: TenantScope,
         from: UserId,
         to: UserId,
         event: &AuditRecord,
@@ -145,7 +146,7 @@ pub trait TenancyStore: Send + Sync {
     /// Removes a member and ends their sessions in this tenant; refuses the last Owner.
     async fn remove(
         &self,
-        tenant: TenantId,
+        scope: TenantScope,
         user: UserId,
         event: &AuditRecord,
     ) -> Result<MemberChange, StoreError>;
@@ -224,7 +225,8 @@ for_both_backends! {
 
     #[async_trait]
     impl TenancyStore for SqlTenancyStore<Pool> {
-        async fn members(&self, tenant: TenantId) -> Result<Vec<MemberRecord>, StoreError> {
+        async fn members(&self, scope: TenantScope) -> Result<Vec<MemberRecord>, StoreError> {
+            let tenant = scope.tenant();
             let mut reader = self.0.tenant_reader(tenant).await?;
             let rows: Vec<(UserId, String, String, OffsetDateTime)> = sqlx::query_as(MEMBERS_QUERY)
                 .bind(tenant)
@@ -238,9 +240,10 @@ for_both_backends! {
 
         async fn member(
             &self,
-            tenant: TenantId,
+            scope: TenantScope,
             user: UserId,
         ) -> Result<Option<MemberRecord>, StoreError> {
+            let tenant = scope.tenant();
             let mut reader = self.0.tenant_reader(tenant).await?;
             let row: Option<(UserId, String, String, OffsetDateTime)> = sqlx::query_as(MEMBER_QUERY)
                 .bind(tenant)
@@ -253,11 +256,12 @@ for_both_backends! {
 
         async fn set_role(
             &self,
-            tenant: TenantId,
+            scope: TenantScope,
             user: UserId,
             role: Role,
             event: &AuditRecord,
         ) -> Result<MemberChange, StoreError> {
+            let tenant = scope.tenant();
             let mut tx = self.0.tenant(tenant).await?;
             let Some(current) = locked_role(&mut tx, tenant, user).await? else {
                 return Ok(MemberChange::NotFound);
@@ -279,10 +283,11 @@ for_both_backends! {
 
         async fn create_custom_role(
             &self,
-            tenant: TenantId,
+            scope: TenantScope,
             role: &CustomRoleRecord,
             event: &AuditRecord,
         ) -> Result<bool, StoreError> {
+            let tenant = scope.tenant();
             let mut tx = self.0.tenant(tenant).await?;
             let inserted = sqlx::query(
                 "INSERT INTO custom_roles (id, tenant_id, name, actions, created_at)
@@ -303,7 +308,8 @@ for_both_backends! {
             Ok(true)
         }
 
-        async fn custom_roles(&self, tenant: TenantId) -> Result<Vec<CustomRoleRecord>, StoreError> {
+        async fn custom_roles(&self, scope: TenantScope) -> Result<Vec<CustomRoleRecord>, StoreError> {
+            let tenant = scope.tenant();
             let mut reader = self.0.tenant_reader(tenant).await?;
             let rows: Vec<(CustomRoleId, String, String, OffsetDateTime)> = sqlx::query_as(
                 "SELECT id, name, actions, created_at FROM custom_roles
@@ -326,10 +332,11 @@ for_both_backends! {
 
         async fn delete_custom_role(
             &self,
-            tenant: TenantId,
+            scope: TenantScope,
             id: CustomRoleId,
             event: &AuditRecord,
         ) -> Result<bool, StoreError> {
+            let tenant = scope.tenant();
             let mut tx = self.0.tenant(tenant).await?;
             sqlx::query(
                 "UPDATE memberships SET custom_role_id = NULL
@@ -355,11 +362,12 @@ for_both_backends! {
 
         async fn assign_custom_role(
             &self,
-            tenant: TenantId,
+            scope: TenantScope,
             user: UserId,
             role: Option<CustomRoleId>,
             event: &AuditRecord,
         ) -> Result<MemberChange, StoreError> {
+            let tenant = scope.tenant();
             let mut tx = self.0.tenant(tenant).await?;
             if let Some(id) = role {
                 let exists: Option<CustomRoleId> = sqlx::query_scalar(
@@ -395,14 +403,15 @@ for_both_backends! {
             invitation: &NewInvitation,
             event: &AuditRecord,
         ) -> Result<(), StoreError> {
-            let mut tx = self.0.tenant(invitation.tenant).await?;
+            let tenant = invitation.scope.tenant();
+            let mut tx = self.0.tenant(tenant).await?;
             sqlx::query(
                 "INSERT INTO invitations (id, tenant_id, email, role, token_hash, invited_by,
                      created_at, expires_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(invitation.id)
-            .bind(invitation.tenant)
+            .bind(tenant)
             .bind(&invitation.email)
             .bind(invitation.role.as_str())
             .bind(&invitation.token_hash[..])
@@ -418,9 +427,10 @@ for_both_backends! {
 
         async fn pending_invitations(
             &self,
-            tenant: TenantId,
+            scope: TenantScope,
             now: OffsetDateTime,
         ) -> Result<Vec<InvitationRecord>, StoreError> {
+            let tenant = scope.tenant();
             let mut reader = self.0.tenant_reader(tenant).await?;
             let rows: Vec<(InvitationId, String, String, UserId, OffsetDateTime, OffsetDateTime)> =
                 sqlx::query_as(
@@ -451,10 +461,11 @@ for_both_backends! {
 
         async fn revoke_invitation(
             &self,
-            tenant: TenantId,
+            scope: TenantScope,
             id: InvitationId,
             event: &AuditRecord,
         ) -> Result<bool, StoreError> {
+            let tenant = scope.tenant();
             let mut tx = self.0.tenant(tenant).await?;
             let revoked = sqlx::query(
                 "UPDATE invitations SET revoked_at = $1
@@ -523,11 +534,12 @@ for_both_backends! {
 
         async fn transfer_ownership(
             &self,
-            tenant: TenantId,
+            scope: TenantScope,
             from: UserId,
             to: UserId,
             event: &AuditRecord,
         ) -> Result<MemberChange, StoreError> {
+            let tenant = scope.tenant();
             let mut tx = self.0.tenant(tenant).await?;
             if locked_role(&mut tx, tenant, to).await?.is_none() {
                 return Ok(MemberChange::NotFound);
@@ -548,10 +560,11 @@ for_both_backends! {
 
         async fn remove(
             &self,
-            tenant: TenantId,
+            scope: TenantScope,
             user: UserId,
             event: &AuditRecord,
         ) -> Result<MemberChange, StoreError> {
+            let tenant = scope.tenant();
             let mut tx = self.0.tenant(tenant).await?;
             let Some(current) = locked_role(&mut tx, tenant, user).await? else {
                 return Ok(MemberChange::NotFound);
