@@ -91,8 +91,9 @@ impl Principal {
     /// else their built-in role's.
     pub fn may(&self, action: Action) -> bool {
         match &self.custom_actions {
-            Some(actions) => actions.contains(&action),
-            None => self.role.may(action),
+            // An Owner keeps every action, whatever a stale assignment says.
+            Some(actions) if self.role != Role::Owner => actions.contains(&action),
+            _ => self.role.may(action),
         }
     }
 }

@@ -210,6 +210,26 @@ for_both_backends! {
             .await?)
     }
 
+    /// Sets a built-in role; an Owner holds no custom role (Owners keep every action).
+    async fn set_membership_role(
+        tx: &mut sqlx::Transaction<'static, Db>,
+        tenant: TenantId,
+        user: UserId,
+        role: Role,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE memberships
+             SET role = $1, custom_role_id = CASE WHEN $1 = 'owner' THEN NULL ELSE custom_role_id END
+             WHERE tenant_id = $2 AND user_id = $3",
+        )
+        .bind(role.as_str())
+        .bind(tenant)
+        .bind(user)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
     async fn would_orphan(
         tx: &mut sqlx::Transaction<'static, Db>,
         tenant: TenantId,
@@ -269,12 +289,7 @@ for_both_backends! {
             if current == "owner" && role != Role::Owner && would_orphan(&mut tx, tenant, user).await? {
                 return Ok(MemberChange::LastOwner);
             }
-            sqlx::query("UPDATE memberships SET role = $1 WHERE tenant_id = $2 AND user_id = $3")
-                .bind(role.as_str())
-                .bind(tenant)
-                .bind(user)
-                .execute(&mut *tx)
-                .await?;
+            set_membership_role(&mut tx, tenant, user, role).await?;
             sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
             tx.append(event).await?;
             tx.commit().await?;
@@ -545,12 +560,7 @@ for_both_backends! {
                 return Ok(MemberChange::NotFound);
             }
             for (user, role) in [(to, Role::Owner), (from, Role::Admin)] {
-                sqlx::query("UPDATE memberships SET role = $1 WHERE tenant_id = $2 AND user_id = $3")
-                    .bind(role.as_str())
-                    .bind(tenant)
-                    .bind(user)
-                    .execute(&mut *tx)
-                    .await?;
+                set_membership_role(&mut tx, tenant, user, role).await?;
             }
             sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
             tx.append(event).await?;

@@ -734,4 +734,27 @@ async fn a_custom_role_grants_exactly_its_actions_and_never_more_than_its_giver_
     assert_eq!(status, 204);
     assert_eq!(invite_as_member().await.0, 403);
     assert_eq!(assign(Value::Null).await, 204);
+
+    // A member holding a custom role who becomes Owner keeps every action.
+    let (_, auditor) = create("admin", "Auditor", json!(["members.read"])).await;
+    assert_eq!(assign(auditor["id"].clone()).await, 204);
+    let (status, _) = send(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/tenant/transfer-ownership",
+        &s["owner"].access,
+        Some(json!({ "user_id": member_id })),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let viewer_id = user_id_of(&app, &s["viewer"]).await;
+    let (status, body) = send(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/members/{viewer_id}"),
+        &s["member"].access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
 }
