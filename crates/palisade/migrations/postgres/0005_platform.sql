@@ -13,7 +13,9 @@ $$;
 ALTER TABLE tenants ADD COLUMN suspended_at timestamptz;
 
 GRANT USAGE ON SCHEMA public TO palisade_platform;
-GRANT SELECT ON tenants, users, memberships TO palisade_platform;
+GRANT SELECT ON tenants, memberships TO palisade_platform;
+-- Never the password hashes.
+GRANT SELECT (id, email, email_verified_at) ON users TO palisade_platform;
 GRANT UPDATE (suspended_at) ON tenants TO palisade_platform;
 GRANT SELECT, UPDATE ON auth_epoch TO palisade_platform;
 GRANT INSERT ON security_events TO palisade_platform;

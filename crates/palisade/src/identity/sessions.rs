@@ -73,6 +73,10 @@ impl Principal {
         &self.email
     }
 
+    pub fn email_verified(&self) -> bool {
+        self.email_verified
+    }
+
     pub fn tenant_name(&self) -> &str {
         &self.tenant_name
     }
@@ -85,6 +89,16 @@ impl Principal {
     /// The tenant requires MFA and this session has none: only enrolment is allowed.
     pub fn mfa_pending(&self) -> bool {
         self.mfa_pending
+    }
+
+    /// Whether this member may give someone `role`: not above their own rank, and (for a
+    /// member restricted by a custom role) no action of it beyond their own (claim RBAC-6).
+    pub fn may_grant(&self, role: Role) -> bool {
+        role >= self.role
+            && crate::tenancy::actions::ACTIONS
+                .iter()
+                .filter(|action| role.may(**action))
+                .all(|action| self.may(*action))
     }
 
     /// Whether this member may do `action`: their custom role's actions if they hold one,
@@ -625,6 +639,9 @@ impl Identity {
         let memberships = self.store.memberships(principal.user).await?;
         let membership =
             choose_tenant(&memberships, Some(tenant)).ok_or(IdentityError::NotFound)?;
+        if membership.suspended {
+            return Err(IdentityError::TenantSuspended);
+        }
         let now = self.now();
         let event = origin
             .event("auth.tenant_switched", "success", now)
@@ -730,14 +747,19 @@ impl Identity {
     }
 }
 
-/// The requested tenant if the user is a member of it, else (none requested) the oldest.
+/// The requested tenant if the user is a member of it, else (none requested) the oldest one
+/// that is not suspended.
 fn choose_tenant(
     memberships: &[MembershipRecord],
     requested: Option<TenantId>,
 ) -> Option<&MembershipRecord> {
     match requested {
         Some(tenant) => memberships.iter().find(|m| m.tenant_id == tenant),
-        None => memberships.first(),
+        // The oldest membership whose tenant is not suspended, else the oldest.
+        None => memberships
+            .iter()
+            .find(|m| !m.suspended)
+            .or_else(|| memberships.first()),
     }
 }
 

@@ -384,7 +384,7 @@ const PRINCIPAL_QUERY: &str =
      JOIN users u ON u.id = s.user_id
      JOIN memberships m ON m.user_id = s.user_id AND m.tenant_id = s.tenant_id
      JOIN tenants t ON t.id = s.tenant_id
-     LEFT JOIN custom_roles cr ON cr.id = m.custom_role_id
+     LEFT JOIN custom_roles cr ON cr.id = m.custom_role_id AND cr.tenant_id = m.tenant_id
      WHERE s.id = $1 AND s.tenant_id = $2";
 
 const SESSIONS_OF_QUERY: &str = concat!(

@@ -151,7 +151,7 @@ pub enum PlatformError {
     Store(#[from] StoreError),
     #[error("no such tenant")]
     NoSuchTenant,
-    #[error("platform commands on PostgreSQL need admin.database_url (PALISADE_ADMIN__DATABASE_URL): the operator's BYPASSRLS role, see docs/postgres.md")]
+    #[error("platform commands on PostgreSQL need admin.database_url (PALISADE_ADMIN__DATABASE_URL): the operator's own BYPASSRLS role, not the server's, see docs/postgres.md")]
     NoCredential,
     #[error("{0}")]
     Invalid(String),
@@ -181,7 +181,21 @@ impl Platform {
                     .database_url
                     .as_ref()
                     .ok_or(PlatformError::NoCredential)?;
-                Database::Postgres(crate::store::postgres::connect(url, settings).await?)
+                let pool = crate::store::postgres::connect(url, settings).await?;
+                // A role that cannot see across tenants would list nothing and suspend
+                // nothing, silently; the server's runtime role must never be used here.
+                let (bypass, runtime): (bool, bool) = sqlx::query_as(
+                    "SELECT r.rolbypassrls, pg_has_role(current_user, $1, 'MEMBER')
+                     FROM pg_roles r WHERE r.rolname = current_user",
+                )
+                .bind(crate::store::postgres::RUNTIME_GROUP_ROLE)
+                .fetch_one(&pool)
+                .await
+                .map_err(StoreError::from)?;
+                if !bypass || runtime {
+                    return Err(PlatformError::NoCredential);
+                }
+                Database::Postgres(pool)
             }
         };
         let store: Arc<dyn PlatformStore> = match &db {

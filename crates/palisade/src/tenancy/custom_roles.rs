@@ -87,6 +87,16 @@ impl Tenancy {
         id: CustomRoleId,
         origin: &Origin,
     ) -> Result<(), TenancyError> {
+        // Its holders fall back to their built-in roles: the caller must be able to grant
+        // each of those, and must not be lifting their own restriction.
+        let members = self.store.members(principal.scope()).await?;
+        for holder in members.iter().filter(|m| m.custom_role == Some(id)) {
+            if holder.user_id == principal.user() || !principal.may_grant(holder.role) {
+                return Err(TenancyError::Forbidden(
+                    "deleting this role would give its holders more than you may grant",
+                ));
+            }
+        }
         let event = origin
             .event("roles.custom_deleted", "success", self.clock.now())
             .in_tenant(principal.tenant())
@@ -118,6 +128,11 @@ impl Tenancy {
         let target = self.subordinate(principal, user).await?;
         if target.role == Role::Owner {
             return Err(TenancyError::Forbidden("an Owner keeps every action"));
+        }
+        if role.is_none() && !principal.may_grant(target.role) {
+            return Err(TenancyError::Forbidden(
+                "taking the custom role away would give more than you may grant",
+            ));
         }
         if let Some(id) = role {
             let roles = self.store.custom_roles(principal.scope()).await?;

@@ -29,7 +29,7 @@ impl Tenancy {
         origin: &Origin,
     ) -> Result<InvitationRecord, TenancyError> {
         let email = Email::parse(email)?;
-        if role < principal.role() {
+        if !principal.may_grant(role) {
             return Err(TenancyError::Forbidden(
                 "an invitation grants at most the inviter's own role",
             ));
@@ -124,6 +124,11 @@ impl Tenancy {
         token: &SecretString,
         origin: &Origin,
     ) -> Result<(TenantId, Role), TenancyError> {
+        if !principal.email_verified() {
+            return Err(TenancyError::Forbidden(
+                "verify your email address before accepting an invitation",
+            ));
+        }
         let text = token.expose_secret();
         let tenant: TenantId = text
             .split_once('.')
@@ -148,6 +153,7 @@ impl Tenancy {
         {
             Acceptance::Joined(role) => Ok((tenant, role)),
             Acceptance::NotFound => Err(TenancyError::NotFound),
+            Acceptance::Suspended => Err(TenancyError::Suspended),
             Acceptance::AlreadyMember => {
                 Err(TenancyError::Conflict("already a member of this tenant"))
             }

@@ -24,6 +24,8 @@ pub enum TenancyError {
     LastOwner,
     #[error("{0}")]
     Conflict(&'static str),
+    #[error("this tenant is suspended")]
+    Suspended,
     #[error(transparent)]
     Invalid(#[from] crate::identity::domain::InvalidInput),
     #[error(transparent)]
@@ -86,7 +88,7 @@ impl Tenancy {
         if user == principal.user() {
             return Err(TenancyError::Forbidden("nobody changes their own role"));
         }
-        if role < principal.role() {
+        if !principal.may_grant(role) {
             return Err(TenancyError::Forbidden(
                 "a role above your own cannot be granted",
             ));
@@ -159,6 +161,9 @@ impl Tenancy {
             }
             MemberChange::NotFound => Err(TenancyError::NotFound),
             MemberChange::LastOwner => Err(TenancyError::LastOwner),
+            MemberChange::Stale => Err(TenancyError::Conflict(
+                "your role changed while the request ran; retry",
+            )),
         }
     }
 }

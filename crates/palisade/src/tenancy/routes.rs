@@ -45,6 +45,9 @@ impl From<TenancyError> for ApiError {
             TenancyError::LastOwner => {
                 ApiError::refused(StatusCode::CONFLICT, "conflict", error.to_string())
             }
+            TenancyError::Suspended => {
+                ApiError::refused(StatusCode::FORBIDDEN, "tenant_suspended", error.to_string())
+            }
             TenancyError::Conflict(text) => {
                 ApiError::refused(StatusCode::CONFLICT, "conflict", text)
             }

@@ -18,6 +18,7 @@ pub struct MemberRecord {
     pub email: String,
     pub role: Role,
     pub joined_at: OffsetDateTime,
+    pub custom_role: Option<CustomRoleId>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -27,6 +28,8 @@ pub enum MemberChange {
     NotFound,
     /// The change would leave the tenant without an Owner.
     LastOwner,
+    /// The caller's standing changed while the request ran.
+    Stale,
 }
 
 #[derive(Clone, Debug)]
@@ -66,6 +69,8 @@ pub enum Acceptance {
     /// No live invitation with this token for this email.
     NotFound,
     AlreadyMember,
+    /// The tenant is suspended.
+    Suspended,
 }
 
 #[async_trait]
@@ -165,18 +170,21 @@ fn parse_role(text: &str) -> Result<Role, StoreError> {
     Role::parse(text).ok_or_else(|| StoreError::Other(format!("unknown role {text:?}").into()))
 }
 
-fn member_from(row: (UserId, String, String, OffsetDateTime)) -> Result<MemberRecord, StoreError> {
+type MemberRow = (UserId, String, String, OffsetDateTime, Option<CustomRoleId>);
+
+fn member_from(row: MemberRow) -> Result<MemberRecord, StoreError> {
     Ok(MemberRecord {
         user_id: row.0,
         email: row.1,
         role: parse_role(&row.2)?,
         joined_at: row.3,
+        custom_role: row.4,
     })
 }
 
 macro_rules! members_query {
     () => {
-        "SELECT m.user_id, u.email, m.role, m.created_at
+        "SELECT m.user_id, u.email, m.role, m.created_at, m.custom_role_id
          FROM memberships m JOIN users u ON u.id = m.user_id
          WHERE m.tenant_id = $1"
     };
@@ -248,7 +256,7 @@ for_both_backends! {
         async fn members(&self, scope: TenantScope) -> Result<Vec<MemberRecord>, StoreError> {
             let tenant = scope.tenant();
             let mut reader = self.0.tenant_reader(tenant).await?;
-            let rows: Vec<(UserId, String, String, OffsetDateTime)> = sqlx::query_as(MEMBERS_QUERY)
+            let rows: Vec<MemberRow> = sqlx::query_as(MEMBERS_QUERY)
                 .bind(tenant)
                 .fetch_all(&mut *reader)
                 .await?;
@@ -265,7 +273,7 @@ for_both_backends! {
         ) -> Result<Option<MemberRecord>, StoreError> {
             let tenant = scope.tenant();
             let mut reader = self.0.tenant_reader(tenant).await?;
-            let row: Option<(UserId, String, String, OffsetDateTime)> = sqlx::query_as(MEMBER_QUERY)
+            let row: Option<MemberRow> = sqlx::query_as(MEMBER_QUERY)
                 .bind(tenant)
                 .bind(user)
                 .fetch_optional(&mut *reader)
@@ -523,6 +531,28 @@ for_both_backends! {
                 return Ok(Acceptance::NotFound);
             };
             let role = parse_role(&role_text)?;
+            // The inviter must still be a member who could grant this role now.
+            let inviter: Option<String> = sqlx::query_scalar(
+                "SELECT m.role FROM memberships m JOIN invitations i
+                   ON i.invited_by = m.user_id AND i.tenant_id = m.tenant_id
+                 WHERE i.id = $1 AND m.tenant_id = $2",
+            )
+            .bind(id)
+            .bind(tenant)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let inviter_rank = inviter.as_deref().and_then(Role::parse);
+            if inviter_rank.is_none_or(|rank| rank > role) {
+                return Ok(Acceptance::NotFound);
+            }
+            let suspended: Option<OffsetDateTime> =
+                sqlx::query_scalar("SELECT suspended_at FROM tenants WHERE id = $1")
+                    .bind(tenant)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if suspended.is_some() {
+                return Ok(Acceptance::Suspended);
+            }
             let joined = sqlx::query(
                 "INSERT INTO memberships (tenant_id, user_id, role, created_at)
                  VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, user_id) DO NOTHING",
@@ -558,6 +588,10 @@ for_both_backends! {
             let mut tx = self.0.tenant(tenant).await?;
             if locked_role(&mut tx, tenant, to).await?.is_none() {
                 return Ok(MemberChange::NotFound);
+            }
+            // Still an Owner now that the lock is held (a co-Owner may have demoted them).
+            if locked_role(&mut tx, tenant, from).await?.as_deref() != Some("owner") {
+                return Ok(MemberChange::Stale);
             }
             for (user, role) in [(to, Role::Owner), (from, Role::Admin)] {
                 set_membership_role(&mut tx, tenant, user, role).await?;

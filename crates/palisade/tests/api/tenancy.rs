@@ -355,6 +355,33 @@ async fn accept(app: &TestApp, by: &Session, token: &str) -> (u16, Value) {
     .await
 }
 
+/// Signs up, verifies the address with the mailed link, and signs in.
+async fn verified(app: &TestApp, email: &str) -> Session {
+    let session = app.signed_in(email).await;
+    verify_pending(app, email).await;
+    session
+}
+
+/// Verifies `email` with the link mailed at sign-up.
+async fn verify_pending(app: &TestApp, email: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let token = loop {
+        let mails = app.outbox(1).await;
+        let found = mails
+            .iter()
+            .find(|m| m.contains("verify-email") && m.contains(&format!("To: {email}")));
+        if let Some(mail) = found {
+            break token_in_mail(mail);
+        }
+        assert!(std::time::Instant::now() < deadline, "no verification mail");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let response = app
+        .post_json("/api/v1/auth/verify-email", &json!({ "token": token }))
+        .await;
+    assert_eq!(response.status(), 204);
+}
+
 /// The invitation mail to `email` (the outbox holds sign-up mails too).
 async fn invitation_token(app: &TestApp, email: &str, total_mails: usize) -> String {
     let mails = app.outbox(total_mails).await;
@@ -397,13 +424,20 @@ async fn an_invitation_grants_at_most_the_inviters_role_once_to_its_addressee() 
         vec![palisade::crypto::sha256(token.as_bytes()).to_vec()]
     );
 
-    let mallory = app.signed_in("mallory@example.com").await;
+    let mallory = verified(&app, "mallory@example.com").await;
     assert_eq!(
         accept(&app, &mallory, &token).await.0,
         404,
         "bound to its email"
     );
-    let grace = app.signed_in("grace@example.com").await;
+    let unverified = app.signed_in("grace@example.com").await;
+    assert_eq!(
+        accept(&app, &unverified, &token).await.0,
+        403,
+        "only once the address is verified"
+    );
+    verify_pending(&app, "grace@example.com").await;
+    let grace = app.login("grace@example.com").await;
     let (status, joined) = accept(&app, &grace, &token).await;
     assert_eq!(status, 200, "{joined}");
     assert_eq!(joined["role"], "manager");
@@ -447,11 +481,11 @@ async fn revoked_and_expired_invitations_do_not_work() {
     assert_eq!(status, 204);
     invite(&app, &owner, "linus@example.com", "member").await;
     let second_token = invitation_token(&app, "linus@example.com", 3).await;
-    let grace = app.signed_in("grace@example.com").await;
+    let grace = verified(&app, "grace@example.com").await;
     assert_eq!(accept(&app, &grace, &first_token).await.0, 404, "revoked");
     app.clock
         .advance(std::time::Duration::from_secs(7 * 24 * 3600));
-    let linus = app.signed_in("linus@example.com").await;
+    let linus = verified(&app, "linus@example.com").await;
     assert_eq!(accept(&app, &linus, &second_token).await.0, 404, "expired");
     assert_eq!(accept(&app, &linus, "garbage").await.0, 404);
 }
@@ -757,4 +791,88 @@ async fn a_custom_role_grants_exactly_its_actions_and_never_more_than_its_giver_
     )
     .await;
     assert_eq!(status, 204, "{body}");
+}
+
+// claim: RBAC-6, RBAC-3
+#[tokio::test]
+async fn a_restricted_member_cannot_lift_a_restriction_or_grant_beyond_it() {
+    let app = spawn_app().await;
+    let s = staffed_tenant(&app).await;
+    let admin_id = user_id_of(&app, &s["admin"]).await;
+    let member_id = user_id_of(&app, &s["member"]).await;
+    // The owner restricts the admin to managing roles and inviting.
+    let (_, limited) = send(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/custom-roles",
+        &s["owner"].access,
+        Some(json!({"name": "Limited", "actions": ["roles.manage", "members.invite", "members.read"]})),
+    )
+    .await;
+    let (status, _) = send(
+        &app,
+        reqwest::Method::PUT,
+        &format!("/api/v1/members/{admin_id}/custom-role"),
+        &s["owner"].access,
+        Some(json!({ "custom_role_id": limited["id"] })),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = send(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/custom-roles/{}", limited["id"].as_str().unwrap()),
+        &s["admin"].access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "deleting one's own restriction");
+    assert_eq!(
+        invite(&app, &s["admin"], "accomplice@example.com", "admin")
+            .await
+            .0,
+        403,
+        "a full Admin is more than the restricted admin may grant"
+    );
+    assert_eq!(
+        invite(&app, &s["admin"], "helper@example.com", "viewer")
+            .await
+            .0,
+        201
+    );
+    let (status, _) = send(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/members/{member_id}"),
+        &s["admin"].access,
+        Some(json!({"role": "admin"})),
+    )
+    .await;
+    assert_eq!(status, 403);
+}
+
+// claim: RBAC-6
+#[tokio::test]
+async fn an_invitation_dies_when_its_inviter_could_no_longer_grant_it() {
+    let app = spawn_app().await;
+    let s = staffed_tenant(&app).await;
+    let admin_id = user_id_of(&app, &s["admin"]).await;
+    assert_eq!(
+        invite(&app, &s["admin"], "grace@example.com", "admin")
+            .await
+            .0,
+        201
+    );
+    let token = invitation_token(&app, "grace@example.com", 6).await;
+    let (status, _) = send(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/members/{admin_id}"),
+        &s["owner"].access,
+        Some(json!({"role": "member"})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let grace = verified(&app, "grace@example.com").await;
+    assert_eq!(accept(&app, &grace, &token).await.0, 404);
 }
