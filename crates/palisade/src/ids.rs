@@ -145,6 +145,11 @@ typed_id!(
     "crl"
 );
 typed_id!(
+    /// An application: a tenant's grouping of machine access (API keys, Agents).
+    ApplicationId,
+    "app"
+);
+typed_id!(
     /// One audit event.
     EventId,
     "evt"

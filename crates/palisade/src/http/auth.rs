@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::identity::service::IdentityError;
-use crate::identity::sessions::Principal;
+use crate::identity::sessions::{Principal, PrincipalKind};
 use crate::tenancy::actions::ActionMarker;
 
 /// A live session, MFA policy met.
@@ -59,11 +59,20 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
     let token = bearer(&parts.headers).ok_or(ApiError::Unauthenticated)?;
-    state
+    let principal = state
         .identity
         .authenticate(token)
         .await
-        .map_err(ApiError::from)
+        .map_err(ApiError::from)?;
+    // Session routes are for people; service identities (claim RBAC-4) have none.
+    if principal.kind() != PrincipalKind::Member {
+        return Err(ApiError::refused(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "service identities have no session routes",
+        ));
+    }
+    Ok(principal)
 }
 
 impl FromRequestParts<AppState> for AnySession {

@@ -14,9 +14,22 @@ use super::throttle::{Admission, Attempt, Scopes};
 use super::tokens::{IssuedToken, TokenSubject};
 use crate::audit::AuditRecord;
 use crate::crypto::{random_token, sha256};
-use crate::ids::{SessionId, TenantId, UserId};
+use crate::ids::{ApplicationId, SessionId, TenantId, UserId};
 use crate::tenancy::actions::Action;
 use crate::tenancy::Role;
+
+/// What kind of identity a request acts as (claim RBAC-4). Sessions always make a Member;
+/// the API-keys and SCIM issues make the other two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrincipalKind {
+    /// A person, signed in with a session.
+    Member,
+    /// A service identity acting only through API keys scoped to one application; it never
+    /// signs in and has no session routes.
+    Agent { application: ApplicationId },
+    /// The SCIM provisioning identity: it may call only `/scim/v2/*`, no tenant action.
+    Scim,
+}
 
 /// Who an authenticated request acts as, read fresh from the database on every request.
 #[derive(Clone, Debug)]
@@ -34,6 +47,7 @@ pub struct Principal {
     pub(in crate::identity) mfa_pending: bool,
     /// A custom role's actions, which replace the built-in role's (claim RBAC-3).
     pub(in crate::identity) custom_actions: Option<Vec<Action>>,
+    pub(in crate::identity) kind: PrincipalKind,
 }
 
 /// A tenant as a verified credential names it. Only [`Principal::scope`] makes one, so a
@@ -86,6 +100,10 @@ impl Principal {
         self.mfa
     }
 
+    pub fn kind(&self) -> PrincipalKind {
+        self.kind
+    }
+
     /// The tenant requires MFA and this session has none: only enrolment is allowed.
     pub fn mfa_pending(&self) -> bool {
         self.mfa_pending
@@ -104,6 +122,9 @@ impl Principal {
     /// Whether this member may do `action`: their custom role's actions if they hold one,
     /// else their built-in role's.
     pub fn may(&self, action: Action) -> bool {
+        if self.kind == PrincipalKind::Scim {
+            return false;
+        }
         match &self.custom_actions {
             // An Owner keeps every action, whatever a stale assignment says.
             Some(actions) if self.role != Role::Owner => actions.contains(&action),
@@ -524,6 +545,7 @@ impl Identity {
                     .filter_map(Action::from_name)
                     .collect()
             }),
+            kind: PrincipalKind::Member,
         })
     }
 
@@ -770,5 +792,48 @@ fn bounded_password(password: &SecretString) -> Result<(), InvalidInput> {
         Err(InvalidInput("password: 1 to 128 characters"))
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(kind: PrincipalKind, role: Role, custom: Option<Vec<Action>>) -> Principal {
+        Principal {
+            user: UserId::generate(),
+            tenant: TenantId::generate(),
+            session: SessionId::generate(),
+            role,
+            email: "svc@example.com".into(),
+            email_verified: true,
+            tenant_name: "Acme".into(),
+            mfa: false,
+            mfa_pending: false,
+            custom_actions: custom,
+            kind,
+        }
+    }
+
+    // claim: RBAC-4
+    #[test]
+    fn a_scim_identity_may_do_no_tenant_action_and_an_agent_only_its_scopes() {
+        let scim = principal(PrincipalKind::Scim, Role::Owner, None);
+        assert!(crate::tenancy::actions::ACTIONS
+            .iter()
+            .all(|a| !scim.may(*a)));
+        let agent = principal(
+            PrincipalKind::Agent {
+                application: ApplicationId::generate(),
+            },
+            Role::Member,
+            Some(vec![Action::KeysRead]),
+        );
+        assert!(agent.may(Action::KeysRead));
+        assert!(
+            !agent.may(Action::SecretsRead),
+            "only its scopes, not its role's"
+        );
+        assert!(!agent.may(Action::MembersInvite));
     }
 }

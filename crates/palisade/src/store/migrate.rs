@@ -31,6 +31,7 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     4 "0004_invitations",
     5 "0005_platform",
     6 "0006_custom_roles",
+    7 "0007_applications",
 );
 pub const POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
@@ -39,6 +40,7 @@ pub const POSTGRES: &[Migration] = migrations!("postgres":
     4 "0004_invitations",
     5 "0005_platform",
     6 "0006_custom_roles",
+    7 "0007_applications",
 );
 
 /// Serialises migrators across instances sharing one PostgreSQL database.

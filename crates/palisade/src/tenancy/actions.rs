@@ -60,6 +60,7 @@ actions! {
     MembersUpdateRole => "members.update_role", Admin, "Change a member's role, never above one's own.";
     MembersRemove => "members.remove", Admin, "Remove a member; never the last Owner.";
     RolesManage => "roles.manage", Admin, "Create and delete the tenant's custom roles.";
+    ApplicationsManage => "applications.manage", Admin, "Create and delete applications, the groupings Agents and API keys belong to.";
     TenantUpdateSecurity => "tenant.update_security", Admin, "Change the tenant's security policy (MFA for every member).";
     TenantTransferOwnership => "tenant.transfer_ownership", Owner, "Make another member an Owner.";
     TenantDelete => "tenant.delete", Owner, "Delete the tenant and all its data.";

@@ -2,6 +2,7 @@
 //! platform operations build on this.
 
 pub mod actions;
+pub mod applications;
 pub mod custom_roles;
 pub mod invitations;
 pub mod members;

@@ -19,7 +19,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::{Json, RequestContext};
 use crate::http::openapi::ErrorBody;
 use crate::identity::routes::origin;
-use crate::ids::{CustomRoleId, InvitationId, TenantId, UserId};
+use crate::ids::{ApplicationId, CustomRoleId, InvitationId, TenantId, UserId};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -33,6 +33,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_custom_roles, create_custom_role))
         .routes(routes!(delete_custom_role))
         .routes(routes!(assign_custom_role))
+        .routes(routes!(list_applications, create_application))
+        .routes(routes!(delete_application))
 }
 
 impl From<TenancyError> for ApiError {
@@ -578,6 +580,116 @@ async fn assign_custom_role(
             body.custom_role_id,
             &origin(context),
         )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationRequest {
+    #[schema(example = "Billing sync", min_length = 1, max_length = 100)]
+    name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ApplicationView {
+    id: ApplicationId,
+    name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+}
+
+impl From<super::store::ApplicationRecord> for ApplicationView {
+    fn from(record: super::store::ApplicationRecord) -> Self {
+        Self {
+            id: record.id,
+            name: record.name,
+            created_at: record.created_at,
+        }
+    }
+}
+
+/// The tenant's applications: the groupings Agents and API keys belong to.
+///
+/// Action: `members.read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/applications",
+    tag = "tenancy",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Applications", body = [ApplicationView]),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role does not allow this action", body = ErrorBody),
+    )
+)]
+async fn list_applications(
+    State(state): State<AppState>,
+    permitted: Permitted<act::MembersRead>,
+) -> Result<axum::Json<Vec<ApplicationView>>, ApiError> {
+    let applications = state.tenancy.applications(&permitted.principal).await?;
+    Ok(axum::Json(
+        applications.into_iter().map(Into::into).collect(),
+    ))
+}
+
+/// Create an application.
+///
+/// Action: `applications.manage`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/applications",
+    tag = "tenancy",
+    request_body = ApplicationRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = ApplicationView),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role does not allow this action", body = ErrorBody),
+        (status = 409, description = "An application of that name exists", body = ErrorBody),
+        (status = 422, description = "Invalid body", body = ErrorBody),
+    )
+)]
+async fn create_application(
+    State(state): State<AppState>,
+    permitted: Permitted<act::ApplicationsManage>,
+    context: RequestContext,
+    Json(body): Json<ApplicationRequest>,
+) -> Result<(StatusCode, axum::Json<ApplicationView>), ApiError> {
+    let application = state
+        .tenancy
+        .create_application(&permitted.principal, &body.name, &origin(context))
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(application.into())))
+}
+
+/// Delete an application.
+///
+/// Action: `applications.manage`.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/applications/{application_id}",
+    tag = "tenancy",
+    security(("bearer" = [])),
+    params(("application_id" = ApplicationId, Path, description = "An application of the caller's tenant")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role does not allow this action", body = ErrorBody),
+        (status = 404, description = "No such application in this tenant", body = ErrorBody),
+    )
+)]
+async fn delete_application(
+    State(state): State<AppState>,
+    permitted: Permitted<act::ApplicationsManage>,
+    context: RequestContext,
+    Path(raw): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id: ApplicationId = raw.parse().map_err(|_| ApiError::NotFound)?;
+    state
+        .tenancy
+        .delete_application(&permitted.principal, id, &origin(context))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,7 +9,7 @@ use super::Role;
 use crate::audit::{Append, AuditRecord};
 use crate::identity::sessions::TenantScope;
 use crate::identity::store::BUMP_AUTH_EPOCH;
-use crate::ids::{CustomRoleId, InvitationId, TenantId, UserId};
+use crate::ids::{ApplicationId, CustomRoleId, InvitationId, TenantId, UserId};
 use crate::store::{for_both_backends, Begin, Database, StoreError};
 
 #[derive(Clone, Debug)]
@@ -38,6 +38,13 @@ pub struct CustomRoleRecord {
     pub name: String,
     /// Action names, space-separated.
     pub actions: String,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Clone, Debug)]
+pub struct ApplicationRecord {
+    pub id: ApplicationId,
+    pub name: String,
     pub created_at: OffsetDateTime,
 }
 
@@ -112,6 +119,20 @@ pub trait TenancyStore: Send + Sync {
         role: Option<CustomRoleId>,
         event: &AuditRecord,
     ) -> Result<MemberChange, StoreError>;
+    /// False when the tenant already has an application of that name.
+    async fn create_application(
+        &self,
+        scope: TenantScope,
+        application: &ApplicationRecord,
+        event: &AuditRecord,
+    ) -> Result<bool, StoreError>;
+    async fn applications(&self, scope: TenantScope) -> Result<Vec<ApplicationRecord>, StoreError>;
+    async fn delete_application(
+        &self,
+        scope: TenantScope,
+        id: ApplicationId,
+        event: &AuditRecord,
+    ) -> Result<bool, StoreError>;
     async fn invite(
         &self,
         invitation: &NewInvitation,
@@ -419,6 +440,76 @@ for_both_backends! {
             tx.append(event).await?;
             tx.commit().await?;
             Ok(MemberChange::Done)
+        }
+
+        async fn create_application(
+            &self,
+            scope: TenantScope,
+            application: &ApplicationRecord,
+            event: &AuditRecord,
+        ) -> Result<bool, StoreError> {
+            let tenant = scope.tenant();
+            let mut tx = self.0.tenant(tenant).await?;
+            let inserted = sqlx::query(
+                "INSERT INTO applications (id, tenant_id, name, created_at)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, name) DO NOTHING",
+            )
+            .bind(application.id)
+            .bind(tenant)
+            .bind(&application.name)
+            .bind(application.created_at)
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() != 1 {
+                return Ok(false);
+            }
+            tx.append(event).await?;
+            tx.commit().await?;
+            Ok(true)
+        }
+
+        async fn applications(
+            &self,
+            scope: TenantScope,
+        ) -> Result<Vec<ApplicationRecord>, StoreError> {
+            let tenant = scope.tenant();
+            let mut reader = self.0.tenant_reader(tenant).await?;
+            let rows: Vec<(ApplicationId, String, OffsetDateTime)> = sqlx::query_as(
+                "SELECT id, name, created_at FROM applications WHERE tenant_id = $1 ORDER BY name",
+            )
+            .bind(tenant)
+            .fetch_all(&mut *reader)
+            .await?;
+            <Pool as Begin>::end_read(reader).await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| ApplicationRecord {
+                    id: r.0,
+                    name: r.1,
+                    created_at: r.2,
+                })
+                .collect())
+        }
+
+        async fn delete_application(
+            &self,
+            scope: TenantScope,
+            id: ApplicationId,
+            event: &AuditRecord,
+        ) -> Result<bool, StoreError> {
+            let tenant = scope.tenant();
+            let mut tx = self.0.tenant(tenant).await?;
+            let deleted = sqlx::query("DELETE FROM applications WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            if deleted.rows_affected() != 1 {
+                return Ok(false);
+            }
+            tx.append(event).await?;
+            tx.commit().await?;
+            Ok(true)
         }
 
         async fn invite(

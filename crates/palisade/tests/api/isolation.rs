@@ -13,6 +13,7 @@ const TENANT_TABLES: &[&str] = &[
     "audit_events",
     "invitations",
     "custom_roles",
+    "applications",
 ];
 
 /// Two tenants made through the API, and a connection as the server's runtime role.
@@ -44,6 +45,14 @@ async fn two_tenants() -> Option<TwoTenants> {
             )
             .await;
         assert_eq!(role.status(), 201);
+        let application = app
+            .post_as(
+                "/api/v1/applications",
+                &session.access,
+                Some(&serde_json::json!({"name": "Sync"})),
+            )
+            .await;
+        assert_eq!(application.status(), 201);
     }
     let Some(pg) = app.db.as_postgres() else {
         eprintln!("sqlite backend: row-level security is PostgreSQL-only (docs/claims.md, TEN-3)");

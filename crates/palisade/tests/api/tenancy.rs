@@ -128,7 +128,8 @@ async fn every_tenant_operation_names_its_action_and_refuses_the_roles_below_it(
             let concrete = path
                 .replace("{user_id}", "usr_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0")
                 .replace("{invitation_id}", "inv_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0")
-                .replace("{role_id}", "crl_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0");
+                .replace("{role_id}", "crl_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0")
+                .replace("{application_id}", "app_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0");
             for (role, session) in &sessions {
                 if roles.iter().any(|r| r == role) {
                     continue;
@@ -558,6 +559,14 @@ async fn every_route_with_an_id_answers_another_tenants_ids_like_missing_ones() 
         Some(json!({"name": "Auditor", "actions": ["members.read"]})),
     )
     .await;
+    let (_, application) = send(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/applications",
+        &a.access,
+        Some(json!({"name": "Billing sync"})),
+    )
+    .await;
     let a_me: Value = app
         .get_as("/api/v1/me", &a.access)
         .await
@@ -577,12 +586,17 @@ async fn every_route_with_an_id_answers_another_tenants_ids_like_missing_ones() 
             invitation["id"].as_str().unwrap().to_owned(),
         ),
         ("role_id", custom["id"].as_str().unwrap().to_owned()),
+        (
+            "application_id",
+            application["id"].as_str().unwrap().to_owned(),
+        ),
     ]);
     let missing_ids = HashMap::from([
         ("user_id", "usr_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
         ("session_id", "ses_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
         ("invitation_id", "inv_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
         ("role_id", "crl_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
+        ("application_id", "app_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
     ]);
     let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();
     let mut walked = 0;
@@ -875,4 +889,66 @@ async fn an_invitation_dies_when_its_inviter_could_no_longer_grant_it() {
     assert_eq!(status, 204);
     let grace = verified(&app, "grace@example.com").await;
     assert_eq!(accept(&app, &grace, &token).await.0, 404);
+}
+
+// claim: RBAC-4
+#[tokio::test]
+async fn applications_group_a_tenants_machine_access() {
+    let app = spawn_app().await;
+    let s = staffed_tenant(&app).await;
+    let create = |who: &str, name: &str| {
+        let access = s[who].access.clone();
+        let body = json!({ "name": name });
+        let app = &app;
+        async move {
+            send(
+                app,
+                reqwest::Method::POST,
+                "/api/v1/applications",
+                &access,
+                Some(body),
+            )
+            .await
+        }
+    };
+    assert_eq!(create("manager", "Sync").await.0, 403);
+    let (status, created) = create("admin", "Sync").await;
+    assert_eq!(status, 201, "{created}");
+    assert!(created["id"].as_str().unwrap().starts_with("app_"));
+    assert_eq!(create("admin", "Sync").await.0, 409);
+    let (status, listed) = send(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/applications",
+        &s["viewer"].access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let path = format!("/api/v1/applications/{}", created["id"].as_str().unwrap());
+    assert_eq!(
+        send(
+            &app,
+            reqwest::Method::DELETE,
+            &path,
+            &s["admin"].access,
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(
+        send(
+            &app,
+            reqwest::Method::DELETE,
+            &path,
+            &s["admin"].access,
+            None
+        )
+        .await
+        .0,
+        404
+    );
 }

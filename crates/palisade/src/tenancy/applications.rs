@@ -1,0 +1,75 @@
+//! Applications: a tenant's groupings of machine access. Service identities (claim RBAC-4)
+//! hang off them: an Agent acts only through API keys scoped to one application and never
+//! signs in; a Scim identity may call only `/scim/v2/*`. The keys and SCIM issues issue
+//! those credentials; the kinds are modelled in `identity::sessions::PrincipalKind`.
+
+use super::members::{Tenancy, TenancyError};
+use super::store::ApplicationRecord;
+use crate::identity::domain::InvalidInput;
+use crate::identity::service::Origin;
+use crate::identity::sessions::Principal;
+use crate::ids::ApplicationId;
+
+impl Tenancy {
+    pub async fn create_application(
+        &self,
+        principal: &Principal,
+        name: &str,
+        origin: &Origin,
+    ) -> Result<ApplicationRecord, TenancyError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(InvalidInput("name: 1 to 100 characters, no control characters").into());
+        }
+        let record = ApplicationRecord {
+            id: ApplicationId::generate(),
+            name: name.to_owned(),
+            created_at: self.clock.now(),
+        };
+        let event = origin
+            .event("applications.created", "success", record.created_at)
+            .in_tenant(principal.tenant())
+            .by(principal.user())
+            .on("application", record.id);
+        if self
+            .store
+            .create_application(principal.scope(), &record, &event)
+            .await?
+        {
+            Ok(record)
+        } else {
+            Err(TenancyError::Conflict(
+                "the tenant already has an application of that name",
+            ))
+        }
+    }
+
+    pub async fn applications(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<ApplicationRecord>, TenancyError> {
+        Ok(self.store.applications(principal.scope()).await?)
+    }
+
+    pub async fn delete_application(
+        &self,
+        principal: &Principal,
+        id: ApplicationId,
+        origin: &Origin,
+    ) -> Result<(), TenancyError> {
+        let event = origin
+            .event("applications.deleted", "success", self.clock.now())
+            .in_tenant(principal.tenant())
+            .by(principal.user())
+            .on("application", id);
+        if self
+            .store
+            .delete_application(principal.scope(), id, &event)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(TenancyError::NotFound)
+        }
+    }
+}
