@@ -72,8 +72,16 @@ impl AuditRecord {
 /// Appends an event inside the caller's transaction. Tenant events go to the tenant's
 /// trail (the transaction must be bound to that tenant on PostgreSQL); events without a
 /// tenant go to the platform's security stream.
-pub(crate) trait Append {
+pub(crate) trait Append: Sized {
     async fn append(&mut self, event: &AuditRecord) -> Result<(), StoreError>;
+
+    /// Appends `event` and commits: the change and its record land together or not at all.
+    async fn commit_with(self, event: &AuditRecord) -> Result<(), StoreError>;
+
+    /// As [`Append::commit_with`], for a change that narrows what sessions may do: bumps the
+    /// auth epoch in the same transaction, so cached principals are re-read
+    /// (`identity::principals`).
+    async fn commit_narrowing(self, event: &AuditRecord) -> Result<(), StoreError>;
 }
 
 for_both_backends! {
@@ -118,5 +126,19 @@ for_both_backends! {
             };
             Ok(())
         }
+
+        async fn commit_with(mut self, event: &AuditRecord) -> Result<(), StoreError> {
+            self.append(event).await?;
+            self.commit().await?;
+            Ok(())
+        }
+
+        async fn commit_narrowing(mut self, event: &AuditRecord) -> Result<(), StoreError> {
+            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *self).await?;
+            self.commit_with(event).await
+        }
     }
 }
+
+/// Run inside every transaction that narrows (or changes) what a cached principal says.
+const BUMP_AUTH_EPOCH: &str = "UPDATE auth_epoch SET epoch = epoch + 1 WHERE id = 1";

@@ -355,9 +355,6 @@ fn role(text: &str) -> Result<Role, StoreError> {
 
 pub struct SqlIdentityStore<P>(P);
 
-/// Run inside every transaction that narrows (or changes) what a cached principal says.
-pub(crate) const BUMP_AUTH_EPOCH: &str = "UPDATE auth_epoch SET epoch = epoch + 1 WHERE id = 1";
-
 macro_rules! session_columns {
     () => {
         "s.id, s.user_id, s.tenant_id, s.created_at, s.last_refreshed_at,
@@ -489,8 +486,7 @@ for_both_backends! {
             .bind(account.created_at)
             .execute(&mut *tx)
             .await?;
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_with(event).await?;
             Ok(SignupOutcome::Created)
         }
 
@@ -547,8 +543,7 @@ for_both_backends! {
                 .execute(&mut *tx)
                 .await?;
             }
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_with(event).await?;
             Ok(Some(skipped))
         }
 
@@ -651,9 +646,7 @@ for_both_backends! {
             .bind(user)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_narrowing(event).await?;
             Ok(true)
         }
 
@@ -695,8 +688,7 @@ for_both_backends! {
             .bind(session.created_at)
             .execute(&mut *tx)
             .await?;
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_with(event).await?;
             Ok(())
         }
 
@@ -776,9 +768,7 @@ for_both_backends! {
             if revoked.rows_affected() == 0 {
                 return Ok(false);
             }
-            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_narrowing(event).await?;
             Ok(true)
         }
 
@@ -797,9 +787,7 @@ for_both_backends! {
             .bind(user)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_narrowing(event).await?;
             Ok(())
         }
 
@@ -822,9 +810,7 @@ for_both_backends! {
             if switched.rows_affected() != 1 {
                 return Err(StoreError::Other("switching a session that is gone".into()));
             }
-            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_narrowing(event).await?;
             Ok(())
         }
 
@@ -1001,10 +987,7 @@ for_both_backends! {
         }
 
         async fn record_event(&self, event: &AuditRecord) -> Result<(), StoreError> {
-            let mut tx = begin_for(&self.0, event).await?;
-            tx.append(event).await?;
-            tx.commit().await?;
-            Ok(())
+            begin_for(&self.0, event).await?.commit_with(event).await
         }
 
         async fn issue_email_token(
@@ -1087,9 +1070,7 @@ for_both_backends! {
             .bind(&hash[..])
             .execute(&mut *tx)
             .await?;
-            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_narrowing(event).await?;
             Ok(true)
         }
 
@@ -1169,9 +1150,7 @@ for_both_backends! {
                     .execute(&mut *tx)
                     .await?;
             }
-            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_narrowing(event).await?;
             Ok(true)
         }
 
@@ -1220,9 +1199,7 @@ for_both_backends! {
                 .bind(user)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_narrowing(event).await?;
             Ok(())
         }
 
@@ -1238,9 +1215,7 @@ for_both_backends! {
                 .bind(tenant)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_narrowing(event).await?;
             Ok(())
         }
     }

@@ -13,7 +13,6 @@ use time::OffsetDateTime;
 use crate::audit::{Append, AuditRecord};
 use crate::clock::Clock;
 use crate::config::{Backend, Settings};
-use crate::identity::store::BUMP_AUTH_EPOCH;
 use crate::ids::{TenantId, UserId};
 use crate::store::{for_both_backends, Begin, Database, StartupError, StoreError};
 
@@ -67,8 +66,7 @@ for_both_backends! {
                 )
                 .fetch_all(&mut *tx)
                 .await?;
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_with(event).await?;
             Ok(rows
                 .into_iter()
                 .map(|r| TenantSummary {
@@ -96,9 +94,7 @@ for_both_backends! {
             if changed.rows_affected() != 1 {
                 return Ok(false);
             }
-            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_narrowing(event).await?;
             Ok(true)
         }
 
@@ -115,8 +111,7 @@ for_both_backends! {
             .fetch_optional(&mut *tx)
             .await?;
             let Some((id, email, verified)) = user else {
-                tx.append(event).await?;
-                tx.commit().await?;
+                tx.commit_with(event).await?;
                 return Ok(None);
             };
             let memberships: Vec<(TenantId, String, String)> = sqlx::query_as(
@@ -127,8 +122,7 @@ for_both_backends! {
             .bind(id)
             .fetch_all(&mut *tx)
             .await?;
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_with(event).await?;
             Ok(Some(UserSummary {
                 id,
                 email,

@@ -8,7 +8,6 @@ use time::OffsetDateTime;
 use super::Role;
 use crate::audit::{Append, AuditRecord};
 use crate::identity::sessions::TenantScope;
-use crate::identity::store::BUMP_AUTH_EPOCH;
 use crate::ids::{ApplicationId, CustomRoleId, InvitationId, TenantId, UserId};
 use crate::store::{for_both_backends, Begin, Database, StoreError};
 
@@ -319,9 +318,7 @@ for_both_backends! {
                 return Ok(MemberChange::LastOwner);
             }
             set_membership_role(&mut tx, tenant, user, role).await?;
-            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_narrowing(event).await?;
             Ok(MemberChange::Done)
         }
 
@@ -347,8 +344,7 @@ for_both_backends! {
             if inserted.rows_affected() != 1 {
                 return Ok(false);
             }
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_with(event).await?;
             Ok(true)
         }
 
@@ -398,9 +394,7 @@ for_both_backends! {
             if deleted.rows_affected() != 1 {
                 return Ok(false);
             }
-            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_narrowing(event).await?;
             Ok(true)
         }
 
@@ -436,9 +430,7 @@ for_both_backends! {
             if changed.rows_affected() != 1 {
                 return Ok(MemberChange::NotFound);
             }
-            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_narrowing(event).await?;
             Ok(MemberChange::Done)
         }
 
@@ -463,8 +455,7 @@ for_both_backends! {
             if inserted.rows_affected() != 1 {
                 return Ok(false);
             }
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_with(event).await?;
             Ok(true)
         }
 
@@ -507,8 +498,7 @@ for_both_backends! {
             if deleted.rows_affected() != 1 {
                 return Ok(false);
             }
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_with(event).await?;
             Ok(true)
         }
 
@@ -534,8 +524,7 @@ for_both_backends! {
             .bind(invitation.expires_at)
             .execute(&mut *tx)
             .await?;
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_with(event).await?;
             Ok(())
         }
 
@@ -593,8 +582,7 @@ for_both_backends! {
             if revoked.rows_affected() != 1 {
                 return Ok(false);
             }
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_with(event).await?;
             Ok(true)
         }
 
@@ -663,8 +651,7 @@ for_both_backends! {
                 .bind(tenant)
                 .execute(&mut *tx)
                 .await?;
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_with(event).await?;
             Ok(Acceptance::Joined(role))
         }
 
@@ -687,9 +674,7 @@ for_both_backends! {
             for (user, role) in [(to, Role::Owner), (from, Role::Admin)] {
                 set_membership_role(&mut tx, tenant, user, role).await?;
             }
-            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_narrowing(event).await?;
             Ok(MemberChange::Done)
         }
 
@@ -721,9 +706,7 @@ for_both_backends! {
             .bind(user)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *tx).await?;
-            tx.append(event).await?;
-            tx.commit().await?;
+            tx.commit_narrowing(event).await?;
             Ok(MemberChange::Done)
         }
     }
