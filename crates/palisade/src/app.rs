@@ -13,8 +13,11 @@ use tokio_rustls::TlsAcceptor;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Backend, Settings};
 use crate::health::ProbeCache;
+use crate::http::ratelimit::BurstLog;
 use crate::http::server::{self, Limits};
 use crate::identity::service::Identity;
+use crate::keys::ApiKeys;
+use crate::ratelimit::Limiter;
 use crate::store::{migrate, postgres, Database, StartupError};
 use crate::telemetry::metrics::Metrics;
 use crate::tenancy::members::Tenancy;
@@ -28,6 +31,9 @@ pub struct AppInner {
     pub db: Database,
     pub identity: Identity,
     pub tenancy: Tenancy,
+    pub keys: ApiKeys,
+    pub limiter: Limiter,
+    pub burst_log: BurstLog,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub health: ProbeCache,
@@ -95,9 +101,17 @@ impl App {
             &identity,
             clock.clone(),
         );
+        let keys = ApiKeys::new(
+            crate::keys::store::for_database(&db),
+            identity.epoch_source(),
+            clock.clone(),
+        );
         let state = AppState(Arc::new(AppInner {
             identity,
             tenancy,
+            keys,
+            limiter: Limiter::for_database(&db),
+            burst_log: BurstLog::new(),
             db,
             clock,
             metrics: Arc::new(Metrics::new()),
@@ -167,6 +181,7 @@ impl App {
             let _ = redirect.await;
         }
         upkeep.abort();
+        self.state.keys.flush_last_used().await;
         // Closing waits for checked-out connections; a stuck one must not hold the exit.
         let close = self.state.db.close();
         if tokio::time::timeout(std::time::Duration::from_secs(5), close)
@@ -179,7 +194,8 @@ impl App {
 }
 
 /// Periodic work: every second, notice principal changes made by other processes; every
-/// minute, reload and rotate signing keys and prune old failure counts.
+/// minute, reload and rotate signing keys, prune old failure counts and rate-limit state,
+/// and write API keys' last use.
 async fn upkeep(state: AppState) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -191,6 +207,11 @@ async fn upkeep(state: AppState) {
         if n % 60 == 59 {
             if let Err(error) = state.identity.maintain().await {
                 tracing::warn!(%error, "identity upkeep failed; retrying in a minute");
+            }
+            state.keys.flush_last_used().await;
+            let now_us = (state.clock.now().unix_timestamp_nanos() / 1_000) as i64;
+            if let Err(error) = state.limiter.prune(now_us).await {
+                tracing::warn!(%error, "pruning rate-limit state failed");
             }
         }
     }

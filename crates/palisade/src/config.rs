@@ -36,6 +36,34 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub mail: MailSettings,
     pub admin: AdminSettings,
+    pub rate_limits: RateLimitSettings,
+}
+
+/// Per-route request limits (claim WEB-5), per principal (API key, user) or, on routes
+/// without one, per client address. Each route's limit is one of these three classes
+/// (`ratelimit::POLICIES`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Off only for benchmarks: logged as a weakening.
+    pub enabled: bool,
+    /// Writes and every route without an override.
+    pub default_per_minute: u32,
+    /// Reads (`GET`): looser.
+    pub read_per_minute: u32,
+    /// Sign-in, sign-up and the email-link requests, per client address: stricter.
+    pub sign_in_per_minute: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            default_per_minute: 60,
+            read_per_minute: 600,
+            sign_in_per_minute: 10,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -182,6 +210,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             mail: MailSettings::default(),
             admin: AdminSettings::default(),
+            rate_limits: RateLimitSettings::default(),
         }
     }
 }
@@ -347,6 +376,16 @@ impl Settings {
             !self.data_dir.as_os_str().is_empty(),
             "data_dir must not be empty",
         );
+        for (name, limit) in [
+            ("default_per_minute", self.rate_limits.default_per_minute),
+            ("read_per_minute", self.rate_limits.read_per_minute),
+            ("sign_in_per_minute", self.rate_limits.sign_in_per_minute),
+        ] {
+            check(
+                (1..=60_000_000).contains(&limit),
+                &format!("rate_limits.{name} must be 1 to 60000000"),
+            );
+        }
         for (name, url) in [
             ("database.url", &self.database.url),
             ("database.migrate_url", &self.database.migrate_url),
@@ -561,6 +600,12 @@ impl Settings {
                 "master_key_file": self.auth.master_key_file.as_ref().map(|p| p.display().to_string()),
             },
             "admin": { "database_url": secret(&self.admin.database_url) },
+            "rate_limits": {
+                "enabled": self.rate_limits.enabled,
+                "default_per_minute": self.rate_limits.default_per_minute,
+                "read_per_minute": self.rate_limits.read_per_minute,
+                "sign_in_per_minute": self.rate_limits.sign_in_per_minute,
+            },
             "mail": {
                 "smtp_url": secret(&self.mail.smtp_url),
                 "from": self.mail.from,
@@ -572,6 +617,9 @@ impl Settings {
     /// Settings that are valid but weaken a claim; `serve` logs each one loudly.
     pub fn weakenings(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
+        if !self.rate_limits.enabled {
+            out.push("WEB-5: rate limits are off (rate_limits.enabled = false)");
+        }
         if self.tls.enabled() && self.tls.redirect_listen.is_none() {
             out.push(
                 "WEB-1: TLS is on but no plain-HTTP redirect listener is set (tls.redirect_listen)",

@@ -150,6 +150,11 @@ typed_id!(
     "app"
 );
 typed_id!(
+    /// An API key; its text form is the public id inside the key (claim KEY-1).
+    ApiKeyId,
+    "key"
+);
+typed_id!(
     /// One audit event.
     EventId,
     "evt"

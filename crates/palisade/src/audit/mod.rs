@@ -8,8 +8,27 @@ use std::net::IpAddr;
 use sqlx::Transaction;
 use time::OffsetDateTime;
 
-use crate::ids::{EventId, TenantId, UserId};
+use crate::ids::{ApiKeyId, EventId, TenantId, UserId};
 use crate::store::{for_both_backends, StoreError};
+
+/// Who acted: a person, or an API key by its id (never its secret, claim KEY-3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Actor {
+    User(UserId),
+    ApiKey(ApiKeyId),
+}
+
+impl From<UserId> for Actor {
+    fn from(user: UserId) -> Self {
+        Actor::User(user)
+    }
+}
+
+impl From<ApiKeyId> for Actor {
+    fn from(key: ApiKeyId) -> Self {
+        Actor::ApiKey(key)
+    }
+}
 
 /// One event, as the caller describes it. Secrets never go in here.
 #[derive(Clone, Debug)]
@@ -17,7 +36,7 @@ pub struct AuditRecord {
     /// None: an event of no tenant (an unknown email's failed sign-in), kept in the
     /// platform's security stream.
     pub tenant_id: Option<TenantId>,
-    pub actor_user_id: Option<UserId>,
+    pub actor: Option<Actor>,
     pub action: &'static str,
     pub target_type: &'static str,
     pub target_id: String,
@@ -40,7 +59,7 @@ impl AuditRecord {
     ) -> Self {
         Self {
             tenant_id: None,
-            actor_user_id: None,
+            actor: None,
             action,
             target_type: "none",
             target_id: String::new(),
@@ -57,8 +76,8 @@ impl AuditRecord {
         self
     }
 
-    pub fn by(mut self, actor: UserId) -> Self {
-        self.actor_user_id = Some(actor);
+    pub fn by(mut self, actor: impl Into<Actor>) -> Self {
+        self.actor = Some(actor.into());
         self
     }
 
@@ -90,14 +109,22 @@ for_both_backends! {
             let ip = event.ip.map(|ip| ip.to_string());
             match event.tenant_id {
                 Some(tenant) => sqlx::query(
-                    "INSERT INTO audit_events (id, tenant_id, occurred_at, actor_user_id, action,
-                         target_type, target_id, outcome, ip, user_agent, request_id)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    "INSERT INTO audit_events (id, tenant_id, occurred_at, actor_user_id,
+                         actor_key_id, action, target_type, target_id, outcome, ip, user_agent,
+                         request_id)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(EventId::generate())
                 .bind(tenant)
                 .bind(event.occurred_at)
-                .bind(event.actor_user_id)
+                .bind(match event.actor {
+                    Some(Actor::User(user)) => Some(user),
+                    _ => None,
+                })
+                .bind(match event.actor {
+                    Some(Actor::ApiKey(key)) => Some(key),
+                    _ => None,
+                })
                 .bind(event.action)
                 .bind(event.target_type)
                 .bind(&event.target_id)

@@ -1,7 +1,11 @@
 //! Authentication extractors. A handler names what it needs in its signature:
-//! [`Authenticated`] (a live session whose tenant's MFA policy is met: nearly every route)
-//! or [`AnySession`] (also a session still waiting for MFA enrolment: the enrolment and
-//! self-service routes). The tenant comes from the token only (claim TEN-1).
+//! [`Permitted<A>`] (a member's session or an API key allowed action `A`: every tenant
+//! route), [`Authenticated`] (a live session whose tenant's MFA policy is met) or
+//! [`AnySession`] (also a session still waiting for MFA enrolment: the enrolment and
+//! self-service routes). The tenant comes from the credential only (claim TEN-1).
+//!
+//! An API key arrives as `X-Api-Key: pal_…` or `Authorization: Bearer pal_…` (claim KEY-3);
+//! a request carrying two credentials is refused rather than guessed at.
 
 use std::marker::PhantomData;
 
@@ -13,7 +17,9 @@ use super::error::ApiError;
 use crate::app::AppState;
 use crate::identity::service::IdentityError;
 use crate::identity::sessions::{Principal, PrincipalKind};
+use crate::keys::{self, KeyPrincipal};
 use crate::tenancy::actions::ActionMarker;
+use crate::tenancy::caller::Caller;
 
 /// A live session, MFA policy met.
 pub struct Authenticated(pub Principal);
@@ -21,30 +27,93 @@ pub struct Authenticated(pub Principal);
 /// A live session, possibly one the tenant's MFA policy still restricts to enrolment.
 pub struct AnySession(pub Principal);
 
-/// `Authenticated`, and the member's role allows action `A` (claim RBAC-1): the handler names
-/// its action in its signature, so it cannot run without the check.
+/// A member's session (as [`Authenticated`]) or an API key, allowed action `A` (claims
+/// RBAC-1, KEY-5): the handler names its action in its signature, so it cannot run without
+/// the check.
 pub struct Permitted<A> {
-    pub principal: Principal,
+    pub caller: Caller,
     action: PhantomData<A>,
+}
+
+impl<A> Permitted<A> {
+    /// The person acting, for the actions only people may take (`actions::PEOPLE_ONLY`):
+    /// for those, `may` already refused every key.
+    pub fn member(&self) -> Result<&Principal, ApiError> {
+        self.caller.member().ok_or_else(forbidden_to_keys)
+    }
 }
 
 impl<A: ActionMarker> FromRequestParts<AppState> for Permitted<A> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Authenticated(principal) = Authenticated::from_request_parts(parts, state).await?;
-        if !principal.may(A::ACTION) {
+        let caller = if let Some(VerifiedKey(key)) = parts.extensions.remove::<VerifiedKey>() {
+            Caller::Key(key)
+        } else {
+            match credential(&parts.headers)? {
+                Credential::ApiKey(key) => Caller::Key(state.keys.authenticate(key).await?),
+                Credential::Session(_) => {
+                    Caller::Member(Authenticated::from_request_parts(parts, state).await?.0)
+                }
+            }
+        };
+        if !caller.may(A::ACTION) {
+            let whose = if caller.member().is_some() {
+                "your role"
+            } else {
+                "this API key"
+            };
             return Err(ApiError::refused(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                format!("your role does not allow {}", A::ACTION.name()),
+                format!("{whose} does not allow {}", A::ACTION.name()),
             ));
         }
         Ok(Self {
-            principal,
+            caller,
             action: PhantomData,
         })
     }
+}
+
+/// The credential a request carries.
+pub enum Credential<'a> {
+    Session(&'a str),
+    ApiKey(&'a str),
+}
+
+/// The one credential of a request: an API key (either header) or a session's bearer token.
+pub fn credential(headers: &HeaderMap) -> Result<Credential<'_>, ApiError> {
+    let api_key_header = match headers.get(API_KEY_HEADER) {
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError::Unauthenticated)?
+                .trim(),
+        ),
+        None => None,
+    };
+    match (api_key_header, bearer(headers)) {
+        (Some(_), Some(_)) => Err(ApiError::Unauthenticated),
+        (Some(key), None) => Ok(Credential::ApiKey(key)),
+        (None, Some(token)) if keys::secret::looks_like_key(token) => Ok(Credential::ApiKey(token)),
+        (None, Some(token)) => Ok(Credential::Session(token)),
+        (None, None) => Err(ApiError::Unauthenticated),
+    }
+}
+
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// A key the rate limiter already verified for this request, so it is checked once.
+#[derive(Clone)]
+pub struct VerifiedKey(pub KeyPrincipal);
+
+fn forbidden_to_keys() -> ApiError {
+    ApiError::refused(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "API keys have no session routes and take no people-only action",
+    )
 }
 
 /// The bearer token of `Authorization: Bearer …`, if the header has that form.
@@ -58,7 +127,10 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
-    let token = bearer(&parts.headers).ok_or(ApiError::Unauthenticated)?;
+    // An Agent or any other key never has a session (claim RBAC-4).
+    let Credential::Session(token) = credential(&parts.headers)? else {
+        return Err(forbidden_to_keys());
+    };
     let principal = state
         .identity
         .authenticate(token)

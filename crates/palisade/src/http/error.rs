@@ -140,6 +140,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "The resource is not in a state that allows this action.",
     ),
     (
+        "rate_limited",
+        429,
+        "This route's request limit for your key, user or address is used up; see Retry-After and the RateLimit-* headers.",
+    ),
+    (
         "too_many_attempts",
         429,
         "Too many failed attempts; retry after the Retry-After delay.",

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod frame;
 pub mod openapi;
+pub mod ratelimit;
 pub mod server;
 
 use std::sync::Arc;
@@ -27,12 +28,17 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(openapi::router())
         .merge(crate::identity::routes::router())
         .merge(crate::tenancy::routes::router())
+        .merge(crate::keys::routes::router())
 }
 
 /// The application: every route behind the request frame, with its OpenAPI document.
 pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let (router, api) = routes().split_for_parts();
     let router = router
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::rate_limit,
+        ))
         .fallback(frame::not_found)
         .layer(DefaultBodyLimit::max(state.settings.http.body_limit_bytes));
     let router = with_frame(router, &state, state.settings.tls.enabled()).with_state(state);

@@ -22,6 +22,7 @@ use crate::app::AppState;
     tags(
         (name = "identity", description = "Accounts and sessions"),
         (name = "tenancy", description = "Roles, actions and members"),
+        (name = "api-keys", description = "API keys: machine access to one tenant"),
         (name = "operations", description = "Health, metrics and this document"),
     )
 )]
@@ -33,7 +34,9 @@ struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
@@ -43,6 +46,11 @@ impl utoipa::Modify for BearerAuth {
                     .bearer_format("JWT")
                     .build(),
             ),
+        );
+        // Also accepted as `Authorization: Bearer pal_…` (claim KEY-3).
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))),
         );
     }
 }

@@ -21,8 +21,47 @@ const CAPACITY: usize = 16_384;
 
 type Key = (SessionId, TenantId);
 
+/// Records cached under the auth epoch they were read in; a record of an older epoch is
+/// never returned. Shared by sessions' principals and API keys.
+pub struct EpochMap<K, V> {
+    entries: Mutex<HashMap<K, (i64, V)>>,
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> EpochMap<K, V> {
+    pub fn new() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn get(&self, key: &K, epoch: i64) -> Option<V> {
+        let entries = self.entries.lock().expect("epoch map lock");
+        match entries.get(key) {
+            Some((cached_epoch, value)) if *cached_epoch == epoch => Some(value.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn put(&self, key: K, epoch: i64, value: V) {
+        let mut entries = self.entries.lock().expect("epoch map lock");
+        if entries.len() >= CAPACITY {
+            entries.retain(|_, (cached_epoch, _)| *cached_epoch == epoch);
+            if entries.len() >= CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (epoch, value));
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> Default for EpochMap<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 pub struct PrincipalCache {
-    entries: Mutex<HashMap<Key, (i64, PrincipalRecord)>>,
+    entries: EpochMap<Key, PrincipalRecord>,
     local: Option<LocalEpoch>,
 }
 
@@ -35,7 +74,7 @@ impl PrincipalCache {
     /// `local_epoch`: this process is the only server on the database (SQLite).
     pub fn new(local_epoch: bool) -> Self {
         Self {
-            entries: Mutex::new(HashMap::new()),
+            entries: EpochMap::new(),
             local: local_epoch.then(|| LocalEpoch {
                 generation: AtomicI64::new(0),
                 last_seen_in_database: AtomicI64::new(i64::MIN),
@@ -52,22 +91,11 @@ impl PrincipalCache {
     }
 
     pub fn get(&self, session: SessionId, tenant: TenantId, epoch: i64) -> Option<PrincipalRecord> {
-        let entries = self.entries.lock().expect("principal cache lock");
-        match entries.get(&(session, tenant)) {
-            Some((cached_epoch, record)) if *cached_epoch == epoch => Some(record.clone()),
-            _ => None,
-        }
+        self.entries.get(&(session, tenant), epoch)
     }
 
     pub fn put(&self, session: SessionId, tenant: TenantId, epoch: i64, record: PrincipalRecord) {
-        let mut entries = self.entries.lock().expect("principal cache lock");
-        if entries.len() >= CAPACITY {
-            entries.retain(|_, (cached_epoch, _)| *cached_epoch == epoch);
-            if entries.len() >= CAPACITY {
-                entries.clear();
-            }
-        }
-        entries.insert((session, tenant), (epoch, record));
+        self.entries.put((session, tenant), epoch, record);
     }
 
     /// Called after this process committed a principal-changing write.

@@ -19,6 +19,25 @@ use crate::ids::{TenantId, UserId};
 use crate::mail::Mailer;
 use crate::store::{Database, StoreError};
 
+/// Reads the auth epoch and announces changes, for caches that must not outlive a
+/// narrowing write (API keys).
+#[derive(Clone)]
+pub struct EpochSource {
+    store: Arc<dyn IdentityStore>,
+    principals: Arc<super::principals::PrincipalCache>,
+}
+
+impl EpochSource {
+    pub async fn current(&self) -> Result<i64, StoreError> {
+        self.principals.epoch(&*self.store).await
+    }
+
+    /// Called after this process committed a narrowing write.
+    pub fn changed(&self) {
+        self.principals.changed();
+    }
+}
+
 /// Where a request came from, for audit records.
 #[derive(Clone, Debug)]
 pub struct Origin {
@@ -200,6 +219,14 @@ impl Identity {
     }
 
     /// The principal cache, for other capabilities whose writes change what sessions may do.
+    /// The auth epoch current now (`identity::principals`), for caches outside identity.
+    pub fn epoch_source(&self) -> EpochSource {
+        EpochSource {
+            store: self.store.clone(),
+            principals: self.principal_cache(),
+        }
+    }
+
     pub fn principal_cache(&self) -> Arc<super::principals::PrincipalCache> {
         self.principals.clone()
     }

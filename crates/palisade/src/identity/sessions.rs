@@ -27,6 +27,9 @@ pub enum PrincipalKind {
     /// A service identity acting only through API keys scoped to one application; it never
     /// signs in and has no session routes.
     Agent { application: ApplicationId },
+    /// An API key of the whole tenant, bound to no application: machine access bounded by
+    /// its role and scopes, never a session.
+    TenantKey,
     /// The SCIM provisioning identity: it may call only `/scim/v2/*`, no tenant action.
     Scim,
 }
@@ -58,6 +61,12 @@ pub struct TenantScope(TenantId);
 impl TenantScope {
     pub fn tenant(self) -> TenantId {
         self.0
+    }
+
+    /// The other credential that names a tenant: a verified API key, which only
+    /// `keys::ApiKeys::authenticate` makes.
+    pub fn of_key(key: &crate::keys::KeyPrincipal) -> Self {
+        TenantScope(key.tenant())
     }
 }
 
@@ -485,6 +494,17 @@ impl Identity {
 
     /// The check behind every authenticated request: a valid token, then the session,
     /// user, membership and tenant as they are now (claims ID-6, ID-7, TEN-1).
+    /// The user and tenant of a token whose signature and lifetime check out (cached per
+    /// token), without the session lookup: enough to name a rate-limit bucket.
+    pub async fn token_subject(&self, bearer: &str) -> Option<(UserId, TenantId)> {
+        let claims = self
+            .tokens
+            .verify(bearer, self.store(), self.now())
+            .await
+            .ok()?;
+        Some((claims.sub, claims.tid))
+    }
+
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal, IdentityError> {
         let now = self.now();
         let claims = self.tokens.verify(bearer, self.store(), now).await?;

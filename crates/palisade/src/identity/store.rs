@@ -561,10 +561,9 @@ for_both_backends! {
         async fn memberships(&self, user: UserId) -> Result<Vec<MembershipRecord>, StoreError> {
             let mut tx = self.0.user_read(user).await?;
             let rows: Vec<(TenantId, String, String, bool, Option<OffsetDateTime>)> = sqlx::query_as(
-                "SELECT m.tenant_id, t.name, m.role, t.require_mfa, t.suspended_at
-                 FROM memberships m JOIN tenants t ON t.id = m.tenant_id
-                 WHERE m.user_id = $1
-                 ORDER BY m.created_at, m.tenant_id",
+                "SELECT tenant_id, tenant_name, role, require_mfa, suspended_at
+                 FROM user_memberships WHERE user_id = $1
+                 ORDER BY created_at, tenant_id",
             )
             .bind(user)
             .fetch_all(&mut *tx)

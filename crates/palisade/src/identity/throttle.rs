@@ -47,7 +47,7 @@ impl Scopes {
 }
 
 /// IPv4 addresses as they are; IPv6 by /64, the block one subscriber usually holds.
-fn ip_key(ip: Option<IpAddr>) -> String {
+pub(crate) fn ip_key(ip: Option<IpAddr>) -> String {
     match ip {
         None => "unknown".to_owned(),
         Some(IpAddr::V4(v4)) => v4.to_string(),

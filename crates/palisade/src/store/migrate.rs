@@ -32,6 +32,8 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     5 "0005_platform",
     6 "0006_custom_roles",
     7 "0007_applications",
+    8 "0008_user_scope_view",
+    9 "0009_api_keys",
 );
 pub const POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
@@ -41,6 +43,8 @@ pub const POSTGRES: &[Migration] = migrations!("postgres":
     5 "0005_platform",
     6 "0006_custom_roles",
     7 "0007_applications",
+    8 "0008_user_scope_view",
+    9 "0009_api_keys",
 );
 
 /// Serialises migrators across instances sharing one PostgreSQL database.

@@ -17,7 +17,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 use crate::config::{Backend, Settings};
-use crate::ids::{TenantId, UserId};
+use crate::ids::{ApiKeyId, TenantId, UserId};
 
 /// Writes a store implementation once and stamps it for both backends. Inside, `Db` names
 /// the backend's sqlx database and `Pool` its pool; statements use `$1`-style parameters,
@@ -29,6 +29,8 @@ macro_rules! for_both_backends {
             use ::sqlx::Sqlite as Db;
             #[allow(dead_code)]
             type Pool = ::sqlx::SqlitePool;
+            #[allow(dead_code)]
+            type DbRow = ::sqlx::sqlite::SqliteRow;
             $($item)*
         };
         const _: () = {
@@ -36,6 +38,8 @@ macro_rules! for_both_backends {
             use ::sqlx::Postgres as Db;
             #[allow(dead_code)]
             type Pool = ::sqlx::PgPool;
+            #[allow(dead_code)]
+            type DbRow = ::sqlx::postgres::PgRow;
             $($item)*
         };
     };
@@ -64,6 +68,8 @@ pub(crate) trait Begin {
     ) -> Result<(), StoreError>;
     /// Reads a user's own memberships across tenants.
     async fn user_read(&self, user: UserId) -> Result<Transaction<'static, Self::Db>, StoreError>;
+    /// Reads the one API key a client presented, before its tenant is known.
+    async fn key_read(&self, key: ApiKeyId) -> Result<Transaction<'static, Self::Db>, StoreError>;
 }
 
 impl Begin for SqlitePool {
@@ -88,6 +94,9 @@ impl Begin for SqlitePool {
         Ok(())
     }
     async fn user_read(&self, _user: UserId) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.begin().await?)
+    }
+    async fn key_read(&self, _key: ApiKeyId) -> Result<Transaction<'static, Sqlite>, StoreError> {
         Ok(self.begin().await?)
     }
 }
@@ -122,6 +131,9 @@ impl Begin for PgPool {
     }
     async fn user_read(&self, user: UserId) -> Result<Transaction<'static, Postgres>, StoreError> {
         postgres::begin_bound(self, postgres::USER_SETTING, user.as_uuid()).await
+    }
+    async fn key_read(&self, key: ApiKeyId) -> Result<Transaction<'static, Postgres>, StoreError> {
+        postgres::begin_bound(self, postgres::KEY_SETTING, key.as_uuid()).await
     }
 }
 

@@ -47,6 +47,10 @@ pub fn describe_connect_error(error: &sqlx::Error) -> String {
 /// The setting that lets a user's own memberships be read across tenants.
 pub const USER_SETTING: &str = "palisade.user_id";
 
+/// The setting that lets the one API key a client presented be read before its tenant is
+/// known (through the view `presented_api_keys`).
+pub const KEY_SETTING: &str = "palisade.api_key_id";
+
 /// Begins a transaction with `setting` bound to `id` for its duration only.
 pub async fn begin_bound(
     pool: &PgPool,

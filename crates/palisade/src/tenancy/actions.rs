@@ -76,6 +76,25 @@ actions! {
     SecretsDelete => "secrets.delete", Manager, "Delete stored secrets and files.";
 }
 
+/// Actions only a person may take, never an API key whatever its role: a leaked key must
+/// not mint more keys, invite people in, or change who owns the tenant or its security.
+pub const PEOPLE_ONLY: &[Action] = &[
+    Action::MembersInvite,
+    Action::TenantUpdateSecurity,
+    Action::TenantTransferOwnership,
+    Action::TenantDelete,
+    Action::BillingManage,
+    Action::KeysCreate,
+    Action::KeysRevoke,
+];
+
+impl Action {
+    /// Whether only a person (never an API key) may take this action.
+    pub fn people_only(self) -> bool {
+        PEOPLE_ONLY.contains(&self)
+    }
+}
+
 impl Role {
     /// Whether this built-in role may do `action`.
     pub fn may(self, action: Action) -> bool {
@@ -93,17 +112,22 @@ pub fn render_markdown() -> String {
     for role in roles {
         out.push_str(&format!(" {} |", role.title()));
     }
-    out.push_str(" What it allows |\n|---|");
+    out.push_str(" API keys | What it allows |\n|---|");
     for _ in roles {
         out.push_str("---|");
     }
-    out.push_str("---|\n");
+    out.push_str("---|---|\n");
     for action in ACTIONS {
         out.push_str(&format!("| `{}` |", action.name()));
         for role in roles {
             out.push_str(if role.may(*action) { " ✓ |" } else { " |" });
         }
-        out.push_str(&format!(" {} |\n", action.description()));
+        let keys = if action.people_only() {
+            "never"
+        } else {
+            "by role"
+        };
+        out.push_str(&format!(" {keys} | {} |\n", action.description()));
     }
     out
 }

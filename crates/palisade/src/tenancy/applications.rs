@@ -3,20 +3,26 @@
 //! signs in; a Scim identity may call only `/scim/v2/*`. The keys and SCIM issues issue
 //! those credentials; the kinds are modelled in `identity::sessions::PrincipalKind`.
 
+use super::caller::Caller;
 use super::members::{Tenancy, TenancyError};
 use super::store::ApplicationRecord;
 use crate::identity::domain::InvalidInput;
 use crate::identity::service::Origin;
-use crate::identity::sessions::Principal;
+use crate::identity::sessions::PrincipalKind;
 use crate::ids::ApplicationId;
 
 impl Tenancy {
     pub async fn create_application(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         name: &str,
         origin: &Origin,
     ) -> Result<ApplicationRecord, TenancyError> {
+        if matches!(caller.kind(), PrincipalKind::Agent { .. }) {
+            return Err(TenancyError::Forbidden(
+                "an application's key cannot create applications",
+            ));
+        }
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err(InvalidInput("name: 1 to 100 characters, no control characters").into());
@@ -28,12 +34,12 @@ impl Tenancy {
         };
         let event = origin
             .event("applications.created", "success", record.created_at)
-            .in_tenant(principal.tenant())
-            .by(principal.user())
+            .in_tenant(caller.tenant())
+            .by(caller.actor())
             .on("application", record.id);
         if self
             .store
-            .create_application(principal.scope(), &record, &event)
+            .create_application(caller.scope(), &record, &event)
             .await?
         {
             Ok(record)
@@ -46,25 +52,33 @@ impl Tenancy {
 
     pub async fn applications(
         &self,
-        principal: &Principal,
+        caller: &Caller,
     ) -> Result<Vec<ApplicationRecord>, TenancyError> {
-        Ok(self.store.applications(principal.scope()).await?)
+        let mut applications = self.store.applications(caller.scope()).await?;
+        // An Agent sees only its own application (claim RBAC-4).
+        if let PrincipalKind::Agent { application } = caller.kind() {
+            applications.retain(|a| a.id == application);
+        }
+        Ok(applications)
     }
 
     pub async fn delete_application(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         id: ApplicationId,
         origin: &Origin,
     ) -> Result<(), TenancyError> {
+        if matches!(caller.kind(), PrincipalKind::Agent { application } if application != id) {
+            return Err(TenancyError::NotFound);
+        }
         let event = origin
             .event("applications.deleted", "success", self.clock.now())
-            .in_tenant(principal.tenant())
-            .by(principal.user())
+            .in_tenant(caller.tenant())
+            .by(caller.actor())
             .on("application", id);
         if self
             .store
-            .delete_application(principal.scope(), id, &event)
+            .delete_application(caller.scope(), id, &event)
             .await?
         {
             Ok(())

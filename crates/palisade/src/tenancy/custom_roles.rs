@@ -4,18 +4,18 @@
 //! may not do themselves, and Owner-only actions never go into one.
 
 use super::actions::Action;
+use super::caller::Caller;
 use super::members::{Tenancy, TenancyError};
 use super::store::CustomRoleRecord;
 use super::Role;
 use crate::identity::domain::InvalidInput;
 use crate::identity::service::Origin;
-use crate::identity::sessions::Principal;
 use crate::ids::{CustomRoleId, UserId};
 
 impl Tenancy {
     pub async fn create_custom_role(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         name: &str,
         action_names: &[String],
         origin: &Origin,
@@ -34,7 +34,7 @@ impl Tenancy {
                     "Owner-only actions cannot be given through a custom role",
                 ));
             }
-            if !principal.may(action) {
+            if !caller.may(action) {
                 return Err(TenancyError::Forbidden(
                     "a custom role cannot hold an action you may not do",
                 ));
@@ -58,12 +58,12 @@ impl Tenancy {
         };
         let event = origin
             .event("roles.custom_created", "success", record.created_at)
-            .in_tenant(principal.tenant())
-            .by(principal.user())
+            .in_tenant(caller.tenant())
+            .by(caller.actor())
             .on("custom_role", record.id);
         if self
             .store
-            .create_custom_role(principal.scope(), &record, &event)
+            .create_custom_role(caller.scope(), &record, &event)
             .await?
         {
             Ok(record)
@@ -76,22 +76,22 @@ impl Tenancy {
 
     pub async fn custom_roles(
         &self,
-        principal: &Principal,
+        caller: &Caller,
     ) -> Result<Vec<CustomRoleRecord>, TenancyError> {
-        Ok(self.store.custom_roles(principal.scope()).await?)
+        Ok(self.store.custom_roles(caller.scope()).await?)
     }
 
     pub async fn delete_custom_role(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         id: CustomRoleId,
         origin: &Origin,
     ) -> Result<(), TenancyError> {
         // Its holders fall back to their built-in roles: the caller must be able to grant
         // each of those, and must not be lifting their own restriction.
-        let members = self.store.members(principal.scope()).await?;
+        let members = self.store.members(caller.scope()).await?;
         for holder in members.iter().filter(|m| m.custom_role == Some(id)) {
-            if holder.user_id == principal.user() || !principal.may_grant(holder.role) {
+            if caller.is_user(holder.user_id) || !caller.may_grant(holder.role) {
                 return Err(TenancyError::Forbidden(
                     "deleting this role would give its holders more than you may grant",
                 ));
@@ -99,12 +99,12 @@ impl Tenancy {
         }
         let event = origin
             .event("roles.custom_deleted", "success", self.clock.now())
-            .in_tenant(principal.tenant())
-            .by(principal.user())
+            .in_tenant(caller.tenant())
+            .by(caller.actor())
             .on("custom_role", id);
         if self
             .store
-            .delete_custom_role(principal.scope(), id, &event)
+            .delete_custom_role(caller.scope(), id, &event)
             .await?
         {
             self.changed();
@@ -117,25 +117,25 @@ impl Tenancy {
     /// Gives a member a custom role (or takes it away with `None`).
     pub async fn assign_custom_role(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         user: UserId,
         role: Option<CustomRoleId>,
         origin: &Origin,
     ) -> Result<(), TenancyError> {
-        if user == principal.user() {
+        if caller.is_user(user) {
             return Err(TenancyError::Forbidden("nobody changes their own role"));
         }
-        let target = self.subordinate(principal, user).await?;
+        let target = self.subordinate(caller, user).await?;
         if target.role == Role::Owner {
             return Err(TenancyError::Forbidden("an Owner keeps every action"));
         }
-        if role.is_none() && !principal.may_grant(target.role) {
+        if role.is_none() && !caller.may_grant(target.role) {
             return Err(TenancyError::Forbidden(
                 "taking the custom role away would give more than you may grant",
             ));
         }
         if let Some(id) = role {
-            let roles = self.store.custom_roles(principal.scope()).await?;
+            let roles = self.store.custom_roles(caller.scope()).await?;
             let custom = roles
                 .iter()
                 .find(|r| r.id == id)
@@ -144,7 +144,7 @@ impl Tenancy {
                 .actions
                 .split_whitespace()
                 .filter_map(Action::from_name)
-                .any(|action| !principal.may(action));
+                .any(|action| !caller.may(action));
             if beyond {
                 return Err(TenancyError::Forbidden(
                     "a custom role with an action you may not do cannot be given by you",
@@ -153,12 +153,12 @@ impl Tenancy {
         }
         let event = origin
             .event("members.custom_role_changed", "success", self.clock.now())
-            .in_tenant(principal.tenant())
-            .by(principal.user())
+            .in_tenant(caller.tenant())
+            .by(caller.actor())
             .on("user", user);
         self.settle(
             self.store
-                .assign_custom_role(principal.scope(), user, role, &event)
+                .assign_custom_role(caller.scope(), user, role, &event)
                 .await?,
         )
     }

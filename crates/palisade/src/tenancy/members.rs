@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::caller::Caller;
 use super::store::{MemberChange, MemberRecord, TenancyStore};
 use super::Role;
 use crate::clock::Clock;
@@ -55,22 +56,22 @@ impl Tenancy {
         }
     }
 
-    pub async fn members(&self, principal: &Principal) -> Result<Vec<MemberRecord>, TenancyError> {
-        Ok(self.store.members(principal.scope()).await?)
+    pub async fn members(&self, caller: &Caller) -> Result<Vec<MemberRecord>, TenancyError> {
+        Ok(self.store.members(caller.scope()).await?)
     }
 
     /// A member the caller may act on: in the caller's tenant, and not above the caller.
     pub(super) async fn subordinate(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         user: UserId,
     ) -> Result<MemberRecord, TenancyError> {
         let target = self
             .store
-            .member(principal.scope(), user)
+            .member(caller.scope(), user)
             .await?
             .ok_or(TenancyError::NotFound)?;
-        if target.role < principal.role() {
+        if target.role < caller.role() {
             return Err(TenancyError::Forbidden(
                 "a member whose role is above yours cannot be changed by you",
             ));
@@ -80,28 +81,28 @@ impl Tenancy {
 
     pub async fn change_role(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         user: UserId,
         role: Role,
         origin: &Origin,
     ) -> Result<(), TenancyError> {
-        if user == principal.user() {
+        if caller.is_user(user) {
             return Err(TenancyError::Forbidden("nobody changes their own role"));
         }
-        if !principal.may_grant(role) {
+        if !caller.may_grant(role) {
             return Err(TenancyError::Forbidden(
                 "a role above your own cannot be granted",
             ));
         }
-        let target = self.subordinate(principal, user).await?;
+        let target = self.subordinate(caller, user).await?;
         let event = origin
             .event("members.role_changed", role.as_str(), self.clock.now())
-            .in_tenant(principal.tenant())
-            .by(principal.user())
+            .in_tenant(caller.tenant())
+            .by(caller.actor())
             .on("user", target.user_id);
         self.settle(
             self.store
-                .set_role(principal.scope(), user, role, &event)
+                .set_role(caller.scope(), user, role, &event)
                 .await?,
         )
     }
@@ -135,17 +136,17 @@ impl Tenancy {
     /// Removes a member; their sessions in this tenant end at once.
     pub async fn remove(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         user: UserId,
         origin: &Origin,
     ) -> Result<(), TenancyError> {
-        let target = self.subordinate(principal, user).await?;
+        let target = self.subordinate(caller, user).await?;
         let event = origin
             .event("members.removed", "success", self.clock.now())
-            .in_tenant(principal.tenant())
-            .by(principal.user())
+            .in_tenant(caller.tenant())
+            .by(caller.actor())
             .on("user", target.user_id);
-        self.settle(self.store.remove(principal.scope(), user, &event).await?)
+        self.settle(self.store.remove(caller.scope(), user, &event).await?)
     }
 
     /// After a committed change to what members may do.

@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod applications;
+pub mod caller;
 pub mod custom_roles;
 pub mod invitations;
 pub mod members;

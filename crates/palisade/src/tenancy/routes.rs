@@ -119,7 +119,7 @@ async fn list_members(
     State(state): State<AppState>,
     permitted: Permitted<act::MembersRead>,
 ) -> Result<axum::Json<Vec<MemberView>>, ApiError> {
-    let members = state.tenancy.members(&permitted.principal).await?;
+    let members = state.tenancy.members(&permitted.caller).await?;
     Ok(axum::Json(
         members
             .into_iter()
@@ -174,7 +174,7 @@ async fn change_role(
     let user = user_id(&raw)?;
     state
         .tenancy
-        .change_role(&permitted.principal, user, body.role, &origin(context))
+        .change_role(&permitted.caller, user, body.role, &origin(context))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -206,7 +206,7 @@ async fn remove_member(
     let user = user_id(&raw)?;
     state
         .tenancy
-        .remove(&permitted.principal, user, &origin(context))
+        .remove(&permitted.caller, user, &origin(context))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -272,7 +272,7 @@ async fn invite(
     let invitation = state
         .tenancy
         .invite(
-            &permitted.principal,
+            permitted.member()?,
             &body.email,
             body.role,
             &origin(context),
@@ -301,7 +301,7 @@ async fn list_invitations(
 ) -> Result<axum::Json<Vec<InvitationView>>, ApiError> {
     let pending = state
         .tenancy
-        .pending_invitations(&permitted.principal)
+        .pending_invitations(permitted.member()?)
         .await?;
     Ok(axum::Json(pending.into_iter().map(Into::into).collect()))
 }
@@ -331,7 +331,7 @@ async fn revoke_invitation(
     let id: InvitationId = raw.parse().map_err(|_| ApiError::NotFound)?;
     state
         .tenancy
-        .revoke_invitation(&permitted.principal, id, &origin(context))
+        .revoke_invitation(permitted.member()?, id, &origin(context))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -411,7 +411,7 @@ async fn transfer_ownership(
 ) -> Result<StatusCode, ApiError> {
     state
         .tenancy
-        .transfer_ownership(&permitted.principal, body.user_id, &origin(context))
+        .transfer_ownership(permitted.member()?, body.user_id, &origin(context))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -469,7 +469,7 @@ async fn list_custom_roles(
     State(state): State<AppState>,
     permitted: Permitted<act::MembersRead>,
 ) -> Result<axum::Json<Vec<CustomRoleView>>, ApiError> {
-    let roles = state.tenancy.custom_roles(&permitted.principal).await?;
+    let roles = state.tenancy.custom_roles(&permitted.caller).await?;
     Ok(axum::Json(roles.into_iter().map(Into::into).collect()))
 }
 
@@ -499,7 +499,7 @@ async fn create_custom_role(
     let role = state
         .tenancy
         .create_custom_role(
-            &permitted.principal,
+            &permitted.caller,
             &body.name,
             &body.actions,
             &origin(context),
@@ -533,7 +533,7 @@ async fn delete_custom_role(
     let id: CustomRoleId = raw.parse().map_err(|_| ApiError::NotFound)?;
     state
         .tenancy
-        .delete_custom_role(&permitted.principal, id, &origin(context))
+        .delete_custom_role(&permitted.caller, id, &origin(context))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -575,7 +575,7 @@ async fn assign_custom_role(
     state
         .tenancy
         .assign_custom_role(
-            &permitted.principal,
+            &permitted.caller,
             user,
             body.custom_role_id,
             &origin(context),
@@ -628,7 +628,7 @@ async fn list_applications(
     State(state): State<AppState>,
     permitted: Permitted<act::MembersRead>,
 ) -> Result<axum::Json<Vec<ApplicationView>>, ApiError> {
-    let applications = state.tenancy.applications(&permitted.principal).await?;
+    let applications = state.tenancy.applications(&permitted.caller).await?;
     Ok(axum::Json(
         applications.into_iter().map(Into::into).collect(),
     ))
@@ -659,7 +659,7 @@ async fn create_application(
 ) -> Result<(StatusCode, axum::Json<ApplicationView>), ApiError> {
     let application = state
         .tenancy
-        .create_application(&permitted.principal, &body.name, &origin(context))
+        .create_application(&permitted.caller, &body.name, &origin(context))
         .await?;
     Ok((StatusCode::CREATED, axum::Json(application.into())))
 }
@@ -689,7 +689,7 @@ async fn delete_application(
     let id: ApplicationId = raw.parse().map_err(|_| ApiError::NotFound)?;
     state
         .tenancy
-        .delete_application(&permitted.principal, id, &origin(context))
+        .delete_application(&permitted.caller, id, &origin(context))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -115,6 +115,11 @@ fn test_settings(data_dir: &std::path::Path, db: &TestDatabase) -> Settings {
     // Each health call probes afresh, so fault tests see the database's state at once.
     settings.database.health_cache_ms = 0;
     settings.database.acquire_timeout_ms = 1_000;
+    // Limits stay on (every request passes the layer) but out of the way; the rate-limit
+    // tests set their own.
+    settings.rate_limits.default_per_minute = 1_000_000;
+    settings.rate_limits.read_per_minute = 1_000_000;
+    settings.rate_limits.sign_in_per_minute = 1_000_000;
     db.configure(&mut settings);
     settings
 }
@@ -171,8 +176,15 @@ impl TestApp {
     /// A second server on the same database, data directory and clock: another instance
     /// behind the same load balancer.
     pub async fn spawn_sibling(&self) -> Instance {
+        self.spawn_sibling_with(|_| {}).await
+    }
+
+    /// [`TestApp::spawn_sibling`] with adjusted settings (the same adjustments as this app's).
+    pub async fn spawn_sibling_with(&self, configure: impl FnOnce(&mut Settings)) -> Instance {
         let data_dir = self._data_dir.path().join("data");
-        Instance::start(test_settings(&data_dir, &self.db), self.clock.clone()).await
+        let mut settings = test_settings(&data_dir, &self.db);
+        configure(&mut settings);
+        Instance::start(settings, self.clock.clone()).await
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -14,6 +14,7 @@ const TENANT_TABLES: &[&str] = &[
     "invitations",
     "custom_roles",
     "applications",
+    "api_keys",
 ];
 
 /// Two tenants made through the API, and a connection as the server's runtime role.
@@ -53,6 +54,14 @@ async fn two_tenants() -> Option<TwoTenants> {
             )
             .await;
         assert_eq!(application.status(), 201);
+        let key = app
+            .post_as(
+                "/api/v1/api-keys",
+                &session.access,
+                Some(&serde_json::json!({"name": "CI", "role": "viewer"})),
+            )
+            .await;
+        assert_eq!(key.status(), 201);
     }
     let Some(pg) = app.db.as_postgres() else {
         eprintln!("sqlite backend: row-level security is PostgreSQL-only (docs/claims.md, TEN-3)");
@@ -125,6 +134,55 @@ async fn unfiltered_queries_as_the_runtime_role_see_only_the_bound_tenant() {
             .unwrap();
         assert_eq!(unbound, 0, "{table}: rows visible with no tenant bound");
     }
+    runtime.close().await.unwrap();
+    app.stop().await;
+}
+
+// claim: TEN-3
+#[tokio::test]
+async fn a_user_bound_read_sees_only_that_users_memberships_and_no_tenant_table() {
+    let Some(TwoTenants {
+        app, mut runtime, ..
+    }) = two_tenants().await
+    else {
+        return;
+    };
+    let inspector = app.db.inspector_pool().await;
+    let owner_a: String =
+        sqlx::query_scalar("SELECT id::text FROM users WHERE email = 'a@example.com'")
+            .fetch_one(&inspector)
+            .await
+            .unwrap();
+    inspector.close().await;
+    let mut tx = runtime.begin().await.unwrap();
+    sqlx::query("SELECT set_config('palisade.user_id', $1, true)")
+        .bind(&owner_a)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let seen: Vec<String> = sqlx::query_scalar("SELECT user_id::text FROM user_memberships")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(
+        seen,
+        vec![owner_a.clone()],
+        "only the bound user's own membership"
+    );
+    // The user binding opens nothing else: the tables themselves stay closed to it.
+    for table in TENANT_TABLES {
+        let visible: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(visible, 0, "{table}: visible to a user-bound transaction");
+    }
+    tx.rollback().await.unwrap();
+    let unbound: i64 = sqlx::query_scalar("SELECT count(*) FROM user_memberships")
+        .fetch_one(&mut runtime)
+        .await
+        .unwrap();
+    assert_eq!(unbound, 0, "nothing through the view with no user bound");
     runtime.close().await.unwrap();
     app.stop().await;
 }

@@ -330,3 +330,77 @@ async fn a_request_that_outlasts_the_grace_period_does_not_hold_the_exit() {
         started.elapsed()
     );
 }
+
+// claim: KEY-3
+#[tokio::test]
+async fn an_api_key_never_reaches_the_log_only_its_id() {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = db.env();
+    env.push(("PALISADE_LOG__FILTER".into(), "debug".into()));
+    let server = start(dir.path(), &env, &["--data-dir", "data"]);
+    let base = format!("http://{}", server.addr);
+    let client = reqwest::Client::new();
+    let signup = client
+        .post(format!("{base}/api/v1/auth/signup"))
+        .json(&serde_json::json!({"email": "keys@example.com", "password": "correct horse battery staple", "tenant_name": "Keys"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status(), 201);
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"email": "keys@example.com", "password": "correct horse battery staple"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = login["access_token"].as_str().unwrap();
+    let created: serde_json::Value = client
+        .post(format!("{base}/api/v1/api-keys"))
+        .bearer_auth(access)
+        .json(&serde_json::json!({"name": "CI", "role": "admin"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["secret"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    // Used well, used in a write, and presented with a wrong secret.
+    let mut wrong = key.clone().into_bytes();
+    wrong[50] = if wrong[50] == b'A' { b'B' } else { b'A' };
+    let wrong = String::from_utf8(wrong).unwrap();
+    for (credential, header) in [
+        (&key, "x-api-key"),
+        (&key, "authorization"),
+        (&wrong, "x-api-key"),
+    ] {
+        let value = if header == "authorization" {
+            format!("Bearer {credential}")
+        } else {
+            credential.clone()
+        };
+        let response = client
+            .post(format!("{base}/api/v1/applications"))
+            .header(header, value)
+            .json(&serde_json::json!({"name": format!("App {}", header.len())}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().as_u16() < 500);
+    }
+    server.terminate();
+    let (clean_exit, log) = server.wait();
+    assert!(clean_exit);
+    let secret_part = &key[9 + 32 + 1..];
+    assert!(!log.contains(secret_part), "a key's secret reached the log");
+    assert!(
+        !log.contains(&wrong[9 + 32 + 1..]),
+        "a presented secret reached the log"
+    );
+    assert!(!id.is_empty());
+}

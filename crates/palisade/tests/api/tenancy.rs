@@ -21,7 +21,7 @@ async fn login_to(app: &TestApp, email: &str, tenant: &str) -> Session {
 }
 
 /// A tenant with one member of each role: email → session in that tenant.
-async fn staffed_tenant(app: &TestApp) -> HashMap<&'static str, Session> {
+pub async fn staffed_tenant(app: &TestApp) -> HashMap<&'static str, Session> {
     let owner = app.signed_in("owner@example.com").await;
     let mut sessions = HashMap::from([("owner", owner.clone())]);
     for role in ["admin", "manager", "member", "viewer"] {
@@ -537,14 +537,16 @@ async fn another_tenants_invitation_answers_like_a_missing_one() {
 
 /// A body each walked operation accepts, so the answer is about the id, not the body.
 fn valid_body(path: &str) -> Value {
-    if path.ends_with("/custom-role") {
+    if path.ends_with("/rotate") {
+        json!({ "overlap_seconds": 0 })
+    } else if path.ends_with("/custom-role") {
         json!({ "custom_role_id": null })
     } else {
         json!({ "role": "viewer" })
     }
 }
 
-// claim: TEN-4
+// claim: TEN-4, KEY-1
 #[tokio::test]
 async fn every_route_with_an_id_answers_another_tenants_ids_like_missing_ones() {
     let app = spawn_app().await;
@@ -567,6 +569,23 @@ async fn every_route_with_an_id_answers_another_tenants_ids_like_missing_ones() 
         Some(json!({"name": "Billing sync"})),
     )
     .await;
+    let (_, a_key) = send(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/api-keys",
+        &a.access,
+        Some(json!({"name": "CI", "role": "admin"})),
+    )
+    .await;
+    let (_, b_key) = send(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/api-keys",
+        &b.access,
+        Some(json!({"name": "CI", "role": "admin"})),
+    )
+    .await;
+    let b_key = b_key["secret"].as_str().unwrap().to_owned();
     let a_me: Value = app
         .get_as("/api/v1/me", &a.access)
         .await
@@ -590,6 +609,7 @@ async fn every_route_with_an_id_answers_another_tenants_ids_like_missing_ones() 
             "application_id",
             application["id"].as_str().unwrap().to_owned(),
         ),
+        ("key_id", a_key["id"].as_str().unwrap().to_owned()),
     ]);
     let missing_ids = HashMap::from([
         ("user_id", "usr_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
@@ -597,6 +617,7 @@ async fn every_route_with_an_id_answers_another_tenants_ids_like_missing_ones() 
         ("invitation_id", "inv_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
         ("role_id", "crl_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
         ("application_id", "app_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
+        ("key_id", "key_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
     ]);
     let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();
     let mut walked = 0;
@@ -608,31 +629,37 @@ async fn every_route_with_an_id_answers_another_tenants_ids_like_missing_ones() 
         let real = real_ids
             .get(name)
             .unwrap_or_else(|| panic!("{path}: no tenant-A id for {{{name}}} in this test"));
-        for method in item.as_object().unwrap().keys() {
-            let mut answers = Vec::new();
-            for id in [real.as_str(), missing_ids[name]] {
-                let (status, body) = send(
-                    &app,
-                    method.to_uppercase().parse().unwrap(),
-                    &path.replace(&format!("{{{name}}}"), id),
-                    &b.access,
-                    Some(valid_body(path)),
-                )
-                .await;
-                let mut body = body;
-                body["error"]["request_id"] = Value::Null;
-                answers.push((status, body));
+        // As tenant B's member and as tenant B's admin API key (claim KEY-1: a key belongs
+        // to one tenant).
+        for credential in [&b.access, &b_key] {
+            for method in item.as_object().unwrap().keys() {
+                let mut answers = Vec::new();
+                for id in [real.as_str(), missing_ids[name]] {
+                    let (status, body) = send(
+                        &app,
+                        method.to_uppercase().parse().unwrap(),
+                        &path.replace(&format!("{{{name}}}"), id),
+                        credential,
+                        Some(valid_body(path)),
+                    )
+                    .await;
+                    let mut body = body;
+                    body["error"]["request_id"] = Value::Null;
+                    answers.push((status, body));
+                }
+                // A key meets a people-only route's 403 before any id is looked at.
+                let refused_to_keys = credential == &b_key && answers[0].0 == 403;
+                assert!(
+                    answers[0].0 == 404 || refused_to_keys,
+                    "{method} {path} as tenant B: {:?}",
+                    answers[0]
+                );
+                assert_eq!(
+                    answers[0], answers[1],
+                    "{method} {path}: real and missing ids differ"
+                );
+                walked += 1;
             }
-            assert_eq!(
-                answers[0].0, 404,
-                "{method} {path} as tenant B: {:?}",
-                answers[0]
-            );
-            assert_eq!(
-                answers[0], answers[1],
-                "{method} {path}: real and missing ids differ"
-            );
-            walked += 1;
         }
     }
     assert!(walked >= 4, "walked {walked} operations");

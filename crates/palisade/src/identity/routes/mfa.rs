@@ -175,7 +175,7 @@ async fn tenant_policy(
 ) -> Result<StatusCode, ApiError> {
     state
         .identity
-        .set_tenant_mfa(&permitted.principal, body.required, &origin(context))
+        .set_tenant_mfa(permitted.member()?, body.required, &origin(context))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

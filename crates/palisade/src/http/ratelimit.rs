@@ -1,0 +1,182 @@
+//! The rate-limit layer (claim WEB-5): classifies the matched route, names the principal
+//! (a verified API key, a verified session's user, else the client address), asks the
+//! limiter, and answers 429 with `Retry-After` when the bucket is empty. Every limited
+//! route's responses carry `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::auth::{credential, Credential, VerifiedKey};
+use super::error::ApiError;
+use super::frame::{ClientIp, RequestId};
+use crate::app::AppState;
+use crate::audit::{Actor, AuditRecord};
+use crate::identity::throttle::ip_key;
+use crate::ids::TenantId;
+use crate::ratelimit::{class_of, Class, Decision};
+
+/// 429s are audited once per bucket per minute per instance, not once per request.
+pub struct BurstLog(Mutex<HashMap<String, i64>>);
+
+impl BurstLog {
+    pub fn new() -> Self {
+        Self(Mutex::new(HashMap::new()))
+    }
+
+    fn first_in_a_minute(&self, bucket: &str, now_us: i64) -> bool {
+        let mut seen = self.0.lock().expect("burst log lock");
+        if seen.len() > 100_000 {
+            seen.retain(|_, at| now_us - *at < 60_000_000);
+        }
+        match seen.get(bucket) {
+            Some(at) if now_us - *at < 60_000_000 => false,
+            _ => {
+                seen.insert(bucket.to_owned(), now_us);
+                true
+            }
+        }
+    }
+}
+
+impl Default for BurstLog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Who a bucket belongs to, as far as the limiter can verify it cheaply.
+struct Subject {
+    key: String,
+    tenant: Option<TenantId>,
+    actor: Option<Actor>,
+}
+
+pub async fn rate_limit(
+    State(state): State<AppState>,
+    matched: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let settings = &state.settings.rate_limits;
+    let Some(route) = matched else {
+        return next.run(request).await;
+    };
+    let Some(class) = class_of(request.method().as_str(), route.as_str()) else {
+        return next.run(request).await;
+    };
+    if !settings.enabled {
+        return next.run(request).await;
+    }
+    // Parts, unlike the body, can be borrowed across the awaits below.
+    let (mut parts, body) = request.into_parts();
+    let subject = subject(&state, &mut parts, class).await;
+    let request = Request::from_parts(parts, body);
+    let bucket = format!("{} {}|{}", request.method(), route.as_str(), subject.key);
+    let now = state.clock.now();
+    let now_us = (now.unix_timestamp_nanos() / 1_000) as i64;
+    let decision = match state
+        .limiter
+        .check(&bucket, class.per_minute(settings), now_us)
+        .await
+    {
+        Ok(decision) => decision,
+        Err(error) => {
+            // The request itself will meet the same database; the limiter does not turn a
+            // database fault into a refusal of its own.
+            tracing::warn!(%error, "rate limiter unavailable; request not limited");
+            return next.run(request).await;
+        }
+    };
+    if decision.allowed {
+        let mut response = next.run(request).await;
+        add_headers(response.headers_mut(), &decision);
+        return response;
+    }
+    if state.burst_log.first_in_a_minute(&bucket, now_us) {
+        let request_id = request
+            .extensions()
+            .get::<RequestId>()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let ip = request
+            .extensions()
+            .get::<ClientIp>()
+            .map(|ClientIp(ip)| *ip);
+        let mut event =
+            AuditRecord::new("rate_limit.exceeded", "denied", now, request_id, ip, None)
+                .on("route", format!("{} {}", request.method(), route.as_str()));
+        if let Some(tenant) = subject.tenant {
+            event = event.in_tenant(tenant);
+        }
+        if let Some(actor) = subject.actor {
+            event = event.by(actor);
+        }
+        let state = state.clone();
+        tokio::spawn(async move {
+            if let Err(error) = state.identity.store().record_event(&event).await {
+                tracing::warn!(%error, "auditing a rate-limit burst failed");
+            }
+        });
+    }
+    let mut response = ApiError::refused(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "too many requests; retry after the delay in Retry-After",
+    )
+    .into_response();
+    let headers = response.headers_mut();
+    add_headers(headers, &decision);
+    headers.insert(
+        axum::http::header::RETRY_AFTER,
+        HeaderValue::from(decision.retry_after_secs),
+    );
+    response
+}
+
+fn add_headers(headers: &mut HeaderMap, decision: &Decision) {
+    headers.insert("ratelimit-limit", HeaderValue::from(decision.limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from(decision.reset_secs));
+}
+
+async fn subject(state: &AppState, parts: &mut Parts, class: Class) -> Subject {
+    let ip = parts.extensions.get::<ClientIp>().map(|ClientIp(ip)| *ip);
+    let address = || Subject {
+        key: format!("ip:{}", ip_key(ip)),
+        tenant: None,
+        actor: None,
+    };
+    if class == Class::SignIn {
+        return address();
+    }
+    let verified = match credential(&parts.headers) {
+        Ok(Credential::ApiKey(key)) => match state.keys.authenticate(key).await {
+            Ok(principal) => principal,
+            Err(_) => return address(),
+        },
+        Ok(Credential::Session(token)) => {
+            return match state.identity.token_subject(token).await {
+                Some((user, tenant)) => Subject {
+                    key: format!("user:{user}"),
+                    tenant: Some(tenant),
+                    actor: Some(Actor::User(user)),
+                },
+                None => address(),
+            }
+        }
+        Err(_) => return address(),
+    };
+    let subject = Subject {
+        key: format!("key:{}", verified.id()),
+        tenant: Some(verified.tenant()),
+        actor: Some(Actor::ApiKey(verified.id())),
+    };
+    parts.extensions.insert(VerifiedKey(verified));
+    subject
+}

@@ -1,0 +1,359 @@
+//! API keys (claims KEY-1 to KEY-5): machine access to one tenant, optionally as the Agent
+//! of one application (claim RBAC-4), bounded by a role and optional scopes.
+//!
+//! Every request checks the key live (KEY-2): the key's row is cached under the auth epoch
+//! (`identity::principals`), and revocation and rotation bump that epoch in their
+//! transaction, so no instance uses a cached row past a revocation. Last use is kept in
+//! memory and written at most once a minute per key (KEY-4), never once per request.
+
+pub mod routes;
+pub mod secret;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use secrecy::SecretString;
+use time::{Duration, OffsetDateTime};
+
+use crate::clock::Clock;
+use crate::crypto::constant_time_eq;
+use crate::identity::domain::InvalidInput;
+use crate::identity::principals::EpochMap;
+use crate::identity::service::{EpochSource, IdentityError, Origin};
+use crate::identity::sessions::{Principal, PrincipalKind, TenantScope};
+use crate::ids::{ApiKeyId, ApplicationId, TenantId};
+use crate::tenancy::actions::Action;
+use crate::tenancy::caller::Caller;
+use crate::tenancy::members::TenancyError;
+use crate::tenancy::Role;
+use store::{Creation, KeyRecord, KeyStore, PresentedRecord};
+
+/// The longest a key may live, and the longest overlap a rotation may grant.
+pub const MAX_LIFETIME_DAYS: i64 = 3650;
+pub const MAX_OVERLAP_SECS: i64 = 7 * 24 * 3600;
+
+/// A request authenticated by an API key. Only [`ApiKeys::authenticate`] makes one.
+#[derive(Clone, Debug)]
+pub struct KeyPrincipal {
+    id: ApiKeyId,
+    tenant: TenantId,
+    tenant_name: String,
+    role: Role,
+    scopes: Option<Vec<Action>>,
+    application: Option<ApplicationId>,
+}
+
+impl KeyPrincipal {
+    pub fn id(&self) -> ApiKeyId {
+        self.id
+    }
+
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+
+    pub fn tenant_name(&self) -> &str {
+        &self.tenant_name
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn scope(&self) -> TenantScope {
+        TenantScope::of_key(self)
+    }
+
+    /// An Agent when the key belongs to an application (claim RBAC-4).
+    pub fn kind(&self) -> PrincipalKind {
+        match self.application {
+            Some(application) => PrincipalKind::Agent { application },
+            None => PrincipalKind::TenantKey,
+        }
+    }
+
+    pub fn application(&self) -> Option<ApplicationId> {
+        self.application
+    }
+
+    /// The role allows it, the scopes (if any) name it, and it is not for people only
+    /// (claim KEY-5).
+    pub fn may(&self, action: Action) -> bool {
+        !action.people_only()
+            && self.role.may(action)
+            && self.scopes.as_ref().is_none_or(|s| s.contains(&action))
+    }
+}
+
+/// What a member asks for when creating a key.
+pub struct NewKey {
+    pub name: String,
+    pub role: Role,
+    pub scopes: Option<Vec<String>>,
+    pub application: Option<ApplicationId>,
+    pub expires_in_days: Option<i64>,
+}
+
+/// A key just created or rotated: the record and the key text, shown once.
+pub struct IssuedKey {
+    pub record: KeyRecord,
+    pub key: SecretString,
+}
+
+pub struct ApiKeys {
+    store: Arc<dyn KeyStore>,
+    epoch: EpochSource,
+    cache: EpochMap<ApiKeyId, Arc<PresentedRecord>>,
+    /// Uses not yet written: key → (tenant, latest use).
+    last_used: Mutex<HashMap<ApiKeyId, (TenantId, OffsetDateTime)>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl ApiKeys {
+    pub fn new(store: Arc<dyn KeyStore>, epoch: EpochSource, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            epoch,
+            cache: EpochMap::new(),
+            last_used: Mutex::new(HashMap::new()),
+            clock,
+        }
+    }
+
+    /// Verifies a presented key: well-formed, known, the secret right (the current one, or
+    /// the previous one inside its overlap window), not revoked, not expired, its tenant
+    /// not suspended. The reasons are logged at debug level only; the client learns none.
+    pub async fn authenticate(&self, presented: &str) -> Result<KeyPrincipal, IdentityError> {
+        let presented = secret::parse(presented)
+            .map_err(|_| IdentityError::Unauthenticated("malformed API key"))?;
+        let epoch = self.epoch.current().await?;
+        let record = match self.cache.get(&presented.id, epoch) {
+            Some(record) => record,
+            None => {
+                let record = self
+                    .store
+                    .presented(presented.id)
+                    .await?
+                    .ok_or(IdentityError::Unauthenticated("unknown API key"))?;
+                let record = Arc::new(record);
+                self.cache.put(presented.id, epoch, record.clone());
+                record
+            }
+        };
+        let now = self.clock.now();
+        let key = &record.key;
+        let current = constant_time_eq(&key.secret_hash, &presented.hash);
+        let previous = key.previous_expires_at.is_some_and(|until| now < until)
+            && key
+                .previous_secret_hash
+                .as_deref()
+                .is_some_and(|hash| constant_time_eq(hash, &presented.hash));
+        if !current && !previous {
+            return Err(IdentityError::Unauthenticated("wrong API key secret"));
+        }
+        if key.revoked_at.is_some() {
+            return Err(IdentityError::Unauthenticated("API key revoked"));
+        }
+        if key.expires_at.is_some_and(|at| now >= at) {
+            return Err(IdentityError::Unauthenticated("API key expired"));
+        }
+        if record.tenant_suspended {
+            return Err(IdentityError::TenantSuspended);
+        }
+        self.last_used
+            .lock()
+            .expect("last-used lock")
+            .insert(key.id, (key.tenant, now));
+        Ok(KeyPrincipal {
+            id: key.id,
+            tenant: key.tenant,
+            tenant_name: record.tenant_name.clone(),
+            role: key.role,
+            scopes: key.scopes.as_deref().map(|names| {
+                names
+                    .split_whitespace()
+                    .filter_map(Action::from_name)
+                    .collect()
+            }),
+            application: key.application,
+        })
+    }
+
+    /// Creates a key with at most the creator's role and actions (claim KEY-5).
+    pub async fn create(
+        &self,
+        principal: &Principal,
+        request: NewKey,
+        origin: &Origin,
+    ) -> Result<IssuedKey, TenancyError> {
+        let name = request.name.trim();
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(InvalidInput("name: 1 to 100 characters, no control characters").into());
+        }
+        if request.role == Role::Owner {
+            return Err(InvalidInput("role: a key is at most an admin").into());
+        }
+        let scopes = match &request.scopes {
+            None => None,
+            Some(names) => Some(parse_scopes(names, request.role)?),
+        };
+        if !principal.may_grant(request.role) {
+            return Err(TenancyError::Forbidden(
+                "a key cannot have a role above your own",
+            ));
+        }
+        if let Some(scopes) = &scopes {
+            if !scopes.iter().all(|action| principal.may(*action)) {
+                return Err(TenancyError::Forbidden(
+                    "a key cannot have scopes beyond your own actions",
+                ));
+            }
+        }
+        let now = self.clock.now();
+        let expires_at = match request.expires_in_days {
+            None => None,
+            Some(days) if (1..=MAX_LIFETIME_DAYS).contains(&days) => {
+                Some(now + Duration::days(days))
+            }
+            Some(_) => return Err(InvalidInput("expires_in_days: 1 to 3650").into()),
+        };
+        let id = ApiKeyId::generate();
+        let (key, hash) = secret::issue(id);
+        let record = KeyRecord {
+            id,
+            tenant: principal.tenant(),
+            application: request.application,
+            name: name.to_owned(),
+            role: request.role,
+            scopes: scopes.map(|s| s.iter().map(|a| a.name()).collect::<Vec<_>>().join(" ")),
+            secret_hash: hash.to_vec(),
+            previous_secret_hash: None,
+            previous_expires_at: None,
+            expires_at,
+            created_by: principal.user(),
+            created_at: now,
+            rotated_at: None,
+            revoked_at: None,
+            last_used_at: None,
+        };
+        let event = origin
+            .event("api_keys.created", "success", now)
+            .in_tenant(principal.tenant())
+            .by(principal.user())
+            .on("api_key", id);
+        match self
+            .store
+            .create(principal.scope(), &record, &event)
+            .await?
+        {
+            Creation::Created => Ok(IssuedKey { record, key }),
+            // Another tenant's application is as absent as a missing one (claim TEN-4).
+            Creation::NoSuchApplication => {
+                Err(InvalidInput("application_id: no such application in this tenant").into())
+            }
+        }
+    }
+
+    /// The tenant's keys, with uses this instance has not written yet; an Agent's key sees
+    /// only its application's keys.
+    pub async fn list(&self, caller: &Caller) -> Result<Vec<KeyRecord>, TenancyError> {
+        let mut keys = self.store.list(caller.scope()).await?;
+        if let PrincipalKind::Agent { application } = caller.kind() {
+            keys.retain(|k| k.application == Some(application));
+        }
+        let pending = self.last_used.lock().expect("last-used lock");
+        for key in &mut keys {
+            if let Some((_, at)) = pending.get(&key.id) {
+                key.last_used_at = key.last_used_at.max(Some(*at));
+            }
+        }
+        Ok(keys)
+    }
+
+    pub async fn revoke(
+        &self,
+        principal: &Principal,
+        id: ApiKeyId,
+        origin: &Origin,
+    ) -> Result<(), TenancyError> {
+        let now = self.clock.now();
+        let event = origin
+            .event("api_keys.revoked", "success", now)
+            .in_tenant(principal.tenant())
+            .by(principal.user())
+            .on("api_key", id);
+        if !self
+            .store
+            .revoke(principal.scope(), id, now, &event)
+            .await?
+        {
+            return Err(TenancyError::NotFound);
+        }
+        self.epoch.changed();
+        Ok(())
+    }
+
+    /// A new secret; the old one keeps working for `overlap_secs` (0: it dies now).
+    pub async fn rotate(
+        &self,
+        principal: &Principal,
+        id: ApiKeyId,
+        overlap_secs: i64,
+        origin: &Origin,
+    ) -> Result<IssuedKey, TenancyError> {
+        if !(0..=MAX_OVERLAP_SECS).contains(&overlap_secs) {
+            return Err(InvalidInput("overlap_seconds: 0 to 604800 (7 days)").into());
+        }
+        let now = self.clock.now();
+        let previous_until = (overlap_secs > 0).then(|| now + Duration::seconds(overlap_secs));
+        let (key, hash) = secret::issue(id);
+        let event = origin
+            .event("api_keys.rotated", "success", now)
+            .in_tenant(principal.tenant())
+            .by(principal.user())
+            .on("api_key", id);
+        let record = self
+            .store
+            .rotate(principal.scope(), id, &hash, previous_until, now, &event)
+            .await?
+            .ok_or(TenancyError::NotFound)?;
+        self.epoch.changed();
+        Ok(IssuedKey { record, key })
+    }
+
+    /// Writes the uses recorded since the last call, one transaction per tenant.
+    pub async fn flush_last_used(&self) {
+        let pending = std::mem::take(&mut *self.last_used.lock().expect("last-used lock"));
+        let mut by_tenant: HashMap<TenantId, Vec<(ApiKeyId, OffsetDateTime)>> = HashMap::new();
+        for (key, (tenant, at)) in pending {
+            by_tenant.entry(tenant).or_default().push((key, at));
+        }
+        for (tenant, uses) in by_tenant {
+            if let Err(error) = self.store.record_use(tenant, &uses).await {
+                tracing::warn!(%error, keys = uses.len(), "recording API key use failed");
+            }
+        }
+    }
+}
+
+fn parse_scopes(names: &[String], role: Role) -> Result<Vec<Action>, TenancyError> {
+    if names.is_empty() || names.len() > crate::tenancy::actions::ACTIONS.len() {
+        return Err(InvalidInput("scopes: at least one action, each at most once").into());
+    }
+    let mut actions = Vec::with_capacity(names.len());
+    for name in names {
+        let action = Action::from_name(name).ok_or(InvalidInput("scopes: unknown action"))?;
+        if action.people_only() {
+            return Err(InvalidInput("scopes: that action is for people only, never a key").into());
+        }
+        if !role.may(action) {
+            return Err(InvalidInput("scopes: an action the key's role does not allow").into());
+        }
+        if actions.contains(&action) {
+            return Err(InvalidInput("scopes: at least one action, each at most once").into());
+        }
+        actions.push(action);
+    }
+    Ok(actions)
+}

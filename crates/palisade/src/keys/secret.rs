@@ -1,0 +1,155 @@
+//! The API key's text form (claim KEY-1):
+//!
+//! `pal_live_<public id: 32 hex>_<secret: 43 base64url = 256 bits><check: 8 hex>`
+//!
+//! The fixed prefix lets secret scanners match a leaked key; the public id finds the key
+//! without revealing anything; the check (the first 32 bits of SHA-256 over everything
+//! before it) catches a mistyped or truncated key before any lookup. Only SHA-256 of the
+//! whole key is stored: the secret has 256 bits of entropy, so a fast hash is enough and a
+//! password hash would only slow every request.
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::crypto;
+use crate::ids::ApiKeyId;
+
+pub const PREFIX: &str = "pal_live_";
+const ID_LEN: usize = 32;
+const SECRET_LEN: usize = 43;
+const CHECK_LEN: usize = 8;
+/// Every key has exactly this many characters.
+pub const KEY_LEN: usize = PREFIX.len() + ID_LEN + 1 + SECRET_LEN + CHECK_LEN;
+
+/// A key as a client presented it: well-formed, its check correct, its secret not yet
+/// verified. Holds the hash only.
+pub struct PresentedKey {
+    pub id: ApiKeyId,
+    pub hash: [u8; 32],
+}
+
+impl fmt::Debug for PresentedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PresentedKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a well-formed API key")]
+pub struct MalformedKey;
+
+/// Whether `text` claims to be an API key (so `Authorization: Bearer pal_…` is one).
+pub fn looks_like_key(text: &str) -> bool {
+    text.starts_with(PREFIX)
+}
+
+/// A new key for `id`: its text, shown once, and the hash to store.
+pub fn issue(id: ApiKeyId) -> (SecretString, [u8; 32]) {
+    let secret = crypto::base64url(&crypto::random_bytes::<32>());
+    let mut text = format!("{PREFIX}{}_{secret}", id.as_uuid().simple());
+    let check = checksum(&text);
+    text.push_str(&check);
+    let hash = crypto::sha256(text.as_bytes());
+    (SecretString::from(text), hash)
+}
+
+/// Checks the shape and the checksum; hashes the key for the lookup.
+pub fn parse(text: &str) -> Result<PresentedKey, MalformedKey> {
+    let bytes = text.as_bytes();
+    if bytes.len() != KEY_LEN || !text.is_ascii() || !text.starts_with(PREFIX) {
+        return Err(MalformedKey);
+    }
+    let id_end = PREFIX.len() + ID_LEN;
+    let secret_end = id_end + 1 + SECRET_LEN;
+    let id_hex = &text[PREFIX.len()..id_end];
+    let secret = &text[id_end + 1..secret_end];
+    let check = &text[secret_end..];
+    let lower_hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let base64url = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if bytes[id_end] != b'_' || !lower_hex(id_hex) || !base64url(secret) || !lower_hex(check) {
+        return Err(MalformedKey);
+    }
+    if !crypto::constant_time_eq(checksum(&text[..secret_end]).as_bytes(), check.as_bytes()) {
+        return Err(MalformedKey);
+    }
+    let id = format!("{}_{id_hex}", ApiKeyId::PREFIX)
+        .parse()
+        .map_err(|_| MalformedKey)?;
+    Ok(PresentedKey {
+        id,
+        hash: crypto::sha256(bytes),
+    })
+}
+
+/// The stored hash of a key text the server issued (for tests and rotation).
+pub fn hash_of(key: &SecretString) -> [u8; 32] {
+    crypto::sha256(key.expose_secret().as_bytes())
+}
+
+fn checksum(body: &str) -> String {
+    let digest = crypto::sha256(body.as_bytes());
+    digest[..CHECK_LEN / 2]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // claim: KEY-1
+    #[test]
+    fn an_issued_key_parses_back_to_its_id_and_hash() {
+        let id = ApiKeyId::generate();
+        let (key, hash) = issue(id);
+        let text = key.expose_secret();
+        assert_eq!(text.len(), KEY_LEN);
+        assert!(text.starts_with("pal_live_"));
+        let presented = parse(text).unwrap();
+        assert_eq!(presented.id, id);
+        assert_eq!(presented.hash, hash);
+        assert_eq!(hash_of(&key), hash);
+    }
+
+    // claim: KEY-1
+    #[test]
+    fn a_mistyped_truncated_or_foreign_key_is_refused_before_any_lookup() {
+        let (key, _) = issue(ApiKeyId::generate());
+        let text = key.expose_secret();
+        for position in [PREFIX.len(), PREFIX.len() + ID_LEN + 5, KEY_LEN - 1] {
+            let mut typo = text.as_bytes().to_vec();
+            typo[position] = if typo[position] == b'a' { b'b' } else { b'a' };
+            let typo = String::from_utf8(typo).unwrap();
+            assert_eq!(
+                parse(&typo).unwrap_err(),
+                MalformedKey,
+                "typo at {position}"
+            );
+        }
+        assert!(parse(&text[..KEY_LEN - 1]).is_err());
+        assert!(parse(&format!("{text}x")).is_err());
+        assert!(parse(&text.replace("pal_live_", "pal_test_")).is_err());
+        assert!(parse("").is_err());
+        // Multi-byte text of the right length must not panic on a char boundary.
+        assert!(parse(&format!(
+            "{PREFIX}{}",
+            "é".repeat((KEY_LEN - PREFIX.len()) / 2)
+        ))
+        .is_err());
+    }
+
+    #[test]
+    fn the_debug_form_never_shows_the_hash() {
+        let (key, _) = issue(ApiKeyId::generate());
+        let presented = parse(key.expose_secret()).unwrap();
+        let shown = format!("{presented:?}");
+        assert!(!shown.contains("hash"), "{shown}");
+    }
+}

@@ -1,0 +1,352 @@
+//! API keys' storage, written once for both backends. Tenant-scoped methods take a
+//! [`TenantScope`]; only [`KeyStore::presented`] reads before the tenant is known, and then
+//! only the one key whose id the client presented.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::audit::{Append, AuditRecord};
+use crate::identity::sessions::TenantScope;
+use crate::ids::{ApiKeyId, ApplicationId, TenantId, UserId};
+use crate::store::{for_both_backends, Begin, Database, StoreError};
+use crate::tenancy::Role;
+
+#[derive(Clone, Debug)]
+pub struct KeyRecord {
+    pub id: ApiKeyId,
+    pub tenant: TenantId,
+    pub application: Option<ApplicationId>,
+    pub name: String,
+    pub role: Role,
+    /// Action names, space-separated; None: everything the role allows.
+    pub scopes: Option<String>,
+    pub secret_hash: Vec<u8>,
+    pub previous_secret_hash: Option<Vec<u8>>,
+    pub previous_expires_at: Option<OffsetDateTime>,
+    pub expires_at: Option<OffsetDateTime>,
+    pub created_by: UserId,
+    pub created_at: OffsetDateTime,
+    pub rotated_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+/// A presented key with what authenticating it needs of its tenant.
+#[derive(Clone, Debug)]
+pub struct PresentedRecord {
+    pub key: KeyRecord,
+    pub tenant_name: String,
+    pub tenant_suspended: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Creation {
+    Created,
+    /// The application named is not one of this tenant's.
+    NoSuchApplication,
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn create(
+        &self,
+        scope: TenantScope,
+        key: &KeyRecord,
+        event: &AuditRecord,
+    ) -> Result<Creation, StoreError>;
+    async fn list(&self, scope: TenantScope) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Revokes a live key; false when there is none of that id in the tenant.
+    async fn revoke(
+        &self,
+        scope: TenantScope,
+        id: ApiKeyId,
+        at: OffsetDateTime,
+        event: &AuditRecord,
+    ) -> Result<bool, StoreError>;
+    /// Replaces a live key's secret; the old one keeps working until `previous_until`
+    /// (None: it dies now). Any older previous secret dies.
+    async fn rotate(
+        &self,
+        scope: TenantScope,
+        id: ApiKeyId,
+        new_hash: &[u8; 32],
+        previous_until: Option<OffsetDateTime>,
+        at: OffsetDateTime,
+        event: &AuditRecord,
+    ) -> Result<Option<KeyRecord>, StoreError>;
+    async fn presented(&self, id: ApiKeyId) -> Result<Option<PresentedRecord>, StoreError>;
+    /// Records last use, one tenant per transaction; never moves a time backwards.
+    async fn record_use(
+        &self,
+        tenant: TenantId,
+        uses: &[(ApiKeyId, OffsetDateTime)],
+    ) -> Result<(), StoreError>;
+}
+
+pub fn for_database(db: &Database) -> std::sync::Arc<dyn KeyStore> {
+    match db {
+        Database::Sqlite(pool) => std::sync::Arc::new(SqlKeyStore(pool.clone())),
+        Database::Postgres(pool) => std::sync::Arc::new(SqlKeyStore(pool.clone())),
+    }
+}
+
+pub struct SqlKeyStore<P>(P);
+
+macro_rules! key_columns {
+    () => {
+        "id, tenant_id, application_id, name, role, scopes, secret_hash, previous_secret_hash,
+         previous_expires_at, expires_at, created_by, created_at, rotated_at, revoked_at,
+         last_used_at"
+    };
+}
+
+const LIST_KEYS: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    " FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id"
+);
+
+/// A rotation keeps the current secret as the previous one only for an overlap (`$4`).
+const ROTATE_KEY: &str = concat!(
+    "UPDATE api_keys SET
+         previous_secret_hash = CASE WHEN $4 IS NULL THEN NULL ELSE secret_hash END,
+         previous_expires_at = $4, secret_hash = $3, rotated_at = $5
+     WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL
+     RETURNING ",
+    key_columns!()
+);
+
+const PRESENTED_KEY: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    ", tenant_name, tenant_suspended_at FROM presented_api_keys WHERE id = $1"
+);
+
+struct KeyRow {
+    id: ApiKeyId,
+    tenant_id: TenantId,
+    application_id: Option<ApplicationId>,
+    name: String,
+    role: String,
+    scopes: Option<String>,
+    secret_hash: Vec<u8>,
+    previous_secret_hash: Option<Vec<u8>>,
+    previous_expires_at: Option<OffsetDateTime>,
+    expires_at: Option<OffsetDateTime>,
+    created_by: UserId,
+    created_at: OffsetDateTime,
+    rotated_at: Option<OffsetDateTime>,
+    revoked_at: Option<OffsetDateTime>,
+    last_used_at: Option<OffsetDateTime>,
+}
+
+struct PresentedRow {
+    key: KeyRow,
+    tenant_name: String,
+    tenant_suspended_at: Option<OffsetDateTime>,
+}
+
+fn key_from(row: KeyRow) -> Result<KeyRecord, StoreError> {
+    let role = Role::parse(&row.role)
+        .ok_or_else(|| StoreError::Other(format!("unknown role {:?}", row.role).into()))?;
+    Ok(KeyRecord {
+        id: row.id,
+        tenant: row.tenant_id,
+        application: row.application_id,
+        name: row.name,
+        role,
+        scopes: row.scopes,
+        secret_hash: row.secret_hash,
+        previous_secret_hash: row.previous_secret_hash,
+        previous_expires_at: row.previous_expires_at,
+        expires_at: row.expires_at,
+        created_by: row.created_by,
+        created_at: row.created_at,
+        rotated_at: row.rotated_at,
+        revoked_at: row.revoked_at,
+        last_used_at: row.last_used_at,
+    })
+}
+
+for_both_backends! {
+    impl<'r> sqlx::FromRow<'r, DbRow> for KeyRow {
+        fn from_row(row: &'r DbRow) -> Result<Self, sqlx::Error> {
+            use sqlx::Row;
+            Ok(Self {
+                id: row.try_get("id")?,
+                tenant_id: row.try_get("tenant_id")?,
+                application_id: row.try_get("application_id")?,
+                name: row.try_get("name")?,
+                role: row.try_get("role")?,
+                scopes: row.try_get("scopes")?,
+                secret_hash: row.try_get("secret_hash")?,
+                previous_secret_hash: row.try_get("previous_secret_hash")?,
+                previous_expires_at: row.try_get("previous_expires_at")?,
+                expires_at: row.try_get("expires_at")?,
+                created_by: row.try_get("created_by")?,
+                created_at: row.try_get("created_at")?,
+                rotated_at: row.try_get("rotated_at")?,
+                revoked_at: row.try_get("revoked_at")?,
+                last_used_at: row.try_get("last_used_at")?,
+            })
+        }
+    }
+
+    impl<'r> sqlx::FromRow<'r, DbRow> for PresentedRow {
+        fn from_row(row: &'r DbRow) -> Result<Self, sqlx::Error> {
+            use sqlx::Row;
+            Ok(Self {
+                key: KeyRow::from_row(row)?,
+                tenant_name: row.try_get("tenant_name")?,
+                tenant_suspended_at: row.try_get("tenant_suspended_at")?,
+            })
+        }
+    }
+
+    #[async_trait]
+    impl KeyStore for SqlKeyStore<Pool> {
+        async fn create(
+            &self,
+            scope: TenantScope,
+            key: &KeyRecord,
+            event: &AuditRecord,
+        ) -> Result<Creation, StoreError> {
+            let tenant = scope.tenant();
+            let mut tx = self.0.tenant(tenant).await?;
+            if let Some(application) = key.application {
+                // The foreign key alone would accept another tenant's application.
+                let found: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM applications WHERE tenant_id = $1 AND id = $2",
+                )
+                .bind(tenant)
+                .bind(application)
+                .fetch_one(&mut *tx)
+                .await?;
+                if found == 0 {
+                    return Ok(Creation::NoSuchApplication);
+                }
+            }
+            sqlx::query(
+                "INSERT INTO api_keys (id, tenant_id, application_id, name, role, scopes,
+                     secret_hash, expires_at, created_by, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(key.id)
+            .bind(tenant)
+            .bind(key.application)
+            .bind(&key.name)
+            .bind(key.role.as_str())
+            .bind(&key.scopes)
+            .bind(&key.secret_hash)
+            .bind(key.expires_at)
+            .bind(key.created_by)
+            .bind(key.created_at)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit_with(event).await?;
+            Ok(Creation::Created)
+        }
+
+        async fn list(&self, scope: TenantScope) -> Result<Vec<KeyRecord>, StoreError> {
+            let tenant = scope.tenant();
+            let mut reader = self.0.tenant_reader(tenant).await?;
+            let rows: Vec<KeyRow> = sqlx::query_as(LIST_KEYS)
+            .bind(tenant)
+            .fetch_all(&mut *reader)
+            .await?;
+            <Pool as Begin>::end_read(reader).await?;
+            rows.into_iter().map(key_from).collect()
+        }
+
+        async fn revoke(
+            &self,
+            scope: TenantScope,
+            id: ApiKeyId,
+            at: OffsetDateTime,
+            event: &AuditRecord,
+        ) -> Result<bool, StoreError> {
+            let tenant = scope.tenant();
+            let mut tx = self.0.tenant(tenant).await?;
+            let revoked = sqlx::query(
+                "UPDATE api_keys SET revoked_at = $3, previous_secret_hash = NULL,
+                     previous_expires_at = NULL
+                 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            if revoked.rows_affected() != 1 {
+                return Ok(false);
+            }
+            tx.commit_narrowing(event).await?;
+            Ok(true)
+        }
+
+        async fn rotate(
+            &self,
+            scope: TenantScope,
+            id: ApiKeyId,
+            new_hash: &[u8; 32],
+            previous_until: Option<OffsetDateTime>,
+            at: OffsetDateTime,
+            event: &AuditRecord,
+        ) -> Result<Option<KeyRecord>, StoreError> {
+            let tenant = scope.tenant();
+            let mut tx = self.0.tenant(tenant).await?;
+            let row: Option<KeyRow> = sqlx::query_as(ROTATE_KEY)
+            .bind(tenant)
+            .bind(id)
+            .bind(&new_hash[..])
+            .bind(previous_until)
+            .bind(at)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            tx.commit_narrowing(event).await?;
+            key_from(row).map(Some)
+        }
+
+        async fn presented(&self, id: ApiKeyId) -> Result<Option<PresentedRecord>, StoreError> {
+            let mut tx = self.0.key_read(id).await?;
+            let row: Option<PresentedRow> = sqlx::query_as(PRESENTED_KEY)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            row.map(|row| {
+                Ok(PresentedRecord {
+                    tenant_name: row.tenant_name,
+                    tenant_suspended: row.tenant_suspended_at.is_some(),
+                    key: key_from(row.key)?,
+                })
+            })
+            .transpose()
+        }
+
+        async fn record_use(
+            &self,
+            tenant: TenantId,
+            uses: &[(ApiKeyId, OffsetDateTime)],
+        ) -> Result<(), StoreError> {
+            let mut tx = self.0.tenant(tenant).await?;
+            for (id, at) in uses {
+                sqlx::query(
+                    "UPDATE api_keys SET last_used_at = $3
+                     WHERE tenant_id = $1 AND id = $2
+                       AND (last_used_at IS NULL OR last_used_at < $3)",
+                )
+                .bind(tenant)
+                .bind(id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+    }
+}

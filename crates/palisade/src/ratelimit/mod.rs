@@ -1,0 +1,303 @@
+//! Rate limits (claim WEB-5): a per-route policy table, enforced by the generic cell rate
+//! algorithm (GCRA) per (route, principal).
+//!
+//! GCRA keeps one number per bucket, the "theoretical arrival time" (TAT): each admitted
+//! request pushes it `interval = period / limit` into the future, and a request is admitted
+//! while the TAT stays within one `period` of now. That allows `limit` requests in a burst
+//! and then one per `interval`, with no window edges to game.
+//!
+//! On PostgreSQL the TAT lives in an unlogged table and one `INSERT … ON CONFLICT … WHERE`
+//! statement decides and records, so every instance on the database enforces one limit. On
+//! SQLite (one server per database file) it lives in memory.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use sqlx::PgPool;
+
+use crate::config::RateLimitSettings;
+use crate::store::{Database, StoreError};
+
+const PERIOD_US: i64 = 60_000_000;
+
+/// A route's limit class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// Writes and everything without an override: `default_per_minute` per principal.
+    Default,
+    /// `GET`: `read_per_minute` per principal.
+    Read,
+    /// Sign-in, sign-up and email-link routes: `sign_in_per_minute` per client address,
+    /// whatever credential the request carries.
+    SignIn,
+}
+
+impl Class {
+    pub fn per_minute(self, settings: &RateLimitSettings) -> u32 {
+        match self {
+            Class::Default => settings.default_per_minute,
+            Class::Read => settings.read_per_minute,
+            Class::SignIn => settings.sign_in_per_minute,
+        }
+    }
+}
+
+/// The per-route overrides; every other route is `Read` for `GET` and `Default` otherwise.
+pub const OVERRIDES: &[(&str, &str, Class)] = &[
+    ("POST", "/api/v1/auth/login", Class::SignIn),
+    ("POST", "/api/v1/auth/signup", Class::SignIn),
+    ("POST", "/api/v1/auth/password-reset", Class::SignIn),
+    ("POST", "/api/v1/auth/password-reset/request", Class::SignIn),
+    ("POST", "/api/v1/auth/verify-email", Class::SignIn),
+    ("POST", "/api/v1/auth/verify-email/request", Class::SignIn),
+    ("POST", "/api/v1/invitations/accept", Class::SignIn),
+];
+
+/// Never limited: load balancers and scrapers poll these, and they do no work per caller.
+pub const EXEMPT: &[&str] = &["/api/health", "/api/health/live", "/metrics"];
+
+/// The class of a route (its method and path template); None: not limited.
+pub fn class_of(method: &str, route: &str) -> Option<Class> {
+    if EXEMPT.contains(&route) {
+        return None;
+    }
+    let class = OVERRIDES
+        .iter()
+        .find(|(m, r, _)| *m == method && *r == route)
+        .map(|(_, _, class)| *class);
+    Some(class.unwrap_or(if method == "GET" || method == "HEAD" {
+        Class::Read
+    } else {
+        Class::Default
+    }))
+}
+
+/// The limiter's answer, with what the `RateLimit-*` headers report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub limit: u32,
+    pub remaining: u32,
+    /// Seconds until the bucket is full again.
+    pub reset_secs: u64,
+    /// When refused: seconds until a request would be admitted.
+    pub retry_after_secs: u64,
+}
+
+/// Where the TATs live.
+#[async_trait]
+pub trait TatStore: Send + Sync {
+    /// Admits a request if `max(tat, now) + interval - now <= capacity`, recording the new
+    /// TAT. Returns whether it was admitted and the TAT after the decision.
+    async fn admit(
+        &self,
+        bucket: &str,
+        now_us: i64,
+        interval_us: i64,
+        capacity_us: i64,
+    ) -> Result<(bool, i64), StoreError>;
+    /// Forgets buckets that are full again.
+    async fn prune(&self, now_us: i64) -> Result<(), StoreError>;
+}
+
+pub struct Limiter {
+    store: Box<dyn TatStore>,
+}
+
+impl Limiter {
+    pub fn for_database(db: &Database) -> Self {
+        let store: Box<dyn TatStore> = match db {
+            Database::Sqlite(_) => Box::new(MemoryTats::default()),
+            Database::Postgres(pool) => Box::new(PostgresTats(pool.clone())),
+        };
+        Self { store }
+    }
+
+    pub async fn check(
+        &self,
+        bucket: &str,
+        limit: u32,
+        now_us: i64,
+    ) -> Result<Decision, StoreError> {
+        let limit = limit.max(1);
+        let interval = PERIOD_US / i64::from(limit);
+        let capacity = interval * i64::from(limit);
+        let (allowed, tat) = self.store.admit(bucket, now_us, interval, capacity).await?;
+        Ok(decision(allowed, tat, now_us, limit, interval, capacity))
+    }
+
+    pub async fn prune(&self, now_us: i64) -> Result<(), StoreError> {
+        self.store.prune(now_us).await
+    }
+}
+
+fn decision(
+    allowed: bool,
+    tat: i64,
+    now: i64,
+    limit: u32,
+    interval: i64,
+    capacity: i64,
+) -> Decision {
+    let ahead = (tat - now).max(0);
+    let ceil_secs = |us: i64| (us.max(0) as u64).div_ceil(1_000_000);
+    Decision {
+        allowed,
+        limit,
+        remaining: if allowed {
+            ((capacity - ahead) / interval).clamp(0, i64::from(limit)) as u32
+        } else {
+            0
+        },
+        reset_secs: ceil_secs(ahead),
+        retry_after_secs: if allowed {
+            0
+        } else {
+            ceil_secs(ahead + interval - capacity).max(1)
+        },
+    }
+}
+
+/// SQLite's deployment: one server per database file, so its memory is the whole truth.
+#[derive(Default)]
+struct MemoryTats(Mutex<HashMap<String, i64>>);
+
+#[async_trait]
+impl TatStore for MemoryTats {
+    async fn admit(
+        &self,
+        bucket: &str,
+        now_us: i64,
+        interval_us: i64,
+        capacity_us: i64,
+    ) -> Result<(bool, i64), StoreError> {
+        let mut tats = self.0.lock().expect("rate limit lock");
+        let current = tats.get(bucket).copied().unwrap_or(now_us).max(now_us);
+        let next = current + interval_us;
+        if next - now_us > capacity_us {
+            return Ok((false, current));
+        }
+        match tats.get_mut(bucket) {
+            Some(tat) => *tat = next,
+            None => {
+                tats.insert(bucket.to_owned(), next);
+            }
+        }
+        Ok((true, next))
+    }
+
+    async fn prune(&self, now_us: i64) -> Result<(), StoreError> {
+        self.0
+            .lock()
+            .expect("rate limit lock")
+            .retain(|_, tat| *tat > now_us);
+        Ok(())
+    }
+}
+
+struct PostgresTats(PgPool);
+
+#[async_trait]
+impl TatStore for PostgresTats {
+    async fn admit(
+        &self,
+        bucket: &str,
+        now_us: i64,
+        interval_us: i64,
+        capacity_us: i64,
+    ) -> Result<(bool, i64), StoreError> {
+        // One statement decides and records; the row lock serialises instances per bucket.
+        let admitted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO rate_limits AS r (bucket, tat) VALUES ($1, $2 + $3)
+             ON CONFLICT (bucket) DO UPDATE SET tat = greatest(r.tat, $2) + $3
+                 WHERE greatest(r.tat, $2) + $3 - $2 <= $4
+             RETURNING tat",
+        )
+        .bind(bucket)
+        .bind(now_us)
+        .bind(interval_us)
+        .bind(capacity_us)
+        .fetch_optional(&self.0)
+        .await?;
+        if let Some(tat) = admitted {
+            return Ok((true, tat));
+        }
+        let tat: Option<i64> = sqlx::query_scalar("SELECT tat FROM rate_limits WHERE bucket = $1")
+            .bind(bucket)
+            .fetch_optional(&self.0)
+            .await?;
+        Ok((false, tat.unwrap_or(now_us).max(now_us)))
+    }
+
+    async fn prune(&self, now_us: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM rate_limits WHERE tat <= $1")
+            .bind(now_us)
+            .execute(&self.0)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: i64 = 1_000_000;
+
+    // claim: WEB-5
+    #[tokio::test]
+    async fn a_burst_of_the_limit_passes_then_one_per_interval() {
+        let limiter = Limiter {
+            store: Box::new(MemoryTats::default()),
+        };
+        let start = 1_000 * SECOND;
+        for n in 0..60 {
+            let d = limiter.check("b", 60, start).await.unwrap();
+            assert!(d.allowed, "request {n}");
+            assert_eq!(d.remaining, 59 - n);
+        }
+        let refused = limiter.check("b", 60, start).await.unwrap();
+        assert!(!refused.allowed);
+        assert_eq!(refused.remaining, 0);
+        assert_eq!(refused.retry_after_secs, 1);
+        assert_eq!(refused.reset_secs, 60);
+        // One interval later, exactly one more.
+        assert!(
+            limiter
+                .check("b", 60, start + SECOND)
+                .await
+                .unwrap()
+                .allowed
+        );
+        assert!(
+            !limiter
+                .check("b", 60, start + SECOND)
+                .await
+                .unwrap()
+                .allowed
+        );
+        // Other buckets are untouched.
+        assert!(limiter.check("c", 60, start).await.unwrap().allowed);
+        // After a full period the bucket is full again and pruned.
+        limiter.prune(start + 61 * SECOND).await.unwrap();
+        let d = limiter.check("b", 60, start + 61 * SECOND).await.unwrap();
+        assert_eq!(d.remaining, 59);
+    }
+
+    // claim: WEB-5
+    #[test]
+    fn sign_in_is_stricter_reads_looser_and_health_exempt() {
+        assert_eq!(class_of("POST", "/api/v1/auth/login"), Some(Class::SignIn));
+        assert_eq!(class_of("GET", "/api/v1/members"), Some(Class::Read));
+        assert_eq!(
+            class_of("POST", "/api/v1/applications"),
+            Some(Class::Default)
+        );
+        assert_eq!(class_of("GET", "/api/health/live"), None);
+        let settings = RateLimitSettings::default();
+        assert!(Class::SignIn.per_minute(&settings) < Class::Default.per_minute(&settings));
+        assert!(Class::Read.per_minute(&settings) > Class::Default.per_minute(&settings));
+        assert_eq!(Class::Default.per_minute(&settings), 60);
+    }
+}

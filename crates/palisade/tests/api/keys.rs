@@ -1,0 +1,464 @@
+//! API keys (claims KEY-1 to KEY-5, RBAC-4): issued once, stored as a hash, checked live on
+//! every request and every instance, bounded by role and scopes, rotated with an overlap.
+
+use serde_json::{json, Value};
+use std::time::Duration;
+
+use crate::helpers::{spawn_app, Session, TestApp};
+
+/// Creates a key as `owner`; returns (its view, its text).
+async fn create_key(app: &TestApp, owner: &Session, body: Value) -> (Value, String) {
+    let response = app
+        .post_as("/api/v1/api-keys", &owner.access, Some(&body))
+        .await;
+    assert_eq!(response.status(), 201);
+    let view: Value = response.json().await.unwrap();
+    let secret = view["secret"].as_str().unwrap().to_owned();
+    (view, secret)
+}
+
+async fn get_with_key(app: &TestApp, path: &str, key: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(path))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn status_with_key(app: &TestApp, path: &str, key: &str) -> u16 {
+    get_with_key(app, path, key).await.status().as_u16()
+}
+
+// claim: KEY-1, KEY-3
+#[tokio::test]
+async fn a_key_is_shown_once_stored_as_a_hash_and_accepted_in_either_header() {
+    let app = spawn_app().await;
+    let owner = app.signed_in("owner@example.com").await;
+    let (view, key) = create_key(&app, &owner, json!({"name": "CI", "role": "viewer"})).await;
+    assert!(key.starts_with("pal_live_"), "{key}");
+    assert!(
+        key.len() >= 9 + 32 + 43,
+        "a public id and at least 256 bits of secret"
+    );
+    let id = view["id"].as_str().unwrap();
+    assert!(
+        key.contains(id.trim_start_matches("key_")),
+        "the public id is in the key"
+    );
+    // Either header authenticates.
+    assert_eq!(status_with_key(&app, "/api/v1/members", &key).await, 200);
+    assert_eq!(app.get_as("/api/v1/members", &key).await.status(), 200);
+    // Two credentials at once are refused, not guessed between.
+    let both = app
+        .client
+        .get(app.url("/api/v1/members"))
+        .header("x-api-key", &key)
+        .bearer_auth(&owner.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(both.status(), 401);
+    // A mistyped key fails its checksum; a wrong secret of a real id fails too.
+    let mut typo = key.clone().into_bytes();
+    typo[60] = if typo[60] == b'a' { b'b' } else { b'a' };
+    assert_eq!(
+        status_with_key(&app, "/api/v1/members", &String::from_utf8(typo).unwrap()).await,
+        401
+    );
+    // The list never shows it again.
+    let listed = app.get_as("/api/v1/api-keys", &owner.access).await;
+    let listed_text = listed.text().await.unwrap();
+    assert!(!listed_text.contains(&key));
+    assert!(!listed_text.contains("\"secret\""));
+    // Not in the database in any form but its SHA-256: the secret part is nowhere.
+    let secret_part = &key[9 + 32 + 1..];
+    let stored: Vec<String> = app
+        .inspect(
+            "SELECT coalesce(name, '') || role || coalesce(scopes, '') FROM api_keys",
+            None,
+        )
+        .await;
+    assert!(stored.iter().all(|row| !row.contains(secret_part)));
+    if let Some(path) = sqlite_files(&app) {
+        for file in path {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            let found = bytes
+                .windows(secret_part.len())
+                .any(|w| w == secret_part.as_bytes());
+            assert!(!found, "the secret is in {}", file.display());
+        }
+    } else {
+        let texts: Vec<String> = app
+            .inspect("SELECT row_to_json(k)::text FROM api_keys k", None)
+            .await;
+        assert!(texts.iter().all(|t| !t.contains(secret_part)));
+        let audit: Vec<String> = app
+            .inspect("SELECT row_to_json(a)::text FROM audit_events a", None)
+            .await;
+        assert!(audit.iter().all(|t| !t.contains(secret_part)));
+    }
+}
+
+fn sqlite_files(app: &TestApp) -> Option<Vec<std::path::PathBuf>> {
+    if !matches!(app.state.db, palisade::store::Database::Sqlite(_)) {
+        return None;
+    }
+    let db = app.sqlite_path();
+    Some(vec![
+        db.clone(),
+        db.with_extension("db-wal"),
+        db.with_extension("db-shm"),
+    ])
+}
+
+// claim: KEY-3
+#[tokio::test]
+async fn what_a_key_does_is_audited_under_its_id() {
+    let app = spawn_app().await;
+    let owner = app.signed_in("owner@example.com").await;
+    let (view, key) = create_key(&app, &owner, json!({"name": "Deploy", "role": "admin"})).await;
+    let created = app
+        .client
+        .post(app.url("/api/v1/applications"))
+        .header("x-api-key", &key)
+        .json(&json!({"name": "Sync"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let id = view["id"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("key_")
+        .to_owned();
+    let actors: Vec<String> = app
+        .inspect(
+            "SELECT replace(CAST(actor_key_id AS TEXT), '-', '') FROM audit_events
+             WHERE action = 'applications.created'",
+            None,
+        )
+        .await;
+    assert_eq!(actors, vec![id]);
+    let created_events: Vec<String> = app
+        .inspect(
+            "SELECT action FROM audit_events WHERE action LIKE 'api_keys.%'",
+            None,
+        )
+        .await;
+    assert_eq!(created_events, vec!["api_keys.created".to_owned()]);
+}
+
+// claim: KEY-2
+#[tokio::test]
+async fn a_revoked_key_fails_on_the_next_request_on_every_instance() {
+    let app = spawn_app().await;
+    let owner = app.signed_in("owner@example.com").await;
+    let (view, key) = create_key(&app, &owner, json!({"name": "CI", "role": "viewer"})).await;
+    // Another instance behind the load balancer (PostgreSQL: the scale-out deployment).
+    let sibling = app.db.as_postgres().is_some().then_some(());
+    let sibling = match sibling {
+        Some(()) => Some(app.spawn_sibling().await),
+        None => None,
+    };
+    // Both instances have the key cached.
+    assert_eq!(status_with_key(&app, "/api/v1/members", &key).await, 200);
+    if let Some(sibling) = &sibling {
+        let seen = sibling
+            .client
+            .get(sibling.url("/api/v1/members"))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(seen.status(), 200);
+    }
+    let id = view["id"].as_str().unwrap();
+    let revoked = app
+        .client
+        .delete(app.url(&format!("/api/v1/api-keys/{id}")))
+        .bearer_auth(&owner.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    assert_eq!(status_with_key(&app, "/api/v1/members", &key).await, 401);
+    if let Some(sibling) = sibling {
+        let refused = sibling
+            .client
+            .get(sibling.url("/api/v1/members"))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            refused.status(),
+            401,
+            "the other instance refuses it at once"
+        );
+        sibling.stop().await;
+    } else {
+        eprintln!("sqlite backend: one server per database file; see docs/claims.md (KEY-2)");
+    }
+    // Revoking again: no live key of that id.
+    let again = app
+        .client
+        .delete(app.url(&format!("/api/v1/api-keys/{id}")))
+        .bearer_auth(&owner.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 404);
+}
+
+// claim: KEY-4
+#[tokio::test]
+async fn keys_expire_rotate_with_an_overlap_and_record_their_last_use() {
+    let app = spawn_app().await;
+    let owner = app.signed_in("owner@example.com").await;
+    let (view, old) = create_key(
+        &app,
+        &owner,
+        json!({"name": "CI", "role": "viewer", "expires_in_days": 30}),
+    )
+    .await;
+    let id = view["id"].as_str().unwrap();
+    assert!(view["last_used_at"].is_null());
+    assert_eq!(status_with_key(&app, "/api/v1/members", &old).await, 200);
+    // Last use is visible at once, and written without a write per request.
+    let keys: Vec<Value> = app
+        .get_as("/api/v1/api-keys", &owner.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(keys[0]["last_used_at"].is_string());
+    let stored: Vec<i64> = app
+        .inspect(
+            "SELECT count(*) FROM api_keys WHERE last_used_at IS NOT NULL",
+            None,
+        )
+        .await;
+    assert_eq!(stored, vec![0], "not yet written");
+    app.state.keys.flush_last_used().await;
+    let stored: Vec<i64> = app
+        .inspect(
+            "SELECT count(*) FROM api_keys WHERE last_used_at IS NOT NULL",
+            None,
+        )
+        .await;
+    assert_eq!(stored, vec![1], "written by the periodic flush");
+
+    // Rotation with an hour's overlap: both secrets work, then only the new one.
+    let rotated = app
+        .post_as(
+            &format!("/api/v1/api-keys/{id}/rotate"),
+            &owner.access,
+            Some(&json!({"overlap_seconds": 3600})),
+        )
+        .await;
+    assert_eq!(rotated.status(), 200);
+    let rotated: Value = rotated.json().await.unwrap();
+    let new = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    assert_eq!(rotated["id"], view["id"], "the public id stays");
+    assert_eq!(status_with_key(&app, "/api/v1/members", &old).await, 200);
+    assert_eq!(status_with_key(&app, "/api/v1/members", &new).await, 200);
+    app.clock.advance(Duration::from_secs(3601));
+    assert_eq!(status_with_key(&app, "/api/v1/members", &old).await, 401);
+    assert_eq!(status_with_key(&app, "/api/v1/members", &new).await, 200);
+
+    // Without an overlap the old secret dies at once.
+    let owner = app.login("owner@example.com").await;
+    let rotated: Value = app
+        .post_as(
+            &format!("/api/v1/api-keys/{id}/rotate"),
+            &owner.access,
+            Some(&json!({})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let newest = rotated["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{rotated}"))
+        .to_owned();
+    assert_eq!(status_with_key(&app, "/api/v1/members", &new).await, 401);
+    assert_eq!(status_with_key(&app, "/api/v1/members", &newest).await, 200);
+
+    // Thirty days after creation the key has expired, whatever its rotations.
+    app.clock.advance(Duration::from_secs(30 * 86_400));
+    assert_eq!(status_with_key(&app, "/api/v1/members", &newest).await, 401);
+    let owner = app.login("owner@example.com").await;
+    let keys: Vec<Value> = app
+        .get_as("/api/v1/api-keys", &owner.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(keys[0]["status"], "expired");
+}
+
+// claim: KEY-5, RBAC-4
+#[tokio::test]
+async fn a_key_does_only_what_its_role_and_scopes_allow_and_never_what_people_do() {
+    let app = spawn_app().await;
+    let owner = app.signed_in("owner@example.com").await;
+    let post = |key: String, path: &'static str, body: Value| {
+        let request = app
+            .client
+            .post(app.url(path))
+            .header("x-api-key", key)
+            .json(&body);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    // Read-only: reads, never writes.
+    let (_, viewer) = create_key(&app, &owner, json!({"name": "Read", "role": "viewer"})).await;
+    assert_eq!(status_with_key(&app, "/api/v1/members", &viewer).await, 200);
+    assert_eq!(
+        post(viewer.clone(), "/api/v1/applications", json!({"name": "X"})).await,
+        403
+    );
+    // An admin key narrowed to one scope.
+    let (_, scoped) = create_key(
+        &app,
+        &owner,
+        json!({"name": "Scoped", "role": "admin", "scopes": ["members.read"]}),
+    )
+    .await;
+    assert_eq!(status_with_key(&app, "/api/v1/members", &scoped).await, 200);
+    assert_eq!(
+        post(scoped, "/api/v1/applications", json!({"name": "X"})).await,
+        403
+    );
+    // An admin key: what the role allows, except what only people may do.
+    let (_, admin) = create_key(&app, &owner, json!({"name": "Admin", "role": "admin"})).await;
+    assert_eq!(
+        post(
+            admin.clone(),
+            "/api/v1/applications",
+            json!({"name": "Sync"})
+        )
+        .await,
+        201
+    );
+    assert_eq!(
+        post(
+            admin.clone(),
+            "/api/v1/api-keys",
+            json!({"name": "More", "role": "viewer"})
+        )
+        .await,
+        403,
+        "a key cannot mint keys"
+    );
+    assert_eq!(
+        post(
+            admin.clone(),
+            "/api/v1/invitations",
+            json!({"email": "x@example.com", "role": "viewer"})
+        )
+        .await,
+        403
+    );
+    // No session routes for keys (an Agent never signs in, claim RBAC-4).
+    assert_eq!(status_with_key(&app, "/api/v1/me", &admin).await, 403);
+    assert_eq!(
+        status_with_key(&app, "/api/v1/auth/sessions", &admin).await,
+        403
+    );
+    // Never an owner key, never a people-only scope, never above the creator.
+    for refused in [
+        json!({"name": "X", "role": "owner"}),
+        json!({"name": "X", "role": "admin", "scopes": ["keys.create"]}),
+        json!({"name": "X", "role": "viewer", "scopes": ["members.remove"]}),
+        json!({"name": "X", "role": "viewer", "unknown": 1}),
+        json!({"name": "", "role": "viewer"}),
+        json!({"name": "X", "role": "viewer", "expires_in_days": 0}),
+    ] {
+        let response = app
+            .post_as("/api/v1/api-keys", &owner.access, Some(&refused))
+            .await;
+        assert_eq!(response.status(), 422, "{refused}");
+    }
+}
+
+// claim: RBAC-4, KEY-5
+#[tokio::test]
+async fn an_application_key_is_an_agent_confined_to_its_application() {
+    let app = spawn_app().await;
+    let owner = app.signed_in("owner@example.com").await;
+    let mut applications = Vec::new();
+    for name in ["Billing", "Search"] {
+        let created: Value = app
+            .post_as(
+                "/api/v1/applications",
+                &owner.access,
+                Some(&json!({"name": name})),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        applications.push(created["id"].as_str().unwrap().to_owned());
+    }
+    let (_, agent) = create_key(
+        &app,
+        &owner,
+        json!({"name": "Billing agent", "role": "admin", "application_id": applications[0]}),
+    )
+    .await;
+    let seen: Vec<Value> = get_with_key(&app, "/api/v1/applications", &agent)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0]["id"], applications[0].as_str());
+    let delete_other = app
+        .client
+        .delete(app.url(&format!("/api/v1/applications/{}", applications[1])))
+        .header("x-api-key", &agent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete_other.status(), 404);
+    let create = app
+        .client
+        .post(app.url("/api/v1/applications"))
+        .header("x-api-key", &agent)
+        .json(&json!({"name": "Mine"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(create.status(), 403);
+    // Another tenant's application cannot be named.
+    let other = app.signed_in("other@example.com").await;
+    let response = app
+        .post_as(
+            "/api/v1/api-keys",
+            &other.access,
+            Some(&json!({"name": "X", "role": "viewer", "application_id": applications[0]})),
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+}
+
+// claim: KEY-5, RBAC-6
+#[tokio::test]
+async fn a_manager_cannot_create_a_key_above_their_role() {
+    let app = spawn_app().await;
+    let staff = crate::tenancy::staffed_tenant(&app).await;
+    let manager = &staff["manager"];
+    let response = app
+        .post_as(
+            "/api/v1/api-keys",
+            &manager.access,
+            Some(&json!({"name": "X", "role": "admin"})),
+        )
+        .await;
+    assert_eq!(response.status(), 403);
+    let (_, key) = create_key(&app, manager, json!({"name": "Y", "role": "manager"})).await;
+    assert_eq!(status_with_key(&app, "/api/v1/api-keys", &key).await, 200);
+}

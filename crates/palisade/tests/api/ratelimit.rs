@@ -1,0 +1,152 @@
+//! Rate limits (claim WEB-5): per route and principal, one limit across instances, 429 with
+//! Retry-After and RateLimit headers, bursts audited once.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app_with, PASSWORD};
+use palisade::config::Settings;
+
+fn limits(settings: &mut Settings) {
+    settings.rate_limits.default_per_minute = 3;
+    settings.rate_limits.read_per_minute = 5;
+    settings.rate_limits.sign_in_per_minute = 2;
+}
+
+fn header(response: &reqwest::Response, name: &str) -> Option<u64> {
+    response.headers().get(name)?.to_str().ok()?.parse().ok()
+}
+
+// claim: WEB-5
+#[tokio::test]
+async fn a_principal_gets_its_routes_limit_then_429_with_retry_after() {
+    let app = spawn_app_with(limits).await;
+    let owner = app.signed_in("owner@example.com").await;
+    for expected_remaining in (0..5).rev() {
+        let response = app.get_as("/api/v1/members", &owner.access).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(header(&response, "ratelimit-limit"), Some(5));
+        assert_eq!(
+            header(&response, "ratelimit-remaining"),
+            Some(expected_remaining)
+        );
+        assert!(header(&response, "ratelimit-reset").is_some());
+    }
+    let refused = app.get_as("/api/v1/members", &owner.access).await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(
+        header(&refused, "retry-after"),
+        Some(12),
+        "one request per 12 s"
+    );
+    assert_eq!(header(&refused, "ratelimit-remaining"), Some(0));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // Another route has its own bucket; writes have the stricter default.
+    assert_eq!(
+        app.get_as("/api/v1/roles", &owner.access).await.status(),
+        200
+    );
+    // Another principal is unaffected.
+    let other = app.signed_in("other@example.com").await;
+    assert_eq!(
+        app.get_as("/api/v1/members", &other.access).await.status(),
+        200
+    );
+    // After the interval, one more.
+    app.clock.advance(Duration::from_secs(12));
+    assert_eq!(
+        app.get_as("/api/v1/members", &owner.access).await.status(),
+        200
+    );
+    assert_eq!(
+        app.get_as("/api/v1/members", &owner.access).await.status(),
+        429
+    );
+    // Health checks are never limited.
+    for _ in 0..10 {
+        assert_eq!(app.get("/api/health/live").await.status(), 200);
+    }
+}
+
+// claim: WEB-5
+#[tokio::test]
+async fn sign_in_is_limited_per_address_and_a_burst_is_audited_once() {
+    let app = spawn_app_with(limits).await;
+    app.sign_up("ada@example.com").await;
+    let credentials = json!({"email": "ada@example.com", "password": PASSWORD});
+    let login = || app.post_json("/api/v1/auth/login", &credentials);
+    // Two per minute from one address, whoever signs in (the sign-up had its own bucket).
+    assert_eq!(login().await.status(), 200);
+    assert_eq!(login().await.status(), 200);
+    for _ in 0..3 {
+        let refused = login().await;
+        assert_eq!(refused.status(), 429);
+        assert!(header(&refused, "retry-after").unwrap() >= 1);
+    }
+    let bursts: Vec<i64> = app
+        .inspect(
+            "SELECT count(*) FROM security_events WHERE action = 'rate_limit.exceeded'",
+            None,
+        )
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut bursts = bursts[0];
+    while bursts == 0 && std::time::Instant::now() < deadline {
+        // The audit write runs beside the response.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        bursts = app
+            .inspect::<i64>(
+                "SELECT count(*) FROM security_events WHERE action = 'rate_limit.exceeded'",
+                None,
+            )
+            .await[0];
+    }
+    assert_eq!(bursts, 1, "three refusals, one audited burst");
+}
+
+// claim: WEB-5, KEY-3
+#[tokio::test]
+async fn one_limit_holds_across_two_instances_on_one_database() {
+    let app = spawn_app_with(limits).await;
+    if app.db.as_postgres().is_none() {
+        eprintln!("sqlite backend: one server per database file keeps its limits in memory");
+        return;
+    }
+    let sibling = app.spawn_sibling_with(limits).await;
+    let owner = app.signed_in("owner@example.com").await;
+    let key: Value = app
+        .post_as(
+            "/api/v1/api-keys",
+            &owner.access,
+            Some(&json!({"name": "CI", "role": "viewer"})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let key = key["secret"].as_str().unwrap().to_owned();
+    let mut statuses = Vec::new();
+    for n in 0..8 {
+        let base = if n % 2 == 0 {
+            app.url("/api/v1/members")
+        } else {
+            sibling.url("/api/v1/members")
+        };
+        let response = app
+            .client
+            .get(base)
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 200, 429, 429, 429],
+        "5 per minute in all"
+    );
+    sibling.stop().await;
+}
