@@ -3,10 +3,12 @@
 # Usage: start_server DATA_DIR [extra env assignments…]
 start_server() {
   local data_dir="$1"; shift
+  # A previous server's line must not be mistaken for this one's.
+  rm -f "$work/err"
   env "$@" target/release/palisade serve --listen 127.0.0.1:0 --data-dir "$data_dir" \
     >"$work/log.jsonl" 2>"$work/err" &
   server=$!
-  for _ in $(seq 1 100); do grep -q 'listening on' "$work/err" 2>/dev/null && break; sleep 0.1; done
+  for _ in $(seq 1 300); do grep -q 'listening on' "$work/err" 2>/dev/null && break; sleep 0.1; done
   addr=$(grep -o 'http://[0-9.:]*' "$work/err") || { cat "$work/err" >&2; return 1; }
 }
 
