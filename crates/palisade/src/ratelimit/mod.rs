@@ -7,8 +7,9 @@
 //! and then one per `interval`, with no window edges to game.
 //!
 //! On PostgreSQL the TAT lives in an unlogged table and one `INSERT … ON CONFLICT … WHERE`
-//! statement decides and records, so every instance on the database enforces one limit. On
-//! SQLite (one server per database file) it lives in memory.
+//! statement decides and records, so every instance on the database enforces one limit (a
+//! busy bucket is charged in small leases; see `PostgresTats`). On SQLite (one server per
+//! database file) it lives in memory.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -109,7 +110,7 @@ impl Limiter {
     pub fn for_database(db: &Database) -> Self {
         let store: Box<dyn TatStore> = match db {
             Database::Sqlite(_) => Box::new(MemoryTats::default()),
-            Database::Postgres(pool) => Box::new(PostgresTats(pool.clone())),
+            Database::Postgres(pool) => Box::new(PostgresTats::new(pool.clone())),
         };
         Self { store }
     }
@@ -196,7 +197,68 @@ impl TatStore for MemoryTats {
     }
 }
 
-struct PostgresTats(PgPool);
+/// The scale-out deployment: every instance charges the same row. A busy bucket is charged
+/// a lease of several requests at a time (at most 1% of its limit, 64 at most), which this
+/// instance then admits from memory: one statement per lease instead of per request. A
+/// lease is charged when taken, so instances together never exceed the limit; tokens left
+/// unused for a whole period expire, so at most one lease's worth per instance arrives
+/// late.
+struct PostgresTats {
+    pool: PgPool,
+    leases: Mutex<HashMap<String, Lease>>,
+}
+
+struct Lease {
+    /// Requests this instance may still admit.
+    tokens: i64,
+    /// The bucket's TAT in the database once the lease was charged.
+    tat: i64,
+    expires_us: i64,
+}
+
+/// Charges `tokens` requests' worth to the bucket if they all fit.
+const CHARGE: &str = "INSERT INTO rate_limits AS r (bucket, tat) VALUES ($1, $2 + $3 * $5)
+     ON CONFLICT (bucket) DO UPDATE SET tat = greatest(r.tat, $2) + $3 * $5
+         WHERE greatest(r.tat, $2) + $3 * $5 - $2 <= $4
+     RETURNING tat";
+
+impl PostgresTats {
+    fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            leases: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn charge(
+        &self,
+        bucket: &str,
+        now_us: i64,
+        interval_us: i64,
+        capacity_us: i64,
+        tokens: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(CHARGE)
+            .bind(bucket)
+            .bind(now_us)
+            .bind(interval_us)
+            .bind(capacity_us)
+            .bind(tokens)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    fn take_leased(&self, bucket: &str, now_us: i64, interval_us: i64) -> Option<i64> {
+        let mut leases = self.leases.lock().expect("lease lock");
+        let lease = leases.get_mut(bucket)?;
+        if lease.tokens <= 0 || now_us >= lease.expires_us {
+            return None;
+        }
+        lease.tokens -= 1;
+        // Report the tokens still held here as available.
+        Some(lease.tat - lease.tokens * interval_us)
+    }
+}
 
 #[async_trait]
 impl TatStore for PostgresTats {
@@ -207,33 +269,49 @@ impl TatStore for PostgresTats {
         interval_us: i64,
         capacity_us: i64,
     ) -> Result<(bool, i64), StoreError> {
-        // One statement decides and records; the row lock serialises instances per bucket.
-        let admitted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO rate_limits AS r (bucket, tat) VALUES ($1, $2 + $3)
-             ON CONFLICT (bucket) DO UPDATE SET tat = greatest(r.tat, $2) + $3
-                 WHERE greatest(r.tat, $2) + $3 - $2 <= $4
-             RETURNING tat",
-        )
-        .bind(bucket)
-        .bind(now_us)
-        .bind(interval_us)
-        .bind(capacity_us)
-        .fetch_optional(&self.0)
-        .await?;
-        if let Some(tat) = admitted {
+        let lease_size = (capacity_us / interval_us / 100).clamp(1, 64);
+        if lease_size > 1 {
+            if let Some(tat) = self.take_leased(bucket, now_us, interval_us) {
+                return Ok((true, tat));
+            }
+            let leased = self
+                .charge(bucket, now_us, interval_us, capacity_us, lease_size)
+                .await?;
+            if let Some(tat) = leased {
+                self.leases.lock().expect("lease lock").insert(
+                    bucket.to_owned(),
+                    Lease {
+                        tokens: lease_size - 1,
+                        tat,
+                        expires_us: now_us + capacity_us,
+                    },
+                );
+                return Ok((true, tat - (lease_size - 1) * interval_us));
+            }
+        }
+        // One request at a time: small limits, and the last requests of a nearly empty
+        // bucket. The row lock serialises instances per bucket.
+        if let Some(tat) = self
+            .charge(bucket, now_us, interval_us, capacity_us, 1)
+            .await?
+        {
             return Ok((true, tat));
         }
         let tat: Option<i64> = sqlx::query_scalar("SELECT tat FROM rate_limits WHERE bucket = $1")
             .bind(bucket)
-            .fetch_optional(&self.0)
+            .fetch_optional(&self.pool)
             .await?;
         Ok((false, tat.unwrap_or(now_us).max(now_us)))
     }
 
     async fn prune(&self, now_us: i64) -> Result<(), StoreError> {
+        self.leases
+            .lock()
+            .expect("lease lock")
+            .retain(|_, lease| lease.expires_us > now_us && lease.tokens > 0);
         sqlx::query("DELETE FROM rate_limits WHERE tat <= $1")
             .bind(now_us)
-            .execute(&self.0)
+            .execute(&self.pool)
             .await?;
         Ok(())
     }

@@ -55,6 +55,7 @@ macro_rules! actions {
 // Destructive actions need Manager or above, member management Admin, and billing,
 // ownership and deletion Owner (claim RBAC-2).
 actions! {
+    TenantRead => "tenant.read", Viewer, "See the tenant the credential acts in: its id, its name and the caller's role (never removed by a custom role or scopes).";
     MembersRead => "members.read", Viewer, "List the tenant's members and their roles.";
     MembersInvite => "members.invite", Admin, "Invite people by email, with at most the inviter's role.";
     MembersUpdateRole => "members.update_role", Admin, "Change a member's role, never above one's own.";
@@ -89,6 +90,12 @@ pub const PEOPLE_ONLY: &[Action] = &[
 ];
 
 impl Action {
+    /// Whether every member and key may take this action whatever a custom role or scopes
+    /// say: seeing which tenant one acts in narrows nothing.
+    pub fn always_allowed(self) -> bool {
+        self == Action::TenantRead
+    }
+
     /// Whether only a person (never an API key) may take this action.
     pub fn people_only(self) -> bool {
         PEOPLE_ONLY.contains(&self)

@@ -26,6 +26,13 @@ impl Caller {
         self.scope().tenant()
     }
 
+    pub fn tenant_name(&self) -> &str {
+        match self {
+            Caller::Member(principal) => principal.tenant_name(),
+            Caller::Key(key) => key.tenant_name(),
+        }
+    }
+
     pub fn role(&self) -> Role {
         match self {
             Caller::Member(principal) => principal.role(),

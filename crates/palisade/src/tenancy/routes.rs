@@ -11,6 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::actions::{act, ACTIONS};
+use super::caller::Caller;
 use super::members::TenancyError;
 use super::Role;
 use crate::app::AppState;
@@ -19,11 +20,12 @@ use crate::http::error::ApiError;
 use crate::http::extract::{Json, RequestContext};
 use crate::http::openapi::ErrorBody;
 use crate::identity::routes::origin;
-use crate::ids::{ApplicationId, CustomRoleId, InvitationId, TenantId, UserId};
+use crate::ids::{ApiKeyId, ApplicationId, CustomRoleId, InvitationId, TenantId, UserId};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(roles))
+        .routes(routes!(current_tenant))
         .routes(routes!(list_members))
         .routes(routes!(change_role, remove_member))
         .routes(routes!(invite, list_invitations))
@@ -66,6 +68,51 @@ pub struct ActionView {
     description: &'static str,
     /// The built-in roles allowed, strongest first.
     roles: Vec<Role>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TenantView {
+    id: TenantId,
+    name: String,
+    /// The caller's built-in role (a key's role, for an API key).
+    role: Role,
+    /// `session` or `api_key`.
+    credential: &'static str,
+    /// The key's public id, when the credential is an API key.
+    api_key_id: Option<ApiKeyId>,
+    /// The application whose Agent the key is, if any.
+    application_id: Option<ApplicationId>,
+}
+
+/// The tenant the credential acts in, and the caller's standing in it: what an integration
+/// asks first ("which tenant is this key for?"). Served from the verified credential.
+///
+/// Action: `tenant.read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenant",
+    tag = "tenancy",
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The caller's tenant", body = TenantView),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role does not allow this action", body = ErrorBody),
+    )
+)]
+async fn current_tenant(permitted: Permitted<act::TenantRead>) -> axum::Json<TenantView> {
+    let caller = &permitted.caller;
+    let (credential, api_key_id, application_id) = match caller {
+        Caller::Member(_) => ("session", None, None),
+        Caller::Key(key) => ("api_key", Some(key.id()), key.application()),
+    };
+    axum::Json(TenantView {
+        id: caller.tenant(),
+        name: caller.tenant_name().to_owned(),
+        role: caller.role(),
+        credential,
+        api_key_id,
+        application_id,
+    })
 }
 
 /// The action table: every action and the built-in roles allowed to do it.

@@ -462,3 +462,30 @@ async fn a_manager_cannot_create_a_key_above_their_role() {
     let (_, key) = create_key(&app, manager, json!({"name": "Y", "role": "manager"})).await;
     assert_eq!(status_with_key(&app, "/api/v1/api-keys", &key).await, 200);
 }
+
+// claim: KEY-1, TEN-1
+#[tokio::test]
+async fn a_key_names_its_tenant_and_itself() {
+    let app = spawn_app().await;
+    let owner = app.signed_in("owner@example.com").await;
+    let (view, key) = create_key(&app, &owner, json!({"name": "CI", "role": "viewer"})).await;
+    let by_key: Value = get_with_key(&app, "/api/v1/tenant", &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_key["id"], owner.tenant.as_str());
+    assert_eq!(by_key["name"], "Acme");
+    assert_eq!(by_key["credential"], "api_key");
+    assert_eq!(by_key["api_key_id"], view["id"]);
+    assert_eq!(by_key["role"], "viewer");
+    let by_session: Value = app
+        .get_as("/api/v1/tenant", &owner.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_session["id"], owner.tenant.as_str());
+    assert_eq!(by_session["credential"], "session");
+    assert_eq!(by_session["role"], "owner");
+}

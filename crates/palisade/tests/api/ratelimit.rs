@@ -150,3 +150,38 @@ async fn one_limit_holds_across_two_instances_on_one_database() {
     );
     sibling.stop().await;
 }
+
+// claim: WEB-5
+#[tokio::test]
+async fn leased_shares_of_a_busy_bucket_never_exceed_the_limit_across_instances() {
+    // 200 a minute: each PostgreSQL instance charges the bucket two requests at a time.
+    let generous = |settings: &mut Settings| settings.rate_limits.read_per_minute = 200;
+    let app = spawn_app_with(generous).await;
+    if app.db.as_postgres().is_none() {
+        eprintln!("sqlite backend: one server per database file keeps its limits in memory");
+        return;
+    }
+    let sibling = app.spawn_sibling_with(generous).await;
+    let owner = app.signed_in("owner@example.com").await;
+    let mut admitted = 0;
+    for n in 0..230 {
+        let base = if n % 2 == 0 {
+            app.url("/api/v1/tenant")
+        } else {
+            sibling.url("/api/v1/tenant")
+        };
+        let response = app
+            .client
+            .get(base)
+            .bearer_auth(&owner.access)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            admitted += 1;
+        }
+    }
+    // Never more than the limit; at most one unused lease per instance goes unserved.
+    assert!((196..=200).contains(&admitted), "{admitted} admitted");
+    sibling.stop().await;
+}
