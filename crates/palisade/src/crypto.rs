@@ -1,4 +1,4 @@
-//! The primitives Palisade composes, all from vetted crates (`ring`, `sha2`): random
+//! The primitives Palisade composes, all from vetted crates (`ring`, RustCrypto): random
 //! tokens, SHA-256 digests, constant-time comparison, and the master key that seals
 //! secrets at rest (AES-256-GCM with the secret's purpose as associated data).
 
@@ -10,7 +10,6 @@ use base64::Engine;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::SecretString;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -28,8 +27,14 @@ pub fn random_token() -> SecretString {
     SecretString::from(URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
 }
 
+/// SHA-256 by ring, whose assembly uses the CPU's SHA extensions: it runs on every API-key
+/// request (twice), where the portable implementation cost a tenth of the request.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
-    Sha256::digest(data).into()
+    let digest = ring::digest::digest(&ring::digest::SHA256, data);
+    digest
+        .as_ref()
+        .try_into()
+        .expect("SHA-256 digests are 32 bytes")
 }
 
 /// Equality whose time does not depend on where the inputs differ.

@@ -21,6 +21,11 @@ macro_rules! typed_id {
                 Self(Uuid::now_v7())
             }
 
+            #[allow(dead_code)]
+            pub(crate) fn from_uuid(uuid: Uuid) -> Self {
+                Self(uuid)
+            }
+
             pub fn as_uuid(&self) -> Uuid {
                 self.0
             }

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -52,9 +52,34 @@ impl Default for BurstLog {
 
 /// Who a bucket belongs to, as far as the limiter can verify it cheaply.
 struct Subject {
-    key: String,
+    who: Who,
     tenant: Option<TenantId>,
-    actor: Option<Actor>,
+}
+
+enum Who {
+    Principal(Actor),
+    Address(Option<std::net::IpAddr>),
+}
+
+impl Subject {
+    fn actor(&self) -> Option<Actor> {
+        match self.who {
+            Who::Principal(actor) => Some(actor),
+            Who::Address(_) => None,
+        }
+    }
+}
+
+/// `METHOD /route|principal`: one allocation per request.
+fn bucket(method: &str, route: &str, subject: &Subject) -> String {
+    use std::fmt::Write;
+    let mut bucket = String::with_capacity(method.len() + route.len() + 40);
+    let _ = match subject.who {
+        Who::Principal(Actor::ApiKey(key)) => write!(bucket, "{method} {route}|{key}"),
+        Who::Principal(Actor::User(user)) => write!(bucket, "{method} {route}|{user}"),
+        Who::Address(ip) => write!(bucket, "{method} {route}|ip:{}", ip_key(ip)),
+    };
+    bucket
 }
 
 pub async fn rate_limit(
@@ -77,7 +102,7 @@ pub async fn rate_limit(
     let (mut parts, body) = request.into_parts();
     let subject = subject(&state, &mut parts, class).await;
     let request = Request::from_parts(parts, body);
-    let bucket = format!("{} {}|{}", request.method(), route.as_str(), subject.key);
+    let bucket = bucket(request.method().as_str(), route.as_str(), &subject);
     let now = state.clock.now();
     let now_us = (now.unix_timestamp_nanos() / 1_000) as i64;
     let decision = match state
@@ -114,7 +139,7 @@ pub async fn rate_limit(
         if let Some(tenant) = subject.tenant {
             event = event.in_tenant(tenant);
         }
-        if let Some(actor) = subject.actor {
+        if let Some(actor) = subject.actor() {
             event = event.by(actor);
         }
         let state = state.clone();
@@ -139,18 +164,28 @@ pub async fn rate_limit(
     response
 }
 
+// Static names: a name parsed from text on every response costs an allocation.
+static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
 fn add_headers(headers: &mut HeaderMap, decision: &Decision) {
-    headers.insert("ratelimit-limit", HeaderValue::from(decision.limit));
-    headers.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));
-    headers.insert("ratelimit-reset", HeaderValue::from(decision.reset_secs));
+    headers.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(decision.limit));
+    headers.insert(
+        RATELIMIT_REMAINING.clone(),
+        HeaderValue::from(decision.remaining),
+    );
+    headers.insert(
+        RATELIMIT_RESET.clone(),
+        HeaderValue::from(decision.reset_secs),
+    );
 }
 
 async fn subject(state: &AppState, parts: &mut Parts, class: Class) -> Subject {
     let ip = parts.extensions.get::<ClientIp>().map(|ClientIp(ip)| *ip);
     let address = || Subject {
-        key: format!("ip:{}", ip_key(ip)),
+        who: Who::Address(ip),
         tenant: None,
-        actor: None,
     };
     if class == Class::SignIn {
         return address();
@@ -163,9 +198,8 @@ async fn subject(state: &AppState, parts: &mut Parts, class: Class) -> Subject {
         Ok(Credential::Session(token)) => {
             return match state.identity.token_subject(token).await {
                 Some((user, tenant)) => Subject {
-                    key: format!("user:{user}"),
+                    who: Who::Principal(Actor::User(user)),
                     tenant: Some(tenant),
-                    actor: Some(Actor::User(user)),
                 },
                 None => address(),
             }
@@ -173,9 +207,8 @@ async fn subject(state: &AppState, parts: &mut Parts, class: Class) -> Subject {
         Err(_) => return address(),
     };
     let subject = Subject {
-        key: format!("key:{}", verified.id()),
+        who: Who::Principal(Actor::ApiKey(verified.id())),
         tenant: Some(verified.tenant()),
-        actor: Some(Actor::ApiKey(verified.id())),
     };
     parts.extensions.insert(VerifiedKey(verified));
     subject

@@ -33,32 +33,33 @@ use store::{Creation, KeyRecord, KeyStore, PresentedRecord};
 pub const MAX_LIFETIME_DAYS: i64 = 3650;
 pub const MAX_OVERLAP_SECS: i64 = 7 * 24 * 3600;
 
-/// A request authenticated by an API key. Only [`ApiKeys::authenticate`] makes one.
-#[derive(Clone, Debug)]
-pub struct KeyPrincipal {
-    id: ApiKeyId,
-    tenant: TenantId,
-    tenant_name: String,
-    role: Role,
+/// A key's row as cached under the auth epoch, its scopes parsed once.
+#[derive(Debug)]
+struct CachedKey {
+    record: PresentedRecord,
     scopes: Option<Vec<Action>>,
-    application: Option<ApplicationId>,
 }
+
+/// A request authenticated by an API key. Only [`ApiKeys::authenticate`] makes one; it
+/// shares the cached row rather than copying it.
+#[derive(Clone, Debug)]
+pub struct KeyPrincipal(Arc<CachedKey>);
 
 impl KeyPrincipal {
     pub fn id(&self) -> ApiKeyId {
-        self.id
+        self.0.record.key.id
     }
 
     pub fn tenant(&self) -> TenantId {
-        self.tenant
+        self.0.record.key.tenant
     }
 
     pub fn tenant_name(&self) -> &str {
-        &self.tenant_name
+        &self.0.record.tenant_name
     }
 
     pub fn role(&self) -> Role {
-        self.role
+        self.0.record.key.role
     }
 
     pub fn scope(&self) -> TenantScope {
@@ -67,14 +68,14 @@ impl KeyPrincipal {
 
     /// An Agent when the key belongs to an application (claim RBAC-4).
     pub fn kind(&self) -> PrincipalKind {
-        match self.application {
+        match self.application() {
             Some(application) => PrincipalKind::Agent { application },
             None => PrincipalKind::TenantKey,
         }
     }
 
     pub fn application(&self) -> Option<ApplicationId> {
-        self.application
+        self.0.record.key.application
     }
 
     /// The role allows it, the scopes (if any) name it, and it is not for people only
@@ -84,8 +85,8 @@ impl KeyPrincipal {
             return true;
         }
         !action.people_only()
-            && self.role.may(action)
-            && self.scopes.as_ref().is_none_or(|s| s.contains(&action))
+            && self.role().may(action)
+            && self.0.scopes.as_ref().is_none_or(|s| s.contains(&action))
     }
 }
 
@@ -107,7 +108,7 @@ pub struct IssuedKey {
 pub struct ApiKeys {
     store: Arc<dyn KeyStore>,
     epoch: EpochSource,
-    cache: EpochMap<ApiKeyId, Arc<PresentedRecord>>,
+    cache: EpochMap<ApiKeyId, Arc<CachedKey>>,
     /// Uses not yet written: key → (tenant, latest use).
     last_used: Mutex<HashMap<ApiKeyId, (TenantId, OffsetDateTime)>>,
     clock: Arc<dyn Clock>,
@@ -127,24 +128,51 @@ impl ApiKeys {
     /// Verifies a presented key: well-formed, known, the secret right (the current one, or
     /// the previous one inside its overlap window), not revoked, not expired, its tenant
     /// not suspended. The reasons are logged at debug level only; the client learns none.
-    pub async fn authenticate(&self, presented: &str) -> Result<KeyPrincipal, IdentityError> {
-        let presented = secret::parse(presented)
-            .map_err(|_| IdentityError::Unauthenticated("malformed API key"))?;
+    pub async fn authenticate(&self, text: &str) -> Result<KeyPrincipal, IdentityError> {
+        let malformed = || IdentityError::Unauthenticated("malformed API key");
+        let presented = secret::parse_shape(text).map_err(|_| malformed())?;
         let epoch = self.epoch.current().await?;
-        let record = match self.cache.get(&presented.id, epoch) {
-            Some(record) => record,
-            None => {
+        let cached = match self.cache.get(&presented.id, epoch) {
+            // The current secret of a cached key: its checksum was right when issued, so
+            // the hot path hashes once.
+            Some(cached) if constant_time_eq(&cached.record.key.secret_hash, &presented.hash) => {
+                cached
+            }
+            cached => {
+                // A typo never reaches the database.
+                if !secret::checksum_matches(text) {
+                    return Err(malformed());
+                }
+                if let Some(cached) = cached {
+                    return self.check(cached, &presented);
+                }
                 let record = self
                     .store
                     .presented(presented.id)
                     .await?
                     .ok_or(IdentityError::Unauthenticated("unknown API key"))?;
-                let record = Arc::new(record);
-                self.cache.put(presented.id, epoch, record.clone());
-                record
+                let scopes = record.key.scopes.as_deref().map(|names| {
+                    names
+                        .split_whitespace()
+                        .filter_map(Action::from_name)
+                        .collect()
+                });
+                let cached = Arc::new(CachedKey { record, scopes });
+                self.cache.put(presented.id, epoch, cached.clone());
+                cached
             }
         };
+        self.check(cached, &presented)
+    }
+
+    /// The secret (current, or previous inside its overlap), revocation, expiry, tenant.
+    fn check(
+        &self,
+        cached: Arc<CachedKey>,
+        presented: &secret::PresentedKey,
+    ) -> Result<KeyPrincipal, IdentityError> {
         let now = self.clock.now();
+        let record = &cached.record;
         let key = &record.key;
         let current = constant_time_eq(&key.secret_hash, &presented.hash);
         let previous = key.previous_expires_at.is_some_and(|until| now < until)
@@ -168,19 +196,7 @@ impl ApiKeys {
             .lock()
             .expect("last-used lock")
             .insert(key.id, (key.tenant, now));
-        Ok(KeyPrincipal {
-            id: key.id,
-            tenant: key.tenant,
-            tenant_name: record.tenant_name.clone(),
-            role: key.role,
-            scopes: key.scopes.as_deref().map(|names| {
-                names
-                    .split_whitespace()
-                    .filter_map(Action::from_name)
-                    .collect()
-            }),
-            application: key.application,
-        })
+        Ok(KeyPrincipal(cached))
     }
 
     /// Creates a key with at most the creator's role and actions (claim KEY-5).

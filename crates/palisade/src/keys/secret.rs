@@ -58,6 +58,17 @@ pub fn issue(id: ApiKeyId) -> (SecretString, [u8; 32]) {
 
 /// Checks the shape and the checksum; hashes the key for the lookup.
 pub fn parse(text: &str) -> Result<PresentedKey, MalformedKey> {
+    let presented = parse_shape(text)?;
+    if !checksum_matches(text) {
+        return Err(MalformedKey);
+    }
+    Ok(presented)
+}
+
+/// Checks the shape only and hashes the key. A caller that finds the hash among issued keys
+/// knows the checksum is right (it was right when issued); any other must still call
+/// [`checksum_matches`] before looking the key up.
+pub fn parse_shape(text: &str) -> Result<PresentedKey, MalformedKey> {
     let bytes = text.as_bytes();
     if bytes.len() != KEY_LEN || !text.is_ascii() || !text.starts_with(PREFIX) {
         return Err(MalformedKey);
@@ -75,16 +86,27 @@ pub fn parse(text: &str) -> Result<PresentedKey, MalformedKey> {
     if bytes[id_end] != b'_' || !lower_hex(id_hex) || !base64url(secret) || !lower_hex(check) {
         return Err(MalformedKey);
     }
-    if !crypto::constant_time_eq(checksum(&text[..secret_end]).as_bytes(), check.as_bytes()) {
-        return Err(MalformedKey);
-    }
-    let id = format!("{}_{id_hex}", ApiKeyId::PREFIX)
-        .parse()
-        .map_err(|_| MalformedKey)?;
+    let id = uuid::Uuid::try_parse(id_hex).map_err(|_| MalformedKey)?;
     Ok(PresentedKey {
-        id,
+        id: ApiKeyId::from_uuid(id),
         hash: crypto::sha256(bytes),
     })
+}
+
+/// Whether a well-shaped key's last 8 characters are the check of the rest.
+pub fn checksum_matches(text: &str) -> bool {
+    let Some(split) = text.len().checked_sub(CHECK_LEN) else {
+        return false;
+    };
+    let (Some(body), Some(check)) = (text.get(..split), text.get(split..)) else {
+        return false;
+    };
+    let digest = crypto::sha256(body.as_bytes());
+    let mut expected = [0u8; CHECK_LEN];
+    for (pair, byte) in expected.chunks_exact_mut(2).zip(&digest) {
+        pair.copy_from_slice(&HEX[usize::from(*byte)]);
+    }
+    crypto::constant_time_eq(&expected, check.as_bytes())
 }
 
 /// The stored hash of a key text the server issued (for tests and rotation).
@@ -96,9 +118,22 @@ fn checksum(body: &str) -> String {
     let digest = crypto::sha256(body.as_bytes());
     digest[..CHECK_LEN / 2]
         .iter()
-        .map(|b| format!("{b:02x}"))
+        .flat_map(|b| HEX[usize::from(*b)])
+        .map(char::from)
         .collect()
 }
+
+/// Lowercase hex of every byte, so parsing a key allocates nothing.
+const HEX: [[u8; 2]; 256] = {
+    let digits = b"0123456789abcdef";
+    let mut table = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [digits[i >> 4], digits[i & 15]];
+        i += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {

@@ -174,17 +174,17 @@ impl TatStore for MemoryTats {
         capacity_us: i64,
     ) -> Result<(bool, i64), StoreError> {
         let mut tats = self.0.lock().expect("rate limit lock");
-        let current = tats.get(bucket).copied().unwrap_or(now_us).max(now_us);
+        let Some(tat) = tats.get_mut(bucket) else {
+            // A new bucket admits its first request (every limit is at least 1).
+            tats.insert(bucket.to_owned(), now_us + interval_us);
+            return Ok((true, now_us + interval_us));
+        };
+        let current = (*tat).max(now_us);
         let next = current + interval_us;
         if next - now_us > capacity_us {
             return Ok((false, current));
         }
-        match tats.get_mut(bucket) {
-            Some(tat) => *tat = next,
-            None => {
-                tats.insert(bucket.to_owned(), next);
-            }
-        }
+        *tat = next;
         Ok((true, next))
     }
 

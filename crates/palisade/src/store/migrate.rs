@@ -3,7 +3,6 @@
 //! Each applied migration is recorded with a SHA-256 of its text; a database whose record
 //! disagrees with the binary (an edited migration, or a newer schema) is refused.
 
-use sha2::{Digest, Sha256};
 use sqlx::{PgPool, SqlitePool};
 
 use super::{Database, StartupError};
@@ -58,7 +57,7 @@ const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS palisade_migrations (
 )";
 
 fn checksum(sql: &str) -> String {
-    hex::encode(Sha256::digest(sql.as_bytes()))
+    hex::encode(crate::crypto::sha256(sql.as_bytes()))
 }
 
 /// Applies pending migrations; returns the names of those applied now.
