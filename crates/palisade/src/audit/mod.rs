@@ -12,7 +12,7 @@ use crate::ids::{ApiKeyId, EventId, TenantId, UserId};
 use crate::store::{for_both_backends, StoreError};
 
 /// Who acted: a person, or an API key by its id (never its secret, claim KEY-3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Actor {
     User(UserId),
     ApiKey(ApiKeyId),

@@ -19,7 +19,7 @@ use crate::app::AppState;
 use crate::audit::{Actor, AuditRecord};
 use crate::identity::throttle::ip_key;
 use crate::ids::TenantId;
-use crate::ratelimit::{class_of, Class, Decision};
+use crate::ratelimit::{class_of, BucketName, Class, Decision};
 
 /// 429s are audited once per bucket per minute per instance, not once per request.
 pub struct BurstLog(Mutex<HashMap<String, i64>>);
@@ -56,6 +56,7 @@ struct Subject {
     tenant: Option<TenantId>,
 }
 
+#[derive(Hash)]
 enum Who {
     Principal(Actor),
     Address(Option<std::net::IpAddr>),
@@ -70,16 +71,24 @@ impl Subject {
     }
 }
 
-/// `METHOD /route|principal`: one allocation per request.
-fn bucket(method: &str, route: &str, subject: &Subject) -> String {
-    use std::fmt::Write;
-    let mut bucket = String::with_capacity(method.len() + route.len() + 40);
-    let _ = match subject.who {
-        Who::Principal(Actor::ApiKey(key)) => write!(bucket, "{method} {route}|{key}"),
-        Who::Principal(Actor::User(user)) => write!(bucket, "{method} {route}|{user}"),
-        Who::Address(ip) => write!(bucket, "{method} {route}|ip:{}", ip_key(ip)),
-    };
-    bucket
+/// A bucket: the route (method and template) and who calls it.
+#[derive(Hash)]
+struct Bucket<'a> {
+    method: &'a str,
+    route: &'a str,
+    who: &'a Who,
+}
+
+impl BucketName for Bucket<'_> {
+    /// `METHOD /route|principal`, as the shared table and the burst log store it.
+    fn name(&self) -> String {
+        let (method, route) = (self.method, self.route);
+        match self.who {
+            Who::Principal(Actor::ApiKey(key)) => format!("{method} {route}|{key}"),
+            Who::Principal(Actor::User(user)) => format!("{method} {route}|{user}"),
+            Who::Address(ip) => format!("{method} {route}|ip:{}", ip_key(*ip)),
+        }
+    }
 }
 
 pub async fn rate_limit(
@@ -102,7 +111,11 @@ pub async fn rate_limit(
     let (mut parts, body) = request.into_parts();
     let subject = subject(&state, &mut parts, class).await;
     let request = Request::from_parts(parts, body);
-    let bucket = bucket(request.method().as_str(), route.as_str(), &subject);
+    let bucket = Bucket {
+        method: request.method().as_str(),
+        route: route.as_str(),
+        who: &subject.who,
+    };
     let now = state.clock.now();
     let now_us = (now.unix_timestamp_nanos() / 1_000) as i64;
     let decision = match state
@@ -123,7 +136,7 @@ pub async fn rate_limit(
         add_headers(response.headers_mut(), &decision);
         return response;
     }
-    if state.burst_log.first_in_a_minute(&bucket, now_us) {
+    if state.burst_log.first_in_a_minute(&bucket.name(), now_us) {
         let request_id = request
             .extensions()
             .get::<RequestId>()
@@ -170,6 +183,8 @@ static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-rema
 static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 fn add_headers(headers: &mut HeaderMap, decision: &Decision) {
+    // Room for these and the frame's security headers: one growth of the map.
+    headers.reserve(16);
     headers.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(decision.limit));
     headers.insert(
         RATELIMIT_REMAINING.clone(),

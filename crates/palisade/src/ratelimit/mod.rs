@@ -14,7 +14,6 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use async_trait::async_trait;
 use sqlx::PgPool;
 
 use crate::config::RateLimitSettings;
@@ -74,6 +73,12 @@ pub fn class_of(method: &str, route: &str) -> Option<Class> {
     }))
 }
 
+/// A bucket's identity: hashed (with a per-process random key) for the in-memory store,
+/// spelled out for the shared table.
+pub trait BucketName: std::hash::Hash {
+    fn name(&self) -> String;
+}
+
 /// The limiter's answer, with what the `RateLimit-*` headers report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {
@@ -86,50 +91,51 @@ pub struct Decision {
     pub retry_after_secs: u64,
 }
 
-/// Where the TATs live.
-#[async_trait]
-pub trait TatStore: Send + Sync {
-    /// Admits a request if `max(tat, now) + interval - now <= capacity`, recording the new
-    /// TAT. Returns whether it was admitted and the TAT after the decision.
-    async fn admit(
-        &self,
-        bucket: &str,
-        now_us: i64,
-        interval_us: i64,
-        capacity_us: i64,
-    ) -> Result<(bool, i64), StoreError>;
-    /// Forgets buckets that are full again.
-    async fn prune(&self, now_us: i64) -> Result<(), StoreError>;
-}
-
-pub struct Limiter {
-    store: Box<dyn TatStore>,
+/// The limiter of one backend; an enum rather than a boxed trait object, so the in-memory
+/// path (every request on SQLite) allocates nothing.
+pub enum Limiter {
+    Memory(MemoryTats),
+    Postgres(PostgresTats),
 }
 
 impl Limiter {
     pub fn for_database(db: &Database) -> Self {
-        let store: Box<dyn TatStore> = match db {
-            Database::Sqlite(_) => Box::new(MemoryTats::default()),
-            Database::Postgres(pool) => Box::new(PostgresTats::new(pool.clone())),
-        };
-        Self { store }
+        match db {
+            Database::Sqlite(_) => Limiter::Memory(MemoryTats::default()),
+            Database::Postgres(pool) => Limiter::Postgres(PostgresTats::new(pool.clone())),
+        }
     }
 
+    /// Admits a request if `max(tat, now) + interval - now <= capacity`, recording the new
+    /// TAT, and reports the decision.
     pub async fn check(
         &self,
-        bucket: &str,
+        bucket: &impl BucketName,
         limit: u32,
         now_us: i64,
     ) -> Result<Decision, StoreError> {
         let limit = limit.max(1);
         let interval = PERIOD_US / i64::from(limit);
         let capacity = interval * i64::from(limit);
-        let (allowed, tat) = self.store.admit(bucket, now_us, interval, capacity).await?;
+        let (allowed, tat) = match self {
+            Limiter::Memory(tats) => tats.admit(bucket, now_us, interval, capacity),
+            Limiter::Postgres(tats) => {
+                tats.admit(&bucket.name(), now_us, interval, capacity)
+                    .await?
+            }
+        };
         Ok(decision(allowed, tat, now_us, limit, interval, capacity))
     }
 
+    /// Forgets buckets that are full again.
     pub async fn prune(&self, now_us: i64) -> Result<(), StoreError> {
-        self.store.prune(now_us).await
+        match self {
+            Limiter::Memory(tats) => {
+                tats.prune(now_us);
+                Ok(())
+            }
+            Limiter::Postgres(tats) => tats.prune(now_us).await,
+        }
     }
 }
 
@@ -161,39 +167,44 @@ fn decision(
 }
 
 /// SQLite's deployment: one server per database file, so its memory is the whole truth.
+/// Buckets are keyed by a keyed 64-bit hash of their identity: no allocation per request,
+/// and no collision a client could aim for.
 #[derive(Default)]
-struct MemoryTats(Mutex<HashMap<String, i64>>);
+pub struct MemoryTats {
+    tats: Mutex<HashMap<u64, i64>>,
+    hasher: std::hash::RandomState,
+}
 
-#[async_trait]
-impl TatStore for MemoryTats {
-    async fn admit(
+impl MemoryTats {
+    fn admit(
         &self,
-        bucket: &str,
+        bucket: &impl BucketName,
         now_us: i64,
         interval_us: i64,
         capacity_us: i64,
-    ) -> Result<(bool, i64), StoreError> {
-        let mut tats = self.0.lock().expect("rate limit lock");
-        let Some(tat) = tats.get_mut(bucket) else {
+    ) -> (bool, i64) {
+        use std::hash::BuildHasher;
+        let key = self.hasher.hash_one(bucket);
+        let mut tats = self.tats.lock().expect("rate limit lock");
+        let Some(tat) = tats.get_mut(&key) else {
             // A new bucket admits its first request (every limit is at least 1).
-            tats.insert(bucket.to_owned(), now_us + interval_us);
-            return Ok((true, now_us + interval_us));
+            tats.insert(key, now_us + interval_us);
+            return (true, now_us + interval_us);
         };
         let current = (*tat).max(now_us);
         let next = current + interval_us;
         if next - now_us > capacity_us {
-            return Ok((false, current));
+            return (false, current);
         }
         *tat = next;
-        Ok((true, next))
+        (true, next)
     }
 
-    async fn prune(&self, now_us: i64) -> Result<(), StoreError> {
-        self.0
+    fn prune(&self, now_us: i64) {
+        self.tats
             .lock()
             .expect("rate limit lock")
             .retain(|_, tat| *tat > now_us);
-        Ok(())
     }
 }
 
@@ -203,7 +214,7 @@ impl TatStore for MemoryTats {
 /// lease is charged when taken, so instances together never exceed the limit; tokens left
 /// unused for a whole period expire, so at most one lease's worth per instance arrives
 /// late.
-struct PostgresTats {
+pub struct PostgresTats {
     pool: PgPool,
     leases: Mutex<HashMap<String, Lease>>,
 }
@@ -260,8 +271,7 @@ impl PostgresTats {
     }
 }
 
-#[async_trait]
-impl TatStore for PostgresTats {
+impl PostgresTats {
     async fn admit(
         &self,
         bucket: &str,
@@ -323,19 +333,26 @@ mod tests {
 
     const SECOND: i64 = 1_000_000;
 
+    #[derive(Hash)]
+    struct Named(&'static str);
+
+    impl BucketName for Named {
+        fn name(&self) -> String {
+            self.0.to_owned()
+        }
+    }
+
     // claim: WEB-5
     #[tokio::test]
     async fn a_burst_of_the_limit_passes_then_one_per_interval() {
-        let limiter = Limiter {
-            store: Box::new(MemoryTats::default()),
-        };
+        let limiter = Limiter::Memory(MemoryTats::default());
         let start = 1_000 * SECOND;
         for n in 0..60 {
-            let d = limiter.check("b", 60, start).await.unwrap();
+            let d = limiter.check(&Named("b"), 60, start).await.unwrap();
             assert!(d.allowed, "request {n}");
             assert_eq!(d.remaining, 59 - n);
         }
-        let refused = limiter.check("b", 60, start).await.unwrap();
+        let refused = limiter.check(&Named("b"), 60, start).await.unwrap();
         assert!(!refused.allowed);
         assert_eq!(refused.remaining, 0);
         assert_eq!(refused.retry_after_secs, 1);
@@ -343,23 +360,26 @@ mod tests {
         // One interval later, exactly one more.
         assert!(
             limiter
-                .check("b", 60, start + SECOND)
+                .check(&Named("b"), 60, start + SECOND)
                 .await
                 .unwrap()
                 .allowed
         );
         assert!(
             !limiter
-                .check("b", 60, start + SECOND)
+                .check(&Named("b"), 60, start + SECOND)
                 .await
                 .unwrap()
                 .allowed
         );
         // Other buckets are untouched.
-        assert!(limiter.check("c", 60, start).await.unwrap().allowed);
+        assert!(limiter.check(&Named("c"), 60, start).await.unwrap().allowed);
         // After a full period the bucket is full again and pruned.
         limiter.prune(start + 61 * SECOND).await.unwrap();
-        let d = limiter.check("b", 60, start + 61 * SECOND).await.unwrap();
+        let d = limiter
+            .check(&Named("b"), 60, start + 61 * SECOND)
+            .await
+            .unwrap();
         assert_eq!(d.remaining, 59);
     }
 
