@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 use std::time::Duration;
 
-use crate::helpers::{spawn_app, Session, TestApp};
+use crate::helpers::{spawn_app, Instance, Session, TestApp};
 
 /// Creates a key as `owner`; returns (its view, its text).
 async fn create_key(app: &TestApp, owner: &Session, body: Value) -> (Value, String) {
@@ -18,12 +18,25 @@ async fn create_key(app: &TestApp, owner: &Session, body: Value) -> (Value, Stri
 }
 
 async fn get_with_key(app: &TestApp, path: &str, key: &str) -> reqwest::Response {
-    app.client
-        .get(app.url(path))
-        .header("x-api-key", key)
-        .send()
-        .await
-        .unwrap()
+    send_with_key(app, reqwest::Method::GET, path, key, None).await
+}
+
+async fn send_with_key(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let request = app
+        .client
+        .request(method, app.url(path))
+        .header("x-api-key", key);
+    let request = match body {
+        Some(body) => request.json(&body),
+        None => request,
+    };
+    request.send().await.unwrap()
 }
 
 async fn status_with_key(app: &TestApp, path: &str, key: &str) -> u16 {
@@ -118,14 +131,14 @@ async fn what_a_key_does_is_audited_under_its_id() {
     let app = spawn_app().await;
     let owner = app.signed_in("owner@example.com").await;
     let (view, key) = create_key(&app, &owner, json!({"name": "Deploy", "role": "admin"})).await;
-    let created = app
-        .client
-        .post(app.url("/api/v1/applications"))
-        .header("x-api-key", &key)
-        .json(&json!({"name": "Sync"}))
-        .send()
-        .await
-        .unwrap();
+    let created = send_with_key(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/applications",
+        &key,
+        Some(json!({"name": "Sync"})),
+    )
+    .await;
     assert_eq!(created.status(), 201);
     let id = view["id"]
         .as_str()
@@ -156,22 +169,21 @@ async fn a_revoked_key_fails_on_the_next_request_on_every_instance() {
     let owner = app.signed_in("owner@example.com").await;
     let (view, key) = create_key(&app, &owner, json!({"name": "CI", "role": "viewer"})).await;
     // Another instance behind the load balancer (PostgreSQL: the scale-out deployment).
-    let sibling = app.db.as_postgres().is_some().then_some(());
-    let sibling = match sibling {
-        Some(()) => Some(app.spawn_sibling().await),
+    let sibling = match app.db.as_postgres() {
+        Some(_) => Some(app.spawn_sibling().await),
         None => None,
+    };
+    let status_on = |instance: &Instance| {
+        let request = instance
+            .client
+            .get(instance.url("/api/v1/members"))
+            .header("x-api-key", &key);
+        async move { request.send().await.unwrap().status().as_u16() }
     };
     // Both instances have the key cached.
     assert_eq!(status_with_key(&app, "/api/v1/members", &key).await, 200);
     if let Some(sibling) = &sibling {
-        let seen = sibling
-            .client
-            .get(sibling.url("/api/v1/members"))
-            .header("x-api-key", &key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(seen.status(), 200);
+        assert_eq!(status_on(sibling).await, 200);
     }
     let id = view["id"].as_str().unwrap();
     let revoked = app
@@ -184,15 +196,8 @@ async fn a_revoked_key_fails_on_the_next_request_on_every_instance() {
     assert_eq!(revoked.status(), 204);
     assert_eq!(status_with_key(&app, "/api/v1/members", &key).await, 401);
     if let Some(sibling) = sibling {
-        let refused = sibling
-            .client
-            .get(sibling.url("/api/v1/members"))
-            .header("x-api-key", &key)
-            .send()
-            .await
-            .unwrap();
         assert_eq!(
-            refused.status(),
+            status_on(&sibling).await,
             401,
             "the other instance refuses it at once"
         );
@@ -416,22 +421,23 @@ async fn an_application_key_is_an_agent_confined_to_its_application() {
         .unwrap();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0]["id"], applications[0].as_str());
-    let delete_other = app
-        .client
-        .delete(app.url(&format!("/api/v1/applications/{}", applications[1])))
-        .header("x-api-key", &agent)
-        .send()
-        .await
-        .unwrap();
+    let delete_other = send_with_key(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/applications/{}", applications[1]),
+        &agent,
+        None,
+    )
+    .await;
     assert_eq!(delete_other.status(), 404);
-    let create = app
-        .client
-        .post(app.url("/api/v1/applications"))
-        .header("x-api-key", &agent)
-        .json(&json!({"name": "Mine"}))
-        .send()
-        .await
-        .unwrap();
+    let create = send_with_key(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/applications",
+        &agent,
+        Some(json!({"name": "Mine"})),
+    )
+    .await;
     assert_eq!(create.status(), 403);
     // Another tenant's application cannot be named.
     let other = app.signed_in("other@example.com").await;

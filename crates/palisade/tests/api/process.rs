@@ -79,14 +79,21 @@ impl Server {
     }
 }
 
-// claim: OPS-1
-#[tokio::test]
-async fn credentials_cookies_and_passwords_never_reach_the_log() {
+/// The real binary logging at debug level, its database and data directory kept alive by
+/// the caller: what the log-secrecy tests read.
+async fn debug_logging_server() -> (TestDatabase, tempfile::TempDir, Server) {
     let db = TestDatabase::create().await;
     let dir = tempfile::tempdir().unwrap();
     let mut env = db.env();
     env.push(("PALISADE_LOG__FILTER".into(), "debug".into()));
     let server = start(dir.path(), &env, &["--data-dir", "data"]);
+    (db, dir, server)
+}
+
+// claim: OPS-1
+#[tokio::test]
+async fn credentials_cookies_and_passwords_never_reach_the_log() {
+    let (_db, _dir, server) = debug_logging_server().await;
     let base = format!("http://{}", server.addr);
     let client = reqwest::Client::new();
     let secrets = [
@@ -334,11 +341,7 @@ async fn a_request_that_outlasts_the_grace_period_does_not_hold_the_exit() {
 // claim: KEY-3
 #[tokio::test]
 async fn an_api_key_never_reaches_the_log_only_its_id() {
-    let db = TestDatabase::create().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut env = db.env();
-    env.push(("PALISADE_LOG__FILTER".into(), "debug".into()));
-    let server = start(dir.path(), &env, &["--data-dir", "data"]);
+    let (_db, _dir, server) = debug_logging_server().await;
     let base = format!("http://{}", server.addr);
     let client = reqwest::Client::new();
     let signup = client
