@@ -67,13 +67,27 @@ async fn a_suspended_tenants_sessions_stop_at_once_and_resume_when_lifted() {
     let app = spawn_app().await;
     let a = app.signed_in("a@example.com").await;
     let b = app.signed_in("b@example.com").await;
+    let key: Value = app
+        .post_as(
+            "/api/v1/api-keys",
+            &a.access,
+            Some(&serde_json::json!({"name": "CI", "role": "viewer"})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let key = key["secret"].as_str().unwrap().to_owned();
     assert_eq!(app.get_as("/api/v1/me", &a.access).await.status(), 200);
+    assert_eq!(app.get_as("/api/v1/tenant", &key).await.status(), 200);
     admin(&app, &["tenants", "suspend", &a.tenant]).await;
     after_external_change(&app).await;
     let refused = app.get_as("/api/v1/me", &a.access).await;
     assert_eq!(refused.status(), 403);
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["error"]["code"], "tenant_suspended");
+    let refused = app.get_as("/api/v1/tenant", &key).await;
+    assert_eq!(refused.status(), 403, "the tenant's API keys stop too");
     assert_ne!(
         app.refresh(&a.refresh).await.status(),
         200,
@@ -95,6 +109,7 @@ async fn a_suspended_tenants_sessions_stop_at_once_and_resume_when_lifted() {
     admin(&app, &["tenants", "unsuspend", &a.tenant]).await;
     after_external_change(&app).await;
     assert_eq!(app.get_as("/api/v1/me", &a.access).await.status(), 200);
+    assert_eq!(app.get_as("/api/v1/tenant", &key).await.status(), 200);
     let actions: Vec<String> = app
         .inspect(
             "SELECT action FROM security_events WHERE target_id = $1",
