@@ -101,19 +101,32 @@ impl NewPassword {
     }
 }
 
+/// A name people give something (a tenant, an application, a key, a custom role): trimmed,
+/// 1 to `max` characters, no control characters; `problem` names the field and the rule.
+pub fn display_name<'a>(
+    raw: &'a str,
+    max: usize,
+    problem: &'static str,
+) -> Result<&'a str, InvalidInput> {
+    let name = raw.trim();
+    let length = name.chars().count();
+    if length == 0 || length > max || name.chars().any(char::is_control) {
+        return Err(InvalidInput(problem));
+    }
+    Ok(name)
+}
+
 /// A tenant's display name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TenantName(String);
 
 impl TenantName {
     pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
-        let name = raw.trim();
-        let length = name.chars().count();
-        if length == 0 || length > 100 || name.chars().any(char::is_control) {
-            return Err(InvalidInput(
-                "tenant_name: 1 to 100 characters, no control characters",
-            ));
-        }
+        let name = display_name(
+            raw,
+            100,
+            "tenant_name: 1 to 100 characters, no control characters",
+        )?;
         Ok(Self(name.to_owned()))
     }
 

@@ -20,7 +20,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::clock::Clock;
 use crate::crypto::constant_time_eq;
-use crate::identity::domain::InvalidInput;
+use crate::identity::domain::{display_name, InvalidInput};
 use crate::identity::principals::EpochMap;
 use crate::identity::service::{EpochSource, IdentityError, Origin};
 use crate::identity::sessions::{Principal, PrincipalKind, TenantScope};
@@ -218,10 +218,11 @@ impl ApiKeys {
         request: NewKey,
         origin: &Origin,
     ) -> Result<IssuedKey, TenancyError> {
-        let name = request.name.trim();
-        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-            return Err(InvalidInput("name: 1 to 100 characters, no control characters").into());
-        }
+        let name = display_name(
+            &request.name,
+            100,
+            "name: 1 to 100 characters, no control characters",
+        )?;
         if request.role == Role::Owner {
             return Err(InvalidInput("role: a key is at most an admin").into());
         }

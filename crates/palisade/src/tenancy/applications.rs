@@ -6,7 +6,7 @@
 use super::caller::Caller;
 use super::members::{Tenancy, TenancyError};
 use super::store::ApplicationRecord;
-use crate::identity::domain::InvalidInput;
+use crate::identity::domain::display_name;
 use crate::identity::service::Origin;
 use crate::identity::sessions::PrincipalKind;
 use crate::ids::ApplicationId;
@@ -23,10 +23,11 @@ impl Tenancy {
                 "an application's key cannot create applications",
             ));
         }
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-            return Err(InvalidInput("name: 1 to 100 characters, no control characters").into());
-        }
+        let name = display_name(
+            name,
+            100,
+            "name: 1 to 100 characters, no control characters",
+        )?;
         let record = ApplicationRecord {
             id: ApplicationId::generate(),
             name: name.to_owned(),

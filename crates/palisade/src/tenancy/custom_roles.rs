@@ -8,7 +8,7 @@ use super::caller::Caller;
 use super::members::{Tenancy, TenancyError};
 use super::store::CustomRoleRecord;
 use super::Role;
-use crate::identity::domain::InvalidInput;
+use crate::identity::domain::{display_name, InvalidInput};
 use crate::identity::service::Origin;
 use crate::ids::{CustomRoleId, UserId};
 
@@ -20,10 +20,7 @@ impl Tenancy {
         action_names: &[String],
         origin: &Origin,
     ) -> Result<CustomRoleRecord, TenancyError> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-            return Err(InvalidInput("name: 1 to 64 characters, no control characters").into());
-        }
+        let name = display_name(name, 64, "name: 1 to 64 characters, no control characters")?;
         let mut actions = Vec::new();
         for action_name in action_names {
             let action = Action::from_name(action_name).ok_or(InvalidInput(
