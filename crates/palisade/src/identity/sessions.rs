@@ -121,11 +121,7 @@ impl Principal {
     /// Whether this member may give someone `role`: not above their own rank, and (for a
     /// member restricted by a custom role) no action of it beyond their own (claim RBAC-6).
     pub fn may_grant(&self, role: Role) -> bool {
-        role >= self.role
-            && crate::tenancy::actions::ACTIONS
-                .iter()
-                .filter(|action| role.may(**action))
-                .all(|action| self.may(*action))
+        crate::tenancy::actions::may_grant(self.role, |action| self.may(action), role)
     }
 
     /// Whether this member may do `action`: their custom role's actions if they hold one,

@@ -102,6 +102,16 @@ impl Action {
     }
 }
 
+/// Whether someone of rank `own`, allowed exactly the actions `may` allows, may give
+/// `role`: not above their rank, and no action of it beyond their own (claim RBAC-6).
+pub fn may_grant(own: Role, may: impl Fn(Action) -> bool, role: Role) -> bool {
+    role >= own
+        && ACTIONS
+            .iter()
+            .filter(|action| role.may(**action))
+            .all(|action| may(*action))
+}
+
 impl Role {
     /// Whether this built-in role may do `action`.
     pub fn may(self, action: Action) -> bool {

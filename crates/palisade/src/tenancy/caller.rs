@@ -5,7 +5,7 @@ use crate::audit::Actor;
 use crate::identity::sessions::{Principal, PrincipalKind, TenantScope};
 use crate::ids::{TenantId, UserId};
 use crate::keys::KeyPrincipal;
-use crate::tenancy::actions::{Action, ACTIONS};
+use crate::tenancy::actions::{may_grant, Action};
 use crate::tenancy::Role;
 
 #[derive(Clone, Debug)]
@@ -78,15 +78,6 @@ impl Caller {
     /// Whether the caller may give someone `role`: not above their own rank, and no action
     /// of it beyond their own (claim RBAC-6).
     pub fn may_grant(&self, role: Role) -> bool {
-        match self {
-            Caller::Member(principal) => principal.may_grant(role),
-            Caller::Key(key) => {
-                role >= key.role()
-                    && ACTIONS
-                        .iter()
-                        .filter(|action| role.may(**action))
-                        .all(|action| key.may(*action))
-            }
-        }
+        may_grant(self.role(), |action| self.may(action), role)
     }
 }
