@@ -52,6 +52,12 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// Parses a whole body; trailing data after the value is refused too.
+/// A path id of a tenant resource. A malformed id answers the same 404 as a missing one,
+/// and as another tenant's (claim TEN-4).
+pub fn id_or_404<T: std::str::FromStr>(raw: &str) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound)
+}
+
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let parsed = T::deserialize(&mut deserializer).and_then(|value| {
@@ -121,6 +127,13 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self::of(parts))
+    }
+}
+
+impl RequestContext {
+    /// The context of a request whose parts a middleware holds.
+    pub fn of(parts: &Parts) -> Self {
         let request_id = parts
             .extensions
             .get::<RequestId>()
@@ -132,11 +145,11 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(256).collect());
-        Ok(Self {
+        Self {
             request_id,
             ip,
             user_agent,
-        })
+        }
     }
 }
 

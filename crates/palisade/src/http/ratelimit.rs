@@ -14,9 +14,11 @@ use axum::response::{IntoResponse, Response};
 
 use super::auth::{credential, Credential, VerifiedKey};
 use super::error::ApiError;
-use super::frame::{ClientIp, RequestId};
+use super::extract::RequestContext;
+use super::frame::ClientIp;
 use crate::app::AppState;
-use crate::audit::{Actor, AuditRecord};
+use crate::audit::Actor;
+use crate::identity::routes::origin;
 use crate::identity::throttle::ip_key;
 use crate::ids::TenantId;
 use crate::ratelimit::{class_of, BucketName, Class, Decision};
@@ -110,9 +112,8 @@ pub async fn rate_limit(
     // Parts, unlike the body, can be borrowed across the awaits below.
     let (mut parts, body) = request.into_parts();
     let subject = subject(&state, &mut parts, class).await;
-    let request = Request::from_parts(parts, body);
     let bucket = Bucket {
-        method: request.method().as_str(),
+        method: parts.method.as_str(),
         route: route.as_str(),
         who: &subject.who,
     };
@@ -128,27 +129,18 @@ pub async fn rate_limit(
             // The request itself will meet the same database; the limiter does not turn a
             // database fault into a refusal of its own.
             tracing::warn!(%error, "rate limiter unavailable; request not limited");
-            return next.run(request).await;
+            return next.run(Request::from_parts(parts, body)).await;
         }
     };
     if decision.allowed {
-        let mut response = next.run(request).await;
+        let mut response = next.run(Request::from_parts(parts, body)).await;
         add_headers(response.headers_mut(), &decision);
         return response;
     }
     if state.burst_log.first_in_a_minute(&bucket.name(), now_us) {
-        let request_id = request
-            .extensions()
-            .get::<RequestId>()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        let ip = request
-            .extensions()
-            .get::<ClientIp>()
-            .map(|ClientIp(ip)| *ip);
-        let mut event =
-            AuditRecord::new("rate_limit.exceeded", "denied", now, request_id, ip, None)
-                .on("route", format!("{} {}", request.method(), route.as_str()));
+        let mut event = origin(RequestContext::of(&parts))
+            .event("rate_limit.exceeded", "denied", now)
+            .on("route", format!("{} {}", parts.method, route.as_str()));
         if let Some(tenant) = subject.tenant {
             event = event.in_tenant(tenant);
         }

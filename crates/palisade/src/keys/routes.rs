@@ -15,7 +15,7 @@ use super::{IssuedKey, NewKey};
 use crate::app::AppState;
 use crate::http::auth::Permitted;
 use crate::http::error::ApiError;
-use crate::http::extract::{Json, RequestContext};
+use crate::http::extract::{id_or_404, Json, RequestContext};
 use crate::http::openapi::ErrorBody;
 use crate::identity::routes::origin;
 use crate::ids::{ApiKeyId, ApplicationId, UserId};
@@ -221,7 +221,7 @@ async fn revoke_key(
     context: RequestContext,
     Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = key_id(&raw)?;
+    let id: ApiKeyId = id_or_404(&raw)?;
     state
         .keys
         .revoke(permitted.member()?, id, &origin(context))
@@ -254,7 +254,7 @@ async fn rotate_key(
     Path(raw): Path<String>,
     Json(body): Json<RotateRequest>,
 ) -> Result<axum::Json<IssuedKeyView>, ApiError> {
-    let id = key_id(&raw)?;
+    let id: ApiKeyId = id_or_404(&raw)?;
     let key = state
         .keys
         .rotate(
@@ -265,9 +265,4 @@ async fn rotate_key(
         )
         .await?;
     Ok(axum::Json(issued(key, state.clock.now())))
-}
-
-fn key_id(raw: &str) -> Result<ApiKeyId, ApiError> {
-    // A malformed id is as absent as another tenant's (claim TEN-4).
-    raw.parse().map_err(|_| ApiError::NotFound)
 }

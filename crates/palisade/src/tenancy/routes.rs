@@ -17,7 +17,7 @@ use super::Role;
 use crate::app::AppState;
 use crate::http::auth::{AnySession, Permitted};
 use crate::http::error::ApiError;
-use crate::http::extract::{Json, RequestContext};
+use crate::http::extract::{id_or_404, Json, RequestContext};
 use crate::http::openapi::ErrorBody;
 use crate::identity::routes::origin;
 use crate::ids::{ApiKeyId, ApplicationId, CustomRoleId, InvitationId, TenantId, UserId};
@@ -186,11 +186,6 @@ pub struct RoleChange {
     role: Role,
 }
 
-fn user_id(raw: &str) -> Result<UserId, ApiError> {
-    // A malformed id is as absent as another tenant's (claim TEN-4).
-    raw.parse().map_err(|_| ApiError::NotFound)
-}
-
 /// Change a member's role: never one's own, never above one's own, never a member above
 /// oneself, and never the last Owner's.
 ///
@@ -218,7 +213,7 @@ async fn change_role(
     Path(raw): Path<String>,
     Json(body): Json<RoleChange>,
 ) -> Result<StatusCode, ApiError> {
-    let user = user_id(&raw)?;
+    let user: UserId = id_or_404(&raw)?;
     state
         .tenancy
         .change_role(&permitted.caller, user, body.role, &origin(context))
@@ -250,7 +245,7 @@ async fn remove_member(
     context: RequestContext,
     Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let user = user_id(&raw)?;
+    let user: UserId = id_or_404(&raw)?;
     state
         .tenancy
         .remove(&permitted.caller, user, &origin(context))
@@ -375,7 +370,7 @@ async fn revoke_invitation(
     context: RequestContext,
     Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id: InvitationId = raw.parse().map_err(|_| ApiError::NotFound)?;
+    let id: InvitationId = id_or_404(&raw)?;
     state
         .tenancy
         .revoke_invitation(permitted.member()?, id, &origin(context))
@@ -577,7 +572,7 @@ async fn delete_custom_role(
     context: RequestContext,
     Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id: CustomRoleId = raw.parse().map_err(|_| ApiError::NotFound)?;
+    let id: CustomRoleId = id_or_404(&raw)?;
     state
         .tenancy
         .delete_custom_role(&permitted.caller, id, &origin(context))
@@ -618,7 +613,7 @@ async fn assign_custom_role(
     Path(raw): Path<String>,
     Json(body): Json<CustomRoleAssignment>,
 ) -> Result<StatusCode, ApiError> {
-    let user = user_id(&raw)?;
+    let user: UserId = id_or_404(&raw)?;
     state
         .tenancy
         .assign_custom_role(
@@ -733,7 +728,7 @@ async fn delete_application(
     context: RequestContext,
     Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id: ApplicationId = raw.parse().map_err(|_| ApiError::NotFound)?;
+    let id: ApplicationId = id_or_404(&raw)?;
     state
         .tenancy
         .delete_application(&permitted.caller, id, &origin(context))
