@@ -5,13 +5,40 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_with, PASSWORD};
+use crate::helpers::{spawn_app_with, Instance, TestApp, PASSWORD};
 use palisade::config::Settings;
 
 fn limits(settings: &mut Settings) {
     settings.rate_limits.default_per_minute = 3;
     settings.rate_limits.read_per_minute = 5;
     settings.rate_limits.sign_in_per_minute = 2;
+}
+
+/// `count` GETs of `path`, alternating between the two instances, with one credential header.
+async fn alternating_statuses(
+    app: &TestApp,
+    sibling: &Instance,
+    path: &str,
+    count: usize,
+    (name, value): (&str, String),
+) -> Vec<u16> {
+    let mut statuses = Vec::with_capacity(count);
+    for n in 0..count {
+        let url = if n % 2 == 0 {
+            app.url(path)
+        } else {
+            sibling.url(path)
+        };
+        let response = app
+            .client
+            .get(url)
+            .header(name, &value)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    statuses
 }
 
 fn header(response: &reqwest::Response, name: &str) -> Option<u64> {
@@ -85,24 +112,20 @@ async fn sign_in_is_limited_per_address_and_a_burst_is_audited_once() {
         assert_eq!(refused.status(), 429);
         assert!(header(&refused, "retry-after").unwrap() >= 1);
     }
-    let bursts: Vec<i64> = app
-        .inspect(
-            "SELECT count(*) FROM security_events WHERE action = 'rate_limit.exceeded'",
-            None,
-        )
-        .await;
+    // The audit write runs beside the response: wait for it.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let mut bursts = bursts[0];
-    while bursts == 0 && std::time::Instant::now() < deadline {
-        // The audit write runs beside the response.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        bursts = app
+    let bursts = loop {
+        let bursts = app
             .inspect::<i64>(
                 "SELECT count(*) FROM security_events WHERE action = 'rate_limit.exceeded'",
                 None,
             )
             .await[0];
-    }
+        if bursts > 0 || std::time::Instant::now() >= deadline {
+            break bursts;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(bursts, 1, "three refusals, one audited burst");
 }
 
@@ -127,22 +150,8 @@ async fn one_limit_holds_across_two_instances_on_one_database() {
         .await
         .unwrap();
     let key = key["secret"].as_str().unwrap().to_owned();
-    let mut statuses = Vec::new();
-    for n in 0..8 {
-        let base = if n % 2 == 0 {
-            app.url("/api/v1/members")
-        } else {
-            sibling.url("/api/v1/members")
-        };
-        let response = app
-            .client
-            .get(base)
-            .header("x-api-key", &key)
-            .send()
-            .await
-            .unwrap();
-        statuses.push(response.status().as_u16());
-    }
+    let statuses =
+        alternating_statuses(&app, &sibling, "/api/v1/members", 8, ("x-api-key", key)).await;
     assert_eq!(
         statuses,
         [200, 200, 200, 200, 200, 429, 429, 429],
@@ -163,24 +172,9 @@ async fn leased_shares_of_a_busy_bucket_never_exceed_the_limit_across_instances(
     }
     let sibling = app.spawn_sibling_with(generous).await;
     let owner = app.signed_in("owner@example.com").await;
-    let mut admitted = 0;
-    for n in 0..230 {
-        let base = if n % 2 == 0 {
-            app.url("/api/v1/tenant")
-        } else {
-            sibling.url("/api/v1/tenant")
-        };
-        let response = app
-            .client
-            .get(base)
-            .bearer_auth(&owner.access)
-            .send()
-            .await
-            .unwrap();
-        if response.status() == 200 {
-            admitted += 1;
-        }
-    }
+    let bearer = ("authorization", format!("Bearer {}", owner.access));
+    let statuses = alternating_statuses(&app, &sibling, "/api/v1/tenant", 230, bearer).await;
+    let admitted = statuses.iter().filter(|status| **status == 200).count();
     // Never more than the limit; at most one unused lease per instance goes unserved.
     assert!((196..=200).contains(&admitted), "{admitted} admitted");
     sibling.stop().await;
