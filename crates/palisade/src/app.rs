@@ -10,6 +10,8 @@ use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::audit::signing::CheckpointKey;
+use crate::audit::Audit;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Backend, Settings};
 use crate::health::ProbeCache;
@@ -32,6 +34,7 @@ pub struct AppInner {
     pub identity: Identity,
     pub tenancy: Tenancy,
     pub keys: ApiKeys,
+    pub audit: Audit,
     pub limiter: Limiter,
     pub burst_log: BurstLog,
     pub clock: Arc<dyn Clock>,
@@ -106,8 +109,10 @@ impl App {
             identity.epoch_source(),
             clock.clone(),
         );
+        let audit = open_audit(&settings, &db, clock.clone())?;
         let state = AppState(Arc::new(AppInner {
             identity,
+            audit,
             tenancy,
             keys,
             limiter: Limiter::for_database(&db),
@@ -182,6 +187,9 @@ impl App {
         }
         upkeep.abort();
         self.state.keys.flush_last_used().await;
+        if let Err(error) = self.state.audit.checkpoint_due().await {
+            tracing::warn!(%error, "signing audit checkpoints at shutdown failed");
+        }
         // Closing waits for checked-out connections; a stuck one must not hold the exit.
         let close = self.state.db.close();
         if tokio::time::timeout(std::time::Duration::from_secs(5), close)
@@ -193,9 +201,10 @@ impl App {
     }
 }
 
-/// Periodic work: every second, notice principal changes made by other processes; every
-/// minute, reload and rotate signing keys, prune old failure counts and rate-limit state,
-/// and write API keys' last use.
+/// Periodic work: every second, notice principal changes made by other processes and sign
+/// the audit chains that are due; every minute, reload and rotate signing keys, prune old
+/// failure counts and rate-limit state, and write API keys' last use; every hour, apply
+/// audit retention.
 async fn upkeep(state: AppState) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -203,6 +212,14 @@ async fn upkeep(state: AppState) {
         tick.tick().await;
         if let Err(error) = state.identity.poll().await {
             tracing::debug!(%error, "principal epoch poll failed");
+        }
+        if let Err(error) = state.audit.checkpoint_due().await {
+            tracing::warn!(%error, "signing audit checkpoints failed");
+        }
+        if n % 3600 == 3599 {
+            if let Err(error) = state.audit.enforce_retention().await {
+                tracing::warn!(%error, "applying audit retention failed");
+            }
         }
         if n % 60 == 59 {
             if let Err(error) = state.identity.maintain().await {
@@ -215,6 +232,22 @@ async fn upkeep(state: AppState) {
             }
         }
     }
+}
+
+/// The audit log over `db`, with its checkpoint key (created on first start).
+pub fn open_audit(
+    settings: &Settings,
+    db: &Database,
+    clock: Arc<dyn Clock>,
+) -> Result<Audit, StartError> {
+    let key = CheckpointKey::load_or_create(&settings.audit.key_path(&settings.data_dir))
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    Ok(Audit::new(
+        crate::audit::store::for_database(db),
+        key,
+        clock,
+        settings.audit.clone(),
+    ))
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {

@@ -37,6 +37,39 @@ pub struct Settings {
     pub mail: MailSettings,
     pub admin: AdminSettings,
     pub rate_limits: RateLimitSettings,
+    pub audit: AuditSettings,
+}
+
+/// The audit log's checkpoints (claim AUD-3).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// The Ed25519 key (PKCS#8 PEM) that signs checkpoints, anchors and export trailers;
+    /// created on first start when missing. Default: `audit-checkpoint.pem` in `data_dir`.
+    /// Every instance of one deployment must use the same key.
+    pub checkpoint_key_file: Option<PathBuf>,
+    /// A chain is signed after this many new events…
+    pub checkpoint_every: u32,
+    /// …or this many seconds after its last checkpoint, whichever comes first.
+    pub checkpoint_interval_secs: u32,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            checkpoint_key_file: None,
+            checkpoint_every: 1_000,
+            checkpoint_interval_secs: 300,
+        }
+    }
+}
+
+impl AuditSettings {
+    pub fn key_path(&self, data_dir: &std::path::Path) -> PathBuf {
+        self.checkpoint_key_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("audit-checkpoint.pem"))
+    }
 }
 
 /// Per-route request limits (claim WEB-5), per principal (API key, user) or, on routes
@@ -211,6 +244,7 @@ impl Default for Settings {
             mail: MailSettings::default(),
             admin: AdminSettings::default(),
             rate_limits: RateLimitSettings::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -386,6 +420,14 @@ impl Settings {
                 &format!("rate_limits.{name} must be 1 to 60000000"),
             );
         }
+        check(
+            (1..=1_000_000).contains(&self.audit.checkpoint_every),
+            "audit.checkpoint_every must be 1 to 1000000",
+        );
+        check(
+            (1..=86_400).contains(&self.audit.checkpoint_interval_secs),
+            "audit.checkpoint_interval_secs must be 1 to 86400",
+        );
         for (name, url) in [
             ("database.url", &self.database.url),
             ("database.migrate_url", &self.database.migrate_url),
@@ -605,6 +647,11 @@ impl Settings {
                 "default_per_minute": self.rate_limits.default_per_minute,
                 "read_per_minute": self.rate_limits.read_per_minute,
                 "sign_in_per_minute": self.rate_limits.sign_in_per_minute,
+            },
+            "audit": {
+                "checkpoint_key_file": self.audit.key_path(&self.data_dir).display().to_string(),
+                "checkpoint_every": self.audit.checkpoint_every,
+                "checkpoint_interval_secs": self.audit.checkpoint_interval_secs,
             },
             "mail": {
                 "smtp_url": secret(&self.mail.smtp_url),

@@ -1,5 +1,5 @@
 //! The `palisade` command: serve, migrate, check configuration, rotate signing keys,
-//! import users, and the platform operator's cross-tenant commands.
+//! import users, the platform operator's cross-tenant commands, and audit verification.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,6 +56,11 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// The audit log: verify chains and exports.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Platform operations across tenants (audited; on PostgreSQL they need
     /// admin.database_url, the operator's own credential).
     Admin {
@@ -65,6 +70,28 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify hash chains and signed checkpoints: every tenant's and the platform's, or one
+    /// tenant's. Exits non-zero naming the first bad event. On PostgreSQL it needs
+    /// admin.database_url, as the platform commands do.
+    Verify {
+        /// Only this tenant's chain (`ten_…`).
+        #[arg(long)]
+        tenant: Option<palisade::ids::TenantId>,
+    },
+    /// Verify an exported file offline: its chain, its checkpoints and its signed trailer.
+    VerifyExport {
+        file: PathBuf,
+        /// The checkpoint public key (base64url, as `GET /api/v1/audit/checkpoint-key`
+        /// publishes it); default: the key file of this deployment.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Print the checkpoint public key, for verifying exports elsewhere.
+    Key,
 }
 
 #[derive(Subcommand)]
@@ -176,6 +203,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Admin { operator, command } => admin(&settings, operator, command).await,
+            Command::Audit { command } => audit(&settings, command).await,
             Command::Users {
                 command: UsersCommand::Import { tenant, file },
             } => {
@@ -282,6 +310,80 @@ async fn admin(
     };
     platform.close().await;
     Ok(outcome?)
+}
+
+async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<()> {
+    use palisade::audit::signing::{CheckpointKey, PublicKey};
+    let key_path = settings.audit.key_path(&settings.data_dir);
+    let local_key = || -> anyhow::Result<PublicKey> {
+        anyhow::ensure!(
+            key_path.exists(),
+            "no checkpoint key at {}: pass --public-key",
+            key_path.display()
+        );
+        Ok(CheckpointKey::load_or_create(&key_path)?.public().clone())
+    };
+    match command {
+        AuditCommand::Key => {
+            let key = local_key()?;
+            println!("{}  Ed25519  {}", key.key_id(), key.encoded());
+            Ok(())
+        }
+        AuditCommand::VerifyExport { file, public_key } => {
+            let key = match public_key {
+                Some(text) => PublicKey::parse(&text)
+                    .ok_or_else(|| anyhow::anyhow!("--public-key is not a base64url Ed25519 key"))?,
+                None => local_key()?,
+            };
+            let input = std::fs::File::open(&file)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let report =
+                palisade::audit::export::verify_export(std::io::BufReader::new(input), &key)
+                    .map_err(|problem| anyhow::anyhow!("{}: FAILED: {problem}", file.display()))?;
+            println!(
+                "{}: OK: {} events of {} ({}..{}), {} signed checkpoints, signed trailer",
+                file.display(),
+                report.events,
+                report.stream,
+                report.first_seq.map_or("-".into(), |s| s.to_string()),
+                report.last_seq.map_or("-".into(), |s| s.to_string()),
+                report.checkpoints
+            );
+            Ok(())
+        }
+        AuditCommand::Verify { tenant } => {
+            let operator = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+            let platform = Platform::connect(settings, operator, Arc::new(SystemClock)).await?;
+            let audit = app::open_audit(settings, platform.database(), platform.clock())?;
+            let streams = match tenant {
+                Some(tenant) => vec![tenant.as_uuid()],
+                None => audit.streams().await?,
+            };
+            let mut failed = 0;
+            for stream in streams {
+                let verdict = audit.verify(stream).await?;
+                match &verdict.first_problem {
+                    None => println!(
+                        "{}: OK: {} events, {} signed checkpoints",
+                        verdict.stream, verdict.summary.events, verdict.summary.checkpoints
+                    ),
+                    Some(finding) => {
+                        failed += 1;
+                        println!(
+                            "{}: FAILED at event {}: {}: {}",
+                            verdict.stream,
+                            finding.seq,
+                            finding.problem.as_str(),
+                            finding.detail
+                        );
+                    }
+                }
+            }
+            platform.close().await;
+            anyhow::ensure!(failed == 0, "{failed} chain(s) failed verification");
+            Ok(())
+        }
+    }
 }
 
 /// The identity service over the configured database, for administrative commands.

@@ -1,42 +1,113 @@
-//! The foundation's audit trail: one row per state-changing action, written in the same
-//! transaction as the change it records, never updated or deleted. The hash-chained,
-//! exportable log replaces this module's storage; its callers keep the same shape.
-//! Events that belong to no tenant go to the platform's security stream.
+//! The audit log (claims AUD-1 to AUD-6): every state-changing action and sign-in outcome
+//! becomes one event, appended in the same transaction as the change it records, to its
+//! tenant's hash chain (or the platform stream's). Nothing updates or deletes an event
+//! except retention, below a signed anchor.
+//!
+//! - `chain`: the canonical encoding, the hash link, and the walk that names the first
+//!   bad event.
+//! - `signing`: the Ed25519 checkpoint key, held outside the database.
+//! - `store`: appending (one event in a caller's transaction, or a batch), reading,
+//!   checkpoints, retention.
+//! - `writer`: group commit for events that have no transaction of their own.
+//! - `service`: verification, checkpoints and retention as operations; `export`: the
+//!   streamed export and its offline verifier; `routes`: the HTTP surface.
+
+pub mod chain;
+pub mod export;
+pub mod routes;
+pub mod service;
+pub mod signing;
+pub mod store;
+pub mod writer;
 
 use std::net::IpAddr;
 
-use sqlx::Transaction;
+use serde::Serialize;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
-use crate::ids::{ApiKeyId, EventId, TenantId, UserId};
-use crate::store::{for_both_backends, StoreError};
+use crate::ids::{ApiKeyId, TenantId, UserId};
 
-/// Who acted: a person, or an API key by its id (never its secret, claim KEY-3).
+pub use service::Audit;
+pub(crate) use store::Append;
+
+/// The platform stream's id: events that belong to no tenant (TEN-6's operations, a failed
+/// sign-in of an unknown email, a rate-limit burst of nobody known).
+pub const PLATFORM_STREAM: Uuid = Uuid::nil();
+
+/// Who acted, when it is a credential: a person, or an API key by its id (never its
+/// secret, claim KEY-3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Actor {
     User(UserId),
     ApiKey(ApiKeyId),
 }
 
-impl From<UserId> for Actor {
-    fn from(user: UserId) -> Self {
-        Actor::User(user)
+/// Who an event says acted, and in which role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Acting {
+    /// Nobody proven yet: a failed sign-in, an anonymous request.
+    Anonymous,
+    Principal(Actor, &'static str),
+    /// A deployment operator, by the name `palisade admin` was given.
+    Operator(String),
+    /// Palisade itself (retention).
+    System,
+}
+
+impl Acting {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Acting::Anonymous => "anonymous",
+            Acting::Principal(Actor::User(_), _) => "user",
+            Acting::Principal(Actor::ApiKey(_), _) => "api_key",
+            Acting::Operator(_) => "operator",
+            Acting::System => "system",
+        }
+    }
+
+    pub fn id(&self) -> String {
+        match self {
+            Acting::Anonymous | Acting::System => String::new(),
+            Acting::Principal(Actor::User(user), _) => user.to_string(),
+            Acting::Principal(Actor::ApiKey(key), _) => key.to_string(),
+            Acting::Operator(name) => name.clone(),
+        }
+    }
+
+    pub fn role(&self) -> &'static str {
+        match self {
+            Acting::Principal(_, role) => role,
+            Acting::Operator(_) => "operator",
+            Acting::Anonymous | Acting::System => "",
+        }
     }
 }
 
-impl From<ApiKeyId> for Actor {
+impl From<Actor> for Acting {
+    fn from(actor: Actor) -> Self {
+        Acting::Principal(actor, "")
+    }
+}
+
+impl From<UserId> for Acting {
+    fn from(user: UserId) -> Self {
+        Actor::User(user).into()
+    }
+}
+
+impl From<ApiKeyId> for Acting {
     fn from(key: ApiKeyId) -> Self {
-        Actor::ApiKey(key)
+        Actor::ApiKey(key).into()
     }
 }
 
 /// One event, as the caller describes it. Secrets never go in here.
 #[derive(Clone, Debug)]
 pub struct AuditRecord {
-    /// None: an event of no tenant (an unknown email's failed sign-in), kept in the
-    /// platform's security stream.
+    /// None: an event of no tenant, kept in the platform stream.
     pub tenant_id: Option<TenantId>,
-    pub actor: Option<Actor>,
+    pub actor: Acting,
     pub action: &'static str,
     pub target_type: &'static str,
     pub target_id: String,
@@ -45,6 +116,8 @@ pub struct AuditRecord {
     pub user_agent: Option<String>,
     pub request_id: String,
     pub occurred_at: OffsetDateTime,
+    /// Before and after of each field the action changed (never a secret).
+    pub changes: serde_json::Map<String, serde_json::Value>,
 }
 
 impl AuditRecord {
@@ -59,7 +132,7 @@ impl AuditRecord {
     ) -> Self {
         Self {
             tenant_id: None,
-            actor: None,
+            actor: Acting::Anonymous,
             action,
             target_type: "none",
             target_id: String::new(),
@@ -68,6 +141,7 @@ impl AuditRecord {
             user_agent,
             request_id,
             occurred_at,
+            changes: serde_json::Map::new(),
         }
     }
 
@@ -76,8 +150,8 @@ impl AuditRecord {
         self
     }
 
-    pub fn by(mut self, actor: impl Into<Actor>) -> Self {
-        self.actor = Some(actor.into());
+    pub fn by(mut self, actor: impl Into<Acting>) -> Self {
+        self.actor = actor.into();
         self
     }
 
@@ -86,86 +160,37 @@ impl AuditRecord {
         self.target_id = target_id.to_string();
         self
     }
-}
 
-/// Appends an event inside the caller's transaction. Tenant events go to the tenant's
-/// trail (the transaction must be bound to that tenant on PostgreSQL); events without a
-/// tenant go to the platform's security stream.
-pub(crate) trait Append: Sized {
-    async fn append(&mut self, event: &AuditRecord) -> Result<(), StoreError>;
+    /// Records that `field` went from `before` to `after`.
+    pub fn changed(
+        mut self,
+        field: &'static str,
+        before: impl Serialize,
+        after: impl Serialize,
+    ) -> Self {
+        self.changes.insert(
+            field.to_owned(),
+            serde_json::json!({"before": json(before), "after": json(after)}),
+        );
+        self
+    }
 
-    /// Appends `event` and commits: the change and its record land together or not at all.
-    async fn commit_with(self, event: &AuditRecord) -> Result<(), StoreError>;
-
-    /// As [`Append::commit_with`], for a change that narrows what sessions may do: bumps the
-    /// auth epoch in the same transaction, so cached principals are re-read
-    /// (`identity::principals`).
-    async fn commit_narrowing(self, event: &AuditRecord) -> Result<(), StoreError>;
-}
-
-for_both_backends! {
-    impl Append for Transaction<'static, Db> {
-        async fn append(&mut self, event: &AuditRecord) -> Result<(), StoreError> {
-            let ip = event.ip.map(|ip| ip.to_string());
-            match event.tenant_id {
-                Some(tenant) => sqlx::query(
-                    "INSERT INTO audit_events (id, tenant_id, occurred_at, actor_user_id,
-                         actor_key_id, action, target_type, target_id, outcome, ip, user_agent,
-                         request_id)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                )
-                .bind(EventId::generate())
-                .bind(tenant)
-                .bind(event.occurred_at)
-                .bind(match event.actor {
-                    Some(Actor::User(user)) => Some(user),
-                    _ => None,
-                })
-                .bind(match event.actor {
-                    Some(Actor::ApiKey(key)) => Some(key),
-                    _ => None,
-                })
-                .bind(event.action)
-                .bind(event.target_type)
-                .bind(&event.target_id)
-                .bind(event.outcome)
-                .bind(ip)
-                .bind(&event.user_agent)
-                .bind(&event.request_id)
-                .execute(&mut **self)
-                .await?,
-                None => sqlx::query(
-                    "INSERT INTO security_events (id, occurred_at, action, target_type, target_id,
-                         outcome, ip, user_agent, request_id)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(EventId::generate())
-                .bind(event.occurred_at)
-                .bind(event.action)
-                .bind(event.target_type)
-                .bind(&event.target_id)
-                .bind(event.outcome)
-                .bind(ip)
-                .bind(&event.user_agent)
-                .bind(&event.request_id)
-                .execute(&mut **self)
-                .await?,
-            };
-            Ok(())
-        }
-
-        async fn commit_with(mut self, event: &AuditRecord) -> Result<(), StoreError> {
-            self.append(event).await?;
-            self.commit().await?;
-            Ok(())
-        }
-
-        async fn commit_narrowing(mut self, event: &AuditRecord) -> Result<(), StoreError> {
-            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *self).await?;
-            self.commit_with(event).await
-        }
+    /// The chain's stream: the tenant's id, or the platform stream's.
+    pub fn stream(&self) -> Uuid {
+        self.tenant_id.map_or(PLATFORM_STREAM, |t| t.as_uuid())
     }
 }
 
-/// Run inside every transaction that narrows (or changes) what a cached principal says.
-const BUMP_AUTH_EPOCH: &str = "UPDATE auth_epoch SET epoch = epoch + 1 WHERE id = 1";
+/// Values in `changes` are ids, names and enums: they always serialise.
+fn json(value: impl Serialize) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+/// The stream's name in the chain's bytes and in exports: `ten_…`, or `platform`.
+pub fn stream_name(stream: Uuid) -> String {
+    if stream == PLATFORM_STREAM {
+        "platform".to_owned()
+    } else {
+        TenantId::from_uuid(stream).to_string()
+    }
+}

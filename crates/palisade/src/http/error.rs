@@ -85,6 +85,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "The JSON does not match the operation's schema: unknown field, wrong type, missing field.",
     ),
     (
+        "invalid_query",
+        422,
+        "The query string has an unknown, repeated or malformed parameter.",
+    ),
+    (
         "invalid_field",
         422,
         "A field breaks a rule (length, format, policy); the message names the field.",

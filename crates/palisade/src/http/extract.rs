@@ -51,6 +51,27 @@ fn is_json(headers: &HeaderMap) -> bool {
     essence.eq_ignore_ascii_case("application/json")
 }
 
+/// A query string parsed into `T`; `T` should be `#[serde(deny_unknown_fields)]`. The
+/// error names no value the client sent.
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(value)| Query(value))
+            .map_err(|_| ApiError::Invalid {
+                code: "invalid_query",
+                message: "the query string has an unknown, repeated or malformed parameter".into(),
+            })
+    }
+}
+
 /// Parses a whole body; trailing data after the value is refused too.
 /// A path id of a tenant resource. A malformed id answers the same 404 as a missing one,
 /// and as another tenant's (claim TEN-4).

@@ -29,6 +29,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(crate::identity::routes::router())
         .merge(crate::tenancy::routes::router())
         .merge(crate::keys::routes::router())
+        .merge(crate::audit::routes::router())
 }
 
 /// The application: every route behind the request frame, with its OpenAPI document.

@@ -149,7 +149,7 @@ pub async fn rate_limit(
         }
         let state = state.clone();
         tokio::spawn(async move {
-            if let Err(error) = state.identity.store().record_event(&event).await {
+            if let Err(error) = state.audit.record(event).await {
                 tracing::warn!(%error, "auditing a rate-limit burst failed");
             }
         });

@@ -185,7 +185,7 @@ impl Identity {
         let event = origin
             .event("mfa.totp_enabled", "success", now)
             .in_tenant(principal.tenant)
-            .by(principal.user)
+            .by(principal)
             .on("user", principal.user);
         if !self
             .store
@@ -221,7 +221,7 @@ impl Identity {
         let event = origin
             .event("mfa.totp_disabled", "success", now)
             .in_tenant(principal.tenant)
-            .by(principal.user)
+            .by(principal)
             .on("user", principal.user);
         self.store.remove_totp(principal.user, &event).await?;
         self.principals.changed();
@@ -246,7 +246,7 @@ impl Identity {
                 let event = origin
                     .event("mfa.code_rejected", "failure", self.now())
                     .in_tenant(principal.tenant)
-                    .by(principal.user)
+                    .by(principal)
                     .on("user", principal.user);
                 self.failed(&attempt, event).await;
                 Err(IdentityError::InvalidCode)
@@ -323,7 +323,7 @@ impl Identity {
                 self.now(),
             )
             .in_tenant(principal.tenant)
-            .by(principal.user)
+            .by(principal)
             .on("tenant", principal.tenant);
         self.store
             .set_require_mfa(principal.tenant, required, &event)

@@ -70,6 +70,16 @@ impl TenantScope {
     }
 }
 
+/// The audit trail names the person in the role they hold in the tenant.
+impl From<&Principal> for crate::audit::Acting {
+    fn from(principal: &Principal) -> Self {
+        crate::audit::Acting::Principal(
+            crate::audit::Actor::User(principal.user),
+            principal.role.as_str(),
+        )
+    }
+}
+
 impl Principal {
     /// The tenant this request acts in, as a scope for tenant-data stores.
     pub fn scope(&self) -> TenantScope {
@@ -612,7 +622,7 @@ impl Identity {
         let event = origin
             .event("auth.revoke_all", "success", self.now())
             .in_tenant(principal.tenant)
-            .by(principal.user)
+            .by(principal)
             .on("user", principal.user);
         self.store.revoke_all(principal.user, &event).await?;
         self.principals.changed();
@@ -655,7 +665,7 @@ impl Identity {
         let event = origin
             .event("auth.session_revoked", "success", self.now())
             .in_tenant(principal.tenant)
-            .by(principal.user)
+            .by(principal)
             .on("session", session);
         if self
             .store
@@ -687,7 +697,7 @@ impl Identity {
         let event = origin
             .event("auth.tenant_switched", "success", now)
             .in_tenant(tenant)
-            .by(principal.user)
+            .by(principal)
             .on("session", principal.session);
         self.store
             .switch_tenant(principal.session, tenant, &event)
@@ -728,7 +738,7 @@ impl Identity {
             let event = origin
                 .event("account.password_changed", "success", now)
                 .in_tenant(principal.tenant)
-                .by(principal.user)
+                .by(principal)
                 .on("user", principal.user);
             self.store
                 .replace_password(principal.user, &hash, None, &event)
@@ -771,7 +781,7 @@ impl Identity {
                 let event = origin
                     .event("auth.reauthentication", "failure", self.now())
                     .in_tenant(principal.tenant)
-                    .by(principal.user)
+                    .by(principal)
                     .on("user", principal.user);
                 Err(self.failed(&attempt, event).await)
             }

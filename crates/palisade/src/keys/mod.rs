@@ -272,7 +272,7 @@ impl ApiKeys {
         let event = origin
             .event("api_keys.created", "success", now)
             .in_tenant(principal.tenant())
-            .by(principal.user())
+            .by(principal)
             .on("api_key", id);
         match self
             .store
@@ -313,7 +313,7 @@ impl ApiKeys {
         let event = origin
             .event("api_keys.revoked", "success", now)
             .in_tenant(principal.tenant())
-            .by(principal.user())
+            .by(principal)
             .on("api_key", id);
         if !self
             .store
@@ -343,7 +343,7 @@ impl ApiKeys {
         let event = origin
             .event("api_keys.rotated", "success", now)
             .in_tenant(principal.tenant())
-            .by(principal.user())
+            .by(principal)
             .on("api_key", id);
         let record = self
             .store

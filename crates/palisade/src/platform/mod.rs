@@ -204,6 +204,15 @@ impl Platform {
         })
     }
 
+    /// The platform credential's database, for the audit commands.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     fn event(
         &self,
         action: &'static str,
@@ -219,6 +228,7 @@ impl Platform {
             None,
             Some(format!("palisade admin ({})", self.operator)),
         )
+        .by(crate::audit::Acting::Operator(self.operator.clone()))
         .on(target_type, target)
     }
 

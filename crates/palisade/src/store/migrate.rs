@@ -33,6 +33,7 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     7 "0007_applications",
     8 "0008_user_scope_view",
     9 "0009_api_keys",
+    10 "0010_audit_log",
 );
 pub const POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
@@ -44,6 +45,7 @@ pub const POSTGRES: &[Migration] = migrations!("postgres":
     7 "0007_applications",
     8 "0008_user_scope_view",
     9 "0009_api_keys",
+    10 "0010_audit_log",
 );
 
 /// Serialises migrators across instances sharing one PostgreSQL database.

@@ -36,7 +36,7 @@ impl Tenancy {
         let event = origin
             .event("applications.created", "success", record.created_at)
             .in_tenant(caller.tenant())
-            .by(caller.actor())
+            .by(caller)
             .on("application", record.id);
         if self
             .store
@@ -75,7 +75,7 @@ impl Tenancy {
         let event = origin
             .event("applications.deleted", "success", self.clock.now())
             .in_tenant(caller.tenant())
-            .by(caller.actor())
+            .by(caller)
             .on("application", id);
         if self
             .store

@@ -1,7 +1,7 @@
 //! Who acts in a tenant: a signed-in member, or an API key (claims RBAC-1, KEY-5). Tenant
 //! actions take a [`Caller`]; what only a person may do takes a session's `Principal`.
 
-use crate::audit::Actor;
+use crate::audit::{Acting, Actor};
 use crate::identity::sessions::{Principal, PrincipalKind, TenantScope};
 use crate::ids::{TenantId, UserId};
 use crate::keys::KeyPrincipal;
@@ -79,5 +79,12 @@ impl Caller {
     /// of it beyond their own (claim RBAC-6).
     pub fn may_grant(&self, role: Role) -> bool {
         may_grant(self.role(), |action| self.may(action), role)
+    }
+}
+
+/// The audit trail names the person or the key, in the role it acted with.
+impl From<&Caller> for Acting {
+    fn from(caller: &Caller) -> Self {
+        Acting::Principal(caller.actor(), caller.role().as_str())
     }
 }

@@ -56,7 +56,7 @@ impl Tenancy {
         let event = origin
             .event("roles.custom_created", "success", record.created_at)
             .in_tenant(caller.tenant())
-            .by(caller.actor())
+            .by(caller)
             .on("custom_role", record.id);
         if self
             .store
@@ -97,7 +97,7 @@ impl Tenancy {
         let event = origin
             .event("roles.custom_deleted", "success", self.clock.now())
             .in_tenant(caller.tenant())
-            .by(caller.actor())
+            .by(caller)
             .on("custom_role", id);
         if self
             .store
@@ -151,7 +151,7 @@ impl Tenancy {
         let event = origin
             .event("members.custom_role_changed", "success", self.clock.now())
             .in_tenant(caller.tenant())
-            .by(caller.actor())
+            .by(caller)
             .on("user", user);
         self.settle(
             self.store

@@ -51,7 +51,7 @@ impl Tenancy {
         let event = origin
             .event("members.invited", role.as_str(), now)
             .in_tenant(principal.tenant())
-            .by(principal.user())
+            .by(principal)
             .on("invitation", invitation.id);
         self.store.invite(&invitation, &event).await?;
         let mail = Mail {
@@ -103,7 +103,7 @@ impl Tenancy {
         let event = origin
             .event("members.invitation_revoked", "success", self.clock.now())
             .in_tenant(principal.tenant())
-            .by(principal.user())
+            .by(principal)
             .on("invitation", id);
         if self
             .store
@@ -138,7 +138,7 @@ impl Tenancy {
         let event = origin
             .event("members.joined", "success", self.clock.now())
             .in_tenant(tenant)
-            .by(principal.user())
+            .by(principal)
             .on("user", principal.user());
         match self
             .store

@@ -98,7 +98,7 @@ impl Tenancy {
         let event = origin
             .event("members.role_changed", role.as_str(), self.clock.now())
             .in_tenant(caller.tenant())
-            .by(caller.actor())
+            .by(caller)
             .on("user", target.user_id);
         self.settle(
             self.store
@@ -124,7 +124,7 @@ impl Tenancy {
         let event = origin
             .event("tenant.ownership_transferred", "success", self.clock.now())
             .in_tenant(principal.tenant())
-            .by(principal.user())
+            .by(principal)
             .on("user", to);
         self.settle(
             self.store
@@ -144,7 +144,7 @@ impl Tenancy {
         let event = origin
             .event("members.removed", "success", self.clock.now())
             .in_tenant(caller.tenant())
-            .by(caller.actor())
+            .by(caller)
             .on("user", target.user_id);
         self.settle(self.store.remove(caller.scope(), user, &event).await?)
     }

@@ -299,7 +299,10 @@ async fn the_server_refuses_a_role_that_can_become_the_owner_or_bypass_rls() {
 /// A user's sessions carry the tenant they act in but are the user's own rows, reached only
 /// by a secret's hash or a verified token (docs/decisions.md); every other table with a
 /// tenant column is tenant data.
-const USER_TABLES_WITH_A_TENANT_COLUMN: &[&str] = &["sessions"];
+/// The audit chains' heads and signed checkpoints hold positions, hashes and signatures, no
+/// event content, and every instance's checkpoint and retention work reads all of them
+/// (docs/decisions.md).
+const USER_TABLES_WITH_A_TENANT_COLUMN: &[&str] = &["sessions", "audit_heads", "audit_checkpoints"];
 
 // claim: TEN-3
 #[tokio::test]

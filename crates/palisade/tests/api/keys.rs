@@ -143,16 +143,15 @@ async fn what_a_key_does_is_audited_under_its_id() {
     let id = view["id"]
         .as_str()
         .unwrap()
-        .trim_start_matches("key_")
         .to_owned();
     let actors: Vec<String> = app
         .inspect(
-            "SELECT replace(CAST(actor_key_id AS TEXT), '-', '') FROM audit_events
+            "SELECT actor_type || ' ' || actor_id || ' ' || actor_role FROM audit_events
              WHERE action = 'applications.created'",
             None,
         )
         .await;
-    assert_eq!(actors, vec![id]);
+    assert_eq!(actors, vec![format!("api_key {id} admin")]);
     let created_events: Vec<String> = app
         .inspect(
             "SELECT action FROM audit_events WHERE action LIKE 'api_keys.%'",

@@ -42,7 +42,7 @@ async fn operators_list_tenants_and_find_users_across_tenants_and_are_audited() 
     assert!(!found.contains(&a.tenant));
     let actions: Vec<String> = app
         .inspect(
-            "SELECT action FROM security_events WHERE action LIKE 'platform.%'",
+            "SELECT action FROM audit_events WHERE action LIKE 'platform.%'",
             None,
         )
         .await;
@@ -52,7 +52,7 @@ async fn operators_list_tenants_and_find_users_across_tenants_and_are_audited() 
     );
     let operators: Vec<Option<String>> = app
         .inspect(
-            "SELECT user_agent FROM security_events WHERE action LIKE 'platform.%'",
+            "SELECT user_agent FROM audit_events WHERE action LIKE 'platform.%'",
             None,
         )
         .await;
@@ -112,7 +112,7 @@ async fn a_suspended_tenants_sessions_stop_at_once_and_resume_when_lifted() {
     assert_eq!(app.get_as("/api/v1/tenant", &key).await.status(), 200);
     let actions: Vec<String> = app
         .inspect(
-            "SELECT action FROM security_events WHERE target_id = $1",
+            "SELECT action FROM audit_events WHERE target_id = $1",
             Some(&a.tenant),
         )
         .await;

@@ -117,7 +117,7 @@ async fn sign_in_is_limited_per_address_and_a_burst_is_audited_once() {
     let bursts = loop {
         let bursts = app
             .inspect::<i64>(
-                "SELECT count(*) FROM security_events WHERE action = 'rate_limit.exceeded'",
+                "SELECT count(*) FROM audit_events WHERE action = 'rate_limit.exceeded'",
                 None,
             )
             .await[0];

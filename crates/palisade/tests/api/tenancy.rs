@@ -87,6 +87,8 @@ fn self_service(path: &str) -> bool {
         || path.starts_with("/api/v1/me/")
         || path == "/api/v1/roles"
         || path == "/api/v1/invitations/accept"
+        // Public: the key that verifies audit exports offline.
+        || path == "/api/v1/audit/checkpoint-key"
         || !path.starts_with("/api/v1/")
 }
 

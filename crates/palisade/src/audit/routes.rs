@@ -1,0 +1,371 @@
+//! The audit log's HTTP surface: query (AUD-6), verify (AUD-3), export (AUD-4), retention
+//! (AUD-5) and the published checkpoint key. A tenant sees only its own chain: the stream
+//! comes from the credential.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::chain::ChainedEvent;
+use super::export::Format;
+use super::service::Verification;
+use super::store::{micros, EventFilter};
+use crate::app::AppState;
+use crate::http::auth::Permitted;
+use crate::http::error::ApiError;
+use crate::http::extract::{Json, Query, RequestContext};
+use crate::http::openapi::ErrorBody;
+use crate::identity::routes::origin;
+use crate::tenancy::actions::act;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_events))
+        .routes(routes!(verify))
+        .routes(routes!(export))
+        .routes(routes!(get_retention, set_retention))
+        .routes(routes!(checkpoint_key))
+}
+
+const MAX_PAGE: i64 = 500;
+
+/// Filters of `GET /api/v1/audit/events`.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    /// Only events by this actor (`usr_…`, `key_…`, or an operator's name).
+    actor: Option<String>,
+    /// Only events of this action, e.g. `members.role_changed`.
+    action: Option<String>,
+    /// Only events on this kind of target, e.g. `user`.
+    target_type: Option<String>,
+    /// Only events on this target id (with or without `target_type`).
+    target_id: Option<String>,
+    /// Events at or after this time (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    from: Option<OffsetDateTime>,
+    /// Events before this time (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    to: Option<OffsetDateTime>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Events per page, 1 to 500; default 50.
+    limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventPage {
+    /// Newest first.
+    #[schema(value_type = Vec<Object>)]
+    events: Vec<ChainedEvent>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    next_cursor: Option<String>,
+}
+
+fn too_long(value: &Option<String>) -> bool {
+    value.as_ref().is_some_and(|v| v.len() > 200)
+}
+
+/// The tenant's audit events, newest first, filtered, a page at a time.
+///
+/// Action: `audit.read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/events",
+    tag = "audit",
+    params(EventQuery),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of events", body = EventPage),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role does not allow this action", body = ErrorBody),
+        (status = 422, description = "Invalid filter or cursor", body = ErrorBody),
+    )
+)]
+async fn list_events(
+    State(state): State<AppState>,
+    permitted: Permitted<act::AuditRead>,
+    Query(query): Query<EventQuery>,
+) -> Result<axum::Json<EventPage>, ApiError> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid_field("limit must be 1 to 500"));
+    }
+    if [&query.actor, &query.action, &query.target_type, &query.target_id]
+        .into_iter()
+        .any(too_long)
+    {
+        return Err(ApiError::invalid_field("a filter is longer than 200 characters"));
+    }
+    let before = match query.cursor.as_deref() {
+        None => None,
+        Some(cursor) => Some(parse_cursor(cursor)?),
+    };
+    let filter = EventFilter {
+        actor: query.actor,
+        action: query.action,
+        target_type: query.target_type,
+        target_id: query.target_id,
+        from_us: query.from.map(micros),
+        to_us: query.to.map(micros),
+        before,
+        // One more than the page: whether there is a next page, without a count.
+        limit: limit + 1,
+    };
+    let stream = permitted.caller.tenant().as_uuid();
+    let mut events = state.audit.query(stream, &filter).await?;
+    let next_cursor = if events.len() as i64 > limit {
+        events.truncate(limit as usize);
+        events.last().map(|e| cursor_for(e.seq))
+    } else {
+        None
+    };
+    Ok(axum::Json(EventPage {
+        events,
+        next_cursor,
+    }))
+}
+
+/// Cursors are opaque to clients: `c` and the sequence number the next page starts below.
+fn cursor_for(seq: i64) -> String {
+    format!("c{seq}")
+}
+
+fn parse_cursor(cursor: &str) -> Result<i64, ApiError> {
+    cursor
+        .strip_prefix('c')
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::invalid_field("cursor is not one this API returned"))
+}
+
+/// Verify the tenant's hash chain and signed checkpoints: OK, or the first bad event and
+/// why (edited, missing, inserted, reordered, checkpoint signature or mismatch).
+///
+/// Action: `audit.read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/verify",
+    tag = "audit",
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The verdict", body = Object),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role does not allow this action", body = ErrorBody),
+    )
+)]
+async fn verify(
+    State(state): State<AppState>,
+    permitted: Permitted<act::AuditRead>,
+) -> Result<axum::Json<Verification>, ApiError> {
+    let stream = permitted.caller.tenant().as_uuid();
+    Ok(axum::Json(state.audit.verify(stream).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// Events at or after this time (RFC 3339); omitted: from the first.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    from: Option<OffsetDateTime>,
+    /// Events before this time (RFC 3339); omitted: up to the export's start.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    to: Option<OffsetDateTime>,
+    /// `csv` or `ndjson` (default).
+    format: Option<String>,
+}
+
+/// Export the tenant's audit events of a time range, streamed, with the range's signed
+/// checkpoints first and a signed trailer line last (count, first and last sequence
+/// numbers, last hash). `palisade audit verify-export FILE` checks it offline. The export
+/// itself is audited.
+///
+/// Action: `audit.export`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/export",
+    tag = "audit",
+    params(ExportQuery),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The export (NDJSON or CSV)", content_type = "application/x-ndjson"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role does not allow this action", body = ErrorBody),
+        (status = 422, description = "Invalid range or format", body = ErrorBody),
+    )
+)]
+async fn export(
+    State(state): State<AppState>,
+    permitted: Permitted<act::AuditExport>,
+    context: RequestContext,
+    Query(query): Query<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let format: Format = match query.format.as_deref() {
+        None => Format::Ndjson,
+        Some(text) => text
+            .parse()
+            .map_err(|()| ApiError::invalid_field("format must be csv or ndjson"))?,
+    };
+    let now = state.clock.now();
+    let from_us = query.from.map(micros);
+    let to_us = Some(query.to.map_or_else(|| micros(now) + 1, micros));
+    if let (Some(from), Some(to)) = (from_us, to_us) {
+        if from >= to {
+            return Err(ApiError::invalid_field("from must be before to"));
+        }
+    }
+    let caller = &permitted.caller;
+    let stream = caller.tenant().as_uuid();
+    // The range is fixed before the export's own event is written, which it does not hold.
+    let range = state.audit.seq_range(stream, from_us, to_us).await?;
+    let event = origin(context)
+        .event("audit.exported", "success", now)
+        .in_tenant(caller.tenant())
+        .by(caller)
+        .on("audit_log", caller.tenant())
+        .changed("range", serde_json::Value::Null, range.map(|(a, b)| [a, b]));
+    state.audit.record(event).await?;
+    let (chunks, body) = mpsc::channel(4);
+    let audit = state.audit.clone();
+    tokio::spawn(async move {
+        if let Err(error) = audit
+            .export(stream, range, (from_us, to_us), format, chunks)
+            .await
+        {
+            // The client sees no trailer: a truncated export, which it detects.
+            tracing::warn!(%error, "audit export ended early");
+        }
+    });
+    let stream = futures_util::stream::unfold(body, |mut body| async move {
+        body.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), body))
+    });
+    let mut response = Body::from_stream(stream).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    Ok(response)
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Days of history kept (1 to 36500); null keeps everything. Required.
+    #[serde(deserialize_with = "present_or_null")]
+    days: Option<i32>,
+}
+
+/// A field that must be sent, though it may be null.
+fn present_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    Option::deserialize(d)
+}
+
+/// How long the tenant keeps its audit history.
+///
+/// Action: `audit.read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/retention",
+    tag = "audit",
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The retention", body = Retention),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role does not allow this action", body = ErrorBody),
+    )
+)]
+async fn get_retention(
+    State(state): State<AppState>,
+    permitted: Permitted<act::AuditRead>,
+) -> Result<axum::Json<Retention>, ApiError> {
+    let days = state
+        .audit
+        .retention(permitted.caller.tenant().as_uuid())
+        .await?;
+    Ok(axum::Json(Retention { days }))
+}
+
+/// Set how long the tenant keeps its audit history. Pruning runs hourly from the oldest
+/// event and leaves a signed anchor, so the rest of the chain still verifies.
+///
+/// Action: `tenant.update_security` (people only).
+#[utoipa::path(
+    put,
+    path = "/api/v1/audit/retention",
+    tag = "audit",
+    request_body = Retention,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Set", body = Retention),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role does not allow this action", body = ErrorBody),
+        (status = 422, description = "Invalid body", body = ErrorBody),
+    )
+)]
+async fn set_retention(
+    State(state): State<AppState>,
+    permitted: Permitted<act::TenantUpdateSecurity>,
+    context: RequestContext,
+    Json(body): Json<Retention>,
+) -> Result<axum::Json<Retention>, ApiError> {
+    if body.days.is_some_and(|d| !(1..=36_500).contains(&d)) {
+        return Err(ApiError::invalid_field("days must be 1 to 36500, or null"));
+    }
+    let member = permitted.member()?;
+    let tenant = member.scope().tenant();
+    let event = origin(context)
+        .event("audit.retention_changed", "success", state.clock.now())
+        .in_tenant(tenant)
+        .by(member)
+        .on("audit_log", tenant);
+    state
+        .audit
+        .set_retention(tenant.as_uuid(), body.days, event)
+        .await?;
+    Ok(axum::Json(body))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CheckpointKeyView {
+    /// Names the key in checkpoints and export trailers.
+    key_id: String,
+    /// Always `Ed25519`.
+    algorithm: &'static str,
+    /// The 32-byte public key, base64url without padding.
+    public_key: String,
+}
+
+/// The public key that signs audit checkpoints, anchors and export trailers, for
+/// verifying an export offline.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/checkpoint-key",
+    tag = "audit",
+    responses((status = 200, description = "The key", body = CheckpointKeyView))
+)]
+async fn checkpoint_key(State(state): State<AppState>) -> impl IntoResponse {
+    let key = state.audit.public_key();
+    (
+        StatusCode::OK,
+        axum::Json(CheckpointKeyView {
+            key_id: key.key_id().to_owned(),
+            algorithm: "Ed25519",
+            public_key: key.encoded(),
+        }),
+    )
+}

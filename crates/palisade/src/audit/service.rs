@@ -1,0 +1,249 @@
+//! The audit log as operations: record (group commit), query, verify, checkpoint, retain.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::chain::{ChainWalk, ChainedEvent, Finding, SignedPoint, Summary};
+use super::export::{ExportWriter, Format};
+use super::signing::{CheckpointKey, PublicKey, Statement};
+use super::store::{micros, AuditStore, EventFilter, StoredPoint};
+use super::writer::AuditWriter;
+use super::{stream_name, Acting, AuditRecord};
+use crate::clock::Clock;
+use crate::config::AuditSettings;
+use crate::store::StoreError;
+
+/// Events buffered between the store's reader and a consumer: constant memory.
+const WALK_BUFFER: usize = 256;
+
+#[derive(Clone)]
+pub struct Audit {
+    store: Arc<dyn AuditStore>,
+    writer: AuditWriter,
+    key: Arc<CheckpointKey>,
+    clock: Arc<dyn Clock>,
+    settings: AuditSettings,
+}
+
+/// What verifying one chain found.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Verification {
+    pub stream: String,
+    pub ok: bool,
+    #[serde(flatten)]
+    pub summary: Summary,
+    pub first_problem: Option<Finding>,
+}
+
+impl Audit {
+    pub fn new(
+        store: Arc<dyn AuditStore>,
+        key: CheckpointKey,
+        clock: Arc<dyn Clock>,
+        settings: AuditSettings,
+    ) -> Self {
+        Self {
+            writer: AuditWriter::start(store.clone()),
+            store,
+            key: Arc::new(key),
+            clock,
+            settings,
+        }
+    }
+
+    /// Appends an event that has no transaction of its own, durably (group commit).
+    pub async fn record(&self, event: AuditRecord) -> Result<(), StoreError> {
+        self.writer.record(event).await
+    }
+
+    pub fn public_key(&self) -> &PublicKey {
+        self.key.public()
+    }
+
+    pub async fn query(
+        &self,
+        stream: Uuid,
+        filter: &EventFilter,
+    ) -> Result<Vec<ChainedEvent>, StoreError> {
+        self.store.query(stream, filter).await
+    }
+
+    /// Walks one chain from its start (or its retention anchor) to its head.
+    pub async fn verify(&self, stream: Uuid) -> Result<Verification, StoreError> {
+        let name = stream_name(stream);
+        let points = self.store.points(stream).await?;
+        let head = self.store.head(stream).await?;
+        let public = self.key.public();
+        let signed = |point: &StoredPoint| SignedPoint {
+            seq: point.seq,
+            hash: point.hash,
+            valid: public.verifies(
+                &Statement::point(&point.kind, &name, point.seq, &point.hash, point.signed_at_us),
+                &point.key_id,
+                &point.signature,
+            ),
+        };
+        let anchor = points.iter().rfind(|p| p.kind == "anchor").map(signed);
+        let after = anchor.as_ref().map_or(0, |a| a.seq);
+        let checkpoints = points
+            .iter()
+            .filter(|p| p.kind == "checkpoint" && p.seq > after)
+            .map(signed)
+            .collect();
+        let mut walk = ChainWalk::new(anchor.as_ref(), checkpoints);
+        let (events, mut arriving) = mpsc::channel(WALK_BUFFER);
+        let reading = self.store.walk(stream, after + 1, None, events);
+        let judging = async {
+            while let Some(event) = arriving.recv().await {
+                walk.feed(event);
+                if walk.is_bad() {
+                    // Dropping the receiver stops the reader.
+                    break;
+                }
+            }
+            drop(arriving);
+        };
+        let (read, ()) = tokio::join!(reading, judging);
+        read?;
+        let (summary, first_problem) = walk.finish(head.map(|h| (h.seq, h.hash)));
+        Ok(Verification {
+            stream: name,
+            ok: first_problem.is_none(),
+            summary,
+            first_problem,
+        })
+    }
+
+    /// Every chain the store knows, for `palisade audit verify` without `--tenant`.
+    pub async fn streams(&self) -> Result<Vec<Uuid>, StoreError> {
+        self.store.streams().await
+    }
+
+    /// Signs every chain that is due: `checkpoint_every` events past its last checkpoint,
+    /// or any new event and `checkpoint_interval_secs` since. Returns how many it signed.
+    pub async fn checkpoint_due(&self) -> Result<usize, StoreError> {
+        let now_us = micros(self.clock.now());
+        let stale_before = now_us - i64::from(self.settings.checkpoint_interval_secs) * 1_000_000;
+        let due = self
+            .store
+            .due_for_checkpoint(i64::from(self.settings.checkpoint_every), stale_before)
+            .await?;
+        for head in &due {
+            let point = self.sign("checkpoint", head.stream, head.seq, head.hash, now_us);
+            self.store.add_point(head.stream, &point).await?;
+        }
+        Ok(due.len())
+    }
+
+    fn sign(
+        &self,
+        kind: &str,
+        stream: Uuid,
+        seq: i64,
+        hash: super::chain::Hash,
+        signed_at_us: i64,
+    ) -> StoredPoint {
+        let statement = Statement::point(kind, &stream_name(stream), seq, &hash, signed_at_us);
+        StoredPoint {
+            kind: kind.to_owned(),
+            seq,
+            hash,
+            signed_at_us,
+            key_id: self.key.public().key_id().to_owned(),
+            signature: self.key.sign(&statement),
+        }
+    }
+
+    pub async fn retention(&self, stream: Uuid) -> Result<Option<i32>, StoreError> {
+        self.store.retention(stream).await
+    }
+
+    pub async fn set_retention(
+        &self,
+        stream: Uuid,
+        days: Option<i32>,
+        event: AuditRecord,
+    ) -> Result<(), StoreError> {
+        let before = self.store.retention(stream).await?;
+        let event = event.changed("retention_days", before, days);
+        self.store.set_retention(stream, days, &event).await
+    }
+
+    /// Prunes every chain with limited retention from its oldest event, leaving a signed
+    /// anchor where it now starts (claim AUD-5). Returns the events pruned.
+    pub async fn enforce_retention(&self) -> Result<u64, StoreError> {
+        let now = self.clock.now();
+        let mut pruned = 0;
+        for (stream, days) in self.store.retained().await? {
+            let cutoff = micros(now - time::Duration::days(i64::from(days)));
+            let Some((through, hash)) = self.store.prunable_through(stream, cutoff).await? else {
+                continue;
+            };
+            let anchor = self.sign("anchor", stream, through, hash, micros(now));
+            let mut event = AuditRecord::new(
+                "audit.pruned",
+                "success",
+                now,
+                String::new(),
+                None,
+                None,
+            )
+            .by(Acting::System)
+            .on("audit_log", stream_name(stream))
+            .changed("retained_from_seq", serde_json::Value::Null, through + 1);
+            if stream != super::PLATFORM_STREAM {
+                event = event.in_tenant(crate::ids::TenantId::from_uuid(stream));
+            }
+            pruned += self.store.prune(stream, &anchor, &event).await?;
+        }
+        Ok(pruned)
+    }
+
+    /// Streams a chain's events in `[from_us, to_us)` as `format` into `sink`, ending with a
+    /// signed trailer. Returns after the last chunk is sent or the receiver went away.
+    pub async fn export(
+        &self,
+        stream: Uuid,
+        range: Option<(i64, i64)>,
+        window: (Option<i64>, Option<i64>),
+        format: Format,
+        sink: mpsc::Sender<Bytes>,
+    ) -> Result<(), StoreError> {
+        let name = stream_name(stream);
+        let mut out = ExportWriter::new(format, &name, window, sink);
+        if let Some((first, last)) = range {
+            for point in self.store.points(stream).await? {
+                if point.kind == "checkpoint" && (first..=last).contains(&point.seq) {
+                    out.point(&point).await;
+                }
+            }
+            let (events, mut arriving) = mpsc::channel(WALK_BUFFER);
+            let reading = self.store.walk(stream, first, Some(last), events);
+            let writing = async {
+                while let Some(event) = arriving.recv().await {
+                    if !out.event(&event).await {
+                        break;
+                    }
+                }
+                drop(arriving);
+            };
+            let (read, ()) = tokio::join!(reading, writing);
+            read?;
+        }
+        out.finish(&self.key).await;
+        Ok(())
+    }
+
+    /// The sequence range of a chain's events in `[from_us, to_us)`.
+    pub async fn seq_range(
+        &self,
+        stream: Uuid,
+        from_us: Option<i64>,
+        to_us: Option<i64>,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        self.store.seq_range(stream, from_us, to_us).await
+    }
+}
