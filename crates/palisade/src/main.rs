@@ -331,8 +331,9 @@ async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<()>
         }
         AuditCommand::VerifyExport { file, public_key } => {
             let key = match public_key {
-                Some(text) => PublicKey::parse(&text)
-                    .ok_or_else(|| anyhow::anyhow!("--public-key is not a base64url Ed25519 key"))?,
+                Some(text) => PublicKey::parse(&text).ok_or_else(|| {
+                    anyhow::anyhow!("--public-key is not a base64url Ed25519 key")
+                })?,
                 None => local_key()?,
             };
             let input = std::fs::File::open(&file)

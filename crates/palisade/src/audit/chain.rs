@@ -326,7 +326,9 @@ impl ChainWalk {
             );
         }
         let links = event.prev_hash == self.prev;
-        if !links && self.before_prev == Some(event.prev_hash) {
+        // The event before was accepted, but this one, renumbered, links around it.
+        if !links && self.before_prev == Some(event.prev_hash) && event.consistent_at(event.seq - 1)
+        {
             return self.fail(
                 event.seq - 1,
                 Problem::Inserted,
@@ -346,7 +348,11 @@ impl ChainWalk {
             if !links && next_links_past {
                 return self.fail(event.seq, Problem::Inserted, "the chain links around it");
             }
-            return self.fail(event.seq, Problem::Edited, "its content does not match its hash");
+            return self.fail(
+                event.seq,
+                Problem::Edited,
+                "its content does not match its hash",
+            );
         }
         if !links {
             if next_links_past {
@@ -601,7 +607,10 @@ mod tests {
             walk.feed(event);
         }
         let found = walk.finish(None).1.unwrap();
-        assert_eq!((found.seq, found.problem), (2, Problem::CheckpointSignature));
+        assert_eq!(
+            (found.seq, found.problem),
+            (2, Problem::CheckpointSignature)
+        );
     }
 
     #[test]

@@ -415,10 +415,7 @@ impl std::fmt::Display for ExportProblem {
 }
 
 /// Checks an export's chain, its checkpoints and its trailer against `key`.
-pub fn verify_export(
-    input: impl BufRead,
-    key: &PublicKey,
-) -> Result<ExportReport, ExportProblem> {
+pub fn verify_export(input: impl BufRead, key: &PublicKey) -> Result<ExportReport, ExportProblem> {
     let mut points = Vec::new();
     let mut walk: Option<ChainWalk> = None;
     let mut stream: Option<String> = None;
@@ -516,7 +513,13 @@ fn signed_point(key: &PublicKey, stream: &str, point: &ExportPoint) -> SignedPoi
     let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(&point.signature)
         .unwrap_or_default();
-    let statement = Statement::point("checkpoint", stream, point.seq, &point.hash, point.signed_at_us);
+    let statement = Statement::point(
+        "checkpoint",
+        stream,
+        point.seq,
+        &point.hash,
+        point.signed_at_us,
+    );
     SignedPoint {
         seq: point.seq,
         hash: point.hash,

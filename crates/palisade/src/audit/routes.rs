@@ -101,11 +101,18 @@ async fn list_events(
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::invalid_field("limit must be 1 to 500"));
     }
-    if [&query.actor, &query.action, &query.target_type, &query.target_id]
-        .into_iter()
-        .any(too_long)
+    if [
+        &query.actor,
+        &query.action,
+        &query.target_type,
+        &query.target_id,
+    ]
+    .into_iter()
+    .any(too_long)
     {
-        return Err(ApiError::invalid_field("a filter is longer than 200 characters"));
+        return Err(ApiError::invalid_field(
+            "a filter is longer than 200 characters",
+        ));
     }
     let before = match query.cursor.as_deref() {
         None => None,
@@ -123,7 +130,7 @@ async fn list_events(
         limit: limit + 1,
     };
     let stream = permitted.caller.tenant().as_uuid();
-    let mut events = state.audit.query(stream, &filter).await?;
+    let mut events = state.audit.search(stream, &filter).await?;
     let next_cursor = if events.len() as i64 > limit {
         events.truncate(limit as usize);
         events.last().map(|e| cursor_for(e.seq))

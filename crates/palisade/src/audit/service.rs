@@ -63,12 +63,12 @@ impl Audit {
         self.key.public()
     }
 
-    pub async fn query(
+    pub async fn search(
         &self,
         stream: Uuid,
         filter: &EventFilter,
     ) -> Result<Vec<ChainedEvent>, StoreError> {
-        self.store.query(stream, filter).await
+        self.store.search(stream, filter).await
     }
 
     /// Walks one chain from its start (or its retention anchor) to its head.
@@ -81,7 +81,13 @@ impl Audit {
             seq: point.seq,
             hash: point.hash,
             valid: public.verifies(
-                &Statement::point(&point.kind, &name, point.seq, &point.hash, point.signed_at_us),
+                &Statement::point(
+                    &point.kind,
+                    &name,
+                    point.seq,
+                    &point.hash,
+                    point.signed_at_us,
+                ),
                 &point.key_id,
                 &point.signature,
             ),
@@ -183,17 +189,11 @@ impl Audit {
                 continue;
             };
             let anchor = self.sign("anchor", stream, through, hash, micros(now));
-            let mut event = AuditRecord::new(
-                "audit.pruned",
-                "success",
-                now,
-                String::new(),
-                None,
-                None,
-            )
-            .by(Acting::System)
-            .on("audit_log", stream_name(stream))
-            .changed("retained_from_seq", serde_json::Value::Null, through + 1);
+            let mut event =
+                AuditRecord::new("audit.pruned", "success", now, String::new(), None, None)
+                    .by(Acting::System)
+                    .on("audit_log", stream_name(stream))
+                    .changed("retained_from_seq", serde_json::Value::Null, through + 1);
             if stream != super::PLATFORM_STREAM {
                 event = event.in_tenant(crate::ids::TenantId::from_uuid(stream));
             }

@@ -73,9 +73,8 @@ impl CheckpointKey {
         if !path.exists() {
             let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
                 .map_err(|_| fail("cannot generate a key".into()))?;
-            let body = Zeroizing::new(
-                base64::engine::general_purpose::STANDARD.encode(document.as_ref()),
-            );
+            let body =
+                Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(document.as_ref()));
             let pem = Zeroizing::new(format!(
                 "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
                 body.as_str()

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use futures_util::TryStreamExt;
-use tokio::sync::mpsc;
 use sqlx::{QueryBuilder, Row, Transaction};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::chain::{ChainedEvent, Fields, Hash, GENESIS};
@@ -169,8 +169,11 @@ pub trait AuditStore: Send + Sync {
         from_us: Option<i64>,
         to_us: Option<i64>,
     ) -> Result<Option<(i64, i64)>, StoreError>;
-    async fn query(&self, stream: Uuid, filter: &EventFilter)
-        -> Result<Vec<ChainedEvent>, StoreError>;
+    async fn search(
+        &self,
+        stream: Uuid,
+        filter: &EventFilter,
+    ) -> Result<Vec<ChainedEvent>, StoreError>;
     /// Heads with events no checkpoint covers: `every` events past the last checkpoint, or
     /// any, when it is older than `stale_before_us`.
     async fn due_for_checkpoint(
@@ -208,33 +211,33 @@ struct SqlAuditStore<P>(P);
 pub fn for_database(db: &crate::store::Database) -> std::sync::Arc<dyn AuditStore> {
     match db {
         crate::store::Database::Sqlite(pool) => std::sync::Arc::new(SqlAuditStore(pool.clone())),
-        crate::store::Database::Postgres(pool) => {
-            std::sync::Arc::new(SqlAuditStore(pool.clone()))
-        }
+        crate::store::Database::Postgres(pool) => std::sync::Arc::new(SqlAuditStore(pool.clone())),
     }
 }
 
 /// What differs between the backends.
 trait Dialect {
-    /// Binds the transaction to a chain's tenant, where row-level security reads it.
-    const BIND_TENANT: Option<&'static str>;
+    /// Whether a transaction is bound to a chain's tenant ([`BIND_TENANT`]), where
+    /// row-level security reads it.
+    const BINDS_TENANT: bool;
     const PRUNE: &'static str;
 }
 
 impl Dialect for sqlx::Sqlite {
-    const BIND_TENANT: Option<&'static str> = None;
+    const BINDS_TENANT: bool = false;
     const PRUNE: &'static str = "DELETE FROM audit_events WHERE tenant_id = $1 AND seq <= $2";
 }
 
 impl Dialect for sqlx::Postgres {
-    const BIND_TENANT: Option<&'static str> =
-        Some("SELECT set_config('palisade.tenant_id', $1, true)");
+    const BINDS_TENANT: bool = true;
     // The runtime role cannot delete events; the owner's function prunes below an anchor.
     const PRUNE: &'static str = "SELECT palisade_audit_prune($1, $2)";
 }
 
+const BIND_TENANT: &str = "SELECT set_config('palisade.tenant_id', $1, true)";
+
 for_both_backends! {
-    const BIND_TENANT: Option<&str> = <Db as Dialect>::BIND_TENANT;
+    const BINDS_TENANT: bool = <Db as Dialect>::BINDS_TENANT;
     const PRUNE: &str = <Db as Dialect>::PRUNE;
 
     /// Links `events` (all of one chain) after its head and inserts them.
@@ -347,8 +350,8 @@ for_both_backends! {
             let mut tx = self.0.write().await?;
             // In stream order, so two batches never wait on each other's heads in a cycle.
             for (stream, mut rendered) in by_stream {
-                if let Some(bind) = BIND_TENANT {
-                    sqlx::query(bind)
+                if BINDS_TENANT {
+                    sqlx::query(BIND_TENANT)
                         .bind(stream.to_string())
                         .execute(&mut *tx)
                         .await?;
@@ -457,7 +460,7 @@ for_both_backends! {
             })
         }
 
-        async fn query(
+        async fn search(
             &self,
             stream: Uuid,
             filter: &EventFilter,

@@ -34,10 +34,7 @@ impl AuditWriter {
     /// Appends `event` durably; returns once its commit has.
     pub async fn record(&self, event: AuditRecord) -> Result<(), StoreError> {
         let (ack, acked) = oneshot::channel();
-        self.queue
-            .send((event, ack))
-            .await
-            .map_err(|_| stopped())?;
+        self.queue.send((event, ack)).await.map_err(|_| stopped())?;
         acked.await.map_err(|_| stopped())?
     }
 }

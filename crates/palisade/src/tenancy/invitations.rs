@@ -49,10 +49,11 @@ impl Tenancy {
             expires_at: now + INVITATION_LIFETIME,
         };
         let event = origin
-            .event("members.invited", role.as_str(), now)
+            .event("members.invited", "success", now)
             .in_tenant(principal.tenant())
             .by(principal)
-            .on("invitation", invitation.id);
+            .on("invitation", invitation.id)
+            .changed("role", serde_json::Value::Null, role);
         self.store.invite(&invitation, &event).await?;
         let mail = Mail {
             to: invitation.email.clone(),

@@ -96,10 +96,11 @@ impl Tenancy {
         }
         let target = self.subordinate(caller, user).await?;
         let event = origin
-            .event("members.role_changed", role.as_str(), self.clock.now())
+            .event("members.role_changed", "success", self.clock.now())
             .in_tenant(caller.tenant())
             .by(caller)
-            .on("user", target.user_id);
+            .on("user", target.user_id)
+            .changed("role", target.role, role);
         self.settle(
             self.store
                 .set_role(caller.scope(), user, role, &event)
@@ -145,7 +146,8 @@ impl Tenancy {
             .event("members.removed", "success", self.clock.now())
             .in_tenant(caller.tenant())
             .by(caller)
-            .on("user", target.user_id);
+            .on("user", target.user_id)
+            .changed("role", target.role, serde_json::Value::Null);
         self.settle(self.store.remove(caller.scope(), user, &event).await?)
     }
 

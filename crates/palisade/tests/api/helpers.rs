@@ -335,6 +335,71 @@ impl TestApp {
         }
     }
 
+    /// Runs `statements` as an attacker with the database owner's rights who first turned
+    /// the audit log's guard triggers off: what the hash chain must still catch.
+    pub async fn tamper(&self, statements: &[&str]) {
+        match &self.state.db {
+            Database::Sqlite(pool) => {
+                let mut tx = pool.begin().await.unwrap();
+                let triggers: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'
+                     AND tbl_name IN ('audit_events', 'audit_checkpoints')",
+                )
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap();
+                for (name, _) in &triggers {
+                    sqlx::query(&format!("DROP TRIGGER {name}"))
+                        .execute(&mut *tx)
+                        .await
+                        .unwrap();
+                }
+                for statement in statements {
+                    sqlx::query(statement).execute(&mut *tx).await.unwrap();
+                }
+                for (_, sql) in &triggers {
+                    sqlx::query(sql).execute(&mut *tx).await.unwrap();
+                }
+                tx.commit().await.unwrap();
+            }
+            Database::Postgres(_) => {
+                let pool = self.db.inspector_pool().await;
+                let mut tx = pool.begin().await.unwrap();
+                sqlx::query("SET LOCAL session_replication_role = replica")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                for statement in statements {
+                    sqlx::query(statement).execute(&mut *tx).await.unwrap();
+                }
+                tx.commit().await.unwrap();
+                pool.close().await;
+            }
+        }
+    }
+
+    /// Runs `statement` with every privilege the database has (SQLite's file, PostgreSQL's
+    /// superuser) but the guards left on; the error's text when refused.
+    pub async fn as_superuser(&self, statement: &str) -> Result<u64, String> {
+        match &self.state.db {
+            Database::Sqlite(pool) => sqlx::query(statement)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+                .map_err(|e| e.to_string()),
+            Database::Postgres(_) => {
+                let pool = self.db.inspector_pool().await;
+                let outcome = sqlx::query(statement)
+                    .execute(&pool)
+                    .await
+                    .map(|done| done.rows_affected())
+                    .map_err(|e| e.to_string());
+                pool.close().await;
+                outcome
+            }
+        }
+    }
+
     /// Makes the database unreachable for the server: PostgreSQL's connections are cut at
     /// the proxy between them; SQLite's file is write-locked by another connection.
     pub async fn break_database(&mut self) {

@@ -140,10 +140,7 @@ async fn what_a_key_does_is_audited_under_its_id() {
     )
     .await;
     assert_eq!(created.status(), 201);
-    let id = view["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = view["id"].as_str().unwrap().to_owned();
     let actors: Vec<String> = app
         .inspect(
             "SELECT actor_type || ' ' || actor_id || ' ' || actor_role FROM audit_events

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod audit;
 mod health;
 mod import;
 mod isolation;

@@ -17,11 +17,7 @@ fn jwt_part(token: &str, index: usize) -> Value {
 }
 
 async fn audit_actions(app: &TestApp) -> Vec<String> {
-    app.inspect(
-        "SELECT action FROM audit_events",
-        None,
-    )
-    .await
+    app.inspect("SELECT action FROM audit_events", None).await
 }
 
 async fn refused_again(app: &TestApp) -> u16 {

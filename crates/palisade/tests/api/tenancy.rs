@@ -33,7 +33,7 @@ pub async fn staffed_tenant(app: &TestApp) -> HashMap<&'static str, Session> {
     sessions
 }
 
-async fn user_id_of(app: &TestApp, session: &Session) -> String {
+pub async fn user_id_of(app: &TestApp, session: &Session) -> String {
     let me: Value = app
         .get_as("/api/v1/me", &session.access)
         .await
