@@ -11,7 +11,8 @@ CREATE TRIGGER legacy_audit_events_no_delete BEFORE DELETE ON legacy_audit_event
 BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
 
 -- The tenant whose chain an event is in; the nil id is the platform stream. Every field
--- the chain covers is stored exactly as hashed (docs/audit.md).
+-- the chain covers is stored exactly as hashed (docs/audit.md). A rowid table: rows land
+-- in insertion order and only the small index entries spread across tenants.
 CREATE TABLE audit_events (
     tenant_id       TEXT NOT NULL,
     seq             INTEGER NOT NULL CHECK (seq > 0),
@@ -31,7 +32,7 @@ CREATE TABLE audit_events (
     prev_hash       BLOB NOT NULL CHECK (length(prev_hash) = 32),
     hash            BLOB NOT NULL CHECK (length(hash) = 32),
     PRIMARY KEY (tenant_id, seq)
-) WITHOUT ROWID;
+);
 CREATE INDEX audit_events_by_time ON audit_events (tenant_id, occurred_at_us);
 CREATE INDEX audit_events_by_actor ON audit_events (tenant_id, actor_id, seq);
 

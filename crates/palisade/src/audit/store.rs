@@ -40,8 +40,15 @@ const MOVE_HEAD: &str = "UPDATE audit_heads SET seq = $2, hash = $3 WHERE tenant
 const EVENT_COLUMNS: &str = "INSERT INTO audit_events (tenant_id, seq, id, occurred_at_us,
      actor_type, actor_id, actor_role, action, target_type, target_id, outcome, ip,
      user_agent, request_id, changes, prev_hash, hash) ";
-/// Rows per INSERT statement: 17 parameters each stays far below both backends' limits.
-const ROWS_PER_STATEMENT: usize = 64;
+/// Rows per INSERT statement: 64, 16, 4 or 1, so a connection prepares at most four
+/// statements for any batch (a 64-row statement costs as much to prepare as to run), and
+/// 17 parameters a row stays far below both backends' limits.
+fn statement_rows(remaining: usize) -> usize {
+    [64, 16, 4, 1]
+        .into_iter()
+        .find(|&rows| rows <= remaining)
+        .unwrap_or(1)
+}
 
 /// A record rendered as the text the chain hashes.
 struct Rendered<'a> {
@@ -75,7 +82,7 @@ impl<'a> Rendered<'a> {
         }
     }
 
-    fn link(&mut self, stream: &str, seq: i64, prev: Hash) -> Hash {
+    fn link(&mut self, stream: &str, seq: i64, prev: Hash, buf: &mut Vec<u8>) -> Hash {
         let record = self.record;
         self.seq = seq;
         self.prev_hash = prev;
@@ -96,7 +103,7 @@ impl<'a> Rendered<'a> {
             request_id: &record.request_id,
             changes: &self.changes,
         }
-        .link(&prev);
+        .link_using(&prev, buf);
         self.hash
     }
 }
@@ -255,11 +262,15 @@ for_both_backends! {
             .await?;
         let mut seq: i64 = head.try_get(0)?;
         let mut prev = hash_of(head.try_get::<&[u8], _>(1)?)?;
+        let mut buf = Vec::with_capacity(512);
         for event in events.iter_mut() {
             seq += 1;
-            prev = event.link(&name, seq, prev);
+            prev = event.link(&name, seq, prev, &mut buf);
         }
-        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let mut rest: &[Rendered<'_>] = events;
+        while !rest.is_empty() {
+            let (chunk, after) = rest.split_at(statement_rows(rest.len()));
+            rest = after;
             let mut insert = QueryBuilder::<Db>::new(EVENT_COLUMNS);
             insert.push_values(chunk, |mut row, event| {
                 let record = event.record;

@@ -19,14 +19,36 @@ pub async fn connect(path: &Path, settings: &Settings) -> Result<SqlitePool, Sta
         // An acknowledged write must survive a crash or power loss: fsync at every commit.
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
+        // Checkpoints run beside the writers (below), not inside a writer's commit, where
+        // copying the log back into the file would stall every request behind it. The
+        // automatic one stays as a backstop for a log the background one cannot reset.
+        .pragma("wal_autocheckpoint", "16384")
         // Waiting for another writer's lock is waiting for the database, bounded alike.
         .busy_timeout(Duration::from_millis(settings.database.acquire_timeout_ms));
-    SqlitePoolOptions::new()
+    let pool = SqlitePoolOptions::new()
         .max_connections(settings.database.max_connections)
         .acquire_timeout(Duration::from_millis(settings.database.acquire_timeout_ms))
         .connect_with(options)
         .await
-        .map_err(|e| StartupError::Connect(format!("{} ({e})", path.display())))
+        .map_err(|e| StartupError::Connect(format!("{} ({e})", path.display())))?;
+    tokio::spawn(checkpoint_wal(pool.clone()));
+    Ok(pool)
+}
+
+/// Copies the write-ahead log back into the database file a few times a second, without
+/// waiting for readers or blocking writers (`PASSIVE`), until the pool closes.
+async fn checkpoint_wal(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !pool.is_closed() {
+        tick.tick().await;
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!(%error, "WAL checkpoint skipped");
+        }
+    }
 }
 
 /// A write transaction. `BEGIN IMMEDIATE` takes the write lock up front, so two writers
