@@ -96,7 +96,8 @@ impl App {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        let identity = Identity::start(&settings, &db, clock.clone())
+        let audit = open_audit(&settings, &db, clock.clone())?;
+        let identity = Identity::start(&settings, &db, clock.clone(), audit.clone())
             .await
             .map_err(|e| StartError::Other(e.to_string()))?;
         let tenancy = Tenancy::new(
@@ -109,7 +110,6 @@ impl App {
             identity.epoch_source(),
             clock.clone(),
         );
-        let audit = open_audit(&settings, &db, clock.clone())?;
         let state = AppState(Arc::new(AppInner {
             identity,
             audit,

@@ -391,7 +391,8 @@ async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<()>
 async fn identity(settings: &Settings) -> anyhow::Result<Identity> {
     app::prepare_data_dir(&settings.data_dir)?;
     let db = app::open_database(settings).await?;
-    Ok(Identity::start(settings, &db, Arc::new(SystemClock)).await?)
+    let audit = app::open_audit(settings, &db, Arc::new(SystemClock))?;
+    Ok(Identity::start(settings, &db, Arc::new(SystemClock), audit).await?)
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {

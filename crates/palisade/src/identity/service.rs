@@ -138,6 +138,8 @@ pub struct Identity {
     /// A real argon2id hash of a random password: unknown emails are checked against it, so
     /// they cost one hash like a known one (claim ID-10).
     pub(super) decoy_hash: String,
+    /// For events with no transaction of their own (failed sign-ins): group commit.
+    pub(super) audit: crate::audit::Audit,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +157,7 @@ impl Identity {
         settings: &Settings,
         db: &Database,
         clock: Arc<dyn Clock>,
+        audit: crate::audit::Audit,
     ) -> Result<Self, IdentityStartError> {
         let store = identity_store::for_database(db);
         let master_path = settings
@@ -190,6 +193,7 @@ impl Identity {
             settings: settings.auth.clone(),
             link_base_url: settings.mail.link_base_url.trim_end_matches('/').to_owned(),
             decoy_hash,
+            audit,
         })
     }
 
@@ -292,7 +296,7 @@ impl Identity {
                 let attempt = origin
                     .event("account.signup_existing_email", "refused", now)
                     .on("email", email.as_str());
-                self.store.record_event(&attempt).await?;
+                self.audit.record(attempt).await?;
             }
         }
         Ok(outcome)

@@ -345,12 +345,12 @@ impl Identity {
             (attempt.reaches_cap, "auth.login_locked"),
             (attempt.reaches_ip_cap, "auth.address_locked"),
         ];
-        let mut recorded = self.store.record_event(&event).await;
+        let mut recorded = self.audit.record(event.clone()).await;
         for (reached, action) in locks {
             if reached && recorded.is_ok() {
                 recorded = self
-                    .store
-                    .record_event(&AuditRecord {
+                    .audit
+                    .record(AuditRecord {
                         action,
                         outcome: "locked",
                         ..event.clone()
@@ -469,8 +469,8 @@ impl Identity {
         self.principals.changed();
         if !revoked {
             // Already ended: the attempt is still worth a record.
-            self.store
-                .record_event(&AuditRecord {
+            self.audit
+                .record(AuditRecord {
                     outcome: "refused",
                     ..event
                 })

@@ -255,8 +255,6 @@ pub trait IdentityStore: Send + Sync {
     /// Withdraws an attempt that turned out not to be a failure.
     async fn release_attempt(&self, attempt: &[u8; 16]) -> Result<(), StoreError>;
     async fn prune_failures(&self, before_ms: i64) -> Result<u64, StoreError>;
-    /// Audits an event that changes nothing else (a refused sign-in).
-    async fn record_event(&self, event: &AuditRecord) -> Result<(), StoreError>;
 
     async fn issue_email_token(
         &self,
@@ -983,10 +981,6 @@ for_both_backends! {
                 .execute(&self.0)
                 .await?;
             Ok(pruned.rows_affected())
-        }
-
-        async fn record_event(&self, event: &AuditRecord) -> Result<(), StoreError> {
-            begin_for(&self.0, event).await?.commit_with(event).await
         }
 
         async fn issue_email_token(

@@ -407,3 +407,205 @@ async fn an_api_key_never_reaches_the_log_only_its_id() {
     );
     assert!(!id.is_empty());
 }
+
+/// Signs `email` up (when `new`) and in against a running binary; the access token.
+async fn owner_token(client: &reqwest::Client, base: &str, email: &str, new: bool) -> String {
+    let credentials =
+        serde_json::json!({"email": email, "password": "correct horse battery staple"});
+    if new {
+        let mut signup = credentials.clone();
+        signup["tenant_name"] = "Crash".into();
+        let created = client
+            .post(format!("{base}/api/v1/auth/signup"))
+            .json(&signup)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+    }
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&credentials)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    login["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Runs `palisade audit …` in `cwd`; its success and what it printed.
+fn audit_command(cwd: &std::path::Path, env: &[(String, String)], args: &[&str]) -> (bool, String) {
+    let output = Command::new(BIN)
+        .arg("audit")
+        .args(args)
+        .args(["--data-dir", "data"])
+        .current_dir(cwd)
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+// claim: AUD-1, AUD-3, AUD-4
+#[tokio::test]
+async fn a_server_killed_mid_write_keeps_every_acknowledged_event_and_its_chains_verify() {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = db.env();
+    for limit in ["DEFAULT", "READ", "SIGN_IN"] {
+        env.push((
+            format!("PALISADE_RATE_LIMITS__{limit}_PER_MINUTE"),
+            "1000000".into(),
+        ));
+    }
+    let server = start(dir.path(), &env, &["--data-dir", "data"]);
+    let base = format!("http://{}", server.addr);
+    let client = reqwest::Client::new();
+    let access = owner_token(&client, &base, "crash@example.com", true).await;
+
+    // Writers in a tenant's chain (invitations, in the change's transaction) and in the
+    // platform stream (failed sign-ins, group commit), until the process is killed.
+    let invited = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (client, base, access) = (client.clone(), base.clone(), access.clone());
+            let (invited, refused) = (invited.clone(), refused.clone());
+            tokio::spawn(async move {
+                for n in 0.. {
+                    let sent = if w % 2 == 0 {
+                        client
+                            .post(format!("{base}/api/v1/invitations"))
+                            .bearer_auth(&access)
+                            .json(&serde_json::json!({"email": format!("g{w}-{n}@example.com"), "role": "viewer"}))
+                            .send()
+                            .await
+                    } else {
+                        client
+                            .post(format!("{base}/api/v1/auth/login"))
+                            .json(&serde_json::json!({"email": format!("nobody{w}-{n}@example.com"), "password": "not the password"}))
+                            .send()
+                            .await
+                    };
+                    let Ok(response) = sent else { return };
+                    match response.status().as_u16() {
+                        201 => {
+                            let body: serde_json::Value = match response.json().await {
+                                Ok(body) => body,
+                                Err(_) => return,
+                            };
+                            invited.lock().unwrap().push(body["id"].as_str().unwrap().to_owned());
+                        }
+                        401 => {
+                            refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        _ => {}
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while invited.lock().unwrap().len() < 60 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed = Command::new("kill")
+        .args(["-KILL", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let (clean_exit, _) = server.wait();
+    assert!(!clean_exit, "the process was killed, not stopped");
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acknowledged = invited.lock().unwrap().clone();
+    let refusals = refused.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        acknowledged.len() >= 60,
+        "{} acknowledged",
+        acknowledged.len()
+    );
+
+    let server = start(dir.path(), &env, &["--data-dir", "data"]);
+    let base = format!("http://{}", server.addr);
+    let access = owner_token(&client, &base, "crash@example.com", false).await;
+    let mut recorded = std::collections::HashSet::new();
+    let mut query = String::from("?action=members.invited&limit=500");
+    loop {
+        let page: serde_json::Value = client
+            .get(format!("{base}/api/v1/audit/events{query}"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for event in page["events"].as_array().unwrap() {
+            recorded.insert(event["target_id"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => query = format!("?action=members.invited&limit=500&cursor={cursor}"),
+            None => break,
+        }
+    }
+    for id in &acknowledged {
+        assert!(
+            recorded.contains(id),
+            "acknowledged invitation {id} has no event"
+        );
+    }
+    let verdict: serde_json::Value = client
+        .get(format!("{base}/api/v1/audit/verify"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verdict["ok"], true, "{verdict}");
+    let export = client
+        .get(format!("{base}/api/v1/audit/export?format=csv"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    server.terminate();
+    assert!(server.wait().0);
+
+    // The operator's verification covers the platform stream too: every acknowledged
+    // refusal is in it.
+    let (ok, report) = audit_command(dir.path(), &env, &["verify"]);
+    assert!(ok, "{report}");
+    let platform_events: u64 = report
+        .lines()
+        .find_map(|line| line.strip_prefix("platform: OK: "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no platform stream in: {report}"));
+    assert!(
+        platform_events >= refusals,
+        "{platform_events} < {refusals}"
+    );
+
+    // And the export verifies offline with the published key; cut short, it does not.
+    let file = dir.path().join("export.csv");
+    std::fs::write(&file, &export).unwrap();
+    let (ok, report) = audit_command(dir.path(), &env, &["verify-export", file.to_str().unwrap()]);
+    assert!(ok, "{report}");
+    std::fs::write(&file, &export[..export.len() * 2 / 3]).unwrap();
+    let (ok, report) = audit_command(dir.path(), &env, &["verify-export", file.to_str().unwrap()]);
+    assert!(!ok && report.contains("truncated"), "{report}");
+}
