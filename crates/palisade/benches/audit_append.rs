@@ -4,6 +4,10 @@
 //! continuing their numbering) into the same table in the same run — no chain, no head, no
 //! queue — one batch per commit of the size the writer sees. docs/benchmarks.md.
 //! `cargo bench -p palisade --bench audit_append [-- SECONDS [CALLERS [TENANTS]]]`
+//!
+//! `… -- seed DATA_DIR TENANT COUNT` instead appends COUNT events to one tenant's chain in
+//! a server's data directory (the server stopped), for the export benchmark of
+//! scripts/bench-audit.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +19,19 @@ use palisade::ids::TenantId;
 use sqlx::{QueryBuilder, Sqlite};
 
 fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if let [mode, data_dir, tenant, count] = argv.as_slice() {
+        if mode == "seed" {
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            let tenant = tenant.parse().expect("a ten_ id");
+            runtime.block_on(seed(
+                data_dir.into(),
+                tenant,
+                count.parse().expect("a count"),
+            ));
+            return;
+        }
+    }
     let mut args = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse::<f64>().ok());
@@ -37,6 +54,36 @@ fn event(tenant: TenantId, n: usize) -> AuditRecord {
     .in_tenant(tenant)
     .on("invitation", format!("inv_{n:032x}"))
     .changed("role", serde_json::Value::Null, "member")
+}
+
+async fn seed(data_dir: std::path::PathBuf, tenant: TenantId, count: usize) {
+    let settings = Settings {
+        data_dir,
+        ..Settings::default()
+    };
+    let db = palisade::app::open_database(&settings).await.expect("db");
+    let audit = palisade::app::open_audit(&settings, &db, Arc::new(SystemClock)).expect("audit");
+    let callers = 256;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|c| {
+            let audit = audit.clone();
+            tokio::spawn(async move {
+                for n in (c..count).step_by(callers) {
+                    audit.record(event(tenant, n)).await.expect("append");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("seeder");
+    }
+    println!(
+        "seeded {count} events in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    audit.checkpoint_due().await.expect("checkpoints");
+    db.close().await;
 }
 
 async fn run(seconds: f64, callers: usize, chains: usize) {
