@@ -131,17 +131,27 @@ impl Identity {
         origin: &Origin,
     ) -> Result<Enrolment, IdentityError> {
         let attempt = self.check_password(principal, password, origin).await?;
-        let outcome = self.start_enrolment(principal).await;
+        let outcome = self.start_enrolment(principal, origin).await;
         self.settle(&attempt, &outcome, false).await;
         outcome
     }
 
-    async fn start_enrolment(&self, principal: &Principal) -> Result<Enrolment, IdentityError> {
+    async fn start_enrolment(
+        &self,
+        principal: &Principal,
+        origin: &Origin,
+    ) -> Result<Enrolment, IdentityError> {
         let secret = zeroize::Zeroizing::new(random_bytes::<20>());
         let sealed = self.master.seal(&secret[..], &seal_purpose(principal.user));
+        let now = self.now();
+        let event = origin
+            .event("mfa.totp_enrolment_started", "success", now)
+            .in_tenant(principal.tenant)
+            .by(principal)
+            .on("user", principal.user);
         if !self
             .store
-            .begin_totp(principal.user, &sealed, self.now())
+            .begin_totp(principal.user, &sealed, now, &event)
             .await?
         {
             return Err(IdentityError::Conflict(

@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::domain::{Email, NewPassword};
 use super::service::{Identity, IdentityError, Origin};
 use super::store::{EmailPurpose, IdentityStore};
+use crate::audit::AuditRecord;
 use crate::crypto::{random_token, sha256};
 use crate::ids::UserId;
 use crate::mail::{Mail, Mailer};
@@ -20,6 +21,7 @@ const MAILS_PER_QUARTER_HOUR: usize = 3;
 
 /// Everything a background mailing needs, detached from the request.
 struct Dispatch {
+    audit: crate::audit::Audit,
     store: Arc<dyn IdentityStore>,
     /// Serialises this process's count-then-issue, so parallel requests cannot all pass
     /// the ration.
@@ -30,12 +32,15 @@ struct Dispatch {
 }
 
 impl Dispatch {
+    /// Issues and mails a link; `event` (the request's, in the platform stream: the asker
+    /// is not proven to be the user) is written with the token, or with why none was.
     async fn send(
         self,
         user: UserId,
         to: String,
         purpose: EmailPurpose,
         ttl: Duration,
+        event: AuditRecord,
     ) -> Result<(), String> {
         // Nobody can make us mail-bomb an address: a few links per quarter hour at most.
         let gate = self.gate.lock().await;
@@ -47,12 +52,16 @@ impl Dispatch {
         let window = self.now - Duration::from_secs(15 * 60);
         if recent.iter().filter(|at| **at > window).count() >= MAILS_PER_QUARTER_HOUR {
             tracing::info!("mail not sent: too many links asked for this account recently");
-            return Ok(());
+            return self.note(event, "rationed").await;
         }
         let token = random_token();
         let hash = sha256(token.expose_secret().as_bytes());
+        let event = AuditRecord {
+            outcome: "mailed",
+            ..event
+        };
         self.store
-            .issue_email_token(user, purpose, &hash, self.now, self.now + ttl)
+            .issue_email_token(user, purpose, &hash, self.now, self.now + ttl, &event)
             .await
             .map_err(|e| e.to_string())?;
         drop(gate);
@@ -93,9 +102,28 @@ impl Dispatch {
     }
 }
 
+impl Dispatch {
+    /// Records a request that issued nothing.
+    async fn note(&self, event: AuditRecord, outcome: &'static str) -> Result<(), String> {
+        self.audit
+            .record(AuditRecord { outcome, ..event })
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The audit action of a mail request.
+fn requested(purpose: EmailPurpose) -> &'static str {
+    match purpose {
+        EmailPurpose::VerifyEmail => "account.verification_requested",
+        EmailPurpose::ResetPassword => "account.password_reset_requested",
+    }
+}
+
 impl Identity {
     fn dispatch(&self) -> Dispatch {
         Dispatch {
+            audit: self.audit.clone(),
             store: self.store.clone(),
             gate: self.mail_gate.clone(),
             mailer: self.mailer.clone(),
@@ -105,12 +133,16 @@ impl Identity {
     }
 
     /// Mails a verification link in the background; failures are logged.
-    pub(super) fn send_verification(&self, user: UserId, to: String) {
+    pub(super) fn send_verification(&self, user: UserId, to: String, origin: &Origin) {
         let dispatch = self.dispatch();
         let ttl = Duration::from_secs(self.settings.verification_token_ttl_secs);
+        let event = origin
+            .event(requested(EmailPurpose::VerifyEmail), "mailed", dispatch.now)
+            .by(user)
+            .on("user", user);
         tokio::spawn(async move {
             if let Err(error) = dispatch
-                .send(user, to, EmailPurpose::VerifyEmail, ttl)
+                .send(user, to, EmailPurpose::VerifyEmail, ttl, event)
                 .await
             {
                 tracing::warn!(%error, "verification mail not sent");
@@ -119,39 +151,51 @@ impl Identity {
     }
 
     /// Asks for a new verification link. The answer never depends on the email.
-    pub fn request_verification(&self, email: &str) -> Result<(), IdentityError> {
+    pub fn request_verification(&self, email: &str, origin: &Origin) -> Result<(), IdentityError> {
         let email = Email::parse(email)?;
-        self.in_background(email, EmailPurpose::VerifyEmail);
+        self.in_background(email, EmailPurpose::VerifyEmail, origin);
         Ok(())
     }
 
     /// Asks for a password-reset link. The answer never depends on the email.
-    pub fn request_password_reset(&self, email: &str) -> Result<(), IdentityError> {
+    pub fn request_password_reset(
+        &self,
+        email: &str,
+        origin: &Origin,
+    ) -> Result<(), IdentityError> {
         let email = Email::parse(email)?;
-        self.in_background(email, EmailPurpose::ResetPassword);
+        self.in_background(email, EmailPurpose::ResetPassword, origin);
         Ok(())
     }
 
-    fn in_background(&self, email: Email, purpose: EmailPurpose) {
+    /// Looks the email up and mails in the background; every request is audited in the
+    /// platform stream, whatever became of it.
+    fn in_background(&self, email: Email, purpose: EmailPurpose, origin: &Origin) {
         let dispatch = self.dispatch();
+        let event = origin
+            .event(requested(purpose), "unknown_email", dispatch.now)
+            .on("email", email.as_str());
         let ttl = Duration::from_secs(match purpose {
             EmailPurpose::VerifyEmail => self.settings.verification_token_ttl_secs,
             EmailPurpose::ResetPassword => self.settings.reset_token_ttl_secs,
         });
         tokio::spawn(async move {
-            let user = match dispatch.store.user_by_email(email.as_str()).await {
-                Ok(Some(user)) => user,
-                Ok(None) => return,
-                Err(error) => {
-                    tracing::warn!(%error, "mail request: user lookup failed");
-                    return;
+            let outcome = match dispatch.store.user_by_email(email.as_str()).await {
+                Ok(None) => dispatch.note(event, "unknown_email").await,
+                Ok(Some(user))
+                    if purpose == EmailPurpose::VerifyEmail && user.email_verified_at.is_some() =>
+                {
+                    dispatch.note(event, "already_verified").await
                 }
+                Ok(Some(user)) => {
+                    dispatch
+                        .send(user.id, user.email, purpose, ttl, event)
+                        .await
+                }
+                Err(error) => Err(format!("user lookup failed: {error}")),
             };
-            if purpose == EmailPurpose::VerifyEmail && user.email_verified_at.is_some() {
-                return;
-            }
-            if let Err(error) = dispatch.send(user.id, user.email, purpose, ttl).await {
-                tracing::warn!(%error, "mail not sent");
+            if let Err(error) = outcome {
+                tracing::warn!(%error, "mail request not completed");
             }
         });
     }

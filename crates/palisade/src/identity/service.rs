@@ -288,7 +288,7 @@ impl Identity {
         let outcome = self.store.create_account(&account, &event).await?;
         match outcome {
             SignupOutcome::Created => {
-                self.send_verification(account.user_id, email.as_str().to_owned());
+                self.send_verification(account.user_id, email.as_str().to_owned(), origin);
             }
             SignupOutcome::EmailTaken => {
                 // One committed write here too, so both paths cost a durable commit; and

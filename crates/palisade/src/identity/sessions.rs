@@ -418,13 +418,21 @@ impl Identity {
             return Err(IdentityError::TenantSuspended);
         }
         let refresh = random_token();
+        let event = origin
+            .event("auth.refreshed", "success", now)
+            .in_tenant(session.tenant_id)
+            .by(crate::audit::Acting::Principal(
+                crate::audit::Actor::User(session.user_id),
+                principal.role.as_str(),
+            ))
+            .on("session", session.id);
         let rotated = self
             .store
             .rotate_refresh_token(
                 session.id,
                 &hash,
                 &sha256(refresh.expose_secret().as_bytes()),
-                now,
+                &event,
             )
             .await?;
         if !rotated {

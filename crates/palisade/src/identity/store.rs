@@ -204,7 +204,7 @@ pub trait IdentityStore: Send + Sync {
         session: SessionId,
         old: &[u8; 32],
         new: &[u8; 32],
-        now: OffsetDateTime,
+        event: &AuditRecord,
     ) -> Result<bool, StoreError>;
     /// Ends one session of `user`; false when there is no such live session of theirs.
     async fn revoke_session(
@@ -263,6 +263,7 @@ pub trait IdentityStore: Send + Sync {
         hash: &[u8; 32],
         created_at: OffsetDateTime,
         expires_at: OffsetDateTime,
+        event: &AuditRecord,
     ) -> Result<(), StoreError>;
     /// When the user's recent tokens of `purpose` were issued, newest first (at most 10).
     async fn recent_email_tokens(
@@ -288,6 +289,7 @@ pub trait IdentityStore: Send + Sync {
         user: UserId,
         sealed_secret: &[u8],
         now: OffsetDateTime,
+        event: &AuditRecord,
     ) -> Result<bool, StoreError>;
     /// Confirms the enrolment and marks `session` (the one that proved the code) as
     /// signed in with a second factor.
@@ -712,9 +714,10 @@ for_both_backends! {
             session: SessionId,
             old: &[u8; 32],
             new: &[u8; 32],
-            now: OffsetDateTime,
+            event: &AuditRecord,
         ) -> Result<bool, StoreError> {
-            let mut tx = self.0.write().await?;
+            let now = event.occurred_at;
+            let mut tx = begin_for(&self.0, event).await?;
             let spent = sqlx::query(
                 "UPDATE refresh_tokens SET used_at = $1
                  WHERE token_hash = $2 AND session_id = $3 AND used_at IS NULL",
@@ -740,7 +743,7 @@ for_both_backends! {
                 .bind(session)
                 .execute(&mut *tx)
                 .await?;
-            tx.commit().await?;
+            tx.commit_with(event).await?;
             Ok(true)
         }
 
@@ -990,7 +993,9 @@ for_both_backends! {
             hash: &[u8; 32],
             created_at: OffsetDateTime,
             expires_at: OffsetDateTime,
+            event: &AuditRecord,
         ) -> Result<(), StoreError> {
+            let mut tx = self.0.write().await?;
             sqlx::query(
                 "INSERT INTO email_tokens (token_hash, user_id, purpose, created_at, expires_at)
                  VALUES ($1, $2, $3, $4, $5)",
@@ -1000,9 +1005,9 @@ for_both_backends! {
             .bind(purpose.as_str())
             .bind(created_at)
             .bind(expires_at)
-            .execute(&self.0)
+            .execute(&mut *tx)
             .await?;
-            Ok(())
+            tx.commit_with(event).await
         }
 
         async fn recent_email_tokens(
@@ -1087,8 +1092,9 @@ for_both_backends! {
             user: UserId,
             sealed_secret: &[u8],
             now: OffsetDateTime,
+            event: &AuditRecord,
         ) -> Result<bool, StoreError> {
-            let mut tx = self.0.write().await?;
+            let mut tx = begin_for(&self.0, event).await?;
             sqlx::query("DELETE FROM totp_factors WHERE user_id = $1 AND confirmed_at IS NULL")
                 .bind(user)
                 .execute(&mut *tx)
@@ -1102,8 +1108,11 @@ for_both_backends! {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            tx.commit().await?;
-            Ok(inserted.rows_affected() == 1)
+            if inserted.rows_affected() != 1 {
+                return Ok(false);
+            }
+            tx.commit_with(event).await?;
+            Ok(true)
         }
 
         async fn confirm_totp(

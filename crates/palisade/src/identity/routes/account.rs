@@ -127,9 +127,12 @@ pub struct ChangePasswordRequest {
 )]
 async fn request_verification(
     State(state): State<AppState>,
+    context: RequestContext,
     Json(body): Json<EmailRequest>,
 ) -> Result<(StatusCode, axum::Json<Accepted>), ApiError> {
-    state.identity.request_verification(&body.email)?;
+    state
+        .identity
+        .request_verification(&body.email, &origin(context))?;
     Ok((StatusCode::ACCEPTED, axum::Json(ACCEPTED)))
 }
 
@@ -170,9 +173,12 @@ async fn verify_email(
 )]
 async fn request_password_reset(
     State(state): State<AppState>,
+    context: RequestContext,
     Json(body): Json<EmailRequest>,
 ) -> Result<(StatusCode, axum::Json<Accepted>), ApiError> {
-    state.identity.request_password_reset(&body.email)?;
+    state
+        .identity
+        .request_password_reset(&body.email, &origin(context))?;
     Ok((StatusCode::ACCEPTED, axum::Json(ACCEPTED)))
 }
 
