@@ -24,10 +24,21 @@ pub struct AuditWriter {
 }
 
 impl AuditWriter {
-    /// Starts the writer task; it ends when the last handle is dropped and the queue drains.
+    /// Starts the writer on a thread of its own, so that a batch is not left waiting behind
+    /// the request tasks it will answer; it ends when the last handle is dropped and the
+    /// queue drains.
     pub fn start(store: Arc<dyn AuditStore>) -> Self {
         let (queue, waiting) = mpsc::channel(QUEUE);
-        tokio::spawn(write_batches(store, waiting));
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the audit writer");
+                runtime.block_on(write_batches(store, waiting));
+            })
+            .expect("the audit writer thread starts");
         Self { queue }
     }
 
