@@ -97,6 +97,7 @@ impl App {
             None => None,
         };
         let audit = open_audit(&settings, &db, clock.clone())?;
+        audit.check_key_is_shared().await;
         let identity = Identity::start(&settings, &db, clock.clone(), audit.clone())
             .await
             .map_err(|e| StartError::Other(e.to_string()))?;

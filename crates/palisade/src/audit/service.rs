@@ -59,6 +59,28 @@ impl Audit {
         self.writer.record(event).await
     }
 
+    /// Warns when this instance's key is not the one that signed the newest checkpoint:
+    /// instances with different keys make each other's checkpoints fail verification.
+    pub async fn check_key_is_shared(&self) {
+        match self.store.last_signer().await {
+            Ok(Some(key_id)) if key_id != self.key.public().key_id() => {
+                tracing::warn!(
+                    this_key = self.key.public().key_id(),
+                    last_signer = %key_id,
+                    "the audit checkpoint key differs from the one that signed the last \
+                     checkpoint: every instance must use the same audit.checkpoint_key_file"
+                );
+                eprintln!(
+                    "palisade: WARNING: audit checkpoint key {} is not the key {key_id} that \
+                     signed the last checkpoint (audit.checkpoint_key_file must be shared)",
+                    self.key.public().key_id()
+                );
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "cannot compare the audit checkpoint key"),
+        }
+    }
+
     pub fn public_key(&self) -> &PublicKey {
         self.key.public()
     }

@@ -169,6 +169,8 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Every chain with a head.
     async fn streams(&self) -> Result<Vec<Uuid>, StoreError>;
+    /// The key that signed the newest checkpoint, if any.
+    async fn last_signer(&self) -> Result<Option<String>, StoreError>;
     /// The sequence range of a chain's events in `[from_us, to_us)`.
     async fn seq_range(
         &self,
@@ -445,6 +447,14 @@ for_both_backends! {
                     .fetch_all(&self.0)
                     .await?;
             Ok(streams.iter().map(TenantId::as_uuid).collect())
+        }
+
+        async fn last_signer(&self) -> Result<Option<String>, StoreError> {
+            Ok(sqlx::query_scalar(
+                "SELECT key_id FROM audit_checkpoints ORDER BY signed_at_us DESC LIMIT 1",
+            )
+            .fetch_optional(&self.0)
+            .await?)
         }
 
         async fn seq_range(

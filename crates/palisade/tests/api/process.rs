@@ -609,3 +609,46 @@ async fn a_server_killed_mid_write_keeps_every_acknowledged_event_and_its_chains
     let (ok, report) = audit_command(dir.path(), &env, &["verify-export", file.to_str().unwrap()]);
     assert!(!ok && report.contains("truncated"), "{report}");
 }
+
+// claim: AUD-3
+#[tokio::test]
+async fn an_instance_with_another_checkpoint_key_says_so_at_start() {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = db.env();
+    env.push(("PALISADE_AUDIT__CHECKPOINT_EVERY".into(), "1".into()));
+    let server = start(dir.path(), &env, &["--data-dir", "data"]);
+    let client = reqwest::Client::new();
+    owner_token(
+        &client,
+        &format!("http://{}", server.addr),
+        "keys@example.com",
+        true,
+    )
+    .await;
+    // Stopping signs what is due: the chain now has a checkpoint by the data directory's key.
+    server.terminate();
+    assert!(server.wait().0);
+    let same = start(dir.path(), &env, &["--data-dir", "data"]);
+    assert!(!same
+        .stderr_lines
+        .iter()
+        .any(|l| l.contains("WARNING: audit")));
+    same.terminate();
+    assert!(same.wait().0);
+    env.push((
+        "PALISADE_AUDIT__CHECKPOINT_KEY_FILE".into(),
+        dir.path().join("other.pem").display().to_string(),
+    ));
+    let other = start(dir.path(), &env, &["--data-dir", "data"]);
+    assert!(
+        other
+            .stderr_lines
+            .iter()
+            .any(|l| l.contains("WARNING: audit checkpoint key")),
+        "{:?}",
+        other.stderr_lines
+    );
+    other.terminate();
+    assert!(other.wait().0);
+}
