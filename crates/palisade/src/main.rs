@@ -236,6 +236,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         eprintln!("palisade: WARNING: {weakening}");
     }
     let app = App::build(settings).await?;
+    // Before the address is announced: from then on a SIGTERM is a graceful stop.
+    let stop = shutdown_signal();
     let state = app.state().clone();
     let data = match &state.settings.database.url {
         Some(_) => "postgres (database.url)".to_owned(),
@@ -252,7 +254,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     eprintln!("palisade: data: {data}");
     tracing::info!(listen = %addr, scheme = app.scheme(), data = %data, "serving");
     app.run(async {
-        shutdown_signal().await;
+        stop.await;
         tracing::info!("shutdown requested; finishing in-flight requests");
     })
     .await;
