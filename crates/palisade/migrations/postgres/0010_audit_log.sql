@@ -17,7 +17,7 @@ REVOKE INSERT ON legacy_security_events FROM palisade_platform;
 CREATE TABLE audit_events (
     tenant_id       uuid NOT NULL,
     seq             bigint NOT NULL CHECK (seq > 0),
-    id              uuid NOT NULL UNIQUE,
+    id              uuid NOT NULL,
     occurred_at_us  bigint NOT NULL,
     actor_type      text NOT NULL,
     actor_id        text NOT NULL,
@@ -34,6 +34,8 @@ CREATE TABLE audit_events (
     hash            bytea NOT NULL CHECK (length(hash) = 32),
     PRIMARY KEY (tenant_id, seq)
 );
+-- Ids are UUIDv7, made once per event; nothing looks an event up by id, so no index
+-- (each one costs every append).
 CREATE INDEX audit_events_by_time ON audit_events (tenant_id, occurred_at_us);
 CREATE INDEX audit_events_by_actor ON audit_events (tenant_id, actor_id, seq);
 ALTER TABLE audit_events ENABLE ROW LEVEL SECURITY;
