@@ -344,23 +344,7 @@ async fn an_api_key_never_reaches_the_log_only_its_id() {
     let (_db, _dir, server) = debug_logging_server().await;
     let base = format!("http://{}", server.addr);
     let client = reqwest::Client::new();
-    let signup = client
-        .post(format!("{base}/api/v1/auth/signup"))
-        .json(&serde_json::json!({"email": "keys@example.com", "password": "correct horse battery staple", "tenant_name": "Keys"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signup.status(), 201);
-    let login: serde_json::Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&serde_json::json!({"email": "keys@example.com", "password": "correct horse battery staple"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let access = login["access_token"].as_str().unwrap();
+    let access = &owner_token(&client, &base, "keys@example.com", true).await;
     let created: serde_json::Value = client
         .post(format!("{base}/api/v1/api-keys"))
         .bearer_auth(access)
@@ -414,7 +398,7 @@ async fn owner_token(client: &reqwest::Client, base: &str, email: &str, new: boo
         serde_json::json!({"email": email, "password": "correct horse battery staple"});
     if new {
         let mut signup = credentials.clone();
-        signup["tenant_name"] = "Crash".into();
+        signup["tenant_name"] = "Acme".into();
         let created = client
             .post(format!("{base}/api/v1/auth/signup"))
             .json(&signup)
