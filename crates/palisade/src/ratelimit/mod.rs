@@ -52,6 +52,9 @@ pub const OVERRIDES: &[(&str, &str, Class)] = &[
     ("POST", "/api/v1/auth/verify-email", Class::SignIn),
     ("POST", "/api/v1/auth/verify-email/request", Class::SignIn),
     ("POST", "/api/v1/invitations/accept", Class::SignIn),
+    // Reads that walk a whole audit chain: a write's budget, not a read's.
+    ("GET", "/api/v1/audit/verify", Class::Default),
+    ("GET", "/api/v1/audit/export", Class::Default),
 ];
 
 /// Never limited: load balancers and scrapers poll these, and they do no work per caller.
@@ -393,6 +396,11 @@ mod tests {
             Some(Class::Default)
         );
         assert_eq!(class_of("GET", "/api/health/live"), None);
+        assert_eq!(
+            class_of("GET", "/api/v1/audit/export"),
+            Some(Class::Default),
+            "a whole-chain read costs a write's budget"
+        );
         let settings = RateLimitSettings::default();
         assert!(Class::SignIn.per_minute(&settings) < Class::Default.per_minute(&settings));
         assert!(Class::Read.per_minute(&settings) > Class::Default.per_minute(&settings));
