@@ -32,11 +32,14 @@ pub(crate) trait Append: Sized {
 /// Run inside every transaction that narrows (or changes) what a cached principal says.
 const BUMP_AUTH_EPOCH: &str = "UPDATE auth_epoch SET epoch = epoch + 1 WHERE id = 1";
 
-/// Creates the chain's head on its first event, and locks it until the transaction ends.
-const LOCK_HEAD: &str = "INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2)
-     ON CONFLICT (tenant_id) DO UPDATE SET seq = audit_heads.seq
-     RETURNING seq, hash";
-const MOVE_HEAD: &str = "UPDATE audit_heads SET seq = $2, hash = $3 WHERE tenant_id = $1";
+/// Creates each chain's head on its first event, and locks it until the transaction ends
+/// (the VALUES rows go between the two halves).
+const LOCK_HEADS: &str = "INSERT INTO audit_heads (tenant_id, seq, hash) ";
+const LOCKED_HEADS: &str = " ON CONFLICT (tenant_id) DO UPDATE SET seq = audit_heads.seq
+     RETURNING tenant_id, seq, hash";
+const MOVE_HEADS: &str = "INSERT INTO audit_heads (tenant_id, seq, hash) ";
+const MOVED_HEADS: &str =
+    " ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash";
 const EVENT_COLUMNS: &str = "INSERT INTO audit_events (tenant_id, seq, id, occurred_at_us,
      actor_type, actor_id, actor_role, action, target_type, target_id, outcome, ip,
      user_agent, request_id, changes, prev_hash, hash) ";
@@ -53,6 +56,7 @@ fn statement_rows(remaining: usize) -> usize {
 /// A record rendered as the text the chain hashes.
 struct Rendered<'a> {
     record: &'a AuditRecord,
+    tenant: TenantId,
     id: EventId,
     /// The id's text, as the chain hashes it.
     id_text: String,
@@ -70,6 +74,7 @@ impl<'a> Rendered<'a> {
         let id = EventId::generate();
         Self {
             record,
+            tenant: TenantId::from_uuid(record.stream()),
             id,
             id_text: id.to_string(),
             occurred_at_us: micros(record.occurred_at),
@@ -249,27 +254,68 @@ for_both_backends! {
     const BINDS_TENANT: bool = <Db as Dialect>::BINDS_TENANT;
     const PRUNE: &str = <Db as Dialect>::PRUNE;
 
-    /// Links `events` (all of one chain) after its head and inserts them.
+    /// Links `chains` (each a stream's events, streams in order) after their heads, inserts
+    /// them and moves the heads: three statements for any number of chains, plus one
+    /// binding per chain where row-level security needs the tenant (`bind_each`).
     async fn append_chained(
         tx: &mut Transaction<'static, Db>,
-        stream: Uuid,
-        events: &mut [Rendered<'_>],
+        chains: &mut [(Uuid, Vec<Rendered<'_>>)],
+        bind_each: bool,
     ) -> Result<(), StoreError> {
-        let tenant = TenantId::from_uuid(stream);
-        let name = stream_name(stream);
-        let head = sqlx::query(LOCK_HEAD)
-            .bind(tenant)
-            .bind(&GENESIS[..])
-            .fetch_one(&mut **tx)
-            .await?;
-        let mut seq: i64 = head.try_get(0)?;
-        let mut prev = hash_of(head.try_get::<&[u8], _>(1)?)?;
-        let mut buf = Vec::with_capacity(512);
-        for event in events.iter_mut() {
-            seq += 1;
-            prev = event.link(&name, seq, prev, &mut buf);
+        // Every head at once, locked in stream order: two batches never wait in a cycle.
+        let mut lock = QueryBuilder::<Db>::new(LOCK_HEADS);
+        lock.push_values(chains.iter(), |mut row, (stream, _)| {
+            row.push_bind(TenantId::from_uuid(*stream))
+                .push_bind(0i64)
+                .push_bind(&GENESIS[..]);
+        });
+        lock.push(LOCKED_HEADS);
+        let mut heads = std::collections::HashMap::with_capacity(chains.len());
+        for row in lock.build().fetch_all(&mut **tx).await? {
+            let stream: TenantId = row.try_get(0)?;
+            let seq: i64 = row.try_get(1)?;
+            heads.insert(stream.as_uuid(), (seq, hash_of(row.try_get::<&[u8], _>(2)?)?));
         }
-        let mut rest: &[Rendered<'_>] = events;
+        let mut buf = Vec::with_capacity(512);
+        let mut moved = Vec::with_capacity(chains.len());
+        for (stream, events) in chains.iter_mut() {
+            let name = stream_name(*stream);
+            let (mut seq, mut prev) = *heads
+                .get(stream)
+                .ok_or_else(|| StoreError::Other("an audit head was not returned".into()))?;
+            for event in events.iter_mut() {
+                seq += 1;
+                prev = event.link(&name, seq, prev, &mut buf);
+            }
+            moved.push((TenantId::from_uuid(*stream), seq, prev));
+        }
+        if bind_each {
+            for (stream, events) in chains.iter() {
+                sqlx::query(BIND_TENANT)
+                    .bind(stream.to_string())
+                    .execute(&mut **tx)
+                    .await?;
+                insert_rows(tx, events.iter()).await?;
+            }
+        } else {
+            insert_rows(tx, chains.iter().flat_map(|(_, events)| events.iter())).await?;
+        }
+        let mut advance = QueryBuilder::<Db>::new(MOVE_HEADS);
+        advance.push_values(moved.iter(), |mut row, (tenant, seq, hash)| {
+            row.push_bind(*tenant).push_bind(*seq).push_bind(&hash[..]);
+        });
+        advance.push(MOVED_HEADS);
+        advance.build().execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    /// Inserts rendered events, in statements of 64, 16, 4 or 1 rows.
+    async fn insert_rows<'r, 'e: 'r>(
+        tx: &mut Transaction<'static, Db>,
+        events: impl Iterator<Item = &'r Rendered<'e>>,
+    ) -> Result<(), StoreError> {
+        let events: Vec<&Rendered<'_>> = events.collect();
+        let mut rest: &[&Rendered<'_>] = &events;
         while !rest.is_empty() {
             let (chunk, after) = rest.split_at(statement_rows(rest.len()));
             rest = after;
@@ -277,7 +323,7 @@ for_both_backends! {
             insert.push_values(chunk, |mut row, event| {
                 let record = event.record;
                 // Borrowed: the rows outlive the statement, and nothing is copied twice.
-                row.push_bind(tenant)
+                row.push_bind(event.tenant)
                     .push_bind(event.seq)
                     .push_bind(event.id)
                     .push_bind(event.occurred_at_us)
@@ -297,18 +343,14 @@ for_both_backends! {
             });
             insert.build().execute(&mut **tx).await?;
         }
-        sqlx::query(MOVE_HEAD)
-            .bind(tenant)
-            .bind(seq)
-            .bind(&prev[..])
-            .execute(&mut **tx)
-            .await?;
         Ok(())
     }
 
     impl Append for Transaction<'static, Db> {
         async fn append(&mut self, event: &AuditRecord) -> Result<(), StoreError> {
-            append_chained(self, event.stream(), &mut [Rendered::new(event)]).await
+            // The caller's transaction is already bound to the event's tenant.
+            let mut chain = [(event.stream(), vec![Rendered::new(event)])];
+            append_chained(self, &mut chain, false).await
         }
 
         async fn commit_with(mut self, event: &AuditRecord) -> Result<(), StoreError> {
@@ -361,17 +403,9 @@ for_both_backends! {
             for event in events {
                 by_stream.entry(event.stream()).or_default().push(Rendered::new(event));
             }
+            let mut chains: Vec<(Uuid, Vec<Rendered<'_>>)> = by_stream.into_iter().collect();
             let mut tx = self.0.write().await?;
-            // In stream order, so two batches never wait on each other's heads in a cycle.
-            for (stream, mut rendered) in by_stream {
-                if BINDS_TENANT {
-                    sqlx::query(BIND_TENANT)
-                        .bind(stream.to_string())
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                append_chained(&mut tx, stream, &mut rendered).await?;
-            }
+            append_chained(&mut tx, &mut chains, BINDS_TENANT).await?;
             tx.commit().await?;
             Ok(())
         }
