@@ -619,11 +619,43 @@ mod tests {
         );
     }
 
-    #[test]
-    fn decimal_text_matches_the_standard_formatting() {
-        let mut buf = [0u8; 20];
-        for value in [0, 7, -7, 1_234_567, i64::MAX, i64::MIN] {
-            assert_eq!(decimal(value, &mut buf), value.to_string().as_bytes());
+    use proptest::prelude::*;
+
+    proptest! {
+        // claim: AUD-3
+        #[test]
+        fn an_edit_to_any_field_of_any_event_is_named_at_that_event(
+            len in 2i64..10,
+            at in 0usize..10,
+            field in 0usize..10,
+            junk in proptest::collection::vec(proptest::char::range('a', 'z'), 1..8),
+        ) {
+            let mut events = chain(len);
+            let at = at % events.len();
+            let junk: String = junk.into_iter().collect();
+            let event = &mut events[at];
+            match field {
+                0 => event.actor_type.push_str(&junk),
+                1 => event.actor_id.push_str(&junk),
+                2 => event.actor_role.push_str(&junk),
+                3 => event.action.push_str(&junk),
+                4 => event.target_type.push_str(&junk),
+                5 => event.target_id.push_str(&junk),
+                6 => event.outcome.push_str(&junk),
+                7 => event.request_id.push_str(&junk),
+                8 => event.changes.push_str(&junk),
+                _ => event.occurred_at_us += 1,
+            }
+            let head = events.last().map(|e| (e.seq, e.hash));
+            let found = walk(events, head).expect("the edit is found");
+            prop_assert_eq!((found.seq, found.problem), (at as i64 + 1, Problem::Edited));
+        }
+
+        #[test]
+        fn decimal_text_matches_the_standard_formatting(value in any::<i64>()) {
+            let mut buf = [0u8; 20];
+            let expected = value.to_string();
+            prop_assert_eq!(decimal(value, &mut buf), expected.as_bytes());
         }
     }
 }

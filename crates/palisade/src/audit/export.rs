@@ -421,9 +421,28 @@ pub fn verify_export(input: impl BufRead, key: &PublicKey) -> Result<ExportRepor
     let mut stream: Option<String> = None;
     let mut trailer: Option<Trailer> = None;
     let mut csv = None;
-    for (n, line) in input.lines().enumerate() {
+    // A CSV record spans lines while a quoted field holds a line break.
+    let mut record = String::new();
+    // Split on line feeds only: a carriage return inside a value is data.
+    for (n, line) in input.split(b'\n').enumerate() {
         let number = n as u64 + 1;
         let line = line.map_err(|e| ExportProblem::Truncated(e.to_string()))?;
+        let line = String::from_utf8(line).map_err(|_| ExportProblem::Malformed {
+            line: number,
+            reason: "not UTF-8".into(),
+        })?;
+        let line = if csv == Some(true) {
+            if !record.is_empty() {
+                record.push('\n');
+            }
+            record.push_str(&line);
+            if record.bytes().filter(|b| *b == b'"').count() % 2 == 1 {
+                continue;
+            }
+            std::mem::take(&mut record)
+        } else {
+            line
+        };
         let malformed = |reason: &str| ExportProblem::Malformed {
             line: number,
             reason: reason.to_owned(),
@@ -467,6 +486,9 @@ pub fn verify_export(input: impl BufRead, key: &PublicKey) -> Result<ExportRepor
             }
             Line::Trailer(t) => trailer = Some(t),
         }
+    }
+    if !record.is_empty() {
+        return Err(ExportProblem::Truncated("a quoted field never ends".into()));
     }
     let Some(trailer) = trailer else {
         return Err(ExportProblem::Truncated("no trailer line".into()));
@@ -530,6 +552,73 @@ fn signed_point(key: &PublicKey, stream: &str, point: &ExportPoint) -> SignedPoi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        proptest::collection::vec(any::<char>(), 0..24).prop_map(|c| c.into_iter().collect())
+    }
+
+    fn event_from(texts: Vec<String>, ip: Option<String>, agent: Option<String>) -> ChainedEvent {
+        let mut t = texts.into_iter();
+        let mut next = || t.next().unwrap_or_default();
+        ChainedEvent {
+            stream: next(),
+            seq: 7,
+            id: next(),
+            occurred_at_us: -42,
+            actor_type: next(),
+            actor_id: next(),
+            actor_role: next(),
+            action: next(),
+            target_type: next(),
+            target_id: next(),
+            outcome: next(),
+            ip,
+            user_agent: agent,
+            request_id: next(),
+            changes: next(),
+            prev_hash: [1; 32],
+            hash: [2; 32],
+        }
+    }
+
+    proptest! {
+        // claim: AUD-4
+        #[test]
+        fn any_event_reads_back_equal_from_csv_and_ndjson(
+            texts in proptest::collection::vec(text(), 11),
+            ip in proptest::option::of(text()),
+            agent in proptest::option::of(text()),
+        ) {
+            let event = event_from(texts, ip, agent);
+            let mut csv = Vec::new();
+            write_csv_event(&mut csv, &event);
+            let csv = String::from_utf8(csv).unwrap();
+            let record = csv.strip_suffix('\n').unwrap();
+            match csv_line(record) {
+                Some(Line::Event(back)) => prop_assert_eq!(*back, event.clone()),
+                _ => prop_assert!(false, "CSV record not read back: {record:?}"),
+            }
+            let mut ndjson = Vec::new();
+            write_json_line(&mut ndjson, &EventLine(&event));
+            let line = std::str::from_utf8(&ndjson).unwrap().trim_end_matches('\n');
+            match serde_json::from_str::<Line>(line) {
+                Ok(Line::Event(back)) => prop_assert_eq!(*back, event),
+                _ => prop_assert!(false, "NDJSON line not read back: {line:?}"),
+            }
+        }
+
+        #[test]
+        fn arbitrary_input_never_panics_the_export_verifier(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let key = PublicKey::from_bytes(&[3; 32]).unwrap();
+            let mut csv = b"record,".to_vec();
+            csv.extend_from_slice(&bytes);
+            for input in [bytes.as_slice(), csv.as_slice()] {
+                prop_assert!(verify_export(input, &key).is_err());
+            }
+        }
+    }
 
     #[test]
     fn csv_fields_round_trip_keeping_absent_and_empty_apart() {

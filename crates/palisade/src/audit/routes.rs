@@ -376,3 +376,24 @@ async fn checkpoint_key(State(state): State<AppState>) -> impl IntoResponse {
         }),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        // claim: AUD-6
+        #[test]
+        fn a_cursor_reads_back_its_position_and_no_text_makes_a_bad_one(
+            seq in 1i64..i64::MAX,
+            text in proptest::collection::vec(any::<char>(), 0..24),
+        ) {
+            prop_assert_eq!(parse_cursor(&cursor_for(seq)).ok(), Some(seq));
+            let text: String = text.into_iter().collect();
+            if let Ok(position) = parse_cursor(&text) {
+                prop_assert!(position > 0);
+            }
+        }
+    }
+}

@@ -139,6 +139,33 @@ const HEX: [[u8; 2]; 256] = {
 mod tests {
     use super::*;
 
+    use proptest::prelude::*;
+
+    proptest! {
+        // claim: KEY-1
+        #[test]
+        fn any_one_character_typo_is_refused_before_a_lookup(
+            position in 0..KEY_LEN,
+            replacement in proptest::char::range('!', '~'),
+        ) {
+            let (key, _) = issue(ApiKeyId::generate());
+            let text = key.expose_secret();
+            prop_assume!(text.as_bytes()[position] != replacement as u8);
+            let mut typo = text.to_owned();
+            typo.replace_range(position..position + 1, &replacement.to_string());
+            prop_assert!(parse(&typo).is_err(), "{typo} was accepted");
+        }
+
+        #[test]
+        fn arbitrary_text_is_refused_without_panicking(
+            text in proptest::collection::vec(any::<char>(), 0..120),
+        ) {
+            let text: String = text.into_iter().collect();
+            prop_assert!(parse(&text).is_err());
+            let _ = looks_like_key(&text);
+        }
+    }
+
     // claim: KEY-1
     #[test]
     fn an_issued_key_parses_back_to_its_id_and_hash() {
