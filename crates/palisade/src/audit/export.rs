@@ -105,6 +105,13 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// A signature's bytes; text that is not base64url gives none, which verifies nothing.
+fn from_b64(text: &str) -> Vec<u8> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .unwrap_or_default()
+}
+
 /// Formats an export into chunks for `sink`.
 pub struct ExportWriter {
     format: Format,
@@ -500,9 +507,7 @@ pub fn verify_export(input: impl BufRead, key: &PublicKey) -> Result<ExportRepor
     if let Some(finding) = finding {
         return Err(ExportProblem::Chain(finding));
     }
-    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(&trailer.signature)
-        .unwrap_or_default();
+    let signature = from_b64(&trailer.signature);
     if !key.verifies(&trailer.statement(), &trailer.key_id, &signature) {
         return Err(ExportProblem::Trailer(
             "its signature does not verify with the checkpoint key".into(),
@@ -532,21 +537,15 @@ pub fn verify_export(input: impl BufRead, key: &PublicKey) -> Result<ExportRepor
 }
 
 fn signed_point(key: &PublicKey, stream: &str, point: &ExportPoint) -> SignedPoint {
-    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(&point.signature)
-        .unwrap_or_default();
-    let statement = Statement::point(
-        "checkpoint",
-        stream,
-        point.seq,
-        &point.hash,
-        point.signed_at_us,
-    );
-    SignedPoint {
+    StoredPoint {
+        kind: "checkpoint".to_owned(),
         seq: point.seq,
         hash: point.hash,
-        valid: key.verifies(&statement, &point.key_id, &signature),
+        signed_at_us: point.signed_at_us,
+        key_id: point.key_id.clone(),
+        signature: from_b64(&point.signature),
     }
+    .checked(stream, key)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::chain::{ChainWalk, ChainedEvent, Finding, SignedPoint, Summary};
+use super::chain::{ChainWalk, ChainedEvent, Finding, Summary};
 use super::export::{ExportWriter, Format};
 use super::signing::{CheckpointKey, PublicKey, Statement};
 use super::store::{micros, AuditStore, EventFilter, StoredPoint};
@@ -98,22 +98,7 @@ impl Audit {
         let name = stream_name(stream);
         let points = self.store.points(stream).await?;
         let head = self.store.head(stream).await?;
-        let public = self.key.public();
-        let signed = |point: &StoredPoint| SignedPoint {
-            seq: point.seq,
-            hash: point.hash,
-            valid: public.verifies(
-                &Statement::point(
-                    &point.kind,
-                    &name,
-                    point.seq,
-                    &point.hash,
-                    point.signed_at_us,
-                ),
-                &point.key_id,
-                &point.signature,
-            ),
-        };
+        let signed = |point: &StoredPoint| point.checked(&name, self.key.public());
         let anchor = points.iter().rfind(|p| p.kind == "anchor").map(signed);
         let after = anchor.as_ref().map_or(0, |a| a.seq);
         let checkpoints = points

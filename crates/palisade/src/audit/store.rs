@@ -9,7 +9,7 @@ use sqlx::{QueryBuilder, Row, Transaction};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::chain::{ChainedEvent, Fields, Hash, GENESIS};
+use super::chain::{ChainedEvent, Fields, Hash, SignedPoint, GENESIS};
 use super::{stream_name, AuditRecord};
 use crate::ids::{EventId, TenantId};
 use crate::store::{for_both_backends, Begin, StoreError};
@@ -134,6 +134,24 @@ pub struct StoredPoint {
     pub signed_at_us: i64,
     pub key_id: String,
     pub signature: Vec<u8>,
+}
+
+impl StoredPoint {
+    /// The point as a chain walk takes it, its signature checked against `key`.
+    pub fn checked(&self, stream: &str, key: &super::signing::PublicKey) -> SignedPoint {
+        let statement = super::signing::Statement::point(
+            &self.kind,
+            stream,
+            self.seq,
+            &self.hash,
+            self.signed_at_us,
+        );
+        SignedPoint {
+            seq: self.seq,
+            hash: self.hash,
+            valid: key.verifies(&statement, &self.key_id, &self.signature),
+        }
+    }
 }
 
 /// Filters of the event query (AUD-6); `before` is the cursor: events with a lower seq.
