@@ -126,8 +126,7 @@ impl App {
             settings,
         }));
         let (router, api) = crate::http::app(state.clone());
-        let json = api
-            .to_json()
+        let json = crate::http::openapi::render(&api)
             .map_err(|e| StartError::Other(format!("rendering the OpenAPI document: {e}")))?;
         let _ = state.openapi_json.set(Bytes::from(json));
         let limits = Limits::from_settings(&state.settings);

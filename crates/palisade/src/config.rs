@@ -1012,4 +1012,65 @@ mod tests {
         .unwrap();
         assert_eq!(settings.weakenings().len(), 1);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// A numeric setting from the environment is taken exactly when it is an
+            /// integer in range; anything else is refused, naming the setting.
+            #[test]
+            fn a_numeric_setting_is_taken_exactly_or_refused_by_name(
+                number in any::<i64>(),
+                small in 0i64..70_000_000,
+                junk in proptest::collection::vec(any::<char>(), 0..12),
+                pick in 0u8..3,
+            ) {
+                let junk: String = junk.into_iter().collect();
+                let text = match pick {
+                    0 => number.to_string(),
+                    1 => small.to_string(),
+                    _ => junk,
+                };
+                let loaded = load(None, &[("PALISADE_RATE_LIMITS__DEFAULT_PER_MINUTE", &text)]);
+                let expected = text
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=60_000_000).contains(n));
+                match (loaded, expected) {
+                    (Ok(settings), Some(n)) => {
+                        prop_assert_eq!(settings.rate_limits.default_per_minute, n)
+                    }
+                    (Err(error), None) => {
+                        prop_assert!(error.to_string().contains("default_per_minute"), "{}", error)
+                    }
+                    (Ok(settings), None) => prop_assert!(
+                        false,
+                        "{:?} taken as {}",
+                        text,
+                        settings.rate_limits.default_per_minute
+                    ),
+                    (Err(error), Some(_)) => prop_assert!(false, "{:?} refused: {}", text, error),
+                }
+            }
+
+            /// Whatever the file holds, loading answers with settings or an error: it never
+            /// panics, and the database password in it is never repeated.
+            #[test]
+            fn any_file_is_loaded_or_refused_without_echoing_the_database_password(
+                text in proptest::collection::vec(any::<char>(), 0..200),
+                keep_url in any::<bool>(),
+            ) {
+                let mut file: String = text.into_iter().collect();
+                if keep_url {
+                    file = format!("[database]\nurl = \"postgres://app:hunter2-secret@db/p\"\n{file}");
+                }
+                if let Err(error) = load(Some(&file), &[]) {
+                    prop_assert!(!error.to_string().contains("hunter2-secret"), "{}", error);
+                }
+            }
+        }
+    }
 }

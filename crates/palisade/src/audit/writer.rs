@@ -97,6 +97,7 @@ async fn write_batches(
 fn copy_of(error: &StoreError) -> StoreError {
     match error {
         StoreError::Unavailable(source) => StoreError::Unavailable(source.to_string().into()),
+        StoreError::Full(source) => StoreError::Full(source.to_string().into()),
         StoreError::Other(source) => StoreError::Other(source.to_string().into()),
     }
 }

@@ -39,7 +39,7 @@ impl<A> Permitted<A> {
     /// The person acting, for the actions only people may take (`actions::PEOPLE_ONLY`):
     /// for those, `may` already refused every key.
     pub fn member(&self) -> Result<&Principal, ApiError> {
-        self.caller.member().ok_or_else(forbidden_to_keys)
+        self.caller.member().ok_or_else(session_required)
     }
 }
 
@@ -57,6 +57,9 @@ impl<A: ActionMarker> FromRequestParts<AppState> for Permitted<A> {
                 }
             }
         };
+        if caller.member().is_none() && A::ACTION.people_only() {
+            return Err(session_required());
+        }
         if !caller.may(A::ACTION) {
             let whose = if caller.member().is_some() {
                 "your role"
@@ -108,11 +111,13 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 #[derive(Clone)]
 pub struct VerifiedKey(pub KeyPrincipal);
 
-fn forbidden_to_keys() -> ApiError {
+/// A route documented as bearer-only, reached with a key: the request lacks the
+/// credential the route takes, so it is a 401 naming the scheme, as with none at all.
+fn session_required() -> ApiError {
     ApiError::refused(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        "API keys have no session routes and take no people-only action",
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "this operation takes a person's session; API keys have no session routes and take no people-only action",
     )
 }
 
@@ -129,7 +134,7 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
     // An Agent or any other key never has a session (claim RBAC-4).
     let Credential::Session(token) = credential(&parts.headers)? else {
-        return Err(forbidden_to_keys());
+        return Err(session_required());
     };
     let principal = state
         .identity

@@ -55,6 +55,9 @@ pub enum ApiError {
     /// The database cannot be reached; fail fast rather than hang.
     #[error("a dependency is unavailable, retry later")]
     Unavailable,
+    /// The database's disk is full: writes are refused, reads go on.
+    #[error("the server's storage is full; writes are refused until space is freed")]
+    StorageFull,
     /// The cause is logged, never shown.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -186,6 +189,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "The database cannot be reached; retry later.",
     ),
     (
+        "storage_full",
+        507,
+        "The server's storage is full: writes are refused until an operator frees space; reads still work.",
+    ),
+    (
         "internal",
         500,
         "An unexpected error; the cause is logged with the request id.",
@@ -236,6 +244,7 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::Overloaded { .. } | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -254,6 +263,7 @@ impl ApiError {
             Self::Timeout => "timeout",
             Self::Overloaded { .. } => "overloaded",
             Self::Unavailable => "unavailable",
+            Self::StorageFull => "storage_full",
             Self::Internal(_) => "internal",
         }
     }
@@ -268,6 +278,7 @@ impl ApiError {
             StatusCode::REQUEST_TIMEOUT => Self::Timeout,
             StatusCode::UNAUTHORIZED => Self::Unauthenticated,
             StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable,
+            StatusCode::INSUFFICIENT_STORAGE => Self::StorageFull,
             s if s.is_client_error() => Self::bad_request("the request was refused"),
             _ => Self::internal(format!("unexpected bare {status} response")),
         }
@@ -322,6 +333,10 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %cause, "database unavailable");
                 Self::Unavailable
             }
+            StoreError::Full(cause) => {
+                tracing::error!(error = %cause, "database storage full: writes refused");
+                Self::StorageFull
+            }
             StoreError::Other(cause) => Self::Internal(cause),
         }
     }
@@ -357,6 +372,7 @@ mod tests {
                 retry_after_secs: 1,
             },
             ApiError::Unavailable,
+            ApiError::StorageFull,
             ApiError::internal("boom"),
         ];
         for error in samples {

@@ -237,3 +237,31 @@ mod tests {
         }
     }
 }
+
+/// Integer fields of request bodies. JSON Schema counts `43.0` as the integer 43 and so do
+/// schema-driven clients; serde alone would refuse it. A fraction is still refused.
+pub mod whole_number {
+    use serde::de::{Deserialize, Deserializer, Error};
+
+    fn whole<E: Error>(number: serde_json::Number) -> Result<i64, E> {
+        if let Some(n) = number.as_i64() {
+            return Ok(n);
+        }
+        match number.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
+            _ => Err(E::custom("expected a whole number")),
+        }
+    }
+
+    pub fn required<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        whole(serde_json::Number::deserialize(d)?)
+    }
+
+    /// A number or null. With `#[serde(default)]` the field may also be left out;
+    /// without it, it must be sent.
+    pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        Option::<serde_json::Number>::deserialize(d)?
+            .map(whole)
+            .transpose()
+    }
+}

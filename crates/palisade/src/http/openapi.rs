@@ -73,6 +73,99 @@ pub struct ErrorDetail {
     request_id: String,
 }
 
+/// Renders the document with the responses the frame gives every operation — limits,
+/// malformed bodies, an unreachable or full database — which the handlers' annotations
+/// leave out. A status an operation documents itself keeps its own description.
+pub fn render(api: &utoipa::openapi::OpenApi) -> serde_json::Result<Vec<u8>> {
+    let mut doc = serde_json::to_value(api)?;
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        for item in paths.values_mut().filter_map(|i| i.as_object_mut()) {
+            for (method, operation) in item.iter_mut() {
+                add_frame_responses(method, operation);
+            }
+        }
+    }
+    serde_json::to_vec(&doc)
+}
+
+fn add_frame_responses(method: &str, operation: &mut serde_json::Value) {
+    let has_body = operation.get("requestBody").is_some();
+    let has_path_parameters = operation["parameters"]
+        .as_array()
+        .is_some_and(|ps| ps.iter().any(|p| p["in"] == "path"));
+    let has_query = operation["parameters"]
+        .as_array()
+        .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query"));
+    let authenticated = operation["security"]
+        .as_array()
+        .is_some_and(|s| !s.is_empty());
+    let writes = method != "get";
+    let mut common: Vec<(&str, &str)> = vec![
+        (
+            "408",
+            "The request was not completed within the request deadline (`timeout`).",
+        ),
+        (
+            "429",
+            "The route's request limit is used up (`rate_limited`); see Retry-After.",
+        ),
+        (
+            "503",
+            "The database is unreachable or a queue is full (`unavailable`, `overloaded`).",
+        ),
+    ];
+    if has_body {
+        common.extend([
+            ("400", "The body is not JSON (`malformed_json`)."),
+            (
+                "413",
+                "The body exceeds the configured limit (`payload_too_large`).",
+            ),
+            (
+                "415",
+                "The body is not `application/json` (`unsupported_media_type`).",
+            ),
+            (
+                "422",
+                "The body does not match the schema (`invalid_body`, `invalid_field`).",
+            ),
+        ]);
+    }
+    if has_query {
+        common.push((
+            "422",
+            "A query parameter is unknown or invalid (`invalid_query`).",
+        ));
+    }
+    if has_path_parameters {
+        common.push((
+            "404",
+            "No such resource in the caller's tenant (`not_found`).",
+        ));
+    }
+    if authenticated {
+        common.extend([
+            ("401", "No valid credential (`unauthenticated`)."),
+            ("403", "The credential may not do this (`forbidden`)."),
+        ]);
+    }
+    if writes {
+        common.push((
+            "507",
+            "The database's disk is full; writes are refused (`storage_full`).",
+        ));
+    }
+    let responses = &mut operation["responses"];
+    for (status, description) in common {
+        if responses.get(status).is_none() {
+            responses[status] = serde_json::json!({
+                "description": description,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+            });
+        }
+    }
+}
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(openapi_json))
 }

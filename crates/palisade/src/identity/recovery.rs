@@ -278,3 +278,29 @@ pub(super) fn token_hash(token: &SecretString) -> Result<[u8; 32], IdentityError
         Err(IdentityError::InvalidToken)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const BASE64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+    proptest! {
+        /// Refresh, verification, reset and invitation tokens are 32 random bytes in
+        /// base64url: only that shape is ever hashed and looked up.
+        #[test]
+        fn only_43_base64url_characters_are_a_token(
+            text in proptest::collection::vec(any::<char>(), 0..80),
+        ) {
+            let text: String = text.into_iter().collect();
+            let shaped = text.len() == 43 && text.bytes().all(|b| BASE64URL.contains(&b));
+            prop_assert_eq!(token_hash(&SecretString::from(text)).is_ok(), shaped);
+        }
+
+        #[test]
+        fn every_issued_token_has_that_shape(_round in 0u8..16) {
+            prop_assert!(token_hash(&crate::crypto::random_token()).is_ok());
+        }
+    }
+}

@@ -68,6 +68,22 @@ pub enum TokenError {
     Keys(String),
 }
 
+/// Why a token did not verify against the keys in memory: an unknown key may be one
+/// another instance has just created.
+enum Unverified {
+    UnknownKey,
+    Refused(&'static str),
+}
+
+impl Unverified {
+    fn into_refusal(self) -> TokenError {
+        match self {
+            Self::UnknownKey => TokenError::Refused("unknown key"),
+            Self::Refused(reason) => TokenError::Refused(reason),
+        }
+    }
+}
+
 struct LoadedKey {
     kid: String,
     public_key: Vec<u8>,
@@ -127,6 +143,12 @@ impl AccessTokens {
         settings: &AuthSettings,
         now: OffsetDateTime,
     ) -> Result<Self, TokenError> {
+        let tokens = Self::without_keys(master, settings);
+        tokens.maintain(store, now).await?;
+        Ok(tokens)
+    }
+
+    fn without_keys(master: Arc<MasterKey>, settings: &AuthSettings) -> Self {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
@@ -136,7 +158,7 @@ impl AccessTokens {
             .into_iter()
             .map(String::from)
             .collect();
-        let tokens = Self {
+        Self {
             verified: Mutex::new(HashMap::new()),
             master,
             issuer: settings.issuer.clone(),
@@ -146,9 +168,7 @@ impl AccessTokens {
             keys: RwLock::new(Arc::default()),
             last_forced_reload: Mutex::new(None),
             validation,
-        };
-        tokens.maintain(store, now).await?;
-        Ok(tokens)
+        }
     }
 
     pub fn ttl(&self) -> Duration {
@@ -296,24 +316,34 @@ impl AccessTokens {
         store: &dyn IdentityStore,
         now: OffsetDateTime,
     ) -> Result<AccessClaims, TokenError> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|_| TokenError::Refused("malformed"))?;
-        if header.alg != Algorithm::EdDSA {
-            return Err(TokenError::Refused("algorithm"));
-        }
-        let kid = header.kid.ok_or(TokenError::Refused("no key id"))?;
-        let key = match self.published_key(&kid, now) {
-            Some(key) => key,
-            None if self.may_reload() => {
+        match self.verify_with_loaded_keys(token, now) {
+            Err(Unverified::UnknownKey) if self.may_reload() => {
                 self.reload(store).await?;
-                self.published_key(&kid, now)
-                    .ok_or(TokenError::Refused("unknown key"))?
+                self.verify_with_loaded_keys(token, now)
+                    .map_err(Unverified::into_refusal)
             }
-            None => return Err(TokenError::Refused("unknown key")),
-        };
+            verdict => verdict.map_err(Unverified::into_refusal),
+        }
+    }
+
+    /// Header, key id, signature, issuer and audience, against the keys already loaded.
+    fn verify_with_loaded_keys(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<AccessClaims, Unverified> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| Unverified::Refused("malformed"))?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(Unverified::Refused("algorithm"));
+        }
+        let kid = header.kid.ok_or(Unverified::Refused("no key id"))?;
+        let key = self
+            .published_key(&kid, now)
+            .ok_or(Unverified::UnknownKey)?;
         jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &self.validation)
             .map(|data| data.claims)
-            .map_err(|_| TokenError::Refused("signature or claims"))
+            .map_err(|_| Unverified::Refused("signature or claims"))
     }
 
     fn published_key(&self, kid: &str, now: OffsetDateTime) -> Option<Arc<LoadedKey>> {
@@ -387,4 +417,124 @@ fn generate_key(master: &MasterKey, now: OffsetDateTime) -> Result<StoredSigning
         created_at: now,
         retired_at: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn tokens_with_a_key(now: OffsetDateTime) -> (AccessTokens, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let master = Arc::new(MasterKey::load_or_create(&dir.path().join("master.key")).unwrap());
+        let tokens = AccessTokens::without_keys(master, &AuthSettings::default());
+        let key = tokens
+            .load(generate_key(&tokens.master, now).unwrap())
+            .unwrap();
+        *tokens.keys.write().unwrap() = Arc::new(KeySet {
+            keys: vec![Arc::new(key)],
+        });
+        (tokens, dir)
+    }
+
+    fn subject() -> TokenSubject {
+        TokenSubject {
+            user: UserId::generate(),
+            tenant: TenantId::generate(),
+            role: "member",
+            session: SessionId::generate(),
+        }
+    }
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(NOW).unwrap()
+    }
+
+    proptest! {
+        // claim: ID-3
+        #[test]
+        fn any_one_character_changed_in_a_token_is_refused(
+            at in 0usize..1000,
+            replacement in proptest::char::range('!', '~'),
+        ) {
+            let (tokens, _dir) = tokens_with_a_key(now());
+            let token = tokens.issue(&subject(), now()).unwrap().token;
+            let position = at % token.len();
+            let original = token.as_bytes()[position] as char;
+            prop_assume!(replacement != original);
+            let mut changed = token.clone();
+            changed.replace_range(position..=position, &replacement.to_string());
+            prop_assert!(tokens.verify_with_loaded_keys(&token, now()).is_ok());
+            prop_assert!(tokens.verify_with_loaded_keys(&changed, now()).is_err());
+        }
+
+        // claim: ID-3
+        #[test]
+        fn a_claim_rewritten_under_the_old_signature_is_refused(
+            role in proptest::collection::vec(proptest::char::range('a', 'z'), 1..12),
+            shift in 1i64..100_000,
+        ) {
+            use base64::Engine;
+            let role: String = role.into_iter().collect();
+            let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            let (tokens, _dir) = tokens_with_a_key(now());
+            let token = tokens.issue(&subject(), now()).unwrap().token;
+            let parts: Vec<&str> = token.split('.').collect();
+            let mut claims: serde_json::Value =
+                serde_json::from_slice(&engine.decode(parts[1]).unwrap()).unwrap();
+            let rewrites = [
+                ("role", serde_json::json!(role)),
+                ("exp", serde_json::json!(NOW + shift)),
+                ("tid", serde_json::json!(TenantId::generate())),
+            ];
+            for (claim, value) in rewrites {
+                let original = claims[claim].clone();
+                prop_assume!(original != value);
+                claims[claim] = value;
+                let forged = format!(
+                    "{}.{}.{}",
+                    parts[0],
+                    engine.encode(serde_json::to_vec(&claims).unwrap()),
+                    parts[2]
+                );
+                prop_assert!(tokens.verify_with_loaded_keys(&forged, now()).is_err(), "{claim}");
+                claims[claim] = original;
+            }
+        }
+
+        // claim: ID-3
+        #[test]
+        fn expiry_and_issue_time_are_judged_by_the_injected_clock(
+            iat in NOW - 10_000..NOW + 10_000,
+            lifetime in -1_000i64..10_000,
+            now in NOW - 10_000..NOW + 10_000,
+        ) {
+            let claims = AccessClaims {
+                iss: "i".into(),
+                aud: "a".into(),
+                sub: UserId::generate(),
+                tid: TenantId::generate(),
+                role: "member".into(),
+                sid: SessionId::generate(),
+                iat,
+                exp: iat + lifetime,
+                jti: "j".into(),
+            };
+            let accepted = check_times(claims, OffsetDateTime::from_unix_timestamp(now).unwrap()).is_ok();
+            let skew = CLOCK_SKEW.as_secs() as i64;
+            prop_assert_eq!(accepted, iat + lifetime > now && iat <= now + skew);
+        }
+
+        /// Text that is not a token, or a token's pieces shuffled, never panics the verifier.
+        #[test]
+        fn arbitrary_text_is_refused_without_a_panic(
+            text in proptest::collection::vec(any::<char>(), 0..300),
+        ) {
+            let (tokens, _dir) = tokens_with_a_key(now());
+            let text: String = text.into_iter().collect();
+            prop_assert!(tokens.verify_with_loaded_keys(&text, now()).is_err());
+        }
+    }
 }

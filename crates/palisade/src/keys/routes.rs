@@ -15,6 +15,7 @@ use super::{IssuedKey, NewKey};
 use crate::app::AppState;
 use crate::http::auth::Permitted;
 use crate::http::error::ApiError;
+use crate::http::extract::whole_number;
 use crate::http::extract::{id_or_404, Json, RequestContext};
 use crate::http::openapi::ErrorBody;
 use crate::identity::routes::origin;
@@ -33,18 +34,25 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct KeyRequest {
     /// What the key is for, 1 to 100 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]([^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000])?$"
+    )]
     name: String,
     /// At most the creator's role; never `owner`.
     role: Role,
     /// Narrows the role to these actions (`GET /api/v1/roles` lists them); omitted: all
     /// the role allows, except the people-only actions.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::tenancy::actions::KeyScopeName>>, min_items = 1, max_items = 100)]
     scopes: Option<Vec<String>>,
     /// Makes the key an Agent of this application.
     #[serde(default)]
     application_id: Option<ApplicationId>,
     /// Lifetime in days (1 to 3650); omitted: until revoked.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number::optional")]
+    #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<i64>,
 }
 
@@ -52,7 +60,8 @@ pub struct KeyRequest {
 #[serde(deny_unknown_fields)]
 pub struct RotateRequest {
     /// Seconds the old secret keeps working (0 to 604800); omitted or 0: it dies now.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number::required")]
+    #[schema(minimum = 0, maximum = 604800)]
     overlap_seconds: i64,
 }
 

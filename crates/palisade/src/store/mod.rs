@@ -149,17 +149,37 @@ pub enum StoreError {
     /// The database cannot be reached or is saturated; the request may be retried.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database's disk is full: writes fail until space returns; reads still work.
+    #[error("database storage full: {0}")]
+    Full(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("database error: {0}")]
     Other(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        if is_unavailable(&error) {
+        if is_full(&error) {
+            Self::Full(Box::new(error))
+        } else if is_unavailable(&error) {
             Self::Unavailable(Box::new(error))
         } else {
             Self::Other(Box::new(error))
         }
+    }
+}
+
+/// SQLite's FULL (13, ENOSPC underneath) or PostgreSQL's disk_full (53100).
+fn is_full(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = error else {
+        return false;
+    };
+    let code = db.code();
+    let code = code.as_deref().unwrap_or("");
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        code.parse::<u32>()
+            .is_ok_and(|extended| extended & 0xff == 13)
+    } else {
+        code == "53100"
     }
 }
 
@@ -178,9 +198,9 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
             let code = code.as_deref().unwrap_or("");
             if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
                 // Primary result codes: BUSY (5), LOCKED (6), READONLY (8), IOERR (10),
-                // FULL (13), CANTOPEN (14).
+                // CANTOPEN (14).
                 code.parse::<u32>()
-                    .is_ok_and(|extended| matches!(extended & 0xff, 5 | 6 | 8 | 10 | 13 | 14))
+                    .is_ok_and(|extended| matches!(extended & 0xff, 5 | 6 | 8 | 10 | 14))
             } else {
                 // PostgreSQL: connection exceptions (08…), shutdown (57P…), insufficient
                 // resources (53…), retryable conflicts (40001, 40P01), cancelled or timed-out

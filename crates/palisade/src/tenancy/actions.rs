@@ -149,6 +149,44 @@ pub fn render_markdown() -> String {
     out
 }
 
+/// The action names a custom role may hold (none Owner-only), as the request schema
+/// enumerates them.
+pub struct CustomRoleActionName;
+
+/// The action names a key's scopes may hold (none for people only).
+pub struct KeyScopeName;
+
+fn action_names(
+    keep: impl Fn(Action) -> bool,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    let names: Vec<&str> = ACTIONS
+        .iter()
+        .copied()
+        .filter(|a| keep(*a))
+        .map(Action::name)
+        .collect();
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(names))
+        .into()
+}
+
+impl utoipa::PartialSchema for CustomRoleActionName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        action_names(|a| a.minimum_role() != Role::Owner)
+    }
+}
+
+impl utoipa::ToSchema for CustomRoleActionName {}
+
+impl utoipa::PartialSchema for KeyScopeName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        action_names(|a| !a.people_only())
+    }
+}
+
+impl utoipa::ToSchema for KeyScopeName {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,7 +26,7 @@ impl Tenancy {
         let name = display_name(
             name,
             100,
-            "name: 1 to 100 characters, no control characters",
+            "name: 1 to 100 characters, no control characters or surrounding spaces",
         )?;
         let record = ApplicationRecord {
             id: ApplicationId::generate(),

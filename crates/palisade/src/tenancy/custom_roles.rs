@@ -20,7 +20,11 @@ impl Tenancy {
         action_names: &[String],
         origin: &Origin,
     ) -> Result<CustomRoleRecord, TenancyError> {
-        let name = display_name(name, 64, "name: 1 to 64 characters, no control characters")?;
+        let name = display_name(
+            name,
+            64,
+            "name: 1 to 64 characters, no control characters or surrounding spaces",
+        )?;
         let mut actions = Vec::new();
         for action_name in action_names {
             let action = Action::from_name(action_name).ok_or(InvalidInput(

@@ -155,7 +155,7 @@ pub struct MemberView {
     get,
     path = "/api/v1/members",
     tag = "tenancy",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "Members", body = [MemberView]),
         (status = 401, description = "Not signed in", body = ErrorBody),
@@ -195,7 +195,7 @@ pub struct RoleChange {
     path = "/api/v1/members/{user_id}",
     tag = "tenancy",
     request_body = RoleChange,
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = [])),
     params(("user_id" = UserId, Path, description = "A member of the caller's tenant")),
     responses(
         (status = 204, description = "Changed"),
@@ -229,7 +229,7 @@ async fn change_role(
     delete,
     path = "/api/v1/members/{user_id}",
     tag = "tenancy",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = [])),
     params(("user_id" = UserId, Path, description = "A member of the caller's tenant")),
     responses(
         (status = 204, description = "Removed"),
@@ -256,7 +256,7 @@ async fn remove_member(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvitationRequest {
-    #[schema(example = "grace@example.com", max_length = 254)]
+    #[schema(example = "grace@example.com", max_length = 254, format = Email)]
     email: String,
     /// At most the inviter's own role.
     role: Role,
@@ -382,7 +382,7 @@ async fn revoke_invitation(
 #[serde(deny_unknown_fields)]
 pub struct AcceptRequest {
     /// The token from the invitation link.
-    #[schema(value_type = String, max_length = 128)]
+    #[schema(value_type = String, pattern = "^[A-Za-z0-9_-]{43}$")]
     token: secrecy::SecretString,
 }
 
@@ -461,10 +461,15 @@ async fn transfer_ownership(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomRoleRequest {
-    #[schema(example = "Auditor", min_length = 1, max_length = 64)]
+    #[schema(
+        example = "Auditor",
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]([^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000])?$"
+    )]
     name: String,
     /// Action names from `GET /api/v1/roles`; no Owner-only action.
-    #[schema(example = json!(["audit.read", "members.read"]))]
+    #[schema(example = json!(["audit.read", "members.read"]), value_type = Vec<super::actions::CustomRoleActionName>, min_items = 1)]
     actions: Vec<String>,
 }
 
@@ -500,7 +505,7 @@ impl From<super::store::CustomRoleRecord> for CustomRoleView {
     get,
     path = "/api/v1/custom-roles",
     tag = "tenancy",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "Custom roles", body = [CustomRoleView]),
         (status = 401, description = "Not signed in", body = ErrorBody),
@@ -523,7 +528,7 @@ async fn list_custom_roles(
     path = "/api/v1/custom-roles",
     tag = "tenancy",
     request_body = CustomRoleRequest,
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 201, description = "Created", body = CustomRoleView),
         (status = 401, description = "Not signed in", body = ErrorBody),
@@ -557,7 +562,7 @@ async fn create_custom_role(
     delete,
     path = "/api/v1/custom-roles/{role_id}",
     tag = "tenancy",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = [])),
     params(("role_id" = CustomRoleId, Path, description = "A custom role of the caller's tenant")),
     responses(
         (status = 204, description = "Deleted"),
@@ -596,7 +601,7 @@ pub struct CustomRoleAssignment {
     path = "/api/v1/members/{user_id}/custom-role",
     tag = "tenancy",
     request_body = CustomRoleAssignment,
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = [])),
     params(("user_id" = UserId, Path, description = "A member of the caller's tenant")),
     responses(
         (status = 204, description = "Changed"),
@@ -629,7 +634,12 @@ async fn assign_custom_role(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplicationRequest {
-    #[schema(example = "Billing sync", min_length = 1, max_length = 100)]
+    #[schema(
+        example = "Billing sync",
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]([^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000])?$"
+    )]
     name: String,
 }
 
@@ -659,7 +669,7 @@ impl From<super::store::ApplicationRecord> for ApplicationView {
     get,
     path = "/api/v1/applications",
     tag = "tenancy",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "Applications", body = [ApplicationView]),
         (status = 401, description = "Not signed in", body = ErrorBody),
@@ -684,7 +694,7 @@ async fn list_applications(
     path = "/api/v1/applications",
     tag = "tenancy",
     request_body = ApplicationRequest,
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 201, description = "Created", body = ApplicationView),
         (status = 401, description = "Not signed in", body = ErrorBody),
@@ -713,7 +723,7 @@ async fn create_application(
     delete,
     path = "/api/v1/applications/{application_id}",
     tag = "tenancy",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = [])),
     params(("application_id" = ApplicationId, Path, description = "An application of the caller's tenant")),
     responses(
         (status = 204, description = "Deleted"),

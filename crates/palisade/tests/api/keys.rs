@@ -351,8 +351,8 @@ async fn a_key_does_only_what_its_role_and_scopes_allow_and_never_what_people_do
             json!({"name": "More", "role": "viewer"})
         )
         .await,
-        403,
-        "a key cannot mint keys"
+        401,
+        "a key cannot mint keys: the route takes a person's session"
     );
     assert_eq!(
         post(
@@ -361,13 +361,14 @@ async fn a_key_does_only_what_its_role_and_scopes_allow_and_never_what_people_do
             json!({"email": "x@example.com", "role": "viewer"})
         )
         .await,
-        403
+        401
     );
-    // No session routes for keys (an Agent never signs in, claim RBAC-4).
-    assert_eq!(status_with_key(&app, "/api/v1/me", &admin).await, 403);
+    // No session routes for keys (an Agent never signs in, claim RBAC-4): a key is not
+    // the credential these routes take.
+    assert_eq!(status_with_key(&app, "/api/v1/me", &admin).await, 401);
     assert_eq!(
         status_with_key(&app, "/api/v1/auth/sessions", &admin).await,
-        403
+        401
     );
     // Never an owner key, never a people-only scope, never above the creator.
     for refused in [
@@ -490,4 +491,65 @@ async fn a_key_names_its_tenant_and_itself() {
     assert_eq!(by_session["id"], owner.tenant.as_str());
     assert_eq!(by_session["credential"], "session");
     assert_eq!(by_session["role"], "owner");
+}
+
+// claim: KEY-3, RBAC-4
+#[tokio::test]
+async fn the_document_names_api_key_on_exactly_the_operations_that_take_one() {
+    let app = spawn_app().await;
+    let owner = app.signed_in("owner@example.com").await;
+    let (_, key) = create_key(&app, &owner, json!({"name": "Walk", "role": "admin"})).await;
+    let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();
+    let mut checked = 0;
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(schemes) = operation["security"].as_array().filter(|s| !s.is_empty()) else {
+                continue;
+            };
+            let takes_key = schemes.iter().any(|s| s.get("api_key").is_some());
+            // An id of the shape the parameter's pattern gives (`^usr_[0-9a-f]{32}$`) that
+            // names nothing.
+            let prefix_of = |name: &str| {
+                let parameter = operation["parameters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p["name"] == name)
+                    .unwrap();
+                let schema = match parameter["schema"]["$ref"].as_str() {
+                    Some(reference) => {
+                        &doc["components"]["schemas"][reference.rsplit('/').next().unwrap()]
+                    }
+                    None => &parameter["schema"],
+                };
+                let pattern = schema["pattern"].as_str().unwrap();
+                pattern[1..].split('_').next().unwrap().to_owned()
+            };
+            let path = template
+                .split('/')
+                .map(|part| match part.strip_prefix('{') {
+                    Some(name) => {
+                        let name = name.trim_end_matches('}');
+                        format!("{}_{}", prefix_of(name), "0".repeat(32))
+                    }
+                    None => part.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let body = (method != reqwest::Method::GET).then(|| json!({}));
+            let status = send_with_key(&app, method.clone(), &path, &key, body)
+                .await
+                .status()
+                .as_u16();
+            assert_eq!(
+                status != 401,
+                takes_key,
+                "{method} {template}: {status} with an admin key; the document says {schemes:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 30, "{checked}");
+    app.stop().await;
 }

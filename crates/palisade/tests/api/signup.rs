@@ -40,7 +40,7 @@ async fn sign_up_creates_user_tenant_owner_membership_and_audit_event_with_a_has
     let response = app
         .post_json(
             "/api/v1/auth/signup",
-            &json!({"email": " Ada@Example.com ", "password": PASSWORD, "tenant_name": "Analytical Engines"}),
+            &json!({"email": "Ada@Example.com", "password": PASSWORD, "tenant_name": "Analytical Engines"}),
         )
         .await;
     assert_eq!(response.status(), 201);

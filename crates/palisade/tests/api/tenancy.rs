@@ -649,8 +649,8 @@ async fn every_route_with_an_id_answers_another_tenants_ids_like_missing_ones() 
                     body["error"]["request_id"] = Value::Null;
                     answers.push((status, body));
                 }
-                // A key meets a people-only route's 403 before any id is looked at.
-                let refused_to_keys = credential == &b_key && answers[0].0 == 403;
+                // A key meets a people-only route's 401 before any id is looked at.
+                let refused_to_keys = credential == &b_key && answers[0].0 == 401;
                 assert!(
                     answers[0].0 == 404 || refused_to_keys,
                     "{method} {path} as tenant B: {:?}",

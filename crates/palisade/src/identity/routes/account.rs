@@ -28,12 +28,17 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignupRequest {
-    #[schema(example = "ada@example.com", max_length = 254)]
+    #[schema(example = "ada@example.com", max_length = 254, format = Email)]
     email: String,
     /// 12 to 128 characters.
     #[schema(value_type = String, min_length = 12, max_length = 128, format = Password)]
     password: SecretString,
-    #[schema(example = "Acme", min_length = 1, max_length = 100)]
+    #[schema(
+        example = "Acme",
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]([^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000])?$"
+    )]
     tenant_name: String,
 }
 
@@ -84,7 +89,7 @@ async fn signup(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailRequest {
-    #[schema(example = "ada@example.com", max_length = 254)]
+    #[schema(example = "ada@example.com", max_length = 254, format = Email)]
     email: String,
 }
 
@@ -92,14 +97,14 @@ pub struct EmailRequest {
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// The token from the mailed link.
-    #[schema(value_type = String, min_length = 43, max_length = 43)]
+    #[schema(value_type = String, pattern = "^[A-Za-z0-9_-]{43}$")]
     token: SecretString,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetRequest {
-    #[schema(value_type = String, min_length = 43, max_length = 43)]
+    #[schema(value_type = String, pattern = "^[A-Za-z0-9_-]{43}$")]
     token: SecretString,
     #[schema(value_type = String, min_length = 12, max_length = 128, format = Password)]
     new_password: SecretString,
@@ -108,7 +113,7 @@ pub struct ResetRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
-    #[schema(value_type = String, max_length = 128, format = Password)]
+    #[schema(value_type = String, min_length = 1, max_length = 128, format = Password)]
     current_password: SecretString,
     #[schema(value_type = String, min_length = 12, max_length = 128, format = Password)]
     new_password: SecretString,

@@ -36,7 +36,7 @@ pub struct EnrolmentResponse {
 #[serde(deny_unknown_fields)]
 pub struct EnrolRequest {
     /// The current password, asked again before a factor is bound to the account.
-    #[schema(value_type = String, max_length = 128, format = Password)]
+    #[schema(value_type = String, min_length = 1, max_length = 128, format = Password)]
     password: SecretString,
 }
 
@@ -44,7 +44,7 @@ pub struct EnrolRequest {
 #[serde(deny_unknown_fields)]
 pub struct CodeRequest {
     /// A current 6-digit code from the authenticator.
-    #[schema(value_type = String, example = "123456", min_length = 6, max_length = 6)]
+    #[schema(value_type = String, example = "123456", pattern = "^[0-9]{6}$")]
     code: SecretString,
 }
 

@@ -123,4 +123,72 @@ mod tests {
         headers.insert(header::COOKIE, HeaderValue::from_static("x=1"));
         assert!(read_refresh_cookie(&headers, &settings).is_none());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Cookie names and values as browsers send them: no `;`, `=` or spaces.
+        fn cookie_text() -> impl Strategy<Value = String> {
+            proptest::collection::vec(proptest::char::range('!', '~'), 1..40).prop_map(|chars| {
+                chars
+                    .into_iter()
+                    .filter(|c| !matches!(c, ';' | '=' | ','))
+                    .collect()
+            })
+        }
+
+        proptest! {
+            // claim: ID-3
+            #[test]
+            fn the_refresh_cookie_is_found_by_its_exact_name_wherever_it_is(
+                others in proptest::collection::vec((cookie_text(), cookie_text()), 0..6),
+                position in 0usize..7,
+                token in proptest::collection::vec(proptest::char::range('A', 'z'), 1..=128),
+            ) {
+                let settings = AuthSettings::default();
+                let name = cookie_name(&settings);
+                let token: String = token.into_iter().filter(|c| c.is_ascii_alphanumeric()).collect();
+                prop_assume!(!token.is_empty());
+                let mut pairs: Vec<String> = others
+                    .iter()
+                    .filter(|(key, _)| key.as_str() != name && !key.is_empty())
+                    .map(|(key, value)| format!("{key}={value}"))
+                    .collect();
+                let at = position.min(pairs.len());
+                pairs.insert(at, format!("{name}={token}"));
+                let mut headers = HeaderMap::new();
+                headers.insert(header::COOKIE, HeaderValue::from_str(&pairs.join("; ")).unwrap());
+                let found = read_refresh_cookie(&headers, &settings);
+                prop_assert_eq!(found.map(|t| t.expose_secret().to_owned()), Some(token));
+            }
+
+            /// A name that merely contains, prefixes or extends ours is another cookie; a
+            /// value past the longest token is not read at all.
+            #[test]
+            fn near_names_and_oversized_values_are_not_the_refresh_cookie(
+                affix in cookie_text(),
+                before in any::<bool>(),
+                long in 129usize..600,
+            ) {
+                let settings = AuthSettings::default();
+                let name = cookie_name(&settings);
+                prop_assume!(!affix.is_empty());
+                let near = if before { format!("{affix}{name}") } else { format!("{name}{affix}") };
+                let text = format!("{near}=token; {name}={}", "a".repeat(long));
+                let mut headers = HeaderMap::new();
+                headers.insert(header::COOKIE, HeaderValue::from_str(&text).unwrap());
+                prop_assert!(read_refresh_cookie(&headers, &settings).is_none());
+            }
+
+            #[test]
+            fn arbitrary_cookie_headers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+                if let Ok(value) = HeaderValue::from_bytes(&bytes) {
+                    let mut headers = HeaderMap::new();
+                    headers.insert(header::COOKIE, value);
+                    let _ = read_refresh_cookie(&headers, &AuthSettings::default());
+                }
+            }
+        }
+    }
 }

@@ -39,14 +39,14 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    #[schema(example = "ada@example.com", max_length = 254)]
+    #[schema(example = "ada@example.com", max_length = 254, format = Email)]
     email: String,
-    #[schema(value_type = String, max_length = 128, format = Password)]
+    #[schema(value_type = String, min_length = 1, max_length = 128, format = Password)]
     password: SecretString,
     /// The tenant to act in; default: the user's oldest membership.
     tenant_id: Option<TenantId>,
     /// A current TOTP code, when the account uses two-factor authentication.
-    #[schema(value_type = Option<String>, example = "123456")]
+    #[schema(value_type = Option<String>, example = "123456", pattern = "^[0-9]{6}$")]
     totp: Option<SecretString>,
     /// One of the account's recovery codes, instead of `totp`; each works once.
     #[schema(value_type = Option<String>)]
