@@ -6,6 +6,7 @@ mod helpers;
 mod audit;
 mod health;
 mod import;
+mod injection;
 mod isolation;
 mod jwks;
 mod keys;
