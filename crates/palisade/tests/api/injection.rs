@@ -291,7 +291,7 @@ async fn injection_payloads_in_every_field_and_parameter_behave_as_inert_text() 
                 }
             }
             let body = (!body_schema.is_null()).then_some(Value::Object(body));
-            let what = format!("{template}");
+            let what = template.as_str();
             for (name, in_array) in &text_properties {
                 fields += 1;
                 let base = body.clone().unwrap();
