@@ -4,6 +4,7 @@
 mod helpers;
 
 mod audit;
+mod faults;
 mod health;
 mod import;
 mod injection;
