@@ -28,11 +28,26 @@ pub async fn connect(path: &Path, settings: &Settings) -> Result<SqlitePool, Sta
     let pool = SqlitePoolOptions::new()
         .max_connections(settings.database.max_connections)
         .acquire_timeout(Duration::from_millis(settings.database.acquire_timeout_ms))
+        .after_release(|connection, _| Box::pin(async move { still_usable(connection).await }))
         .connect_with(options)
         .await
         .map_err(|e| StartupError::Connect(format!("{} ({e})", path.display())))?;
     tokio::spawn(checkpoint_wal(pool.clone()));
     Ok(pool)
+}
+
+/// Whether a released connection may go back to the pool. SQLite rolls a transaction back
+/// by itself on some errors (a full disk, for one); the driver's own rollback then fails
+/// and it keeps counting the transaction as open, so every later `BEGIN` on that
+/// connection would fail. Such a connection is closed instead. A dropped transaction's
+/// rollback may still be queued: the ping lets it run before the second look.
+async fn still_usable(connection: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    if !connection.is_in_transaction() {
+        return Ok(true);
+    }
+    connection.ping().await?;
+    Ok(!connection.is_in_transaction())
 }
 
 /// Copies the write-ahead log back into the database file a few times a second, without

@@ -636,3 +636,268 @@ async fn an_instance_with_another_checkpoint_key_says_so_at_start() {
     other.terminate();
     assert!(other.wait().0);
 }
+
+/// Generous request limits: these tests measure faults, not the limiter.
+fn unlimited() -> Vec<(String, String)> {
+    ["DEFAULT", "READ", "SIGN_IN"]
+        .iter()
+        .map(|limit| {
+            (
+                format!("PALISADE_RATE_LIMITS__{limit}_PER_MINUTE"),
+                "1000000".to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A small tmpfs for a data directory, unmounted on drop. Mounting needs root, which the
+/// CI machine has; elsewhere the test says so.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "the full-disk test mounts a tmpfs, which needs root"
+        );
+        Self { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Fills every free byte with one file, returned so that space can be given back.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while file.write_all(&chunk).is_ok() {}
+        while file.write_all(&[0]).is_ok() {}
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+async fn create_application(
+    client: &reqwest::Client,
+    base: &str,
+    access: &str,
+    name: &str,
+) -> (u16, serde_json::Value) {
+    let response = client
+        .post(format!("{base}/api/v1/applications"))
+        .bearer_auth(access)
+        .json(&serde_json::json!({ "name": name }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+async fn application_names(
+    client: &reqwest::Client,
+    base: &str,
+    access: &str,
+) -> std::collections::BTreeSet<String> {
+    let listed: serde_json::Value = client
+        .get(format!("{base}/api/v1/applications"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+// claim: OPS-2, WEB-4
+#[tokio::test]
+async fn a_full_disk_refuses_writes_with_507_keeps_reads_and_loses_nothing_once_space_returns() {
+    // The embedded database's own disk: SQLite in the data directory, whatever backend the
+    // rest of the suite runs on (a PostgreSQL server's disk is its operator's).
+    let disk = SmallDisk::mount("16m");
+    let env = unlimited();
+    let server = start(disk.path(), &env, &["--data-dir", "data"]);
+    let base = format!("http://{}", server.addr);
+    let client = reqwest::Client::new();
+    let access = owner_token(&client, &base, "full@example.com", true).await;
+    let mut acknowledged = std::collections::BTreeSet::new();
+    for n in 0..20 {
+        let name = format!("before-{n}");
+        assert_eq!(
+            create_application(&client, &base, &access, &name).await.0,
+            201
+        );
+        acknowledged.insert(name);
+    }
+
+    let filler = disk.fill();
+    let mut refusals = 0;
+    for n in 0..5_000 {
+        let name = format!("while-full-{n}-{}", "x".repeat(60));
+        match create_application(&client, &base, &access, &name).await {
+            (201, _) => {
+                acknowledged.insert(name);
+            }
+            (507, body) => {
+                assert_eq!(body["error"]["code"], "storage_full", "{body}");
+                refusals += 1;
+                if refusals == 20 {
+                    break;
+                }
+            }
+            (status, body) => panic!("{status} {body} while the disk is full"),
+        }
+    }
+    assert_eq!(refusals, 20, "the disk never filled");
+    // Reads go on.
+    assert_eq!(
+        application_names(&client, &base, &access).await,
+        acknowledged
+    );
+
+    std::fs::remove_file(filler).unwrap();
+    let mut recovered = false;
+    for n in 0..50 {
+        let name = format!("after-{n}");
+        if create_application(&client, &base, &access, &name).await.0 == 201 {
+            acknowledged.insert(name);
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(recovered, "writes did not resume once space returned");
+    server.terminate();
+    let (clean_exit, _) = server.wait();
+    assert!(clean_exit);
+
+    // After a restart: every acknowledged write, a sound file, an intact audit chain.
+    let server = start(disk.path(), &env, &["--data-dir", "data"]);
+    let base = format!("http://{}", server.addr);
+    let access = owner_token(&client, &base, "full@example.com", false).await;
+    assert_eq!(
+        application_names(&client, &base, &access).await,
+        acknowledged
+    );
+    server.terminate();
+    assert!(server.wait().0);
+    let file = disk.path().join("data").join("palisade.db");
+    let mut connection = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}?mode=ro",
+        file.display()
+    ))
+    .await
+    .unwrap();
+    let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    let (verified, report) = audit_command(disk.path(), &env, &["verify"]);
+    assert!(verified, "{report}");
+}
+
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap()
+}
+
+// claim: WEB-4
+#[tokio::test]
+async fn ten_thousand_idle_connections_are_held_to_the_connection_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = unlimited();
+    env.push(("PALISADE_HTTP__MAX_CONNECTIONS".into(), "1000".into()));
+    env.push((
+        "PALISADE_HTTP__HEADER_READ_TIMEOUT_MS".into(),
+        "2000".into(),
+    ));
+    let server = start(dir.path(), &env, &["--data-dir", "data"]);
+    let pid = server.child.id();
+    let addr: std::net::SocketAddr = server.addr.parse().unwrap();
+    let client = reqwest::Client::new();
+    let health = format!("http://{addr}/api/health");
+    assert_eq!(client.get(&health).send().await.unwrap().status(), 200);
+    let (fds_before, rss_before) = (open_descriptors(pid), resident_kib(pid));
+
+    // Ten thousand clients connect and send nothing. Past the limit the kernel's backlog
+    // holds them, then refuses; each attempt gives up after a second.
+    let attempts: Vec<_> = (0..10_000)
+        .map(|_| {
+            tokio::spawn(async move {
+                tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            })
+        })
+        .collect();
+    let mut held = Vec::new();
+    for attempt in attempts {
+        if let Some(stream) = attempt.await.unwrap() {
+            held.push(stream);
+        }
+    }
+    let (fds_during, rss_during) = (open_descriptors(pid), resident_kib(pid));
+    assert!(
+        fds_during <= fds_before + 1_000 + 8,
+        "{fds_during} descriptors open (limit 1000 connections; {fds_before} before)"
+    );
+    assert!(
+        rss_during < rss_before + 64 * 1024,
+        "resident memory grew from {rss_before} KiB to {rss_during} KiB"
+    );
+    // Idle connections are closed at the header timeout, so a real client gets in while
+    // the ten thousand are still held open on our side.
+    let started = Instant::now();
+    let answered = tokio::time::timeout(Duration::from_secs(20), client.get(&health).send())
+        .await
+        .expect("a new client was served while the idle flood was held")
+        .unwrap();
+    assert_eq!(answered.status(), 200);
+    println!(
+        "{} of 10000 connections established; server: {fds_before} -> {fds_during} descriptors, \
+         {rss_before} -> {rss_during} KiB; a new request served in {:?}",
+        held.len(),
+        started.elapsed()
+    );
+    drop(held);
+    server.terminate();
+    assert!(server.wait().0);
+}
