@@ -4,4 +4,5 @@ pub mod baseline;
 pub mod histogram;
 pub mod load;
 pub mod report;
+pub mod soak;
 pub mod target;

@@ -44,7 +44,7 @@ pub struct StatusCounts {
 }
 
 impl StatusCounts {
-    fn count(&mut self, status: StatusCode) {
+    pub(crate) fn count(&mut self, status: StatusCode) {
         let slot = match status.as_u16() / 100 {
             2 => &mut self.success,
             3 => &mut self.redirection,
@@ -55,7 +55,7 @@ impl StatusCounts {
         *slot += 1;
     }
 
-    fn add(&mut self, other: &StatusCounts) {
+    pub(crate) fn add(&mut self, other: &StatusCounts) {
         self.success += other.success;
         self.redirection += other.redirection;
         self.client_error += other.client_error;
@@ -253,14 +253,18 @@ async fn exchange(sender: &mut SendRequest<Full<Bytes>>, template: &RequestTempl
     Step::Responded { status, sent_at }
 }
 
-struct LiveConnection {
+pub(crate) struct LiveConnection {
     sender: SendRequest<Full<Bytes>>,
     driver: JoinHandle<()>,
 }
 
 impl LiveConnection {
     async fn open(target: &Target) -> Result<Self> {
-        let stream = TcpStream::connect(target.connect_addr).await?;
+        Self::connect(target.connect_addr).await
+    }
+
+    pub(crate) async fn connect(addr: std::net::SocketAddr) -> Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
         // Requests are small and sent one at a time; Nagle would add delayed-ACK stalls.
         stream.set_nodelay(true)?;
         let (sender, connection) =
@@ -270,6 +274,22 @@ impl LiveConnection {
             let _ = connection.await;
         });
         Ok(Self { sender, driver })
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
+    /// Sends one request and reads the whole answer.
+    pub(crate) async fn send(
+        &mut self,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<(StatusCode, Bytes)> {
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
     }
 }
 

@@ -36,6 +36,40 @@ enum Command {
     Run(RunArgs),
     /// Drive the hello baseline, the target, then the baseline again, and report target/baseline throughput.
     Compare(CompareArgs),
+    /// Palisade's mixed traffic at a fraction of its measured capacity for a long run;
+    /// exits 1 on any 5xx, transport error or lost write.
+    Soak(SoakArgs),
+}
+
+#[derive(Args)]
+struct SoakArgs {
+    /// The server's base URL (http://127.0.0.1:PORT).
+    #[arg(long)]
+    url: String,
+    /// Concurrent keep-alive connections.
+    #[arg(short = 'c', long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    connections: u32,
+    /// Seconds of the closed-loop capacity run before the soak.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_measured_secs)]
+    capacity_secs: Duration,
+    /// The fraction of the measured capacity to hold.
+    #[arg(long, default_value_t = 0.7)]
+    load: f64,
+    /// A fixed rate (requests per second) instead of a fraction of the capacity.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Seconds of soak.
+    #[arg(short = 'd', long = "duration", value_name = "SECS", default_value = "600", value_parser = parse_measured_secs)]
+    duration: Duration,
+    /// Seconds per reported window (throughput, p50/p99, 5xx, server RSS).
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_measured_secs)]
+    window: Duration,
+    /// The server's process id, to sample its resident memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -142,7 +176,34 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run(args).await,
         Command::Compare(args) => compare(args).await,
+        Command::Soak(args) => soak(args).await,
     }
+}
+
+async fn soak(args: SoakArgs) -> Result<ExitCode> {
+    if !(args.load > 0.0 && args.load <= 1.0) {
+        bail!("--load must be in (0, 1], got {}", args.load);
+    }
+    let plan = loadtest::soak::SoakPlan {
+        connections: args.connections as usize,
+        capacity_secs: args.capacity_secs,
+        load: args.load,
+        rate: args.rate,
+        duration: args.duration,
+        window: args.window,
+        server_pid: args.server_pid,
+    };
+    let report = loadtest::soak::run_soak(&args.url, &plan).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode> {

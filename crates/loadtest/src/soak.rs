@@ -1,0 +1,561 @@
+//! The soak profile: Palisade's mixed traffic (sign-ins, authenticated reads, writes, API
+//! key checks) at a fixed fraction of the capacity measured first, for a long time, with
+//! every write counted back at the end and the server's memory sampled as it goes.
+//!
+//! The load is open-loop: requests are scheduled at the target rate whatever the server
+//! does, and each latency runs from the scheduled moment, so a stall shows up as latency
+//! instead of as fewer requests.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, StatusCode};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::histogram::LatencyHistogram;
+use crate::load::{LiveConnection, StatusCounts};
+use crate::target::parse_loopback_url;
+
+/// Out of every 20 requests: 1 sign-in, 4 writes, 8 authenticated reads, 7 key checks.
+const MIX: [Kind; 20] = {
+    use Kind::*;
+    [
+        Read, KeyCheck, Write, Read, KeyCheck, Read, Write, KeyCheck, Read, SignIn, Read, KeyCheck,
+        Write, Read, KeyCheck, Read, Write, KeyCheck, Read, KeyCheck,
+    ]
+};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    SignIn,
+    Read,
+    Write,
+    KeyCheck,
+}
+
+pub struct SoakPlan {
+    pub connections: usize,
+    pub capacity_secs: Duration,
+    /// The fraction of the measured capacity to hold (0.7).
+    pub load: f64,
+    /// Or a fixed rate, skipping the capacity run.
+    pub rate: Option<f64>,
+    pub duration: Duration,
+    pub window: Duration,
+    /// Whose resident memory to sample (`/proc/PID/status`).
+    pub server_pid: Option<u32>,
+}
+
+#[derive(Serialize)]
+pub struct Window {
+    pub second: u64,
+    pub requests: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub server_errors: u64,
+    pub rss_kib: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub struct SoakReport {
+    pub capacity_per_sec: Option<f64>,
+    pub target_per_sec: f64,
+    pub achieved_per_sec: f64,
+    pub requests: u64,
+    pub status: StatusCounts,
+    pub transport_errors: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    pub windows: Vec<Window>,
+    pub rss_start_kib: Option<u64>,
+    pub rss_end_kib: Option<u64>,
+    pub writes_acknowledged: usize,
+    pub writes_found: usize,
+    pub writes_lost: usize,
+    /// Scheduled requests no worker could take up in time (the server fell behind).
+    pub fell_behind: u64,
+}
+
+/// The credentials the mix uses, made once before the load.
+struct Session {
+    addr: SocketAddr,
+    host: String,
+    email: String,
+    access: Mutex<String>,
+    key: String,
+}
+
+impl Session {
+    fn request(&self, kind: Kind, n: u64) -> (Request<Full<Bytes>>, Option<String>) {
+        let (method, path, body, name) = match kind {
+            Kind::SignIn => (
+                Method::POST,
+                "/api/v1/auth/login",
+                format!(r#"{{"email":"{}","password":"{PASSWORD}"}}"#, self.email),
+                None,
+            ),
+            Kind::Read => (Method::GET, "/api/v1/members", String::new(), None),
+            Kind::KeyCheck => (Method::GET, "/api/v1/tenant", String::new(), None),
+            Kind::Write => {
+                let name = format!("soak-{n}");
+                (
+                    Method::POST,
+                    "/api/v1/applications",
+                    format!(r#"{{"name":"{name}"}}"#),
+                    Some(name),
+                )
+            }
+        };
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.host);
+        builder = match kind {
+            Kind::KeyCheck => builder.header("x-api-key", &self.key),
+            Kind::Read | Kind::Write => builder.header(
+                "authorization",
+                format!("Bearer {}", self.access.lock().unwrap()),
+            ),
+            Kind::SignIn => builder,
+        };
+        if !body.is_empty() {
+            builder = builder.header("content-type", "application/json");
+        }
+        let request = builder
+            .body(Full::new(Bytes::from(body)))
+            .expect("a well-formed request");
+        (request, name)
+    }
+
+    async fn call(
+        &self,
+        connection: &mut LiveConnection,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: &str,
+    ) -> Result<(StatusCode, serde_json::Value)> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.host)
+            .header("content-type", "application/json");
+        if let Some(token) = bearer {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        let request = builder.body(Full::new(Bytes::from(body.to_owned())))?;
+        let (status, bytes) = connection.send(request).await?;
+        Ok((status, serde_json::from_slice(&bytes).unwrap_or_default()))
+    }
+
+    /// Signs a new Owner up and in, and makes an Admin key.
+    async fn create(base: &str) -> Result<Self> {
+        let url = parse_loopback_url(base)?;
+        let addr = match url.host {
+            crate::target::LoopbackHost::Ip(ip) => SocketAddr::new(ip, url.port),
+            crate::target::LoopbackHost::Localhost => bail!("give the server's IP address"),
+        };
+        let unique = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos();
+        let mut session = Self {
+            addr,
+            host: url.authority,
+            email: format!("soak-{unique}@example.com"),
+            access: Mutex::new(String::new()),
+            key: String::new(),
+        };
+        let mut connection = LiveConnection::connect(addr).await?;
+        let credentials = format!(r#"{{"email":"{}","password":"{PASSWORD}""#, session.email);
+        let signup = format!(r#"{credentials},"tenant_name":"Soak"}}"#);
+        let (status, _) = session
+            .call(
+                &mut connection,
+                Method::POST,
+                "/api/v1/auth/signup",
+                None,
+                &signup,
+            )
+            .await?;
+        if status != StatusCode::CREATED {
+            bail!("sign-up answered {status}");
+        }
+        let (status, login) = session
+            .call(
+                &mut connection,
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                &format!("{credentials}}}"),
+            )
+            .await?;
+        let access = login["access_token"]
+            .as_str()
+            .ok_or_else(|| anyhow!("sign-in answered {status}"))?
+            .to_owned();
+        let (status, key) = session
+            .call(
+                &mut connection,
+                Method::POST,
+                "/api/v1/api-keys",
+                Some(&access),
+                r#"{"name":"soak","role":"admin"}"#,
+            )
+            .await?;
+        session.key = key["secret"]
+            .as_str()
+            .ok_or_else(|| anyhow!("creating the key answered {status}"))?
+            .to_owned();
+        *session.access.lock().unwrap() = access;
+        Ok(session)
+    }
+
+    async fn written_names(&self) -> Result<BTreeSet<String>> {
+        let mut connection = LiveConnection::connect(self.addr).await?;
+        let access = self.access.lock().unwrap().clone();
+        let (status, listed) = self
+            .call(
+                &mut connection,
+                Method::GET,
+                "/api/v1/applications",
+                Some(&access),
+                "",
+            )
+            .await?;
+        let names = listed
+            .as_array()
+            .ok_or_else(|| anyhow!("listing applications answered {status}"))?
+            .iter()
+            .filter_map(|a| a["name"].as_str().map(str::to_owned))
+            .collect();
+        Ok(names)
+    }
+}
+
+/// What one worker saw.
+struct Tally {
+    windows: Vec<(LatencyHistogram, u64)>,
+    status: StatusCounts,
+    transport_errors: u64,
+    acknowledged: Vec<String>,
+}
+
+impl Tally {
+    fn new(windows: usize) -> Self {
+        Self {
+            windows: (0..windows).map(|_| (LatencyHistogram::new(), 0)).collect(),
+            status: StatusCounts::default(),
+            transport_errors: 0,
+            acknowledged: Vec::new(),
+        }
+    }
+}
+
+/// A request scheduled for `due`, the `n`th of the run.
+struct Job {
+    n: u64,
+    due: Instant,
+}
+
+async fn work(
+    session: Arc<Session>,
+    jobs: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Job>>>,
+    started: Instant,
+    window: Duration,
+    windows: usize,
+) -> Tally {
+    let mut tally = Tally::new(windows);
+    let mut connection: Option<LiveConnection> = None;
+    loop {
+        let next = jobs.lock().await.recv().await;
+        let Some(job) = next else { break };
+        let live = match connection.take().filter(|c| !c.is_closed()) {
+            Some(live) => live,
+            None => match LiveConnection::connect(session.addr).await {
+                Ok(live) => live,
+                Err(_) => {
+                    tally.transport_errors += 1;
+                    continue;
+                }
+            },
+        };
+        let mut live = live;
+        let kind = MIX[(job.n % MIX.len() as u64) as usize];
+        let (request, name) = session.request(kind, job.n);
+        match live.send(request).await {
+            Ok((status, body)) => {
+                tally.status.count(status);
+                let latency = u64::try_from(job.due.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let slot = ((job.due - started).as_nanos() / window.as_nanos()) as usize;
+                let (histogram, server_errors) = &mut tally.windows[slot.min(windows - 1)];
+                histogram.record(latency);
+                if status.is_server_error() {
+                    *server_errors += 1;
+                }
+                if status == StatusCode::CREATED {
+                    tally.acknowledged.extend(name);
+                }
+                if kind == Kind::SignIn && status == StatusCode::OK {
+                    // Later requests use the newest token, so none expires mid-soak.
+                    if let Ok(login) = serde_json::from_slice::<serde_json::Value>(&body) {
+                        if let Some(token) = login["access_token"].as_str() {
+                            *session.access.lock().unwrap() = token.to_owned();
+                        }
+                    }
+                }
+                connection = Some(live);
+            }
+            Err(_) => tally.transport_errors += 1,
+        }
+    }
+    tally
+}
+
+fn resident_kib(pid: Option<u32>) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches(" kB").parse().ok())
+}
+
+/// Runs `rate` requests a second (or, without one, as many as the workers take) for
+/// `duration`; returns the workers' tallies, the resident memory at each window's end,
+/// and how many scheduled requests found every worker busy and the queue full.
+async fn drive(
+    session: &Arc<Session>,
+    plan: &SoakPlan,
+    rate: Option<f64>,
+    duration: Duration,
+    first: u64,
+) -> Result<(Vec<Tally>, Vec<Option<u64>>, u64)> {
+    let windows = (duration.as_nanos().div_ceil(plan.window.as_nanos())).max(1) as usize;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Job>(plan.connections * 4);
+    let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..plan.connections)
+        .map(|_| {
+            tokio::spawn(work(
+                session.clone(),
+                receiver.clone(),
+                started,
+                plan.window,
+                windows,
+            ))
+        })
+        .collect();
+    let mut sent = 0u64;
+    let mut fell_behind = 0u64;
+    let mut rss = Vec::with_capacity(windows);
+    let Some(rate) = rate else {
+        while started.elapsed() < duration {
+            let job = Job {
+                n: first + sent,
+                due: Instant::now(),
+            };
+            if sender.send(job).await.is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        drop(sender);
+        let mut tallies = Vec::with_capacity(workers.len());
+        for worker in workers {
+            tallies.push(worker.await.context("soak worker panicked")?);
+        }
+        return Ok((tallies, rss, 0));
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    loop {
+        tick.tick().await;
+        let elapsed = started.elapsed();
+        if elapsed >= duration {
+            break;
+        }
+        while rss.len() < (elapsed.as_nanos() / plan.window.as_nanos()) as usize {
+            rss.push(resident_kib(plan.server_pid));
+        }
+        let due = (elapsed.as_secs_f64() * rate) as u64;
+        while sent < due {
+            let job = Job {
+                n: first + sent,
+                due: started + Duration::from_secs_f64(sent as f64 / rate),
+            };
+            if sender.try_send(job).is_err() {
+                fell_behind += 1;
+            }
+            sent += 1;
+        }
+    }
+    drop(sender);
+    let mut tallies = Vec::with_capacity(workers.len());
+    for worker in workers {
+        tallies.push(worker.await.context("soak worker panicked")?);
+    }
+    while rss.len() < windows {
+        rss.push(resident_kib(plan.server_pid));
+    }
+    Ok((tallies, rss, fell_behind))
+}
+
+pub async fn run_soak(base: &str, plan: &SoakPlan) -> Result<SoakReport> {
+    let session = Arc::new(Session::create(base).await?);
+    // Capacity: the same mix, as fast as the workers can go (a rate no server reaches,
+    // with the queue's overflow discarded), for a short run.
+    let (capacity, first) = match plan.rate {
+        Some(_) => (None, 0),
+        None => {
+            let (tallies, _, _) = drive(&session, plan, None, plan.capacity_secs, 0).await?;
+            let done: u64 = tallies
+                .iter()
+                .flat_map(|t| t.windows.iter())
+                .map(|(h, _)| h.count())
+                .sum();
+            (
+                Some(done as f64 / plan.capacity_secs.as_secs_f64()),
+                done + 1,
+            )
+        }
+    };
+    let target = plan
+        .rate
+        .unwrap_or_else(|| capacity.unwrap_or(0.0) * plan.load);
+    if target < 1.0 {
+        bail!("a target rate of {target:.1}/s is too low to soak");
+    }
+    let rss_start = resident_kib(plan.server_pid);
+    let (tallies, rss, fell_behind) =
+        drive(&session, plan, Some(target), plan.duration, first).await?;
+    let mut status = StatusCounts::default();
+    let mut transport_errors = 0;
+    let mut acknowledged = BTreeSet::new();
+    let mut all = LatencyHistogram::new();
+    let mut windows: Vec<(LatencyHistogram, u64)> = Vec::new();
+    for tally in tallies {
+        status.add(&tally.status);
+        transport_errors += tally.transport_errors;
+        acknowledged.extend(tally.acknowledged);
+        for (i, (histogram, errors)) in tally.windows.into_iter().enumerate() {
+            all.merge(&histogram);
+            match windows.get_mut(i) {
+                Some((merged, merged_errors)) => {
+                    merged.merge(&histogram);
+                    *merged_errors += errors;
+                }
+                None => windows.push((histogram, errors)),
+            }
+        }
+    }
+    let found = session.written_names().await?;
+    // Writes from the capacity run are in the listing too; only this run's are counted.
+    let lost = acknowledged.difference(&found).count();
+    Ok(SoakReport {
+        capacity_per_sec: capacity,
+        target_per_sec: target,
+        achieved_per_sec: all.count() as f64 / plan.duration.as_secs_f64(),
+        requests: all.count(),
+        status,
+        transport_errors,
+        p50_us: all.value_at_percentile(50.0),
+        p99_us: all.value_at_percentile(99.0),
+        max_us: all.max_us(),
+        windows: windows
+            .iter()
+            .zip(rss)
+            .enumerate()
+            .map(|(i, ((histogram, errors), rss_kib))| Window {
+                second: (i as u64 + 1) * plan.window.as_secs(),
+                requests: histogram.count(),
+                p50_us: histogram.value_at_percentile(50.0),
+                p99_us: histogram.value_at_percentile(99.0),
+                server_errors: *errors,
+                rss_kib,
+            })
+            .collect(),
+        rss_start_kib: rss_start,
+        rss_end_kib: resident_kib(plan.server_pid),
+        writes_acknowledged: acknowledged.len(),
+        writes_found: acknowledged.intersection(&found).count(),
+        writes_lost: lost,
+        fell_behind,
+    })
+}
+
+impl SoakReport {
+    /// The soak's bar: no 5xx, no transport error, no lost write, no request the
+    /// schedule could not place.
+    pub fn passed(&self) -> bool {
+        self.status.server_error == 0
+            && self.transport_errors == 0
+            && self.writes_lost == 0
+            && self.fell_behind == 0
+    }
+
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let mut text = String::new();
+        let ms = |us: u64| us as f64 / 1000.0;
+        if let Some(capacity) = self.capacity_per_sec {
+            let _ = writeln!(
+                text,
+                "capacity (same mix, closed loop): {capacity:.0} req/s"
+            );
+        }
+        let _ = writeln!(
+            text,
+            "target {:.0} req/s, achieved {:.0} req/s, {} requests; p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            self.target_per_sec,
+            self.achieved_per_sec,
+            self.requests,
+            ms(self.p50_us),
+            ms(self.p99_us),
+            ms(self.max_us)
+        );
+        let _ = writeln!(
+            text,
+            "status: 2xx {} 4xx {} 5xx {}; transport errors {}; fell behind {}",
+            self.status.success,
+            self.status.client_error,
+            self.status.server_error,
+            self.transport_errors,
+            self.fell_behind
+        );
+        let _ = writeln!(
+            text,
+            "writes: {} acknowledged, {} found, {} lost",
+            self.writes_acknowledged, self.writes_found, self.writes_lost
+        );
+        let rss = |kib: Option<u64>| {
+            kib.map_or("?".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+        };
+        let _ = writeln!(
+            text,
+            "server RSS: start {}, end {}",
+            rss(self.rss_start_kib),
+            rss(self.rss_end_kib)
+        );
+        for window in &self.windows {
+            let _ = writeln!(
+                text,
+                "  t={:>4}s {:>7} req  p50 {:>7.2} ms  p99 {:>7.2} ms  5xx {}  RSS {}",
+                window.second,
+                window.requests,
+                ms(window.p50_us),
+                ms(window.p99_us),
+                window.server_errors,
+                rss(window.rss_kib)
+            );
+        }
+        let _ = writeln!(text, "{}", if self.passed() { "PASS" } else { "FAIL" });
+        text
+    }
+}
