@@ -33,6 +33,10 @@ const MIX: [Kind; 20] = {
 
 const PASSWORD: &str = "correct horse battery staple";
 
+/// Sign-ins rotate over this many accounts, as a product's users do; one account signing
+/// in many times at once is what the brute-force limit (ID-9) refuses.
+const SIGN_IN_ACCOUNTS: usize = 16;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     SignIn,
@@ -40,6 +44,26 @@ enum Kind {
     Write,
     KeyCheck,
 }
+
+const KINDS: [Kind; 4] = [Kind::SignIn, Kind::Read, Kind::Write, Kind::KeyCheck];
+
+impl Kind {
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Kind::SignIn => "sign-in (POST /api/v1/auth/login)",
+            Kind::Read => "read (GET /api/v1/members, bearer)",
+            Kind::Write => "write (POST /api/v1/applications)",
+            Kind::KeyCheck => "key check (GET /api/v1/tenant, X-Api-Key)",
+        }
+    }
+}
+
+/// Names written by the soak start here, past any the capacity run used.
+const SOAK_NAMES_FROM: u64 = 1 << 40;
 
 pub struct SoakPlan {
     pub connections: usize,
@@ -65,6 +89,15 @@ pub struct Window {
 }
 
 #[derive(Serialize)]
+pub struct KindSummary {
+    pub kind: &'static str,
+    pub requests: u64,
+    pub client_errors: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+}
+
+#[derive(Serialize)]
 pub struct SoakReport {
     pub capacity_per_sec: Option<f64>,
     pub target_per_sec: f64,
@@ -75,6 +108,7 @@ pub struct SoakReport {
     pub p50_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
+    pub kinds: Vec<KindSummary>,
     pub windows: Vec<Window>,
     pub rss_start_kib: Option<u64>,
     pub rss_end_kib: Option<u64>,
@@ -89,7 +123,8 @@ pub struct SoakReport {
 struct Session {
     addr: SocketAddr,
     host: String,
-    email: String,
+    /// The first is the Owner whose tenant the reads and writes use.
+    emails: Vec<String>,
     access: Mutex<String>,
     key: String,
 }
@@ -100,7 +135,10 @@ impl Session {
             Kind::SignIn => (
                 Method::POST,
                 "/api/v1/auth/login",
-                format!(r#"{{"email":"{}","password":"{PASSWORD}"}}"#, self.email),
+                format!(
+                    r#"{{"email":"{}","password":"{PASSWORD}"}}"#,
+                    self.emails[Self::signer(n)]
+                ),
                 None,
             ),
             Kind::Read => (Method::GET, "/api/v1/members", String::new(), None),
@@ -134,6 +172,11 @@ impl Session {
             .body(Full::new(Bytes::from(body)))
             .expect("a well-formed request");
         (request, name)
+    }
+
+    /// Which account the `n`th request signs in as.
+    fn signer(n: u64) -> usize {
+        (n / MIX.len() as u64 % SIGN_IN_ACCOUNTS as u64) as usize
     }
 
     async fn call(
@@ -170,25 +213,33 @@ impl Session {
         let mut session = Self {
             addr,
             host: url.authority,
-            email: format!("soak-{unique}@example.com"),
+            emails: (0..SIGN_IN_ACCOUNTS)
+                .map(|i| format!("soak-{unique}-{i}@example.com"))
+                .collect(),
             access: Mutex::new(String::new()),
             key: String::new(),
         };
         let mut connection = LiveConnection::connect(addr).await?;
-        let credentials = format!(r#"{{"email":"{}","password":"{PASSWORD}""#, session.email);
-        let signup = format!(r#"{credentials},"tenant_name":"Soak"}}"#);
-        let (status, _) = session
-            .call(
-                &mut connection,
-                Method::POST,
-                "/api/v1/auth/signup",
-                None,
-                &signup,
-            )
-            .await?;
-        if status != StatusCode::CREATED {
-            bail!("sign-up answered {status}");
+        for email in &session.emails {
+            let signup =
+                format!(r#"{{"email":"{email}","password":"{PASSWORD}","tenant_name":"Soak"}}"#);
+            let (status, _) = session
+                .call(
+                    &mut connection,
+                    Method::POST,
+                    "/api/v1/auth/signup",
+                    None,
+                    &signup,
+                )
+                .await?;
+            if status != StatusCode::CREATED {
+                bail!("sign-up answered {status}");
+            }
         }
+        let credentials = format!(
+            r#"{{"email":"{}","password":"{PASSWORD}""#,
+            session.emails[0]
+        );
         let (status, login) = session
             .call(
                 &mut connection,
@@ -244,6 +295,8 @@ impl Session {
 /// What one worker saw.
 struct Tally {
     windows: Vec<(LatencyHistogram, u64)>,
+    /// Per kind: latencies and 4xx answers.
+    kinds: Vec<(LatencyHistogram, u64)>,
     status: StatusCounts,
     transport_errors: u64,
     acknowledged: Vec<String>,
@@ -253,6 +306,7 @@ impl Tally {
     fn new(windows: usize) -> Self {
         Self {
             windows: (0..windows).map(|_| (LatencyHistogram::new(), 0)).collect(),
+            kinds: KINDS.iter().map(|_| (LatencyHistogram::new(), 0)).collect(),
             status: StatusCounts::default(),
             transport_errors: 0,
             acknowledged: Vec::new(),
@@ -301,10 +355,15 @@ async fn work(
                 if status.is_server_error() {
                     *server_errors += 1;
                 }
+                let (by_kind, client_errors) = &mut tally.kinds[kind.index()];
+                by_kind.record(latency);
+                if status.is_client_error() {
+                    *client_errors += 1;
+                }
                 if status == StatusCode::CREATED {
                     tally.acknowledged.extend(name);
                 }
-                if kind == Kind::SignIn && status == StatusCode::OK {
+                if kind == Kind::SignIn && status == StatusCode::OK && Session::signer(job.n) == 0 {
                     // Later requests use the newest token, so none expires mid-soak.
                     if let Ok(login) = serde_json::from_slice::<serde_json::Value>(&body) {
                         if let Some(token) = login["access_token"].as_str() {
@@ -339,7 +398,12 @@ async fn drive(
     first: u64,
 ) -> Result<(Vec<Tally>, Vec<Option<u64>>, u64)> {
     let windows = (duration.as_nanos().div_ceil(plan.window.as_nanos())).max(1) as usize;
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Job>(plan.connections * 4);
+    // Two seconds of the schedule may wait for a worker: a stall shows up as latency, and
+    // only a longer one drops requests (counted as falling behind, which fails the soak).
+    let queue = rate.map_or(plan.connections * 4, |rate| {
+        (rate * 2.0) as usize + plan.connections
+    });
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Job>(queue.max(1));
     let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
     let started = Instant::now();
     let workers: Vec<_> = (0..plan.connections)
@@ -409,10 +473,10 @@ async fn drive(
 
 pub async fn run_soak(base: &str, plan: &SoakPlan) -> Result<SoakReport> {
     let session = Arc::new(Session::create(base).await?);
-    // Capacity: the same mix, as fast as the workers can go (a rate no server reaches,
-    // with the queue's overflow discarded), for a short run.
-    let (capacity, first) = match plan.rate {
-        Some(_) => (None, 0),
+    // Capacity: the same mix, closed loop (each worker takes the next request as soon as
+    // it has an answer), for a short run.
+    let capacity = match plan.rate {
+        Some(_) => None,
         None => {
             let (tallies, _, _) = drive(&session, plan, None, plan.capacity_secs, 0).await?;
             let done: u64 = tallies
@@ -420,10 +484,7 @@ pub async fn run_soak(base: &str, plan: &SoakPlan) -> Result<SoakReport> {
                 .flat_map(|t| t.windows.iter())
                 .map(|(h, _)| h.count())
                 .sum();
-            (
-                Some(done as f64 / plan.capacity_secs.as_secs_f64()),
-                done + 1,
-            )
+            Some(done as f64 / plan.capacity_secs.as_secs_f64())
         }
     };
     let target = plan
@@ -434,13 +495,19 @@ pub async fn run_soak(base: &str, plan: &SoakPlan) -> Result<SoakReport> {
     }
     let rss_start = resident_kib(plan.server_pid);
     let (tallies, rss, fell_behind) =
-        drive(&session, plan, Some(target), plan.duration, first).await?;
+        drive(&session, plan, Some(target), plan.duration, SOAK_NAMES_FROM).await?;
     let mut status = StatusCounts::default();
     let mut transport_errors = 0;
     let mut acknowledged = BTreeSet::new();
     let mut all = LatencyHistogram::new();
     let mut windows: Vec<(LatencyHistogram, u64)> = Vec::new();
+    let mut kinds: Vec<(LatencyHistogram, u64)> =
+        KINDS.iter().map(|_| (LatencyHistogram::new(), 0)).collect();
     for tally in tallies {
+        for ((merged, merged_errors), (histogram, errors)) in kinds.iter_mut().zip(&tally.kinds) {
+            merged.merge(histogram);
+            *merged_errors += errors;
+        }
         status.add(&tally.status);
         transport_errors += tally.transport_errors;
         acknowledged.extend(tally.acknowledged);
@@ -468,6 +535,17 @@ pub async fn run_soak(base: &str, plan: &SoakPlan) -> Result<SoakReport> {
         p50_us: all.value_at_percentile(50.0),
         p99_us: all.value_at_percentile(99.0),
         max_us: all.max_us(),
+        kinds: KINDS
+            .iter()
+            .zip(&kinds)
+            .map(|(kind, (histogram, client_errors))| KindSummary {
+                kind: kind.label(),
+                requests: histogram.count(),
+                client_errors: *client_errors,
+                p50_us: histogram.value_at_percentile(50.0),
+                p99_us: histogram.value_at_percentile(99.0),
+            })
+            .collect(),
         windows: windows
             .iter()
             .zip(rss)
@@ -491,10 +569,11 @@ pub async fn run_soak(base: &str, plan: &SoakPlan) -> Result<SoakReport> {
 }
 
 impl SoakReport {
-    /// The soak's bar: no 5xx, no transport error, no lost write, no request the
-    /// schedule could not place.
+    /// The soak's bar: no 5xx (nor any 4xx: the mix sends only valid requests), no
+    /// transport error, no lost write, no request the schedule could not place.
     pub fn passed(&self) -> bool {
         self.status.server_error == 0
+            && self.status.client_error == 0
             && self.transport_errors == 0
             && self.writes_lost == 0
             && self.fell_behind == 0
@@ -543,6 +622,17 @@ impl SoakReport {
             rss(self.rss_start_kib),
             rss(self.rss_end_kib)
         );
+        for kind in &self.kinds {
+            let _ = writeln!(
+                text,
+                "  {:<44} {:>7} req  p50 {:>7.2} ms  p99 {:>7.2} ms  4xx {}",
+                kind.kind,
+                kind.requests,
+                ms(kind.p50_us),
+                ms(kind.p99_us),
+                kind.client_errors
+            );
+        }
         for window in &self.windows {
             let _ = writeln!(
                 text,
