@@ -434,7 +434,8 @@ async fn retention_prunes_from_the_oldest_and_the_rest_still_verifies() {
     app.stop().await;
 }
 
-async fn verdict_ok(app: &TestApp, owner: &Session) -> bool {
+/// Whether the tenant's chain verifies through the API.
+pub(crate) async fn verdict_ok(app: &TestApp, owner: &Session) -> bool {
     verdict(app, owner).await["ok"] == true
 }
 
