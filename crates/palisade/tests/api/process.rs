@@ -443,12 +443,7 @@ async fn a_server_killed_mid_write_keeps_every_acknowledged_event_and_its_chains
     let db = TestDatabase::create().await;
     let dir = tempfile::tempdir().unwrap();
     let mut env = db.env();
-    for limit in ["DEFAULT", "READ", "SIGN_IN"] {
-        env.push((
-            format!("PALISADE_RATE_LIMITS__{limit}_PER_MINUTE"),
-            "1000000".into(),
-        ));
-    }
+    env.extend(unlimited());
     let server = start(dir.path(), &env, &["--data-dir", "data"]);
     let base = format!("http://{}", server.addr);
     let client = reqwest::Client::new();
