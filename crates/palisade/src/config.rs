@@ -52,6 +52,9 @@ pub struct AuditSettings {
     pub checkpoint_every: u32,
     /// …or this many seconds after its last checkpoint, whichever comes first.
     pub checkpoint_interval_secs: u32,
+    /// The shortest retention a tenant may set, in days (1 to 36500; default 30). Only an
+    /// Owner shortens a tenant's retention (claim AUD-5).
+    pub retention_floor_days: i32,
 }
 
 impl Default for AuditSettings {
@@ -60,6 +63,7 @@ impl Default for AuditSettings {
             checkpoint_key_file: None,
             checkpoint_every: 1_000,
             checkpoint_interval_secs: 300,
+            retention_floor_days: 30,
         }
     }
 }
@@ -168,7 +172,8 @@ pub struct LogSettings {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsSettings {
-    /// When set, `/metrics` demands `Authorization: Bearer <token>`.
+    /// `/metrics` demands `Authorization: Bearer <token>` (at least 16 characters). Unset
+    /// (the default), nobody may scrape: every scrape is 401.
     pub bearer_token: Option<SecretString>,
 }
 
@@ -428,6 +433,10 @@ impl Settings {
             (1..=86_400).contains(&self.audit.checkpoint_interval_secs),
             "audit.checkpoint_interval_secs must be 1 to 86400",
         );
+        check(
+            (1..=36_500).contains(&self.audit.retention_floor_days),
+            "audit.retention_floor_days must be 1 to 36500",
+        );
         for (name, url) in [
             ("database.url", &self.database.url),
             ("database.migrate_url", &self.database.migrate_url),
@@ -652,6 +661,7 @@ impl Settings {
                 "checkpoint_key_file": self.audit.key_path(&self.data_dir).display().to_string(),
                 "checkpoint_every": self.audit.checkpoint_every,
                 "checkpoint_interval_secs": self.audit.checkpoint_interval_secs,
+                "retention_floor_days": self.audit.retention_floor_days,
             },
             "mail": {
                 "smtp_url": secret(&self.mail.smtp_url),

@@ -282,12 +282,25 @@ fn write_csv_event(buf: &mut Vec<u8>, event: &ChainedEvent) {
     buf.push(b'\n');
 }
 
+/// Whether a spreadsheet could take a cell starting so for a formula (OWASP's CSV
+/// injection list), or it starts with the quote that neutralises one.
+fn needs_neutralising(text: &str) -> bool {
+    matches!(
+        text.as_bytes().first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r' | b'\'')
+    )
+}
+
 /// RFC 4180 quoting; an absent value is an empty field and an empty text `""`, so the two
-/// stay apart (the chain hashes them differently). Values are written exactly: a
-/// spreadsheet should import the file as text (docs/audit.md).
+/// stay apart (the chain hashes them differently). A value a spreadsheet would run as a
+/// formula (`=cmd|…`, from a user agent, say) is quoted behind a `'`, as OWASP advises;
+/// so is one that starts with `'`, so reading strips exactly one and gets every value
+/// back exactly (the offline verifier hashes what it reads).
 fn write_csv_field(buf: &mut Vec<u8>, field: Option<&str>) {
     let Some(text) = field else { return };
+    let neutralised = needs_neutralising(text);
     let plain = !text.is_empty()
+        && !neutralised
         && !text
             .bytes()
             .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'));
@@ -296,6 +309,9 @@ fn write_csv_field(buf: &mut Vec<u8>, field: Option<&str>) {
         return;
     }
     buf.push(b'"');
+    if neutralised {
+        buf.push(b'\'');
+    }
     for byte in text.bytes() {
         if byte == b'"' {
             buf.push(b'"');
@@ -305,8 +321,19 @@ fn write_csv_field(buf: &mut Vec<u8>, field: Option<&str>) {
     buf.push(b'"');
 }
 
-/// Splits one CSV record; `None` for an unquoted empty field.
+/// Splits one CSV record; `None` for an unquoted empty field. The `'` that neutralised a
+/// formula is taken off.
 fn parse_csv_record(line: &str) -> Option<Vec<Option<String>>> {
+    let mut fields = split_csv_record(line)?;
+    for text in fields.iter_mut().flatten() {
+        if text.starts_with('\'') {
+            text.remove(0);
+        }
+    }
+    Some(fields)
+}
+
+fn split_csv_record(line: &str) -> Option<Vec<Option<String>>> {
     let mut fields = Vec::with_capacity(CSV_COLUMNS);
     let mut chars = line.chars().peekable();
     loop {
@@ -619,6 +646,7 @@ mod tests {
         }
     }
 
+    // claim: AUD-4
     #[test]
     fn csv_fields_round_trip_keeping_absent_and_empty_apart() {
         for value in [
@@ -628,13 +656,31 @@ mod tests {
             Some("a,b"),
             Some("say \"hi\""),
             Some("=cmd()"),
+            Some("=cmd|' /C calc'!A0"),
+            Some("+1"),
+            Some("-1"),
+            Some("@SUM(A1)"),
+            Some("\tx"),
+            Some("\rx"),
+            Some("'"),
+            Some("'=x"),
+            Some("''"),
         ] {
             let mut buf = Vec::new();
             write_csv_field(&mut buf, Some("x"));
             buf.push(b',');
             write_csv_field(&mut buf, value);
-            let parsed = parse_csv_record(std::str::from_utf8(&buf).unwrap()).unwrap();
+            let written = std::str::from_utf8(&buf).unwrap();
+            let parsed = parse_csv_record(written).unwrap();
             assert_eq!(parsed[1].as_deref(), value, "{value:?}");
+            // What a spreadsheet sees as the cell never starts a formula.
+            let cell = split_csv_record(written).unwrap()[1]
+                .clone()
+                .unwrap_or_default();
+            assert!(!matches!(
+                cell.chars().next(),
+                Some('=' | '+' | '-' | '@' | '\t' | '\r')
+            ));
         }
     }
 }

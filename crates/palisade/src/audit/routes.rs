@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use super::chain::ChainedEvent;
 use super::export::Format;
-use super::service::Verification;
+use super::service::{RetentionChange, Verification};
 use super::store::{micros, EventFilter};
 use crate::app::AppState;
 use crate::http::auth::Permitted;
@@ -24,6 +24,7 @@ use crate::http::extract::{Json, Query, RequestContext};
 use crate::http::openapi::ErrorBody;
 use crate::identity::routes::origin;
 use crate::tenancy::actions::act;
+use crate::tenancy::Role;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -310,7 +311,9 @@ async fn get_retention(
 }
 
 /// Set how long the tenant keeps its audit history. Pruning runs hourly from the oldest
-/// event and leaves a signed anchor, so the rest of the chain still verifies.
+/// event and leaves a signed anchor, so the rest of the chain still verifies. Never below
+/// the deployment's floor (`audit.retention_floor_days`, 30 days by default), and only an
+/// Owner shortens it; Admins may lengthen it.
 ///
 /// Action: `tenant.update_security` (people only).
 #[utoipa::path(
@@ -344,11 +347,22 @@ async fn set_retention(
         .in_tenant(tenant)
         .by(member)
         .on("audit_log", tenant);
-    state
+    let by_owner = member.role() == Role::Owner;
+    match state
         .audit
-        .set_retention(tenant.as_uuid(), days, event)
-        .await?;
-    Ok(axum::Json(body))
+        .set_retention(tenant.as_uuid(), days, by_owner, event)
+        .await?
+    {
+        RetentionChange::Set => Ok(axum::Json(body)),
+        RetentionChange::BelowFloor => Err(ApiError::invalid_field(
+            "days must be at least the deployment's floor (audit.retention_floor_days)",
+        )),
+        RetentionChange::OwnerOnly => Err(ApiError::refused(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only an Owner shortens the audit history kept",
+        )),
+    }
 }
 
 #[derive(Serialize, ToSchema)]

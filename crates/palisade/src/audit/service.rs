@@ -28,6 +28,16 @@ pub struct Audit {
     settings: AuditSettings,
 }
 
+/// What became of a retention change.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RetentionChange {
+    Set,
+    /// Below `audit.retention_floor_days`.
+    BelowFloor,
+    /// It shortens the history kept, which only an Owner may do.
+    OwnerOnly,
+}
+
 /// What verifying one chain found.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Verification {
@@ -174,15 +184,31 @@ impl Audit {
         self.store.retention(stream).await
     }
 
+    /// Sets a chain's retention (None: keep everything). Keeping history for less than
+    /// the deployment's floor is refused, and only an Owner shortens it (claim AUD-5): an
+    /// Admin covering their tracks could otherwise prune a day later.
     pub async fn set_retention(
         &self,
         stream: Uuid,
         days: Option<i32>,
+        by_owner: bool,
         event: AuditRecord,
-    ) -> Result<(), StoreError> {
+    ) -> Result<RetentionChange, StoreError> {
+        if days.is_some_and(|days| days < self.settings.retention_floor_days) {
+            return Ok(RetentionChange::BelowFloor);
+        }
         let before = self.store.retention(stream).await?;
+        let shorter = match (before, days) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(before), Some(after)) => after < before,
+        };
+        if shorter && !by_owner {
+            return Ok(RetentionChange::OwnerOnly);
+        }
         let event = event.changed("retention_days", before, days);
-        self.store.set_retention(stream, days, &event).await
+        self.store.set_retention(stream, days, &event).await?;
+        Ok(RetentionChange::Set)
     }
 
     /// Prunes every chain with limited retention from its oldest event, leaving a signed

@@ -93,7 +93,7 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
         .map(str::trim)
         .collect::<Vec<_>>();
     for hop in hops.iter().rev() {
-        let Ok(ip) = hop.parse::<IpAddr>() else {
+        let Some(ip) = hop_address(hop) else {
             // A hop we cannot read: stop at the last address a trusted proxy vouched for.
             break;
         };
@@ -103,6 +103,31 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
         }
     }
     client
+}
+
+/// One hop of `X-Forwarded-For`: an address, `ip:port`, `[v6]` or `[v6]:port` (proxies
+/// write all of them; refusing the port forms would put every client behind such a proxy
+/// into one limiter and lock-out bucket).
+fn hop_address(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Some(rest) = hop.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        return ip.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6);
+    }
+    let (ip, port) = hop.rsplit_once(':')?;
+    if !is_port(port) {
+        return None;
+    }
+    ip.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+fn is_port(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 5 && text.parse::<u16>().is_ok()
 }
 
 #[cfg(test)]
@@ -151,5 +176,29 @@ mod tests {
         assert_eq!(got, "203.0.113.9".parse::<IpAddr>().unwrap());
         assert_eq!(resolve(peer, &HeaderMap::new(), &trusted), peer);
         assert_eq!(resolve(peer, &xff("garbage"), &trusted), peer);
+    }
+
+    // claim: ID-9
+    #[test]
+    fn hops_with_ports_and_bracketed_v6_name_their_client() {
+        let trusted = cidrs(&["10.0.0.0/8"]);
+        let peer: IpAddr = "10.0.0.2".parse().unwrap();
+        for (hop, client) in [
+            ("203.0.113.9:51234", "203.0.113.9"),
+            ("[2001:db8::7]:443", "2001:db8::7"),
+            ("[2001:db8::7]", "2001:db8::7"),
+            ("2001:db8::7", "2001:db8::7"),
+        ] {
+            let got = resolve(peer, &xff(&format!("{hop}, 10.0.0.1:80")), &trusted);
+            assert_eq!(got, client.parse::<IpAddr>().unwrap(), "{hop}");
+        }
+        for bad in [
+            "203.0.113.9:",
+            "203.0.113.9:99999",
+            "[2001:db8::7]x",
+            "[1.2.3.4]:80",
+        ] {
+            assert_eq!(resolve(peer, &xff(bad), &trusted), peer, "{bad}");
+        }
     }
 }

@@ -12,10 +12,10 @@ use super::service::{Identity, IdentityError, Origin};
 use super::store::{MembershipRecord, NewSession, SessionRecord};
 use super::throttle::{Admission, Attempt, Scopes};
 use super::tokens::{IssuedToken, TokenSubject};
-use crate::audit::AuditRecord;
+use crate::audit::{Acting, Actor, AuditRecord};
 use crate::crypto::{random_token, sha256};
 use crate::ids::{ApplicationId, SessionId, TenantId, UserId};
-use crate::tenancy::actions::Action;
+use crate::tenancy::actions::{Action, Grant};
 use crate::tenancy::Role;
 
 /// What kind of identity a request acts as (claim RBAC-4). Sessions always make a Member;
@@ -131,7 +131,12 @@ impl Principal {
     /// Whether this member may give someone `role`: not above their own rank, and (for a
     /// member restricted by a custom role) no action of it beyond their own (claim RBAC-6).
     pub fn may_grant(&self, role: Role) -> bool {
-        crate::tenancy::actions::may_grant(self.role, |action| self.may(action), role)
+        self.may_act_on(&Grant::role(role))
+    }
+
+    /// Whether this member may create, change or end an object that hands out `grant`.
+    pub fn may_act_on(&self, grant: &Grant) -> bool {
+        grant.within(self.role, |action| self.may(action))
     }
 
     /// Whether this member may do `action`: their custom role's actions if they hold one,
@@ -292,6 +297,7 @@ impl Identity {
                 tenant: membership.tenant_id,
                 role: membership.role.as_str(),
                 session: session.id,
+                tenant_switches: 0,
             },
             now,
         )?;
@@ -446,6 +452,7 @@ impl Identity {
                 tenant: session.tenant_id,
                 role: principal.role.as_str(),
                 session: session.id,
+                tenant_switches: session.tenant_switches,
             },
             now,
         )?;
@@ -561,7 +568,7 @@ impl Identity {
         }
         // A token from before the session last switched tenant does not come back to life
         // when it switches back.
-        if claims.iat < record.tenant_since.unix_timestamp() {
+        if claims.tsw != record.tenant_switches {
             return Err(IdentityError::Unauthenticated(
                 "issued before a tenant switch",
             ));
@@ -702,12 +709,17 @@ impl Identity {
             return Err(IdentityError::TenantSuspended);
         }
         let now = self.now();
+        // The event names the role held in the tenant switched to, not the one left.
         let event = origin
             .event("auth.tenant_switched", "success", now)
             .in_tenant(tenant)
-            .by(principal)
+            .by(Acting::Principal(
+                Actor::User(principal.user),
+                membership.role.as_str(),
+            ))
             .on("session", principal.session);
-        self.store
+        let tenant_switches = self
+            .store
             .switch_tenant(principal.session, tenant, &event)
             .await?;
         self.principals.changed();
@@ -717,6 +729,7 @@ impl Identity {
                 tenant,
                 role: membership.role.as_str(),
                 session: principal.session,
+                tenant_switches,
             },
             now,
         )?)

@@ -74,6 +74,8 @@ pub struct SessionRecord {
     pub mfa: bool,
     /// When the session began acting in its current tenant.
     pub tenant_since: OffsetDateTime,
+    /// How often it switched tenant; its access tokens carry the count (claim TEN-1).
+    pub tenant_switches: i64,
 }
 
 /// A presented refresh token's row, its session and its user's revocation instant.
@@ -93,7 +95,7 @@ pub struct PrincipalRecord {
     pub absolute_expires_at: OffsetDateTime,
     pub revoked_at: Option<OffsetDateTime>,
     pub mfa: bool,
-    pub tenant_since: OffsetDateTime,
+    pub tenant_switches: i64,
     pub email: String,
     pub email_verified_at: Option<OffsetDateTime>,
     pub tokens_valid_after: OffsetDateTime,
@@ -221,7 +223,7 @@ pub trait IdentityStore: Send + Sync {
         session: SessionId,
         tenant: TenantId,
         event: &AuditRecord,
-    ) -> Result<(), StoreError>;
+    ) -> Result<i64, StoreError>;
     /// The session, user, tenant and role an access token stands for, as they are now.
     async fn principal(
         &self,
@@ -358,7 +360,8 @@ pub struct SqlIdentityStore<P>(P);
 macro_rules! session_columns {
     () => {
         "s.id, s.user_id, s.tenant_id, s.created_at, s.last_refreshed_at,
-         s.absolute_expires_at, s.revoked_at, s.ip, s.user_agent, s.mfa, s.tenant_since"
+         s.absolute_expires_at, s.revoked_at, s.ip, s.user_agent, s.mfa, s.tenant_since,
+         s.tenant_switches"
     };
 }
 
@@ -375,7 +378,7 @@ const REFRESH_TOKEN_QUERY: &str = concat!(
 // The hot path of every authenticated request: one indexed lookup per table.
 const PRINCIPAL_QUERY: &str =
     "SELECT s.id, s.user_id, s.tenant_id, s.created_at, s.absolute_expires_at, s.revoked_at,
-            s.mfa, s.tenant_since, u.email, u.email_verified_at, u.tokens_valid_after, t.name,
+            s.mfa, s.tenant_switches, u.email, u.email_verified_at, u.tokens_valid_after, t.name,
             m.role, t.require_mfa, t.suspended_at, cr.actions
      FROM sessions s
      JOIN users u ON u.id = s.user_id
@@ -402,6 +405,7 @@ type SessionRow = (
     Option<String>,
     bool,
     OffsetDateTime,
+    i64,
 );
 
 fn session_from(row: SessionRow) -> SessionRecord {
@@ -417,6 +421,7 @@ fn session_from(row: SessionRow) -> SessionRecord {
         user_agent: row.8,
         mfa: row.9,
         tenant_since: row.10,
+        tenant_switches: row.11,
     }
 }
 
@@ -697,15 +702,17 @@ for_both_backends! {
         ) -> Result<Option<RefreshRecord>, StoreError> {
             let row: Option<(Option<OffsetDateTime>, SessionId, UserId, TenantId, OffsetDateTime,
                 OffsetDateTime, OffsetDateTime, Option<OffsetDateTime>, Option<String>,
-                Option<String>, bool, OffsetDateTime, OffsetDateTime)> =
+                Option<String>, bool, OffsetDateTime, i64, OffsetDateTime)> =
                 sqlx::query_as(REFRESH_TOKEN_QUERY)
                 .bind(&hash[..])
                 .fetch_optional(&self.0)
                 .await?;
             Ok(row.map(|r| RefreshRecord {
                 used_at: r.0,
-                session: session_from((r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11)),
-                tokens_valid_after: r.12,
+                session: session_from((
+                    r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12,
+                )),
+                tokens_valid_after: r.13,
             }))
         }
 
@@ -796,22 +803,24 @@ for_both_backends! {
             session: SessionId,
             tenant: TenantId,
             event: &AuditRecord,
-        ) -> Result<(), StoreError> {
+        ) -> Result<i64, StoreError> {
             let mut tx = begin_for(&self.0, event).await?;
-            let switched = sqlx::query(
-                "UPDATE sessions SET tenant_id = $1, tenant_since = $2
-                 WHERE id = $3 AND revoked_at IS NULL",
+            let switches: Option<i64> = sqlx::query_scalar(
+                "UPDATE sessions SET tenant_id = $1, tenant_since = $2,
+                     tenant_switches = tenant_switches + 1
+                 WHERE id = $3 AND revoked_at IS NULL
+                 RETURNING tenant_switches",
             )
             .bind(tenant)
             .bind(event.occurred_at)
             .bind(session)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
-            if switched.rows_affected() != 1 {
+            let Some(switches) = switches else {
                 return Err(StoreError::Other("switching a session that is gone".into()));
-            }
+            };
             tx.commit_narrowing(event).await?;
-            Ok(())
+            Ok(switches)
         }
 
         async fn principal(
@@ -821,7 +830,7 @@ for_both_backends! {
         ) -> Result<Option<PrincipalRecord>, StoreError> {
             let mut reader = self.0.tenant_reader(tenant).await?;
             let row: Option<(SessionId, UserId, TenantId, OffsetDateTime, OffsetDateTime,
-                Option<OffsetDateTime>, bool, OffsetDateTime, String, Option<OffsetDateTime>,
+                Option<OffsetDateTime>, bool, i64, String, Option<OffsetDateTime>,
                 OffsetDateTime, String, String, bool, Option<OffsetDateTime>, Option<String>)> =
                 sqlx::query_as(PRINCIPAL_QUERY)
                 .bind(session)
@@ -838,7 +847,7 @@ for_both_backends! {
                     absolute_expires_at: r.4,
                     revoked_at: r.5,
                     mfa: r.6,
-                    tenant_since: r.7,
+                    tenant_switches: r.7,
                     email: r.8,
                     email_verified_at: r.9,
                     tokens_valid_after: r.10,

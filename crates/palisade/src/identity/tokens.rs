@@ -41,6 +41,14 @@ pub struct AccessClaims {
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
+    /// The session's tenant switches when issued: a token from before a switch never
+    /// comes back after switching back, however quickly (claim TEN-1). Absent: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tsw: i64,
+}
+
+fn is_zero(count: &i64) -> bool {
+    *count == 0
 }
 
 /// What a caller needs to issue a token.
@@ -49,6 +57,7 @@ pub struct TokenSubject {
     pub tenant: TenantId,
     pub role: &'static str,
     pub session: SessionId,
+    pub tenant_switches: i64,
 }
 
 pub struct IssuedToken {
@@ -263,6 +272,7 @@ impl AccessTokens {
             iat,
             exp: iat + self.ttl.as_secs() as i64,
             jti: crypto::base64url(&crypto::random_bytes::<16>()),
+            tsw: subject.tenant_switches,
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(active.kid.clone());
@@ -443,6 +453,7 @@ mod tests {
             tenant: TenantId::generate(),
             role: "member",
             session: SessionId::generate(),
+            tenant_switches: 0,
         }
     }
 
@@ -521,6 +532,7 @@ mod tests {
                 iat,
                 exp: iat + lifetime,
                 jti: "j".into(),
+                tsw: 0,
             };
             let accepted = check_times(claims, OffsetDateTime::from_unix_timestamp(now).unwrap()).is_ok();
             let skew = CLOCK_SKEW.as_secs() as i64;

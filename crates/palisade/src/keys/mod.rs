@@ -25,15 +25,18 @@ use crate::identity::principals::EpochMap;
 use crate::identity::service::{EpochSource, IdentityError, Origin};
 use crate::identity::sessions::{Principal, PrincipalKind, TenantScope};
 use crate::ids::{ApiKeyId, ApplicationId, TenantId};
-use crate::tenancy::actions::Action;
+use crate::tenancy::actions::{Action, Grant};
 use crate::tenancy::caller::Caller;
-use crate::tenancy::members::TenancyError;
+use crate::tenancy::members::{guarded, TenancyError};
 use crate::tenancy::Role;
 use store::{Creation, KeyRecord, KeyStore, PresentedRecord};
 
 /// The longest a key may live, and the longest overlap a rotation may grant.
 pub const MAX_LIFETIME_DAYS: i64 = 3650;
 pub const MAX_OVERLAP_SECS: i64 = 7 * 24 * 3600;
+
+/// Why a key may not be created, rotated or revoked by this caller (claim RBAC-6).
+const BEYOND_YOUR_OWN: &str = "the key's role or scopes go beyond what you may grant";
 
 /// A key's row as cached under the auth epoch, its scopes parsed once.
 #[derive(Debug)]
@@ -156,12 +159,7 @@ impl ApiKeys {
                     .presented(presented.id)
                     .await?
                     .ok_or(IdentityError::Unauthenticated("unknown API key"))?;
-                let scopes = record.key.scopes.as_deref().map(|names| {
-                    names
-                        .split_whitespace()
-                        .filter_map(Action::from_name)
-                        .collect()
-                });
+                let scopes = record.key.scopes.as_deref().map(Action::parse_list);
                 let cached = Arc::new(CachedKey {
                     record,
                     scopes,
@@ -230,17 +228,12 @@ impl ApiKeys {
             None => None,
             Some(names) => Some(parse_scopes(names, request.role)?),
         };
-        if !principal.may_grant(request.role) {
-            return Err(TenancyError::Forbidden(
-                "a key cannot have a role above your own",
-            ));
-        }
-        if let Some(scopes) = &scopes {
-            if !scopes.iter().all(|action| principal.may(*action)) {
-                return Err(TenancyError::Forbidden(
-                    "a key cannot have scopes beyond your own actions",
-                ));
-            }
+        let grant = Grant {
+            role: Some(request.role),
+            actions: scopes.clone(),
+        };
+        if !principal.may_act_on(&grant) {
+            return Err(TenancyError::Forbidden(BEYOND_YOUR_OWN));
         }
         let now = self.clock.now();
         let expires_at = match request.expires_in_days {
@@ -315,13 +308,12 @@ impl ApiKeys {
             .in_tenant(principal.tenant())
             .by(principal)
             .on("api_key", id);
-        if !self
+        let may_act_on = |grant: &Grant| principal.may_act_on(grant);
+        let outcome = self
             .store
-            .revoke(principal.scope(), id, now, &event)
-            .await?
-        {
-            return Err(TenancyError::NotFound);
-        }
+            .revoke(principal.scope(), id, &may_act_on, now, &event)
+            .await?;
+        guarded(outcome, BEYOND_YOUR_OWN)?;
         self.epoch.changed();
         Ok(())
     }
@@ -345,11 +337,20 @@ impl ApiKeys {
             .in_tenant(principal.tenant())
             .by(principal)
             .on("api_key", id);
-        let record = self
+        let may_act_on = |grant: &Grant| principal.may_act_on(grant);
+        let outcome = self
             .store
-            .rotate(principal.scope(), id, &hash, previous_until, now, &event)
-            .await?
-            .ok_or(TenancyError::NotFound)?;
+            .rotate(
+                principal.scope(),
+                id,
+                &may_act_on,
+                &hash,
+                previous_until,
+                now,
+                &event,
+            )
+            .await?;
+        let record = guarded(outcome, BEYOND_YOUR_OWN)?;
         self.epoch.changed();
         Ok(IssuedKey { record, key })
     }

@@ -8,7 +8,9 @@ use time::OffsetDateTime;
 use crate::audit::{Append, AuditRecord};
 use crate::identity::sessions::TenantScope;
 use crate::ids::{ApiKeyId, ApplicationId, TenantId, UserId};
-use crate::store::{for_both_backends, Begin, Database, StoreError};
+use crate::store::{for_both_backends, Begin, Database, Guarded, MayActOn, StoreError};
+use crate::tenancy::actions::Grant;
+use crate::tenancy::store::LOCK_APPLICATION;
 use crate::tenancy::Role;
 
 #[derive(Clone, Debug)]
@@ -55,25 +57,28 @@ pub trait KeyStore: Send + Sync {
         event: &AuditRecord,
     ) -> Result<Creation, StoreError>;
     async fn list(&self, scope: TenantScope) -> Result<Vec<KeyRecord>, StoreError>;
-    /// Revokes a live key; false when there is none of that id in the tenant.
+    /// Revokes a live key of the tenant the caller `may_act_on`.
     async fn revoke(
         &self,
         scope: TenantScope,
         id: ApiKeyId,
+        may_act_on: MayActOn<'_>,
         at: OffsetDateTime,
         event: &AuditRecord,
-    ) -> Result<bool, StoreError>;
-    /// Replaces a live key's secret; the old one keeps working until `previous_until`
-    /// (None: it dies now). Any older previous secret dies.
+    ) -> Result<Guarded<()>, StoreError>;
+    /// Replaces the secret of a live key the caller `may_act_on`; the old one keeps working
+    /// until `previous_until` (None: it dies now). Any older previous secret dies.
+    #[allow(clippy::too_many_arguments)]
     async fn rotate(
         &self,
         scope: TenantScope,
         id: ApiKeyId,
+        may_act_on: MayActOn<'_>,
         new_hash: &[u8; 32],
         previous_until: Option<OffsetDateTime>,
         at: OffsetDateTime,
         event: &AuditRecord,
-    ) -> Result<Option<KeyRecord>, StoreError>;
+    ) -> Result<Guarded<KeyRecord>, StoreError>;
     async fn presented(&self, id: ApiKeyId) -> Result<Option<PresentedRecord>, StoreError>;
     /// Records last use, one tenant per transaction; never moves a time backwards.
     async fn record_use(
@@ -115,6 +120,17 @@ const ROTATE_KEY: &str = concat!(
      RETURNING ",
     key_columns!()
 );
+
+/// What a live key grants (its role and scopes), read before a change to it.
+const LIVE_KEY_GRANT: &str =
+    "SELECT role, scopes FROM api_keys WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL";
+
+/// A stored (role, scopes) pair as the grant it carries.
+pub(crate) fn grant_from((role, scopes): (String, Option<String>)) -> Result<Grant, StoreError> {
+    let role = Role::parse(&role)
+        .ok_or_else(|| StoreError::Other(format!("unknown role {role:?}").into()))?;
+    Ok(Grant::key(role, scopes.as_deref()))
+}
 
 const PRESENTED_KEY: &str = concat!(
     "SELECT ",
@@ -203,6 +219,26 @@ for_both_backends! {
         }
     }
 
+    /// Why a change to key `id` may not go on: there is no such live key, or the caller may
+    /// not act on what it grants. None: it may.
+    async fn refusal<T>(
+        conn: &mut <Db as sqlx::Database>::Connection,
+        tenant: TenantId,
+        id: ApiKeyId,
+        may_act_on: MayActOn<'_>,
+    ) -> Result<Option<Guarded<T>>, StoreError> {
+        let grant: Option<(String, Option<String>)> = sqlx::query_as(LIVE_KEY_GRANT)
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(match grant.map(grant_from).transpose()? {
+            None => Some(Guarded::NotFound),
+            Some(grant) if !may_act_on(&grant) => Some(Guarded::Forbidden),
+            Some(_) => None,
+        })
+    }
+
     #[async_trait]
     impl KeyStore for SqlKeyStore<Pool> {
         async fn create(
@@ -214,15 +250,14 @@ for_both_backends! {
             let tenant = scope.tenant();
             let mut tx = self.0.tenant(tenant).await?;
             if let Some(application) = key.application {
-                // The foreign key alone would accept another tenant's application.
-                let found: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM applications WHERE tenant_id = $1 AND id = $2",
-                )
-                .bind(tenant)
-                .bind(application)
-                .fetch_one(&mut *tx)
-                .await?;
-                if found == 0 {
+                // The foreign key alone would accept another tenant's application; the lock
+                // keeps a concurrent deletion of it from missing this key.
+                let found = sqlx::query(LOCK_APPLICATION)
+                    .bind(tenant)
+                    .bind(application)
+                    .execute(&mut *tx)
+                    .await?;
+                if found.rows_affected() != 1 {
                     return Ok(Creation::NoSuchApplication);
                 }
             }
@@ -262,11 +297,15 @@ for_both_backends! {
             &self,
             scope: TenantScope,
             id: ApiKeyId,
+            may_act_on: MayActOn<'_>,
             at: OffsetDateTime,
             event: &AuditRecord,
-        ) -> Result<bool, StoreError> {
+        ) -> Result<Guarded<()>, StoreError> {
             let tenant = scope.tenant();
             let mut tx = self.0.tenant(tenant).await?;
+            if let Some(refusal) = refusal(&mut tx, tenant, id, may_act_on).await? {
+                return Ok(refusal);
+            }
             let revoked = sqlx::query(
                 "UPDATE api_keys SET revoked_at = $3, previous_secret_hash = NULL,
                      previous_expires_at = NULL
@@ -278,23 +317,27 @@ for_both_backends! {
             .execute(&mut *tx)
             .await?;
             if revoked.rows_affected() != 1 {
-                return Ok(false);
+                return Ok(Guarded::NotFound);
             }
             tx.commit_narrowing(event).await?;
-            Ok(true)
+            Ok(Guarded::Done(()))
         }
 
         async fn rotate(
             &self,
             scope: TenantScope,
             id: ApiKeyId,
+            may_act_on: MayActOn<'_>,
             new_hash: &[u8; 32],
             previous_until: Option<OffsetDateTime>,
             at: OffsetDateTime,
             event: &AuditRecord,
-        ) -> Result<Option<KeyRecord>, StoreError> {
+        ) -> Result<Guarded<KeyRecord>, StoreError> {
             let tenant = scope.tenant();
             let mut tx = self.0.tenant(tenant).await?;
+            if let Some(refusal) = refusal(&mut tx, tenant, id, may_act_on).await? {
+                return Ok(refusal);
+            }
             let row: Option<KeyRow> = sqlx::query_as(ROTATE_KEY)
             .bind(tenant)
             .bind(id)
@@ -304,10 +347,10 @@ for_both_backends! {
             .fetch_optional(&mut *tx)
             .await?;
             let Some(row) = row else {
-                return Ok(None);
+                return Ok(Guarded::NotFound);
             };
             tx.commit_narrowing(event).await?;
-            key_from(row).map(Some)
+            key_from(row).map(Guarded::Done)
         }
 
         async fn presented(&self, id: ApiKeyId) -> Result<Option<PresentedRecord>, StoreError> {

@@ -34,6 +34,7 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     8 "0008_user_scope_view",
     9 "0009_api_keys",
     10 "0010_audit_log",
+    11 "0011_review_fixes",
 );
 pub const POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
@@ -46,6 +47,7 @@ pub const POSTGRES: &[Migration] = migrations!("postgres":
     8 "0008_user_scope_view",
     9 "0009_api_keys",
     10 "0010_audit_log",
+    11 "0011_review_fixes",
 );
 
 /// Serialises migrators across instances sharing one PostgreSQL database.

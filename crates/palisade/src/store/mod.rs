@@ -144,6 +144,19 @@ pub enum Database {
     Postgres(PgPool),
 }
 
+/// Asked inside a store's transaction, of the object a change would act on: may the caller
+/// act on what it grants (claim RBAC-6)? Checked under the transaction, so the object seen
+/// is the one changed.
+pub type MayActOn<'a> = &'a (dyn Fn(&crate::tenancy::actions::Grant) -> bool + Send + Sync);
+
+/// The outcome of a change guarded by [`MayActOn`]; nothing is written unless `Done`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Guarded<T> {
+    Done(T),
+    NotFound,
+    Forbidden,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or is saturated; the request may be retried.

@@ -20,7 +20,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Prometheus metrics in the text exposition format (claim OPS-6).
 ///
-/// When `metrics.bearer_token` is set, the scrape must present it.
+/// The scrape must present `metrics.bearer_token` as a bearer token; with no token
+/// configured nobody may scrape (the figures tell an attacker about load and failures).
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -31,19 +32,20 @@ pub fn router() -> OpenApiRouter<AppState> {
     )
 )]
 async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    if let Some(expected) = &state.settings.metrics.bearer_token {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        let matches: bool = presented
-            .as_bytes()
-            .ct_eq(expected.expose_secret().as_bytes())
-            .into();
-        if !matches {
-            return Err(ApiError::Unauthenticated);
-        }
+    let Some(expected) = &state.settings.metrics.bearer_token else {
+        return Err(ApiError::Unauthenticated);
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let matches: bool = presented
+        .as_bytes()
+        .ct_eq(expected.expose_secret().as_bytes())
+        .into();
+    if !matches {
+        return Err(ApiError::Unauthenticated);
     }
     let (size, idle) = state.db.pool_stats();
     state.metrics.set_pool(size, idle);

@@ -112,6 +112,60 @@ pub fn may_grant(own: Role, may: impl Fn(Action) -> bool, role: Role) -> bool {
             .all(|action| may(*action))
 }
 
+/// What an object hands to whoever holds or uses it: an API key (its role, narrowed by
+/// scopes), an invitation (a role), a custom role (its actions). Acting on such an object —
+/// creating, rotating, revoking, deleting it — needs the caller to be able to grant all of
+/// it (claim RBAC-6): otherwise a Manager could rotate an Admin's key and take its secret.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grant {
+    pub role: Option<Role>,
+    /// None: everything `role` allows.
+    pub actions: Option<Vec<Action>>,
+}
+
+impl Grant {
+    pub fn role(role: Role) -> Self {
+        Self {
+            role: Some(role),
+            actions: None,
+        }
+    }
+
+    /// A key's grant: its role, narrowed by its scopes (space-separated action names).
+    pub fn key(role: Role, scopes: Option<&str>) -> Self {
+        Self {
+            role: Some(role),
+            actions: scopes.map(Action::parse_list),
+        }
+    }
+
+    pub fn actions(actions: Vec<Action>) -> Self {
+        Self {
+            role: None,
+            actions: Some(actions),
+        }
+    }
+
+    /// Whether someone of rank `own`, allowed exactly what `may` allows, may grant this.
+    pub fn within(&self, own: Role, may: impl Fn(Action) -> bool) -> bool {
+        self.role.is_none_or(|role| may_grant(own, &may, role))
+            && self
+                .actions
+                .as_ref()
+                .is_none_or(|actions| actions.iter().all(|action| may(*action)))
+    }
+}
+
+impl Action {
+    /// Space-separated action names as stored; names no longer in the table are dropped.
+    pub fn parse_list(names: &str) -> Vec<Action> {
+        names
+            .split_whitespace()
+            .filter_map(Action::from_name)
+            .collect()
+    }
+}
+
 impl Role {
     /// Whether this built-in role may do `action`.
     pub fn may(self, action: Action) -> bool {

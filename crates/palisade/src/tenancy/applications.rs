@@ -3,8 +3,9 @@
 //! signs in; a Scim identity may call only `/scim/v2/*`. The keys and SCIM issues issue
 //! those credentials; the kinds are modelled in `identity::sessions::PrincipalKind`.
 
+use super::actions::Grant;
 use super::caller::Caller;
-use super::members::{Tenancy, TenancyError};
+use super::members::{guarded, Tenancy, TenancyError};
 use super::store::ApplicationRecord;
 use crate::identity::domain::display_name;
 use crate::identity::service::Origin;
@@ -69,22 +70,34 @@ impl Tenancy {
         id: ApplicationId,
         origin: &Origin,
     ) -> Result<(), TenancyError> {
-        if matches!(caller.kind(), PrincipalKind::Agent { application } if application != id) {
-            return Err(TenancyError::NotFound);
+        // An Agent sees no other application, and may not end its own: that would free
+        // its key from it (claim RBAC-4).
+        match caller.kind() {
+            PrincipalKind::Agent { application } if application != id => {
+                return Err(TenancyError::NotFound)
+            }
+            PrincipalKind::Agent { .. } => {
+                return Err(TenancyError::Forbidden(
+                    "an application's key cannot delete its application",
+                ))
+            }
+            _ => {}
         }
         let event = origin
             .event("applications.deleted", "success", self.clock.now())
             .in_tenant(caller.tenant())
             .by(caller)
             .on("application", id);
-        if self
+        let may_act_on = |grant: &Grant| caller.may_act_on(grant);
+        let outcome = self
             .store
-            .delete_application(caller.scope(), id, &event)
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(TenancyError::NotFound)
-        }
+            .delete_application(caller.scope(), id, &may_act_on, &event)
+            .await?;
+        guarded(
+            outcome,
+            "the application has keys that go beyond what you may grant",
+        )?;
+        self.changed();
+        Ok(())
     }
 }

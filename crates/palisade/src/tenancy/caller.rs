@@ -5,7 +5,7 @@ use crate::audit::{Acting, Actor};
 use crate::identity::sessions::{Principal, PrincipalKind, TenantScope};
 use crate::ids::{TenantId, UserId};
 use crate::keys::KeyPrincipal;
-use crate::tenancy::actions::{may_grant, Action};
+use crate::tenancy::actions::{Action, Grant};
 use crate::tenancy::Role;
 
 #[derive(Clone, Debug)]
@@ -78,7 +78,13 @@ impl Caller {
     /// Whether the caller may give someone `role`: not above their own rank, and no action
     /// of it beyond their own (claim RBAC-6).
     pub fn may_grant(&self, role: Role) -> bool {
-        may_grant(self.role(), |action| self.may(action), role)
+        self.may_act_on(&Grant::role(role))
+    }
+
+    /// Whether the caller may create, change or end an object that hands out `grant`
+    /// (claim RBAC-6).
+    pub fn may_act_on(&self, grant: &Grant) -> bool {
+        grant.within(self.role(), |action| self.may(action))
     }
 }
 

@@ -3,9 +3,9 @@
 //! the no-escalation rules. Nobody builds or hands out a custom role with an action they
 //! may not do themselves, and Owner-only actions never go into one.
 
-use super::actions::Action;
+use super::actions::{Action, Grant};
 use super::caller::Caller;
-use super::members::{Tenancy, TenancyError};
+use super::members::{guarded, Tenancy, TenancyError};
 use super::store::CustomRoleRecord;
 use super::Role;
 use crate::identity::domain::{display_name, InvalidInput};
@@ -103,16 +103,14 @@ impl Tenancy {
             .in_tenant(caller.tenant())
             .by(caller)
             .on("custom_role", id);
-        if self
+        let may_act_on = |grant: &Grant| caller.may_act_on(grant);
+        let outcome = self
             .store
-            .delete_custom_role(caller.scope(), id, &event)
-            .await?
-        {
-            self.changed();
-            Ok(())
-        } else {
-            Err(TenancyError::NotFound)
-        }
+            .delete_custom_role(caller.scope(), id, &may_act_on, &event)
+            .await?;
+        guarded(outcome, "the role holds an action you may not do")?;
+        self.changed();
+        Ok(())
     }
 
     /// Gives a member a custom role (or takes it away with `None`).

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::members::{Tenancy, TenancyError};
+use super::actions::Grant;
+use super::members::{guarded, Tenancy, TenancyError};
 use super::store::{Acceptance, InvitationRecord, NewInvitation};
 use super::Role;
 use crate::crypto::{random_token, sha256};
@@ -106,15 +107,12 @@ impl Tenancy {
             .in_tenant(principal.tenant())
             .by(principal)
             .on("invitation", id);
-        if self
+        let may_act_on = |grant: &Grant| principal.may_act_on(grant);
+        let outcome = self
             .store
-            .revoke_invitation(principal.scope(), id, &event)
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(TenancyError::NotFound)
-        }
+            .revoke_invitation(principal.scope(), id, &may_act_on, &event)
+            .await?;
+        guarded(outcome, "the invitation grants more than you may grant")
     }
 
     /// Accepts an invitation addressed to the signed-in user's email; returns the tenant

@@ -13,7 +13,7 @@ use crate::identity::service::Origin;
 use crate::identity::sessions::Principal;
 use crate::ids::UserId;
 use crate::mail::Mailer;
-use crate::store::StoreError;
+use crate::store::{Guarded, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TenancyError {
@@ -31,6 +31,16 @@ pub enum TenancyError {
     Invalid(#[from] crate::identity::domain::InvalidInput),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A guarded store change as the service answers it: refused with `why` when the caller
+/// may not act on what the object grants (claim RBAC-6).
+pub fn guarded<T>(outcome: Guarded<T>, why: &'static str) -> Result<T, TenancyError> {
+    match outcome {
+        Guarded::Done(value) => Ok(value),
+        Guarded::NotFound => Err(TenancyError::NotFound),
+        Guarded::Forbidden => Err(TenancyError::Forbidden(why)),
+    }
 }
 
 pub struct Tenancy {

@@ -6,10 +6,11 @@ use sqlx::{PgPool, SqlitePool};
 use time::OffsetDateTime;
 
 use super::Role;
-use crate::audit::{Append, AuditRecord};
+use crate::audit::{Acting, Actor, Append, AuditRecord};
 use crate::identity::sessions::TenantScope;
 use crate::ids::{ApplicationId, CustomRoleId, InvitationId, TenantId, UserId};
-use crate::store::{for_both_backends, Begin, Database, StoreError};
+use crate::store::{for_both_backends, Begin, Database, Guarded, MayActOn, StoreError};
+use crate::tenancy::actions::{Action, Grant};
 
 #[derive(Clone, Debug)]
 pub struct MemberRecord {
@@ -103,13 +104,15 @@ pub trait TenancyStore: Send + Sync {
         event: &AuditRecord,
     ) -> Result<bool, StoreError>;
     async fn custom_roles(&self, scope: TenantScope) -> Result<Vec<CustomRoleRecord>, StoreError>;
-    /// Deletes a custom role; its holders fall back to their built-in role.
+    /// Deletes a custom role whose actions the caller `may_act_on`; its holders fall back
+    /// to their built-in role.
     async fn delete_custom_role(
         &self,
         scope: TenantScope,
         id: CustomRoleId,
+        may_act_on: MayActOn<'_>,
         event: &AuditRecord,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Guarded<()>, StoreError>;
     /// Gives a member a custom role of this tenant, or takes it away (`None`).
     async fn assign_custom_role(
         &self,
@@ -126,12 +129,15 @@ pub trait TenancyStore: Send + Sync {
         event: &AuditRecord,
     ) -> Result<bool, StoreError>;
     async fn applications(&self, scope: TenantScope) -> Result<Vec<ApplicationRecord>, StoreError>;
+    /// Deletes an application and revokes its live keys (its Agents) in the same
+    /// transaction, when the caller `may_act_on` every one of them (claims RBAC-4, RBAC-6).
     async fn delete_application(
         &self,
         scope: TenantScope,
         id: ApplicationId,
+        may_act_on: MayActOn<'_>,
         event: &AuditRecord,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Guarded<()>, StoreError>;
     async fn invite(
         &self,
         invitation: &NewInvitation,
@@ -143,13 +149,14 @@ pub trait TenancyStore: Send + Sync {
         scope: TenantScope,
         now: OffsetDateTime,
     ) -> Result<Vec<InvitationRecord>, StoreError>;
-    /// False when there is no pending invitation with this id in this tenant.
+    /// Revokes a pending invitation whose role the caller `may_act_on`.
     async fn revoke_invitation(
         &self,
         scope: TenantScope,
         id: InvitationId,
+        may_act_on: MayActOn<'_>,
         event: &AuditRecord,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Guarded<()>, StoreError>;
     /// Spends a live invitation of `tenant` addressed to `email` and adds the membership,
     /// in one transaction.
     async fn accept_invitation(
@@ -185,6 +192,12 @@ pub fn for_database(db: &Database) -> std::sync::Arc<dyn TenancyStore> {
 }
 
 pub struct SqlTenancyStore<P>(P);
+
+/// Takes the application's row lock (a no-op write: both backends, same SQL). Deleting an
+/// application and creating a key for it both take it first, so neither can miss the
+/// other: no key outlives its application (claim RBAC-4).
+pub(crate) const LOCK_APPLICATION: &str =
+    "UPDATE applications SET name = name WHERE tenant_id = $1 AND id = $2";
 
 fn parse_role(text: &str) -> Result<Role, StoreError> {
     Role::parse(text).ok_or_else(|| StoreError::Other(format!("unknown role {text:?}").into()))
@@ -374,10 +387,25 @@ for_both_backends! {
             &self,
             scope: TenantScope,
             id: CustomRoleId,
+            may_act_on: MayActOn<'_>,
             event: &AuditRecord,
-        ) -> Result<bool, StoreError> {
+        ) -> Result<Guarded<()>, StoreError> {
             let tenant = scope.tenant();
             let mut tx = self.0.tenant(tenant).await?;
+            let actions: Option<String> = sqlx::query_scalar(
+                "SELECT actions FROM custom_roles WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match actions {
+                None => return Ok(Guarded::NotFound),
+                Some(actions) if !may_act_on(&Grant::actions(Action::parse_list(&actions))) => {
+                    return Ok(Guarded::Forbidden)
+                }
+                Some(_) => {}
+            }
             sqlx::query(
                 "UPDATE memberships SET custom_role_id = NULL
                  WHERE tenant_id = $1 AND custom_role_id = $2",
@@ -386,16 +414,13 @@ for_both_backends! {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            let deleted = sqlx::query("DELETE FROM custom_roles WHERE tenant_id = $1 AND id = $2")
+            sqlx::query("DELETE FROM custom_roles WHERE tenant_id = $1 AND id = $2")
                 .bind(tenant)
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            if deleted.rows_affected() != 1 {
-                return Ok(false);
-            }
             tx.commit_narrowing(event).await?;
-            Ok(true)
+            Ok(Guarded::Done(()))
         }
 
         async fn assign_custom_role(
@@ -486,20 +511,53 @@ for_both_backends! {
             &self,
             scope: TenantScope,
             id: ApplicationId,
+            may_act_on: MayActOn<'_>,
             event: &AuditRecord,
-        ) -> Result<bool, StoreError> {
+        ) -> Result<Guarded<()>, StoreError> {
             let tenant = scope.tenant();
             let mut tx = self.0.tenant(tenant).await?;
-            let deleted = sqlx::query("DELETE FROM applications WHERE tenant_id = $1 AND id = $2")
+            // Locks the row first: a key being created for this application either
+            // committed before (and is revoked below) or waits and then finds no
+            // application (see the key store's create).
+            let locked = sqlx::query(LOCK_APPLICATION)
                 .bind(tenant)
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            if deleted.rows_affected() != 1 {
-                return Ok(false);
+            if locked.rows_affected() != 1 {
+                return Ok(Guarded::NotFound);
             }
-            tx.commit_with(event).await?;
-            Ok(true)
+            let keys: Vec<(String, Option<String>)> = sqlx::query_as(
+                "SELECT role, scopes FROM api_keys
+                 WHERE tenant_id = $1 AND application_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(tenant)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+            for key in keys {
+                if !may_act_on(&crate::keys::store::grant_from(key)?) {
+                    return Ok(Guarded::Forbidden);
+                }
+            }
+            sqlx::query(
+                "UPDATE api_keys SET revoked_at = $3, previous_secret_hash = NULL,
+                     previous_expires_at = NULL
+                 WHERE tenant_id = $1 AND application_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(event.occurred_at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM applications WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            // Its Agents' cached keys die on every instance now.
+            tx.commit_narrowing(event).await?;
+            Ok(Guarded::Done(()))
         }
 
         async fn invite(
@@ -566,10 +624,24 @@ for_both_backends! {
             &self,
             scope: TenantScope,
             id: InvitationId,
+            may_act_on: MayActOn<'_>,
             event: &AuditRecord,
-        ) -> Result<bool, StoreError> {
+        ) -> Result<Guarded<()>, StoreError> {
             let tenant = scope.tenant();
             let mut tx = self.0.tenant(tenant).await?;
+            let role: Option<String> = sqlx::query_scalar(
+                "SELECT role FROM invitations
+                 WHERE id = $1 AND tenant_id = $2 AND accepted_at IS NULL AND revoked_at IS NULL",
+            )
+            .bind(id)
+            .bind(tenant)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match role.map(|role| parse_role(&role)).transpose()? {
+                None => return Ok(Guarded::NotFound),
+                Some(role) if !may_act_on(&Grant::role(role)) => return Ok(Guarded::Forbidden),
+                Some(_) => {}
+            }
             let revoked = sqlx::query(
                 "UPDATE invitations SET revoked_at = $1
                  WHERE id = $2 AND tenant_id = $3 AND accepted_at IS NULL AND revoked_at IS NULL",
@@ -580,10 +652,10 @@ for_both_backends! {
             .execute(&mut *tx)
             .await?;
             if revoked.rows_affected() != 1 {
-                return Ok(false);
+                return Ok(Guarded::NotFound);
             }
             tx.commit_with(event).await?;
-            Ok(true)
+            Ok(Guarded::Done(()))
         }
 
         async fn accept_invitation(
@@ -651,7 +723,12 @@ for_both_backends! {
                 .bind(tenant)
                 .execute(&mut *tx)
                 .await?;
-            tx.commit_with(event).await?;
+            // The joiner acts in the role they join with, not one from another tenant.
+            let event = event
+                .clone()
+                .by(Acting::Principal(Actor::User(user), role.as_str()))
+                .changed("role", serde_json::Value::Null, role);
+            tx.commit_with(&event).await?;
             Ok(Acceptance::Joined(role))
         }
 

@@ -323,6 +323,34 @@ async fn an_export_verifies_offline_and_truncation_or_tampering_is_detected() {
 
 // claim: AUD-4
 #[tokio::test]
+async fn a_formula_in_a_user_agent_reaches_the_csv_export_neutralised_and_still_verifies() {
+    let app = spawn_app().await;
+    let owner = app.signed_in("owner@example.com").await;
+    let formula = "=cmd|' /C calc'!A0";
+    let response = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .header("user-agent", formula)
+        .json(&json!({"email": "owner@example.com", "password": crate::helpers::PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = export(&app, &owner.access, "?format=csv").await;
+    assert!(
+        !text.contains(&format!(",{formula}")),
+        "no cell starts a formula"
+    );
+    assert!(text.contains(&format!(",\"'{}\",", formula.replace('"', "\"\""))));
+    let key = published_key(&app).await;
+    verify_export(text.as_bytes(), &key).unwrap_or_else(|p| panic!("{p}"));
+    // The API and NDJSON keep the value exactly.
+    let ndjson = export(&app, &owner.access, "?format=ndjson").await;
+    assert!(ndjson.contains(&serde_json::to_string(formula).unwrap()));
+}
+
+// claim: AUD-4
+#[tokio::test]
 async fn an_export_of_a_time_range_holds_that_range_and_still_verifies() {
     let app = spawn_app().await;
     six_events(&app).await;
@@ -377,7 +405,7 @@ async fn retention_prunes_from_the_oldest_and_the_rest_still_verifies() {
         .client
         .put(app.url("/api/v1/audit/retention"))
         .bearer_auth(&owner.access)
-        .json(&json!({"days": 7}))
+        .json(&json!({"days": 30}))
         .send()
         .await
         .unwrap();
@@ -388,11 +416,11 @@ async fn retention_prunes_from_the_oldest_and_the_rest_still_verifies() {
         .json()
         .await
         .unwrap();
-    assert_eq!(shown["days"], 7);
+    assert_eq!(shown["days"], 30);
     assert_eq!(app.state.audit.enforce_retention().await.unwrap(), 0);
 
     app.clock
-        .advance(std::time::Duration::from_secs(8 * 86_400));
+        .advance(std::time::Duration::from_secs(31 * 86_400));
     let owner = app.login("owner@example.com").await;
     let pruned = app.state.audit.enforce_retention().await.unwrap();
     assert_eq!(
@@ -432,6 +460,45 @@ async fn retention_prunes_from_the_oldest_and_the_rest_still_verifies() {
         .unwrap();
     assert_eq!(bad.status(), 422);
     app.stop().await;
+}
+
+// claim: AUD-5
+#[tokio::test]
+async fn an_admin_cannot_shrink_the_audit_history_to_a_day_to_cover_their_tracks() {
+    let app = spawn_app().await;
+    let staff = crate::tenancy::staffed_tenant(&app).await;
+    let put = |session: &Session, days: Value| {
+        let request = app
+            .client
+            .put(app.url("/api/v1/audit/retention"))
+            .bearer_auth(&session.access)
+            .json(&json!({ "days": days }));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let (owner, admin) = (&staff["owner"], &staff["admin"]);
+    assert_eq!(put(admin, json!(1)).await, 422, "below the floor");
+    assert_eq!(
+        put(owner, json!(29)).await,
+        422,
+        "below the floor, even for an Owner"
+    );
+    assert_eq!(
+        put(admin, json!(365)).await,
+        403,
+        "from keeping all: shorter"
+    );
+    assert_eq!(put(owner, json!(365)).await, 200);
+    assert_eq!(put(admin, json!(30)).await, 403, "shorter");
+    assert_eq!(put(admin, json!(730)).await, 200, "longer is fine");
+    assert_eq!(put(admin, Value::Null).await, 200, "keeping all is fine");
+    assert_eq!(put(owner, json!(30)).await, 200, "an Owner shortens it");
+    let shown: Value = app
+        .get_as("/api/v1/audit/retention", &owner.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["days"], 30);
 }
 
 /// Whether the tenant's chain verifies through the API.

@@ -55,10 +55,10 @@ async fn health_is_503_while_the_database_is_unreachable_and_recovers_without_a_
 // claim: OPS-6
 #[tokio::test]
 async fn metrics_are_prometheus_text_labelled_by_route_template() {
-    let app = spawn_app().await;
+    let app = with_metrics_token(|_| {}).await;
     app.get("/api/health").await;
     app.get("/no/such/path").await;
-    let response = app.get("/metrics").await;
+    let response = scrape(&app).await;
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"]
         .to_str()
@@ -89,14 +89,43 @@ async fn metrics_are_prometheus_text_labelled_by_route_template() {
     app.stop().await;
 }
 
+const METRICS_TOKEN: &str = "metrics-token-0123456789";
+
+async fn with_metrics_token(
+    configure: impl FnOnce(&mut palisade::config::Settings),
+) -> crate::helpers::TestApp {
+    crate::helpers::spawn_app_with(|s| {
+        s.metrics.bearer_token = Some(METRICS_TOKEN.to_owned().into());
+        configure(s);
+    })
+    .await
+}
+
+async fn scrape(app: &crate::helpers::TestApp) -> reqwest::Response {
+    app.client
+        .get(app.url("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap()
+}
+
 // claim: OPS-6
 #[tokio::test]
-async fn metrics_demand_the_bearer_token_when_one_is_configured() {
-    let token = "metrics-token-0123456789";
-    let app = crate::helpers::spawn_app_with(|s| {
-        s.metrics.bearer_token = Some(token.to_owned().into());
-    })
-    .await;
+async fn metrics_demand_the_bearer_token_and_without_one_configured_nobody_scrapes() {
+    let unconfigured = spawn_app().await;
+    assert_eq!(unconfigured.get("/metrics").await.status(), 401);
+    let guess = unconfigured
+        .client
+        .get(unconfigured.url("/metrics"))
+        .bearer_auth("")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(guess.status(), 401);
+    unconfigured.stop().await;
+    let token = METRICS_TOKEN;
+    let app = with_metrics_token(|_| {}).await;
     assert_eq!(app.get("/metrics").await.status(), 401);
     let wrong = app
         .client
@@ -120,12 +149,12 @@ async fn metrics_demand_the_bearer_token_when_one_is_configured() {
 // claim: OPS-2
 #[tokio::test]
 async fn a_flood_of_health_checks_shares_one_database_probe() {
-    let app = crate::helpers::spawn_app_with(|s| s.database.health_cache_ms = 60_000).await;
+    let app = with_metrics_token(|s| s.database.health_cache_ms = 60_000).await;
     let checks = (0..50).map(|_| app.client.get(app.url("/api/health")).send());
     for response in futures_util::future::join_all(checks).await {
         assert_eq!(response.unwrap().status(), 200);
     }
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = scrape(&app).await.text().await.unwrap();
     assert!(
         metrics.contains("palisade_db_health_probes_total 1\n"),
         "{metrics}"

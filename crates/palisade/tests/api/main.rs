@@ -5,6 +5,7 @@ mod helpers;
 
 mod audit;
 mod faults;
+mod grants;
 mod health;
 mod import;
 mod injection;

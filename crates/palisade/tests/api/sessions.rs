@@ -580,6 +580,57 @@ async fn a_member_of_two_tenants_picks_one_at_sign_in_and_switches_with_a_new_to
     assert_eq!(foreign.status(), 404);
 }
 
+// claim: TEN-1, AUD-1
+#[tokio::test]
+async fn a_token_from_before_a_switch_stays_dead_after_switching_back_in_the_same_second() {
+    // The test clock stands still: every switch below happens in the same instant.
+    let app = spawn_app().await;
+    let ada = app.signed_in("ada@example.com").await;
+    let bob = app.signed_in("bob@example.com").await;
+    add_membership(&app, "ada@example.com", &bob.tenant, "viewer").await;
+    let switch = |token: String, tenant: String| {
+        let app = &app;
+        async move {
+            let response = app
+                .post_as(
+                    "/api/v1/auth/switch-tenant",
+                    &token,
+                    Some(&json!({"tenant_id": tenant})),
+                )
+                .await;
+            assert_eq!(response.status(), 200);
+            let body: Value = response.json().await.unwrap();
+            body["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let in_bobs = switch(ada.access.clone(), bob.tenant.clone()).await;
+    let back = switch(in_bobs.clone(), ada.tenant.clone()).await;
+    assert_eq!(status_of(app.get_as("/api/v1/me", &back).await).await, 200);
+    for (stale, what) in [
+        (&ada.access, "the first A token"),
+        (&in_bobs, "the B token"),
+    ] {
+        assert_eq!(
+            status_of(app.get_as("/api/v1/me", stale).await).await,
+            401,
+            "{what} stays dead"
+        );
+    }
+    // The switch into Bob's tenant names the role Ada holds there.
+    let events: Value = app
+        .get_as(
+            "/api/v1/audit/events?action=auth.tenant_switched",
+            &bob.access,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let events = events["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["actor_role"], "viewer", "{:?}", events[0]);
+}
+
 // claim: ID-8
 #[tokio::test]
 async fn signing_keys_rotate_and_retired_keys_stay_published_until_their_tokens_expire() {
