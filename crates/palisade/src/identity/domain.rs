@@ -7,19 +7,41 @@ use secrecy::{ExposeSecret, SecretString};
 #[error("{0}")]
 pub struct InvalidInput(pub &'static str);
 
-/// A normalised (lower-cased) email address of plausible shape. Surrounding spaces are
-/// refused rather than trimmed, so the API takes exactly what its schema describes.
+/// A normalised email address of plausible shape: NFKC, lower-cased, an ASCII local part
+/// and the domain in its ASCII (IDNA/UTS-46) form, so look-alikes — fullwidth letters, a
+/// Unicode domain beside its `xn--` spelling — are one account, and a local part with a
+/// Cyrillic `о` is refused rather than shown as a second `owner@…` (docs/decisions.md).
+/// Surrounding spaces are refused rather than trimmed, so the API takes exactly what its
+/// schema describes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Email(String);
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
-        let email = raw.to_lowercase();
+        use unicode_normalization::UnicodeNormalization;
         let invalid = || InvalidInput("email: not a valid email address");
-        if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        // Bounded before normalising, which may grow the text.
+        if raw.len() > 254 * 4 {
             return Err(invalid());
         }
-        let (local, domain) = email.rsplit_once('@').ok_or_else(invalid)?;
+        let normalised = raw.nfkc().collect::<String>().to_lowercase();
+        if normalised
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid());
+        }
+        let (local, domain) = normalised.rsplit_once('@').ok_or_else(invalid)?;
+        if !local.is_ascii() {
+            return Err(InvalidInput(
+                "email: the part before @ must be ASCII (look-alike letters are refused)",
+            ));
+        }
+        let domain = idna::domain_to_ascii(domain).map_err(|_| invalid())?;
+        let email = format!("{local}@{domain}");
+        if email.len() > 254 {
+            return Err(invalid());
+        }
         let domain_ok = domain.contains('.')
             && !domain.starts_with('.')
             && !domain.ends_with('.')
@@ -81,15 +103,21 @@ impl NewPassword {
     /// Bounded so nobody can make us hash megabytes.
     pub const MAX_CHARS: usize = 128;
 
+    /// Judges the NFKC form, the one that is hashed (`identity::password`).
     pub fn parse(raw: SecretString) -> Result<Self, InvalidInput> {
-        let length = raw.expose_secret().chars().count();
+        use unicode_normalization::UnicodeNormalization;
+        if raw.expose_secret().len() > Self::MAX_CHARS * 4 {
+            return Err(InvalidInput("password: must be at most 128 characters"));
+        }
+        let normalised = SecretString::from(raw.expose_secret().nfkc().collect::<String>());
+        let length = normalised.expose_secret().chars().count();
         if length < Self::MIN_CHARS {
             return Err(InvalidInput("password: must be at least 12 characters"));
         }
         if length > Self::MAX_CHARS {
             return Err(InvalidInput("password: must be at most 128 characters"));
         }
-        if is_common(raw.expose_secret()) {
+        if is_common(normalised.expose_secret()) {
             return Err(InvalidInput(
                 "password: too common; choose a longer or less predictable passphrase",
             ));

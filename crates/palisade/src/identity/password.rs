@@ -54,62 +54,67 @@ impl PasswordHasher {
         Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
     }
 
-    /// Hashes a password into a PHC string (`$argon2id$v=19$m=…`), salt included.
+    /// Hashes a password, NFKC-normalised (NIST SP 800-63B: `pässwörd` typed precomposed
+    /// or decomposed is one password), into a PHC string (`$argon2id$v=19$m=…`), salt
+    /// included.
     pub async fn hash(&self, password: SecretString) -> Result<String, HashError> {
         let params = self.params.clone();
         self.on_pool(move || {
             let salt = SaltString::generate(&mut OsRng);
+            let normalised = normalised(&password);
             Self::argon2(params)
-                .hash_password(password.expose_secret().as_bytes(), &salt)
+                .hash_password(normalised.expose_secret().as_bytes(), &salt)
                 .map(|hash| hash.to_string())
                 .map_err(|e| HashError::Failed(e.to_string()))
         })
         .await
     }
 
-    /// Verifies a password against a stored PHC string in constant time (argon2's compare).
-    pub async fn verify(&self, password: SecretString, phc: String) -> Result<bool, HashError> {
-        let params = self.params.clone();
-        self.on_pool(move || {
-            let parsed = PasswordHash::new(&phc).map_err(|e| HashError::Failed(e.to_string()))?;
-            Ok(Self::argon2(params)
-                .verify_password(password.expose_secret().as_bytes(), &parsed)
-                .is_ok())
-        })
-        .await
-    }
-
-    /// Verifies against a stored hash: argon2id, or bcrypt for an imported user (claim ID-1).
-    /// `needs_upgrade` says the hash should be replaced by argon2id now that it matched.
+    /// Verifies against a stored hash — argon2id, or bcrypt for an imported user (claim
+    /// ID-1) — in constant time (the libraries' compares). The NFKC form is tried first;
+    /// a hash made before passwords were normalised (or imported) may hold the bytes as
+    /// typed, so those are tried too when they differ, and a match there asks for an
+    /// upgrade. `needs_upgrade` says the hash should be replaced now that it matched.
     pub async fn verify_stored(
         &self,
         password: SecretString,
         stored: String,
     ) -> Result<Verified, HashError> {
-        if is_bcrypt(&stored) {
-            let matches = self
-                .on_pool(move || {
-                    Ok(bcrypt::verify(password.expose_secret().as_bytes(), &stored)
-                        .unwrap_or(false))
+        let weak = is_bcrypt(&stored)
+            || PasswordHash::new(&stored).is_ok_and(|parsed| {
+                Params::try_from(&parsed).map_or(true, |params| {
+                    parsed.algorithm != Algorithm::Argon2id.ident()
+                        || params.m_cost() < self.params.m_cost()
+                        || params.t_cost() < self.params.t_cost()
                 })
-                .await?;
-            return Ok(Verified {
-                matches,
-                needs_upgrade: matches,
             });
-        }
-        let needs_upgrade = PasswordHash::new(&stored).is_ok_and(|parsed| {
-            Params::try_from(&parsed).map_or(true, |params| {
-                parsed.algorithm != Algorithm::Argon2id.ident()
-                    || params.m_cost() < self.params.m_cost()
-                    || params.t_cost() < self.params.t_cost()
+        let params = self.params.clone();
+        self.on_pool(move || {
+            let normalised = normalised(&password);
+            let as_typed = password.expose_secret();
+            let matches = |candidate: &str| -> Result<bool, HashError> {
+                if is_bcrypt(&stored) {
+                    return Ok(bcrypt::verify(candidate.as_bytes(), &stored).unwrap_or(false));
+                }
+                let parsed =
+                    PasswordHash::new(&stored).map_err(|e| HashError::Failed(e.to_string()))?;
+                Ok(Self::argon2(params.clone())
+                    .verify_password(candidate.as_bytes(), &parsed)
+                    .is_ok())
+            };
+            if matches(normalised.expose_secret())? {
+                return Ok(Verified {
+                    matches: true,
+                    needs_upgrade: weak,
+                });
+            }
+            let legacy = normalised.expose_secret() != as_typed && matches(as_typed)?;
+            Ok(Verified {
+                matches: legacy,
+                needs_upgrade: legacy,
             })
-        });
-        let matches = self.verify(password, stored).await?;
-        Ok(Verified {
-            matches,
-            needs_upgrade: matches && needs_upgrade,
         })
+        .await
     }
 
     async fn on_pool<T: Send + 'static>(
@@ -134,6 +139,12 @@ impl PasswordHasher {
         .await
         .map_err(|e| HashError::Failed(e.to_string()))?
     }
+}
+
+/// The password in NFKC form, the one form that is hashed.
+fn normalised(password: &SecretString) -> SecretString {
+    use unicode_normalization::UnicodeNormalization;
+    SecretString::from(password.expose_secret().nfkc().collect::<String>())
 }
 
 /// The outcome of checking a password against a stored hash.
@@ -178,9 +189,44 @@ mod tests {
         let phc = hasher.hash(secret()).await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
         assert!(!phc.contains("correct horse"));
-        assert!(hasher.verify(secret(), phc.clone()).await.unwrap());
-        let wrong = SecretString::from("correct horse battery!".to_owned());
-        assert!(!hasher.verify(wrong, phc).await.unwrap());
+        let verify = |password: &str, phc: &str| {
+            let (password, phc) = (SecretString::from(password.to_owned()), phc.to_owned());
+            let hasher = &hasher;
+            async move { hasher.verify_stored(password, phc).await.unwrap() }
+        };
+        assert!(verify("correct horse battery", &phc).await.matches);
+        assert!(!verify("correct horse battery!", &phc).await.matches);
+    }
+
+    // claim: ID-2
+    #[tokio::test]
+    async fn a_password_typed_precomposed_or_decomposed_is_one_password_and_old_hashes_still_verify(
+    ) {
+        let hasher = hasher(1, 8);
+        let precomposed = "p\u{e4}ssw\u{f6}rd-correct-horse";
+        let decomposed = "pa\u{308}sswo\u{308}rd-correct-horse";
+        let verify = |password: &str, phc: &str| {
+            let (password, phc) = (SecretString::from(password.to_owned()), phc.to_owned());
+            let hasher = &hasher;
+            async move { hasher.verify_stored(password, phc).await.unwrap() }
+        };
+        let phc = hasher
+            .hash(SecretString::from(decomposed.to_owned()))
+            .await
+            .unwrap();
+        for typed in [precomposed, decomposed] {
+            let verified = verify(typed, &phc).await;
+            assert!(verified.matches && !verified.needs_upgrade, "{typed:?}");
+        }
+        // A hash of the decomposed bytes, made before passwords were normalised.
+        let legacy = bcrypt::hash(decomposed, 4).unwrap();
+        let verified = verify(decomposed, &legacy).await;
+        assert!(verified.matches && verified.needs_upgrade);
+        assert!(
+            !verify("pa\u{308}sswo\u{308}rd-correct-horsE", &legacy)
+                .await
+                .matches
+        );
     }
 
     #[tokio::test]

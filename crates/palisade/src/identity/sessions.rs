@@ -204,7 +204,7 @@ impl Identity {
         let Some(user) = self.store.user_by_email(email.as_str()).await? else {
             // One hash, as for a known email: the time says nothing (claim ID-10).
             self.passwords
-                .verify(input.password, self.decoy_hash.clone())
+                .verify_stored(input.password, self.decoy_hash.clone())
                 .await?;
             let event = origin
                 .event("auth.login", "failure", now)

@@ -118,6 +118,51 @@ async fn concurrent_sign_ups_of_one_email_create_exactly_one_user() {
     app.stop().await;
 }
 
+// claim: ID-2, ID-10
+#[tokio::test]
+async fn look_alike_addresses_are_one_account_or_refused_and_a_password_is_one_whatever_its_form() {
+    let app = spawn_app().await;
+    let sign_up = |email: &str, password: &str| {
+        let body = json!({"email": email, "password": password, "tenant_name": "Acme"});
+        let request = app.client.post(app.url("/api/v1/auth/signup")).json(&body);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let precomposed = "p\u{e4}ssw\u{f6}rd-correct-horse";
+    let decomposed = "pa\u{308}sswo\u{308}rd-correct-horse";
+    assert_eq!(sign_up("owner@a.example", precomposed).await, 201);
+    // Fullwidth letters, a fullwidth domain, an upper-case mix: the same address.
+    for twin in [
+        "\u{ff4f}\u{ff57}\u{ff4e}\u{ff45}\u{ff52}@a.example",
+        "owner@\u{ff41}.example",
+        "OWNER@A.EXAMPLE",
+    ] {
+        assert_eq!(
+            sign_up(twin, PASSWORD).await,
+            201,
+            "the same answer: {twin}"
+        );
+    }
+    assert_eq!(app.count_rows("users").await, 1, "one account");
+    // A Cyrillic о in the local part would be a second "owner": refused.
+    assert_eq!(sign_up("\u{43e}wner@a.example", PASSWORD).await, 422);
+    // A Unicode domain and its xn-- spelling are one domain.
+    assert_eq!(sign_up("user@b\u{fc}cher.example", PASSWORD).await, 201);
+    assert_eq!(sign_up("user@xn--bcher-kva.example", PASSWORD).await, 201);
+    assert_eq!(app.count_rows("users").await, 2);
+    let stored: Vec<String> = app
+        .inspect("SELECT email FROM users ORDER BY email", None)
+        .await;
+    assert_eq!(stored, ["owner@a.example", "user@xn--bcher-kva.example"]);
+    // Signed up precomposed, signed in decomposed, under the fullwidth address.
+    let login = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": "\u{ff4f}wner@a.example", "password": decomposed}),
+        )
+        .await;
+    assert_eq!(login.status(), 200);
+}
+
 // claim: ID-2
 #[tokio::test]
 async fn a_common_password_is_refused_at_sign_up_without_echoing_it() {
