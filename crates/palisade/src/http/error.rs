@@ -174,6 +174,16 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "The body exceeds the configured limit.",
     ),
     (
+        "uri_too_long",
+        414,
+        "The request target is longer than 8 KiB.",
+    ),
+    (
+        "headers_too_large",
+        431,
+        "The request's headers are larger than 32 KiB in all.",
+    ),
+    (
         "unsupported_media_type",
         415,
         "The operation takes application/json.",

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Response};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
 
@@ -56,6 +56,7 @@ pub struct FrameConfig {
     pub hsts: bool,
     pub metrics: Arc<Metrics>,
     pub trusted_proxies: Vec<super::client_ip::Cidr>,
+    pub body_limit_bytes: usize,
 }
 
 /// The client's address as resolved by the frame (see `client_ip`).
@@ -116,9 +117,13 @@ pub async fn frame(
         if tracing::enabled!(tracing::Level::DEBUG) {
             tracing::debug!(path = req.uri().path(), headers = ?RedactedHeaders(req.headers()), "request received");
         }
-        let response = match tokio::time::timeout(config.request_timeout, next.run(req)).await {
-            Ok(response) => response,
-            Err(_) => ApiError::Timeout.into_response(),
+        let response = if let Some(refusal) = malformed(&req, config.body_limit_bytes) {
+            refusal.into_response()
+        } else {
+            match tokio::time::timeout(config.request_timeout, next.run(req)).await {
+                Ok(response) => response,
+                Err(_) => ApiError::Timeout.into_response(),
+            }
         };
         let mut response = render_error_body(response, &request_id);
         let headers = response.headers_mut();
@@ -141,6 +146,57 @@ pub async fn frame(
         response
     })
     .await
+}
+
+/// The longest request target and the most header bytes the frame takes. Both sit well
+/// below hyper's own limits, so the frame (with the WEB-2 headers and the error shape)
+/// answers them, not hyper's bare 414 and 431.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// What is wrong with the request's shape before any handler reads it: an HTTP/1.1
+/// request needs exactly one Host header (RFC 9112 §3.2), and a declared body over the
+/// limit is refused before the body is read — so a client sending `Expect: 100-continue`
+/// gets its 413 instead of `100 Continue`.
+fn malformed(req: &Request, body_limit: usize) -> Option<ApiError> {
+    let uri_bytes = req
+        .uri()
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    if uri_bytes > MAX_URI_BYTES {
+        return Some(ApiError::refused(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            "the request target is longer than 8 KiB",
+        ));
+    }
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return Some(ApiError::refused(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            "the request's headers are larger than 32 KiB",
+        ));
+    }
+    let hosts = req.headers().get_all(header::HOST).iter().count();
+    if req.version() == axum::http::Version::HTTP_11 && hosts != 1 {
+        return Some(ApiError::bad_request(
+            "an HTTP/1.1 request carries exactly one Host header",
+        ));
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > body_limit as u64) {
+        return Some(ApiError::PayloadTooLarge);
+    }
+    None
 }
 
 /// Gives any 4xx/5xx response the error body shape, with this request's id.

@@ -62,6 +62,7 @@ fn with_frame<S: Clone + Send + Sync + 'static>(
         hsts,
         metrics: state.metrics.clone(),
         trusted_proxies: state.settings.trusted_proxies(),
+        body_limit_bytes: state.settings.http.body_limit_bytes,
     });
     router.layer(axum::middleware::from_fn_with_state(config, frame::frame))
 }

@@ -102,6 +102,18 @@ fn add_frame_responses(method: &str, operation: &mut serde_json::Value) {
     let writes = method != "get";
     let mut common: Vec<(&str, &str)> = vec![
         (
+            "400",
+            "The request is malformed: not exactly one Host header (`bad_request`), or a body that is not JSON (`malformed_json`).",
+        ),
+        (
+            "414",
+            "The request target is longer than 8 KiB (`uri_too_long`).",
+        ),
+        (
+            "431",
+            "The request's headers exceed 32 KiB (`headers_too_large`).",
+        ),
+        (
             "408",
             "The request was not completed within the request deadline (`timeout`).",
         ),
@@ -116,7 +128,6 @@ fn add_frame_responses(method: &str, operation: &mut serde_json::Value) {
     ];
     if has_body {
         common.extend([
-            ("400", "The body is not JSON (`malformed_json`)."),
             (
                 "413",
                 "The body exceeds the configured limit (`payload_too_large`).",

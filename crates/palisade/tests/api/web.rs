@@ -375,3 +375,72 @@ async fn sql_metacharacters_in_input_are_data_not_code() {
     assert_eq!(app.count_rows("users").await, 1);
     app.stop().await;
 }
+
+/// Sends `request` as raw bytes and reads the answer's head (and a little more).
+async fn raw_exchange(app: &crate::helpers::TestApp, request: &[u8]) -> String {
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.unwrap_or(0);
+        response.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&response);
+        let headers_done = text.contains("\r\n\r\n");
+        if n == 0 || (headers_done && (text.ends_with('}') || text.contains("}}"))) {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+// claim: WEB-2, WEB-4
+#[tokio::test]
+async fn malformed_requests_are_refused_by_the_frame_with_its_headers() {
+    let app = spawn_app().await;
+    let long_target = format!(
+        "GET /api/health?{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(10 * 1024)
+    );
+    let big_header = format!(
+        "GET /api/health HTTP/1.1\r\nHost: x\r\nX-Filler: {}\r\n\r\n",
+        "b".repeat(40 * 1024)
+    );
+    let cases: [(&str, &[u8], &str); 5] = [
+        ("no Host", b"GET /api/health HTTP/1.1\r\n\r\n", "HTTP/1.1 400"),
+        (
+            "two Hosts",
+            b"GET /api/health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "HTTP/1.1 400",
+        ),
+        ("a 10 KiB target", long_target.as_bytes(), "HTTP/1.1 414"),
+        ("40 KiB of headers", big_header.as_bytes(), "HTTP/1.1 431"),
+        (
+            "a 10 MB upload that expects 100-continue",
+            b"POST /api/v1/auth/signup HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\nExpect: 100-continue\r\n\r\n",
+            "HTTP/1.1 413",
+        ),
+    ];
+    for (what, request, status) in cases {
+        let text = raw_exchange(&app, request).await;
+        assert!(text.starts_with(status), "{what}: {text}");
+        let lower = text.to_ascii_lowercase();
+        assert!(
+            lower.contains("x-content-type-options: nosniff"),
+            "{what}: {text}"
+        );
+        assert!(lower.contains("content-security-policy:"), "{what}: {text}");
+        assert!(lower.contains("x-request-id:"), "{what}: {text}");
+        assert!(text.contains("\"error\":{\"code\":"), "{what}: {text}");
+        assert!(!text.contains("100 Continue"), "{what}: {text}");
+    }
+    // One Host, and HTTP/1.0 without one, are served.
+    let ok = raw_exchange(&app, b"GET /api/health/live HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    let old = raw_exchange(&app, b"GET /api/health/live HTTP/1.0\r\n\r\n").await;
+    assert!(
+        old.starts_with("HTTP/1.0 200") || old.starts_with("HTTP/1.1 200"),
+        "{old}"
+    );
+    app.stop().await;
+}
