@@ -396,7 +396,7 @@ async fn invitation_token(app: &TestApp, email: &str, total_mails: usize) -> Str
     token_in_mail(mail)
 }
 
-// claim: RBAC-6
+// claim: RBAC-6, AUD-1
 #[tokio::test]
 async fn an_invitation_grants_at_most_the_inviters_role_once_to_its_addressee() {
     let app = spawn_app().await;
@@ -464,6 +464,21 @@ async fn an_invitation_grants_at_most_the_inviters_role_once_to_its_addressee() 
         pending.is_empty(),
         "accepted invitations are no longer pending"
     );
+    // The joining is audited in the role joined with, not grace's role in her own tenant
+    // (claim AUD-1).
+    let events: Value = app
+        .get_as(
+            "/api/v1/audit/events?action=members.joined",
+            &s["owner"].access,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let joined = &events["events"][0];
+    assert_eq!(joined["actor_role"], "manager", "{joined}");
+    let changes: Value = serde_json::from_str(joined["changes"].as_str().unwrap()).unwrap();
+    assert_eq!(changes["role"]["after"], "manager", "{joined}");
 }
 
 // claim: RBAC-6
