@@ -20,3 +20,27 @@ stop_server() {
 print_machine() {
   echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(uname -sr)"
 }
+
+# Follows the verification link mailed to EMAIL (read from DATA_DIR's outbox, where mail
+# goes without SMTP), so the account may sign in: until its address is verified, nobody
+# signs in to an account. Usage: verify_email EMAIL DATA_DIR
+verify_email() {
+  local token=""
+  for _ in $(seq 1 100); do
+    token=$(python3 - "$1" "$2/outbox" <<'PY'
+import glob, re, sys
+for path in sorted(glob.glob(sys.argv[2] + "/*.eml")):
+    text = open(path, encoding="utf-8").read().replace("=\r\n", "").replace("=\n", "").replace("=3D", "=")
+    if re.search(r"^To: " + re.escape(sys.argv[1]) + r"\s*$", text, re.M | re.I):
+        found = re.search(r"verify-email\?token=([A-Za-z0-9_.-]+)", text)
+        if found:
+            print(found.group(1))
+PY
+)
+    [ -n "$token" ] && break
+    sleep 0.05
+  done
+  [ -n "$token" ] || { echo "no verification mail to $1" >&2; return 1; }
+  curl -fsS -o /dev/null -H 'content-type: application/json' \
+    -d "{\"token\":\"$(tail -n1 <<<"$token")\"}" "$addr/api/v1/auth/verify-email"
+}

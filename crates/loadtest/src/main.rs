@@ -67,6 +67,10 @@ struct SoakArgs {
     /// The server's process id, to sample its resident memory.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// The server's mail outbox (`<data_dir>/outbox`), where the verification links of
+    /// the soak's accounts arrive.
+    #[arg(long)]
+    outbox: std::path::PathBuf,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -192,6 +196,7 @@ async fn soak(args: SoakArgs) -> Result<ExitCode> {
         duration: args.duration,
         window: args.window,
         server_pid: args.server_pid,
+        outbox: args.outbox,
     };
     let report = loadtest::soak::run_soak(&args.url, &plan).await?;
     if args.json {

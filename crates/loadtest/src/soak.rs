@@ -62,6 +62,42 @@ impl Kind {
     }
 }
 
+/// The token of the verification link mailed to `email`, read from the server's outbox
+/// (mail goes there in the background: waits up to 10 s).
+async fn verification_token(outbox: &std::path::Path, email: &str) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut paths: Vec<_> = std::fs::read_dir(outbox)
+            .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        paths.sort();
+        for path in paths {
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .replace("=\r\n", "")
+                .replace("=\n", "")
+                .replace("=3D", "=");
+            let addressed = text
+                .lines()
+                .any(|line| line.eq_ignore_ascii_case(&format!("To: {email}")));
+            let Some(start) = text.find("verify-email?token=") else {
+                continue;
+            };
+            if addressed {
+                let token: String = text[start + "verify-email?token=".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                    .collect();
+                return Ok(token);
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("no verification mail to {email} in {}", outbox.display());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Names written by the soak start here, past any the capacity run used.
 const SOAK_NAMES_FROM: u64 = 1 << 40;
 
@@ -76,6 +112,9 @@ pub struct SoakPlan {
     pub window: Duration,
     /// Whose resident memory to sample (`/proc/PID/status`).
     pub server_pid: Option<u32>,
+    /// The server's mail outbox (`<data_dir>/outbox`): the soak follows the verification
+    /// links there, since an account signs in only once its address is verified.
+    pub outbox: std::path::PathBuf,
 }
 
 #[derive(Serialize)]
@@ -200,8 +239,8 @@ impl Session {
         Ok((status, serde_json::from_slice(&bytes).unwrap_or_default()))
     }
 
-    /// Signs a new Owner up and in, and makes an Admin key.
-    async fn create(base: &str) -> Result<Self> {
+    /// Signs new Owners up, verifies their addresses, signs one in and makes an Admin key.
+    async fn create(base: &str, outbox: &std::path::Path) -> Result<Self> {
         let url = parse_loopback_url(base)?;
         let addr = match url.host {
             crate::target::LoopbackHost::Ip(ip) => SocketAddr::new(ip, url.port),
@@ -234,6 +273,21 @@ impl Session {
                 .await?;
             if status != StatusCode::CREATED {
                 bail!("sign-up answered {status}");
+            }
+        }
+        for email in &session.emails {
+            let token = verification_token(outbox, email).await?;
+            let (status, _) = session
+                .call(
+                    &mut connection,
+                    Method::POST,
+                    "/api/v1/auth/verify-email",
+                    None,
+                    &format!(r#"{{"token":"{token}"}}"#),
+                )
+                .await?;
+            if status != StatusCode::NO_CONTENT {
+                bail!("verifying {email} answered {status}");
             }
         }
         let credentials = format!(
@@ -472,7 +526,7 @@ async fn drive(
 }
 
 pub async fn run_soak(base: &str, plan: &SoakPlan) -> Result<SoakReport> {
-    let session = Arc::new(Session::create(base).await?);
+    let session = Arc::new(Session::create(base, &plan.outbox).await?);
     // Capacity: the same mix, closed loop (each worker takes the next request as soon as
     // it has an answer), for a short run.
     let capacity = match plan.rate {

@@ -68,8 +68,9 @@ impl Origin {
 pub enum IdentityError {
     #[error(transparent)]
     Invalid(#[from] InvalidInput),
-    /// Unknown email or wrong password: the two are indistinguishable (claim ID-10).
-    #[error("the email or password is incorrect")]
+    /// Unknown email, wrong password, or an address not verified yet: the three are
+    /// indistinguishable (claim ID-10).
+    #[error("the email or password is incorrect, or the address is not verified yet (follow the link mailed to it)")]
     InvalidCredentials,
     #[error("this account uses two-factor authentication: send a totp or recovery_code")]
     MfaRequired,

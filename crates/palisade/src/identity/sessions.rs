@@ -224,6 +224,18 @@ impl Identity {
                 .on("user", user.id);
             return Err(self.failed(attempt, event).await);
         }
+        if user.email_verified_at.is_none() {
+            // Until the address is proven nobody signs in to the account, and the answer
+            // is a wrong password's: otherwise whoever signed up first with someone else's
+            // address could mint keys and invitations that outlive the owner's recovery,
+            // and signing up then in would tell whether the address was taken (claims
+            // ID-10, ID-11; docs/decisions.md). The owner gets a fresh link.
+            self.send_verification(user.id, user.email.clone(), origin);
+            let event = origin
+                .event("auth.login", "unverified_email", now)
+                .on("user", user.id);
+            return Err(self.failed(attempt, event).await);
+        }
         let memberships = self.store.memberships(user.id).await?;
         let target = choose_tenant(&memberships, input.tenant);
         let audit = |outcome| {

@@ -208,8 +208,30 @@ impl TestApp {
             .expect("request sent")
     }
 
-    /// Signs up a fresh account with [`PASSWORD`] and a tenant named Acme.
+    /// Signs up a fresh account with [`PASSWORD`] and a tenant named Acme, its address
+    /// verified (as if its owner had followed the mailed link; the recovery tests follow
+    /// real links), so that it may sign in.
     pub async fn sign_up(&self, email: &str) {
+        self.sign_up_unverified(email).await;
+        self.mark_verified(email).await;
+    }
+
+    /// Marks an address verified without the mailed link (no audit event, no mail read).
+    pub async fn mark_verified(&self, email: &str) {
+        assert!(!email.contains('\''), "a test address");
+        let verified = self
+            .as_superuser(&format!(
+                "UPDATE users SET email_verified_at = created_at
+                 WHERE email = '{}' AND email_verified_at IS NULL",
+                email.to_lowercase()
+            ))
+            .await
+            .unwrap();
+        assert_eq!(verified, 1, "{email} was signed up and not yet verified");
+    }
+
+    /// Signs up without verifying the address: the account cannot sign in yet.
+    pub async fn sign_up_unverified(&self, email: &str) {
         let response = self
             .post_json(
                 "/api/v1/auth/signup",
@@ -275,8 +297,12 @@ impl TestApp {
 
     /// The mails in the outbox, oldest first, waiting up to 5 s for at least `count`
     /// (mail is sent in the background).
+    pub fn outbox_dir(&self) -> std::path::PathBuf {
+        self._data_dir.path().join("data").join("outbox")
+    }
+
     pub async fn outbox(&self, count: usize) -> Vec<String> {
-        let dir = self._data_dir.path().join("data").join("outbox");
+        let dir = self.outbox_dir();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
             let mut names: Vec<_> = std::fs::read_dir(&dir)
@@ -480,6 +506,33 @@ pub fn refresh_cookie(response: &reqwest::Response) -> Option<String> {
         .filter_map(|v| v.to_str().ok())
         .find_map(|v| v.strip_prefix(&format!("{REFRESH_COOKIE}=")))
         .map(|rest| rest.split(';').next().unwrap_or("").to_owned())
+}
+
+/// The token of the newest verification link mailed to `email` in `outbox`, waiting up to
+/// 5 s (mail is sent in the background).
+pub async fn verification_token(outbox: &std::path::Path, email: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut paths: Vec<_> = std::fs::read_dir(outbox)
+            .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        paths.sort();
+        let found = paths.iter().rev().find_map(|path| {
+            let mail = std::fs::read_to_string(path).ok()?;
+            let addressed = mail
+                .lines()
+                .any(|line| line.eq_ignore_ascii_case(&format!("To: {email}")));
+            (addressed && mail.contains("verify-email")).then(|| token_in_mail(&mail))
+        });
+        if let Some(token) = found {
+            return token;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no verification mail to {email}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The token in a mailed link (`…?token=…`), after undoing the quoted-printable encoding a

@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::TestDatabase;
+use crate::helpers::{verification_token, TestDatabase};
 
 const BIN: &str = env!("CARGO_BIN_EXE_palisade");
 
 struct Server {
     child: Child,
     addr: String,
+    data_dir: std::path::PathBuf,
     stdout: std::thread::JoinHandle<String>,
     stderr_lines: Vec<String>,
 }
@@ -55,9 +56,14 @@ fn start(cwd: &std::path::Path, env: &[(String, String)], extra_args: &[&str]) -
     stderr.read_line(&mut line).unwrap();
     stderr_lines.push(line.trim_end().to_owned());
     std::thread::spawn(move || for _ in stderr.lines() {});
+    let data_dir = extra_args
+        .windows(2)
+        .find(|pair| pair[0] == "--data-dir")
+        .map_or_else(|| cwd.join("palisade-data"), |pair| cwd.join(pair[1]));
     Server {
         child,
         addr,
+        data_dir,
         stdout,
         stderr_lines,
     }
@@ -344,7 +350,7 @@ async fn an_api_key_never_reaches_the_log_only_its_id() {
     let (_db, _dir, server) = debug_logging_server().await;
     let base = format!("http://{}", server.addr);
     let client = reqwest::Client::new();
-    let access = &owner_token(&client, &base, "keys@example.com", true).await;
+    let access = &owner_token(&client, &server, "keys@example.com", true).await;
     let created: serde_json::Value = client
         .post(format!("{base}/api/v1/api-keys"))
         .bearer_auth(access)
@@ -392,8 +398,10 @@ async fn an_api_key_never_reaches_the_log_only_its_id() {
     assert!(!id.is_empty());
 }
 
-/// Signs `email` up (when `new`) and in against a running binary; the access token.
-async fn owner_token(client: &reqwest::Client, base: &str, email: &str, new: bool) -> String {
+/// Signs `email` up and verifies it through the mailed link (when `new`), then signs in
+/// against a running binary; the access token.
+async fn owner_token(client: &reqwest::Client, server: &Server, email: &str, new: bool) -> String {
+    let base = format!("http://{}", server.addr);
     let credentials =
         serde_json::json!({"email": email, "password": "correct horse battery staple"});
     if new {
@@ -406,6 +414,14 @@ async fn owner_token(client: &reqwest::Client, base: &str, email: &str, new: boo
             .await
             .unwrap();
         assert_eq!(created.status(), 201);
+        let token = verification_token(&server.data_dir.join("outbox"), email).await;
+        let verified = client
+            .post(format!("{base}/api/v1/auth/verify-email"))
+            .json(&serde_json::json!({ "token": token }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(verified.status(), 204);
     }
     let login: serde_json::Value = client
         .post(format!("{base}/api/v1/auth/login"))
@@ -447,7 +463,7 @@ async fn a_server_killed_mid_write_keeps_every_acknowledged_event_and_its_chains
     let server = start(dir.path(), &env, &["--data-dir", "data"]);
     let base = format!("http://{}", server.addr);
     let client = reqwest::Client::new();
-    let access = owner_token(&client, &base, "crash@example.com", true).await;
+    let access = owner_token(&client, &server, "crash@example.com", true).await;
 
     // Writers in a tenant's chain (invitations, in the change's transaction) and in the
     // platform stream (failed sign-ins, group commit), until the process is killed.
@@ -515,7 +531,7 @@ async fn a_server_killed_mid_write_keeps_every_acknowledged_event_and_its_chains
 
     let server = start(dir.path(), &env, &["--data-dir", "data"]);
     let base = format!("http://{}", server.addr);
-    let access = owner_token(&client, &base, "crash@example.com", false).await;
+    let access = owner_token(&client, &server, "crash@example.com", false).await;
     let mut recorded = std::collections::HashSet::new();
     let mut query = String::from("?action=members.invited&limit=500");
     loop {
@@ -598,13 +614,7 @@ async fn an_instance_with_another_checkpoint_key_says_so_at_start() {
     env.push(("PALISADE_AUDIT__CHECKPOINT_EVERY".into(), "1".into()));
     let server = start(dir.path(), &env, &["--data-dir", "data"]);
     let client = reqwest::Client::new();
-    owner_token(
-        &client,
-        &format!("http://{}", server.addr),
-        "keys@example.com",
-        true,
-    )
-    .await;
+    owner_token(&client, &server, "keys@example.com", true).await;
     // Stopping signs what is due: the chain now has a checkpoint by the data directory's key.
     server.terminate();
     assert!(server.wait().0);
@@ -740,7 +750,7 @@ async fn a_full_disk_refuses_writes_with_507_keeps_reads_and_loses_nothing_once_
     let server = start(disk.path(), &env, &["--data-dir", "data"]);
     let base = format!("http://{}", server.addr);
     let client = reqwest::Client::new();
-    let access = owner_token(&client, &base, "full@example.com", true).await;
+    let access = owner_token(&client, &server, "full@example.com", true).await;
     let mut acknowledged = std::collections::BTreeSet::new();
     for n in 0..20 {
         let name = format!("before-{n}");
@@ -795,7 +805,7 @@ async fn a_full_disk_refuses_writes_with_507_keeps_reads_and_loses_nothing_once_
     // After a restart: every acknowledged write, a sound file, an intact audit chain.
     let server = start(disk.path(), &env, &["--data-dir", "data"]);
     let base = format!("http://{}", server.addr);
-    let access = owner_token(&client, &base, "full@example.com", false).await;
+    let access = owner_token(&client, &server, "full@example.com", false).await;
     assert_eq!(
         application_names(&client, &base, &access).await,
         acknowledged

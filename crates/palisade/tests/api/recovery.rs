@@ -8,18 +8,20 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::helpers::{spawn_app, spawn_app_with, token_in_mail, TestApp, PASSWORD};
+use crate::helpers::{
+    spawn_app, spawn_app_with, token_in_mail, verification_token, TestApp, PASSWORD,
+};
 
 async fn stored_tokens(app: &TestApp) -> Vec<Vec<u8>> {
     app.inspect("SELECT token_hash FROM email_tokens", None)
         .await
 }
 
-// claim: ID-11, ID-13
+// claim: ID-11, ID-13, ID-10
 #[tokio::test]
-async fn a_new_account_verifies_its_email_once_with_the_mailed_link() {
+async fn a_new_account_verifies_its_email_once_with_the_mailed_link_before_it_signs_in() {
     let app = spawn_app().await;
-    let session = app.signed_in("ada@example.com").await;
+    app.sign_up_unverified("ada@example.com").await;
     let mails = app.outbox(1).await;
     assert_eq!(mails.len(), 1, "the verification mail is in the outbox");
     assert!(mails[0].contains("To: ada@example.com"));
@@ -32,13 +34,27 @@ async fn a_new_account_verifies_its_email_once_with_the_mailed_link() {
     assert_ne!(stored[0], token.as_bytes());
     assert_eq!(stored[0], sha256(token.as_bytes()));
 
-    let me: Value = app
-        .get_as("/api/v1/me", &session.access)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(me["user"]["email_verified"], false);
+    // Before the address is verified the right password answers as a wrong one does.
+    let sign_in = |password: &str| {
+        let body = json!({"email": "ada@example.com", "password": password});
+        let request = app.client.post(app.url("/api/v1/auth/login")).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let mut body: Value = response.json().await.unwrap();
+            body["error"]["request_id"] = Value::Null;
+            (status, body)
+        }
+    };
+    let unverified = sign_in(PASSWORD).await;
+    assert_eq!(unverified.0, 401);
+    assert_eq!(unverified, sign_in("not the password at all").await);
+    assert_eq!(
+        app.outbox(2).await.len(),
+        2,
+        "the owner is sent a fresh link"
+    );
+
     let verify = |token: String| {
         let request = app
             .client
@@ -47,6 +63,7 @@ async fn a_new_account_verifies_its_email_once_with_the_mailed_link() {
         async move { request.send().await.unwrap() }
     };
     assert_eq!(verify(token.clone()).await.status(), 204);
+    let session = app.login("ada@example.com").await;
     let me: Value = app
         .get_as("/api/v1/me", &session.access)
         .await
@@ -62,15 +79,22 @@ async fn a_new_account_verifies_its_email_once_with_the_mailed_link() {
 
 // claim: ID-11
 #[tokio::test]
-async fn a_verification_link_expires_after_24_hours() {
+async fn a_verification_link_works_until_24_hours_and_not_at_them() {
     let app = spawn_app().await;
-    app.sign_up("ada@example.com").await;
-    let token = token_in_mail(&app.outbox(1).await[0]);
-    app.clock.advance(Duration::from_secs(24 * 3600));
+    app.sign_up_unverified("ada@example.com").await;
+    let ada = verification_token(&app.outbox_dir(), "ada@example.com").await;
+    app.sign_up_unverified("bob@example.com").await;
+    let bob = verification_token(&app.outbox_dir(), "bob@example.com").await;
+    app.clock.advance(Duration::from_secs(24 * 3600 - 1));
     let response = app
-        .post_json("/api/v1/auth/verify-email", &json!({ "token": token }))
+        .post_json("/api/v1/auth/verify-email", &json!({ "token": ada }))
         .await;
-    assert_eq!(response.status(), 400);
+    assert_eq!(response.status(), 204, "alive a second before the limit");
+    app.clock.advance(Duration::from_secs(1));
+    let response = app
+        .post_json("/api/v1/auth/verify-email", &json!({ "token": bob }))
+        .await;
+    assert_eq!(response.status(), 400, "dead at the limit");
 }
 
 // claim: ID-11, ID-7

@@ -154,6 +154,7 @@ async fn look_alike_addresses_are_one_account_or_refused_and_a_password_is_one_w
         .await;
     assert_eq!(stored, ["owner@a.example", "user@xn--bcher-kva.example"]);
     // Signed up precomposed, signed in decomposed, under the fullwidth address.
+    app.mark_verified("owner@a.example").await;
     let login = app
         .post_json(
             "/api/v1/auth/login",
@@ -209,4 +210,86 @@ async fn the_audited_address_is_the_peer_unless_the_peer_is_a_trusted_proxy() {
         assert_eq!(audited_ip(&app).await.as_deref(), Some(expected));
         app.stop().await;
     }
+}
+
+/// The token of the newest password-reset link mailed to `email`.
+async fn reset_token(app: &TestApp, email: &str) -> String {
+    for _ in 0..250 {
+        let mails = app.outbox(1).await;
+        let found = mails
+            .iter()
+            .rev()
+            .find(|m| m.contains("reset-password") && m.contains(&format!("To: {email}")));
+        if let Some(mail) = found {
+            return crate::helpers::token_in_mail(mail);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("no reset mail to {email}");
+}
+
+// claim: ID-10, ID-11
+#[tokio::test]
+async fn signing_up_with_someone_elses_address_gives_no_access_and_tells_nothing() {
+    let app = spawn_app().await;
+    let attacker_password = "the attacker's own passphrase";
+    let attempt = |email: &str| {
+        let signup = json!({"email": email, "password": attacker_password, "tenant_name": "Trap"});
+        let login = json!({"email": email, "password": attacker_password});
+        let (signup, login) = (
+            app.client
+                .post(app.url("/api/v1/auth/signup"))
+                .json(&signup),
+            app.client.post(app.url("/api/v1/auth/login")).json(&login),
+        );
+        async move {
+            let signed_up = signup.send().await.unwrap().status().as_u16();
+            let response = login.send().await.unwrap();
+            let status = response.status().as_u16();
+            let mut body: serde_json::Value = response.json().await.unwrap();
+            body["error"]["request_id"] = serde_json::Value::Null;
+            (signed_up, status, body)
+        }
+    };
+    // The victim has an account; a second address is still free.
+    app.sign_up("victim@example.com").await;
+    let taken = attempt("victim@example.com").await;
+    let free = attempt("victim-new@example.com").await;
+    assert_eq!(
+        taken, free,
+        "signing up then in tells nothing of the address"
+    );
+    assert_eq!(free.1, 401, "no session before the address is verified");
+
+    // The pre-registered address: its real owner recovers it, and only they get in.
+    app.post_json(
+        "/api/v1/auth/password-reset/request",
+        &json!({"email": "victim-new@example.com"}),
+    )
+    .await;
+    let token = reset_token(&app, "victim-new@example.com").await;
+    let reset = app
+        .post_json(
+            "/api/v1/auth/password-reset",
+            &json!({"token": token, "new_password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(reset.status(), 204);
+    let owner = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": "victim-new@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(owner.status(), 200, "the reset link proved the mailbox");
+    let attacker = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": "victim-new@example.com", "password": attacker_password}),
+        )
+        .await;
+    assert_eq!(attacker.status(), 401);
+    // Nothing was made in the account while it was unproven.
+    assert_eq!(app.count_rows("api_keys").await, 0);
+    assert_eq!(app.count_rows("invitations").await, 0);
 }
