@@ -212,6 +212,12 @@ pub struct AuthSettings {
     /// Failed sign-ins allowed per IP, whatever the email, within the window.
     pub max_failures_per_ip: u32,
     pub failure_window_secs: u64,
+    /// Past this many failures of one account within the window, from any addresses, its
+    /// sign-ins are slowed, never locked out (claim ID-9): one attempt per
+    /// `account_failure_spacing_secs`, so guesses spread over many addresses stay few and
+    /// the owner still gets in after a short wait.
+    pub slow_after_account_failures: u32,
+    pub account_failure_spacing_secs: u64,
     /// Password-reset links expire after this long (claim ID-11: 30 minutes).
     pub reset_token_ttl_secs: u64,
     /// Email-verification links expire after this long (claim ID-11: 24 hours).
@@ -312,6 +318,8 @@ impl Default for AuthSettings {
             max_failures_per_email_ip: 5,
             max_failures_per_ip: 50,
             failure_window_secs: 15 * 60,
+            slow_after_account_failures: 20,
+            account_failure_spacing_secs: 30,
             reset_token_ttl_secs: 30 * 60,
             verification_token_ttl_secs: 24 * 3600,
             master_key_file: None,
@@ -535,6 +543,11 @@ impl Settings {
             "auth: failure caps must be positive, the per-IP cap at least the per-email one, the window at least 60 s",
         );
         check(
+            auth.slow_after_account_failures >= auth.max_failures_per_email_ip
+                && (1..=3600).contains(&auth.account_failure_spacing_secs),
+            "auth: slow_after_account_failures at least max_failures_per_email_ip, account_failure_spacing_secs 1 to 3600",
+        );
+        check(
             (60..=24 * 3600).contains(&auth.reset_token_ttl_secs)
                 && (60..=7 * 24 * 3600).contains(&auth.verification_token_ttl_secs),
             "auth: reset tokens live 60 s to 24 h, verification tokens 60 s to 7 days",
@@ -646,6 +659,8 @@ impl Settings {
                 "max_failures_per_email_ip": self.auth.max_failures_per_email_ip,
                 "max_failures_per_ip": self.auth.max_failures_per_ip,
                 "failure_window_secs": self.auth.failure_window_secs,
+                "slow_after_account_failures": self.auth.slow_after_account_failures,
+                "account_failure_spacing_secs": self.auth.account_failure_spacing_secs,
                 "reset_token_ttl_secs": self.auth.reset_token_ttl_secs,
                 "verification_token_ttl_secs": self.auth.verification_token_ttl_secs,
                 "master_key_file": self.auth.master_key_file.as_ref().map(|p| p.display().to_string()),

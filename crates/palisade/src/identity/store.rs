@@ -144,12 +144,17 @@ pub struct TotpRecord {
     pub last_used_step: i64,
 }
 
-/// Failed sign-ins inside the window, per scope, and when the oldest of them happened.
+/// Failed sign-ins inside the window, per scope, and when the oldest and the newest of
+/// them happened.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct FailureCount {
     pub count: u32,
     pub oldest_ms: Option<i64>,
+    pub newest_ms: Option<i64>,
 }
+
+/// The scopes an attempt counts against: (email, IP) or the user, the IP, the account.
+pub const SCOPES: usize = 3;
 
 #[async_trait]
 pub trait IdentityStore: Send + Sync {
@@ -240,20 +245,20 @@ pub trait IdentityStore: Send + Sync {
 
     async fn failures_since(
         &self,
-        scopes: [&[u8; 32]; 2],
+        scopes: [&[u8; 32]; SCOPES],
         since_ms: i64,
-    ) -> Result<[FailureCount; 2], StoreError>;
-    /// Records an attempt against both scopes before its outcome is known, and counts each
+    ) -> Result<[FailureCount; SCOPES], StoreError>;
+    /// Records an attempt against every scope before its outcome is known, and counts each
     /// scope's rows since `since_ms`, this attempt's included. When a count is above its cap
     /// the attempt is withdrawn in the same transaction and `admitted` is false.
     async fn reserve_attempt(
         &self,
-        scopes: [&[u8; 32]; 2],
-        caps: [u32; 2],
+        scopes: [&[u8; 32]; SCOPES],
+        caps: [u32; SCOPES],
         attempt: &[u8; 16],
         at_ms: i64,
         since_ms: i64,
-    ) -> Result<(bool, [FailureCount; 2]), StoreError>;
+    ) -> Result<(bool, [FailureCount; SCOPES]), StoreError>;
     /// Withdraws an attempt that turned out not to be a failure.
     async fn release_attempt(&self, attempt: &[u8; 16]) -> Result<(), StoreError>;
     async fn prune_failures(&self, before_ms: i64) -> Result<u64, StoreError>;
@@ -335,15 +340,24 @@ fn taken_or(error: sqlx::Error) -> Result<SignupOutcome, StoreError> {
     }
 }
 
-/// `(scope, count, oldest)` rows, placed in the order of `scopes`.
-fn failure_counts(rows: Vec<(Vec<u8>, i64, i64)>, scopes: [&[u8; 32]; 2]) -> [FailureCount; 2] {
-    let mut counts = [FailureCount::default(); 2];
-    for (scope, count, oldest) in rows {
+/// Counts failures per scope since `$4`.
+const FAILURE_COUNTS: &str = "SELECT scope, count(*), min(failed_at_ms), max(failed_at_ms)
+     FROM login_failures
+     WHERE scope IN ($1, $2, $3) AND failed_at_ms > $4 GROUP BY scope";
+
+/// `(scope, count, oldest, newest)` rows, placed in the order of `scopes`.
+fn failure_counts(
+    rows: Vec<(Vec<u8>, i64, i64, i64)>,
+    scopes: [&[u8; 32]; SCOPES],
+) -> [FailureCount; SCOPES] {
+    let mut counts = [FailureCount::default(); SCOPES];
+    for (scope, count, oldest, newest) in rows {
         for (slot, wanted) in counts.iter_mut().zip(scopes) {
             if scope[..] == wanted[..] {
                 *slot = FailureCount {
                     count: u32::try_from(count).unwrap_or(u32::MAX),
                     oldest_ms: Some(oldest),
+                    newest_ms: Some(newest),
                 };
             }
         }
@@ -927,15 +941,13 @@ for_both_backends! {
 
         async fn failures_since(
             &self,
-            scopes: [&[u8; 32]; 2],
+            scopes: [&[u8; 32]; SCOPES],
             since_ms: i64,
-        ) -> Result<[FailureCount; 2], StoreError> {
-            let rows: Vec<(Vec<u8>, i64, i64)> = sqlx::query_as(
-                "SELECT scope, count(*), min(failed_at_ms) FROM login_failures
-                 WHERE scope IN ($1, $2) AND failed_at_ms > $3 GROUP BY scope",
-            )
+        ) -> Result<[FailureCount; SCOPES], StoreError> {
+            let rows: Vec<(Vec<u8>, i64, i64, i64)> = sqlx::query_as(FAILURE_COUNTS)
             .bind(&scopes[0][..])
             .bind(&scopes[1][..])
+            .bind(&scopes[2][..])
             .bind(since_ms)
             .fetch_all(&self.0)
             .await?;
@@ -944,12 +956,12 @@ for_both_backends! {
 
         async fn reserve_attempt(
             &self,
-            scopes: [&[u8; 32]; 2],
-            caps: [u32; 2],
+            scopes: [&[u8; 32]; SCOPES],
+            caps: [u32; SCOPES],
             attempt: &[u8; 16],
             at_ms: i64,
             since_ms: i64,
-        ) -> Result<(bool, [FailureCount; 2]), StoreError> {
+        ) -> Result<(bool, [FailureCount; SCOPES]), StoreError> {
             let mut tx = self.0.write().await?;
             // Concurrent attempts on a scope take turns, so each counts the ones before it.
             let mut keys = scopes.map(|scope| {
@@ -960,20 +972,20 @@ for_both_backends! {
                 <Pool as Begin>::lock_until_commit(&mut tx, key).await?;
             }
             sqlx::query(
-                "INSERT INTO login_failures (scope, attempt, failed_at_ms) VALUES ($1, $3, $4), ($2, $3, $4)",
+                "INSERT INTO login_failures (scope, attempt, failed_at_ms)
+                 VALUES ($1, $4, $5), ($2, $4, $5), ($3, $4, $5)",
             )
             .bind(&scopes[0][..])
             .bind(&scopes[1][..])
+            .bind(&scopes[2][..])
             .bind(&attempt[..])
             .bind(at_ms)
             .execute(&mut *tx)
             .await?;
-            let rows: Vec<(Vec<u8>, i64, i64)> = sqlx::query_as(
-                "SELECT scope, count(*), min(failed_at_ms) FROM login_failures
-                 WHERE scope IN ($1, $2) AND failed_at_ms > $3 GROUP BY scope",
-            )
+            let rows: Vec<(Vec<u8>, i64, i64, i64)> = sqlx::query_as(FAILURE_COUNTS)
             .bind(&scopes[0][..])
             .bind(&scopes[1][..])
+            .bind(&scopes[2][..])
             .bind(since_ms)
             .fetch_all(&mut *tx)
             .await?;

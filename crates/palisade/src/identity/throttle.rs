@@ -1,6 +1,7 @@
 //! Brute-force limits (claim ID-9): attempts are counted per (email, IP) and per IP — and
 //! second-factor codes per user — inside a sliding window, in the database, so the limits
-//! hold across restarts and across every instance sharing one PostgreSQL database.
+//! hold across restarts and across every instance sharing one PostgreSQL database. Per
+//! account, from any address, attempts past a threshold are spaced out, never locked.
 //!
 //! An attempt is recorded *before* the password is checked and withdrawn if it succeeds,
 //! so a burst of parallel guesses is counted at once instead of after the hashing.
@@ -10,17 +11,19 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::store::{FailureCount, IdentityStore};
+use super::store::{FailureCount, IdentityStore, SCOPES};
 use crate::config::AuthSettings;
 use crate::crypto::{random_bytes, sha256};
 use crate::ids::UserId;
 use crate::store::StoreError;
 
-/// The two counters an attempt touches, as digests: the table holds no addresses.
+/// The counters an attempt touches, as digests: the table holds no addresses.
 pub struct Scopes {
     /// (email, IP) for passwords; the user for second-factor codes.
     pub subject: [u8; 32],
     pub ip: [u8; 32],
+    /// The account, from any address: past a threshold its attempts are spaced out.
+    pub account: [u8; 32],
 }
 
 impl Scopes {
@@ -29,6 +32,7 @@ impl Scopes {
         Self {
             subject: sha256(format!("email-ip\0{email}\0{ip}").as_bytes()),
             ip: sha256(format!("ip\0{ip}").as_bytes()),
+            account: sha256(format!("email\0{email}").as_bytes()),
         }
     }
 
@@ -38,11 +42,12 @@ impl Scopes {
         Self {
             subject: sha256(format!("mfa-user\0{user}").as_bytes()),
             ip: sha256(format!("ip\0{}", ip_key(ip)).as_bytes()),
+            account: sha256(format!("mfa-account\0{user}").as_bytes()),
         }
     }
 
-    fn both(&self) -> [&[u8; 32]; 2] {
-        [&self.subject, &self.ip]
+    fn all(&self) -> [&[u8; 32]; SCOPES] {
+        [&self.subject, &self.ip, &self.account]
     }
 }
 
@@ -79,6 +84,8 @@ pub struct Throttle {
     per_subject: u32,
     per_ip: u32,
     window: Duration,
+    slow_after_account_failures: u32,
+    account_spacing: Duration,
 }
 
 impl Throttle {
@@ -87,7 +94,14 @@ impl Throttle {
             per_subject: settings.max_failures_per_email_ip,
             per_ip: settings.max_failures_per_ip,
             window: Duration::from_secs(settings.failure_window_secs),
+            slow_after_account_failures: settings.slow_after_account_failures,
+            account_spacing: Duration::from_secs(settings.account_failure_spacing_secs),
         }
+    }
+
+    /// The hard caps per scope; the account has none (it is slowed instead, see `admit`).
+    fn caps(&self) -> [u32; SCOPES] {
+        [self.per_subject, self.per_ip, u32::MAX]
     }
 
     /// Admits an attempt, or says how long to wait. A caller already over a cap is refused
@@ -100,14 +114,28 @@ impl Throttle {
     ) -> Result<Admission, StoreError> {
         let now_ms = millis(now);
         let since = now_ms - self.window_ms();
-        let caps = [self.per_subject, self.per_ip];
-        let seen = store.failures_since(scopes.both(), since).await?;
+        let caps = self.caps();
+        let seen = store.failures_since(scopes.all(), since).await?;
         if seen.iter().zip(caps).any(|(count, cap)| count.count >= cap) {
             return Ok(self.locked(seen, now_ms));
         }
+        // An account guessed at from many addresses: one attempt per spacing, so the
+        // guesses stay few while its owner, whose own address is not locked, waits seconds
+        // rather than being locked out by someone else (claim ID-9). Parallel attempts may
+        // pass this read together; the per-IP caps still bound them.
+        let account = seen[2];
+        if account.count >= self.slow_after_account_failures {
+            let next_at =
+                account.newest_ms.unwrap_or(now_ms) + self.account_spacing.as_millis() as i64;
+            if now_ms < next_at {
+                return Ok(Admission::Locked {
+                    retry_after_secs: ((next_at - now_ms) as u64).div_ceil(1000),
+                });
+            }
+        }
         let id = random_bytes::<16>();
         let (admitted, counts) = store
-            .reserve_attempt(scopes.both(), caps, &id, now_ms, since)
+            .reserve_attempt(scopes.all(), caps, &id, now_ms, since)
             .await?;
         if !admitted {
             // Parallel attempts got there first.
@@ -120,10 +148,10 @@ impl Throttle {
         }))
     }
 
-    fn locked(&self, counts: [FailureCount; 2], now_ms: i64) -> Admission {
+    fn locked(&self, counts: [FailureCount; SCOPES], now_ms: i64) -> Admission {
         let wait = counts
             .iter()
-            .zip([self.per_subject, self.per_ip])
+            .zip(self.caps())
             .filter(|(count, cap)| count.count >= *cap)
             .map(|(count, _)| {
                 let free_at = count.oldest_ms.unwrap_or(now_ms) + self.window_ms();
