@@ -45,6 +45,40 @@ pub fn backend() -> Backend {
     }
 }
 
+/// Says that this test checked nothing on this backend, and why. A skip must never pass
+/// for a proof: the line goes to stderr and, when `PALISADE_TEST_SKIP_LOG` names a file, is
+/// appended there, so CI reports per backend how many tests only skipped.
+pub fn skipped(why: &str) {
+    note_skip("skipped", why);
+}
+
+/// Says that part of this test does not apply on this backend (the rest ran).
+pub fn partly_skipped(why: &str) {
+    note_skip("partly", why);
+}
+
+fn note_skip(kind: &str, why: &str) {
+    use std::io::Write;
+    // libtest names each test's thread after the test; tokio::test runs the body on it.
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("unnamed test");
+    let backend = match backend() {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let line = format!("SKIP {kind} {backend} {test}: {why}\n");
+    eprint!("{line}");
+    if let Some(path) = std::env::var_os("PALISADE_TEST_SKIP_LOG") {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("the skip log opens");
+        file.write_all(line.as_bytes())
+            .expect("the skip log is written");
+    }
+}
+
 /// The clock the server reads: starts at the real time, moves only when a test says so.
 pub struct TestClock(Mutex<OffsetDateTime>);
 

@@ -64,7 +64,7 @@ async fn two_tenants() -> Option<TwoTenants> {
         assert_eq!(key.status(), 201);
     }
     let Some(pg) = app.db.as_postgres() else {
-        eprintln!("sqlite backend: row-level security is PostgreSQL-only (docs/claims.md, TEN-3)");
+        crate::helpers::skipped("row-level security is PostgreSQL-only (docs/claims.md, TEN-3)");
         return None;
     };
     let runtime = PgConnection::connect(&pg.direct_url(TEST_APP))
@@ -238,7 +238,7 @@ async fn the_runtime_role_cannot_disable_rls_write_into_another_tenant_or_read_p
 async fn the_server_refuses_to_start_as_a_role_that_bypasses_rls() {
     let database = crate::helpers::TestDatabase::create().await;
     let Some(superuser) = database.as_postgres().map(|pg| pg.superuser_url()) else {
-        eprintln!("sqlite backend: no database roles to check");
+        crate::helpers::skipped("no database roles to check");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -261,7 +261,7 @@ async fn the_server_refuses_to_start_as_a_role_that_bypasses_rls() {
 async fn the_server_refuses_a_role_that_can_become_the_owner_or_bypass_rls() {
     let app = spawn_app().await;
     let Some(pg) = app.db.as_postgres() else {
-        eprintln!("sqlite backend: no database roles to check");
+        crate::helpers::skipped("no database roles to check");
         return;
     };
     let mut admin = PgConnection::connect(&pg.superuser_url()).await.unwrap();
@@ -309,7 +309,7 @@ const USER_TABLES_WITH_A_TENANT_COLUMN: &[&str] = &["sessions", "audit_heads", "
 async fn every_table_with_a_tenant_column_has_forced_row_level_security() {
     let app = spawn_app().await;
     if app.db.as_postgres().is_none() {
-        eprintln!("sqlite backend: row-level security is PostgreSQL-only (docs/claims.md, TEN-3)");
+        crate::helpers::skipped("row-level security is PostgreSQL-only (docs/claims.md, TEN-3)");
         return;
     }
     let inspector = app.db.inspector_pool().await;

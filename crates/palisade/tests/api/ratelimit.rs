@@ -134,7 +134,7 @@ async fn sign_in_is_limited_per_address_and_a_burst_is_audited_once() {
 async fn one_limit_holds_across_two_instances_on_one_database() {
     let app = spawn_app_with(limits).await;
     if app.db.as_postgres().is_none() {
-        eprintln!("sqlite backend: one server per database file keeps its limits in memory");
+        crate::helpers::skipped("one server per database file keeps its limits in memory");
         return;
     }
     let sibling = app.spawn_sibling_with(limits).await;
@@ -167,7 +167,7 @@ async fn leased_shares_of_a_busy_bucket_never_exceed_the_limit_across_instances(
     let generous = |settings: &mut Settings| settings.rate_limits.read_per_minute = 200;
     let app = spawn_app_with(generous).await;
     if app.db.as_postgres().is_none() {
-        eprintln!("sqlite backend: one server per database file keeps its limits in memory");
+        crate::helpers::skipped("one server per database file keeps its limits in memory");
         return;
     }
     let sibling = app.spawn_sibling_with(generous).await;

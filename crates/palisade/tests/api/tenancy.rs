@@ -555,6 +555,110 @@ fn valid_body(path: &str) -> Value {
     }
 }
 
+/// Every id-like string (`usr_…`, `ten_…`, …) and email in a JSON answer.
+fn identifiers(value: &Value, found: &mut std::collections::HashSet<String>) {
+    match value {
+        Value::String(text) => {
+            let id_like = text.split_once('_').is_some_and(|(prefix, rest)| {
+                (2..=4).contains(&prefix.len())
+                    && rest.len() >= 32
+                    && rest.chars().all(|c| c.is_ascii_hexdigit())
+            });
+            if id_like || text.contains('@') {
+                found.insert(text.clone());
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| identifiers(item, found)),
+        Value::Object(fields) => fields.values().for_each(|item| identifiers(item, found)),
+        _ => {}
+    }
+}
+
+// claim: TEN-2
+#[tokio::test]
+async fn no_collection_answers_tenant_b_with_a_row_of_tenant_a() {
+    let app = spawn_app().await;
+    let a = app.signed_in("a-owner@example.com").await;
+    let b = app.signed_in("b-owner@example.com").await;
+    // Tenant A gets a row in every collection: a second member, an invitation, a custom
+    // role, an application, a key, audit events.
+    app.sign_up("a-member@example.com").await;
+    add_membership(&app, "a-member@example.com", &a.tenant, "member").await;
+    invite(&app, &a, "a-guest@example.com", "member").await;
+    for (path, body) in [
+        (
+            "/api/v1/custom-roles",
+            json!({"name": "A auditor", "actions": ["members.read"]}),
+        ),
+        ("/api/v1/applications", json!({"name": "A sync"})),
+        (
+            "/api/v1/api-keys",
+            json!({"name": "A CI", "role": "viewer"}),
+        ),
+    ] {
+        let (status, _) = send(&app, reqwest::Method::POST, path, &a.access, Some(body)).await;
+        assert_eq!(status, 201, "{path}");
+    }
+    let (_, b_key) = send(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/api-keys",
+        &b.access,
+        Some(json!({"name": "B CI", "role": "admin"})),
+    )
+    .await;
+    let b_key = b_key["secret"].as_str().unwrap().to_owned();
+
+    // Every collection GET of the document (no path parameter), as A, then as B's session
+    // and B's key: whatever A sees of its own, B sees none of.
+    let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();
+    let collections: Vec<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(path, item)| {
+            path.starts_with("/api/v1/") && !path.contains('{') && item.get("get").is_some()
+        })
+        .map(|(path, _)| path.clone())
+        .collect();
+    let mut of_a = std::collections::HashSet::from([a.tenant.clone()]);
+    let mut walked = 0;
+    for path in &collections {
+        let (status, answer) = send(&app, reqwest::Method::GET, path, &a.access, None).await;
+        if status == 200 {
+            identifiers(&answer, &mut of_a);
+        }
+    }
+    let mut of_b = std::collections::HashSet::new();
+    let (_, b_me) = send(&app, reqwest::Method::GET, "/api/v1/me", &b.access, None).await;
+    identifiers(&b_me, &mut of_b);
+    of_a.retain(|id| !of_b.contains(id));
+    assert!(of_a.len() >= 10, "A's rows were seen by A: {of_a:?}");
+    for path in &collections {
+        for (who, request) in [
+            (
+                "session",
+                app.client.get(app.url(path)).bearer_auth(&b.access),
+            ),
+            (
+                "key",
+                app.client.get(app.url(path)).header("x-api-key", &b_key),
+            ),
+        ] {
+            let response = request.send().await.unwrap();
+            let text = response.text().await.unwrap();
+            for id in &of_a {
+                assert!(
+                    !text.contains(id.as_str()),
+                    "B's {who} sees {id} of A at {path}"
+                );
+            }
+            walked += 1;
+        }
+    }
+    assert!(walked >= 2 * 10, "{collections:?}");
+}
+
 // claim: TEN-4, KEY-1
 #[tokio::test]
 async fn every_route_with_an_id_answers_another_tenants_ids_like_missing_ones() {
