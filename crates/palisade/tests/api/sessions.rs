@@ -250,6 +250,8 @@ async fn one_address_trying_many_emails_hits_the_per_ip_cap() {
 async fn refresh_rotates_and_a_replayed_token_revokes_the_whole_family() {
     let app = spawn_app().await;
     let first = app.signed_in("ada@example.com").await;
+    // Another session of the same user, on another device: not of the replayed family.
+    let phone = app.login("ada@example.com").await;
     let second = Session::from_response(app.refresh(&first.refresh).await).await;
     assert_ne!(second.refresh, first.refresh, "rotated");
     assert_eq!(
@@ -278,6 +280,12 @@ async fn refresh_rotates_and_a_replayed_token_revokes_the_whole_family() {
         .await
         .contains(&"auth.refresh_token_reused".to_owned()));
     assert_eq!(status_of(app.refresh("not-a-token").await).await, 401);
+    assert_eq!(
+        status_of(app.get_as("/api/v1/me", &phone.access).await).await,
+        200,
+        "an unrelated session survives the replay"
+    );
+    assert_eq!(status_of(app.refresh(&phone.refresh).await).await, 200);
 }
 
 // claim: ID-5
@@ -351,11 +359,27 @@ async fn revoke_all_refuses_every_earlier_token_on_the_very_next_request() {
     let app = spawn_app().await;
     let laptop = app.signed_in("ada@example.com").await;
     let phone = app.login("ada@example.com").await;
+    // A session of Ada's in another tenant ends too: revoke-all is per user.
+    let bob = app.signed_in("bob@example.com").await;
+    add_membership(&app, "ada@example.com", &bob.tenant, "member").await;
+    let elsewhere = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": "ada@example.com", "password": PASSWORD, "tenant_id": bob.tenant}),
+        )
+        .await;
+    let elsewhere = Session::from_response(elsewhere).await;
+    assert_eq!(elsewhere.tenant, bob.tenant);
     let response = app
         .post_as("/api/v1/auth/revoke-all", &laptop.access, None)
         .await;
     assert_eq!(response.status(), 204);
-    for session in [&laptop, &phone] {
+    assert_eq!(
+        status_of(app.get_as("/api/v1/me", &bob.access).await).await,
+        200,
+        "another user's session is untouched"
+    );
+    for session in [&laptop, &phone, &elsewhere] {
         assert_eq!(
             status_of(app.get_as("/api/v1/me", &session.access).await).await,
             401
