@@ -168,9 +168,21 @@ impl App {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
+        self.run_with(shutdown, Upkeep::Periodic).await;
+    }
+
+    /// As [`App::run`], with the periodic work on its timer or left to the caller
+    /// ([`upkeep_step`]): tests that move a frozen clock must not race a real-time ticker.
+    pub async fn run_with<F>(self, shutdown: F, upkeep: Upkeep)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
         let shutdown = futures_util::future::FutureExt::shared(Box::pin(shutdown));
         let api_port = self.local_addr().port();
-        let upkeep = tokio::spawn(upkeep(self.state.clone()));
+        let upkeep = match upkeep {
+            Upkeep::Periodic => tokio::spawn(periodic_upkeep(self.state.clone())),
+            Upkeep::Manual => tokio::spawn(async {}),
+        };
         let redirect = self.redirect.map(|listener| {
             let shutdown = shutdown.clone();
             tokio::spawn(server::serve(
@@ -205,31 +217,44 @@ impl App {
 /// the audit chains that are due; every minute, reload and rotate signing keys, prune old
 /// failure counts and rate-limit state, and write API keys' last use; every hour, apply
 /// audit retention.
-async fn upkeep(state: AppState) {
+async fn periodic_upkeep(state: AppState) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for n in 0u64.. {
         tick.tick().await;
-        if let Err(error) = state.identity.poll().await {
-            tracing::debug!(%error, "principal epoch poll failed");
+        upkeep_step(&state, n % 60 == 59, n % 3600 == 3599).await;
+    }
+}
+
+/// Whether the periodic work runs on its own timer (serving) or only when called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upkeep {
+    Periodic,
+    Manual,
+}
+
+/// One round of the periodic work: the every-second tasks, and the minute's and the
+/// hour's when `minute` and `hour` say so. Failures are logged, never fatal.
+pub async fn upkeep_step(state: &AppState, minute: bool, hour: bool) {
+    if let Err(error) = state.identity.poll().await {
+        tracing::debug!(%error, "principal epoch poll failed");
+    }
+    if let Err(error) = state.audit.checkpoint_due().await {
+        tracing::warn!(%error, "signing audit checkpoints failed");
+    }
+    if hour {
+        if let Err(error) = state.audit.enforce_retention().await {
+            tracing::warn!(%error, "applying audit retention failed");
         }
-        if let Err(error) = state.audit.checkpoint_due().await {
-            tracing::warn!(%error, "signing audit checkpoints failed");
+    }
+    if minute {
+        if let Err(error) = state.identity.maintain().await {
+            tracing::warn!(%error, "identity upkeep failed; retrying in a minute");
         }
-        if n % 3600 == 3599 {
-            if let Err(error) = state.audit.enforce_retention().await {
-                tracing::warn!(%error, "applying audit retention failed");
-            }
-        }
-        if n % 60 == 59 {
-            if let Err(error) = state.identity.maintain().await {
-                tracing::warn!(%error, "identity upkeep failed; retrying in a minute");
-            }
-            state.keys.flush_last_used().await;
-            let now_us = (state.clock.now().unix_timestamp_nanos() / 1_000) as i64;
-            if let Err(error) = state.limiter.prune(now_us).await {
-                tracing::warn!(%error, "pruning rate-limit state failed");
-            }
+        state.keys.flush_last_used().await;
+        let now_us = (state.clock.now().unix_timestamp_nanos() / 1_000) as i64;
+        if let Err(error) = state.limiter.prune(now_us).await {
+            tracing::warn!(%error, "pruning rate-limit state failed");
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use ring::signature::{Ed25519KeyPair, KeyPair};
@@ -139,8 +139,8 @@ pub struct AccessTokens {
     ttl: Duration,
     rotation: Duration,
     keys: RwLock<Arc<KeySet>>,
-    /// When a token naming an unknown key last made us reload.
-    last_forced_reload: Mutex<Option<Instant>>,
+    /// When (by the injected clock) a token naming an unknown key last made us reload.
+    last_forced_reload: Mutex<Option<OffsetDateTime>>,
     validation: Validation,
 }
 
@@ -327,7 +327,7 @@ impl AccessTokens {
         now: OffsetDateTime,
     ) -> Result<AccessClaims, TokenError> {
         match self.verify_with_loaded_keys(token, now) {
-            Err(Unverified::UnknownKey) if self.may_reload() => {
+            Err(Unverified::UnknownKey) if self.may_reload(now) => {
                 self.reload(store).await?;
                 self.verify_with_loaded_keys(token, now)
                     .map_err(Unverified::into_refusal)
@@ -363,12 +363,12 @@ impl AccessTokens {
             .cloned()
     }
 
-    fn may_reload(&self) -> bool {
+    fn may_reload(&self, now: OffsetDateTime) -> bool {
         let mut last = self.last_forced_reload.lock().expect("reload lock");
         match *last {
-            Some(at) if at.elapsed() < RELOAD_GATE => false,
+            Some(at) if now >= at && now - at < RELOAD_GATE => false,
             _ => {
-                *last = Some(Instant::now());
+                *last = Some(now);
                 true
             }
         }

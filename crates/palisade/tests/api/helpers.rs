@@ -179,9 +179,14 @@ impl Instance {
         let scheme = app.scheme();
         let state = app.state().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(app.run(async {
-            let _ = stopped.await;
-        }));
+        // No real-time ticker: a test that needs periodic work runs that task itself
+        // (`app.state.audit.checkpoint_due()`, …) when its clock says so.
+        let server = tokio::spawn(app.run_with(
+            async {
+                let _ = stopped.await;
+            },
+            palisade::app::Upkeep::Manual,
+        ));
         Self {
             addr,
             base: format!("{scheme}://{addr}"),
@@ -329,12 +334,13 @@ impl TestApp {
         request.send().await.expect("request sent")
     }
 
-    /// The mails in the outbox, oldest first, waiting up to 5 s for at least `count`
-    /// (mail is sent in the background).
+    /// Where mail goes without SMTP.
     pub fn outbox_dir(&self) -> std::path::PathBuf {
         self._data_dir.path().join("data").join("outbox")
     }
 
+    /// The mails in the outbox, oldest first, waiting up to 5 s for at least `count`
+    /// (mail is sent in the background).
     pub async fn outbox(&self, count: usize) -> Vec<String> {
         let dir = self.outbox_dir();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);

@@ -218,6 +218,7 @@ async fn injection_payloads_in_every_field_and_parameter_behave_as_inert_text() 
         // Hundreds of wrong passwords are the walk, not an attack on an account.
         s.auth.max_failures_per_email_ip = 1_000_000;
         s.auth.max_failures_per_ip = 1_000_000;
+        s.auth.slow_after_account_failures = 1_000_000;
     })
     .await;
     let owner = app.signed_in("owner@example.com").await;
