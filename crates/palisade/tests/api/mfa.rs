@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::helpers::{spawn_app, spawn_app_with, Session, TestApp, PASSWORD};
 use crate::sessions::add_membership;
 
-fn base32_decode(text: &str) -> Vec<u8> {
+pub(crate) fn base32_decode(text: &str) -> Vec<u8> {
     const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let (mut buffer, mut bits, mut out) = (0u64, 0u32, Vec::new());
     for c in text.chars() {

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use serde_json::json;
+
 use crate::helpers::{verification_token, TestDatabase};
 
 const BIN: &str = env!("CARGO_BIN_EXE_palisade");
@@ -167,6 +169,123 @@ async fn credentials_cookies_and_passwords_never_reach_the_log() {
         let parsed: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
         assert!(parsed["level"].is_string() && parsed["ts"].is_string());
+    }
+}
+
+// claim: OPS-1
+#[tokio::test]
+async fn the_real_credentials_of_an_accounts_whole_life_never_reach_the_debug_log() {
+    use crate::helpers::{refresh_cookie, token_in_mail, REFRESH_COOKIE};
+    let (_db, _dir, server) = debug_logging_server().await;
+    let base = format!("http://{}", server.addr);
+    let client = reqwest::Client::new();
+    let post = |path: &str, bearer: Option<&str>, body: serde_json::Value| {
+        let mut request = client.post(format!("{base}{path}")).json(&body);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap() }
+    };
+    let email = "life@example.com";
+    let (password, new_password) = ("correct horse battery staple", "a second long passphrase");
+    let mut secrets: Vec<String> = vec![password.into(), new_password.into()];
+    // Sign-up, verification (the real link), sign-in, refresh.
+    let signup = json!({"email": email, "password": password, "tenant_name": "Life"});
+    assert_eq!(
+        post("/api/v1/auth/signup", None, signup).await.status(),
+        201
+    );
+    let verification = verification_token(&server.data_dir.join("outbox"), email).await;
+    secrets.push(verification.clone());
+    let verified = post(
+        "/api/v1/auth/verify-email",
+        None,
+        json!({ "token": verification }),
+    )
+    .await;
+    assert_eq!(verified.status(), 204);
+    let login = post(
+        "/api/v1/auth/login",
+        None,
+        json!({"email": email, "password": password}),
+    )
+    .await;
+    assert_eq!(login.status(), 200);
+    let refresh = refresh_cookie(&login).unwrap();
+    let login: serde_json::Value = login.json().await.unwrap();
+    let access = login["access_token"].as_str().unwrap().to_owned();
+    let refreshed = client
+        .post(format!("{base}/api/v1/auth/refresh"))
+        .header("cookie", format!("{REFRESH_COOKIE}={refresh}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 200);
+    secrets.extend([refresh, refresh_cookie(&refreshed).unwrap(), access.clone()]);
+    let refreshed: serde_json::Value = refreshed.json().await.unwrap();
+    secrets.push(refreshed["access_token"].as_str().unwrap().to_owned());
+    // TOTP enrolment: the secret and the recovery codes.
+    let enrolment = post(
+        "/api/v1/auth/mfa/totp",
+        Some(&access),
+        json!({ "password": password }),
+    );
+    let enrolment: serde_json::Value = enrolment.await.json().await.unwrap();
+    let secret = enrolment["secret"].as_str().unwrap().to_owned();
+    let code = format!(
+        "{:06}",
+        palisade::identity::mfa::hotp(
+            &crate::mfa::base32_decode(&secret),
+            palisade::identity::mfa::time_step(time::OffsetDateTime::now_utc()) as u64,
+            6
+        )
+    );
+    let confirmed = post(
+        "/api/v1/auth/mfa/totp/confirm",
+        Some(&access),
+        json!({ "code": code }),
+    );
+    let confirmed: serde_json::Value = confirmed.await.json().await.unwrap();
+    let codes = confirmed["recovery_codes"]
+        .as_array()
+        .expect("recovery codes");
+    secrets.push(secret);
+    secrets.extend(codes.iter().map(|c| c.as_str().unwrap().to_owned()));
+    // A password reset: the link's token and the new password.
+    post(
+        "/api/v1/auth/password-reset/request",
+        None,
+        json!({ "email": email }),
+    )
+    .await;
+    let outbox = server.data_dir.join("outbox");
+    let reset = loop {
+        let mut mails: Vec<_> = std::fs::read_dir(&outbox)
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect();
+        mails.retain(|m| m.contains("reset-password"));
+        if let Some(mail) = mails.first() {
+            break token_in_mail(mail);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    secrets.push(reset.clone());
+    let body = json!({"token": reset, "new_password": new_password});
+    assert_eq!(
+        post("/api/v1/auth/password-reset", None, body)
+            .await
+            .status(),
+        204
+    );
+
+    server.terminate();
+    let (clean_exit, log) = server.wait();
+    assert!(clean_exit);
+    assert!(log.contains("request received"), "the debug log was on");
+    for secret in &secrets {
+        assert!(secret.len() >= 8, "a real secret: {secret:?}");
+        assert!(!log.contains(secret.as_str()), "{secret} reached the log");
     }
 }
 
