@@ -359,6 +359,35 @@ impl TestApp {
         }
     }
 
+    /// Every table of the schema and its row count, read as the database's owner (the
+    /// rate limiter's state excepted: every request moves it).
+    pub async fn table_counts(&self) -> std::collections::BTreeMap<String, i64> {
+        let tables: Vec<String> = match backend() {
+            Backend::Sqlite => {
+                self.inspect(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+                    None,
+                )
+                .await
+            }
+            Backend::Postgres => {
+                self.inspect(
+                    "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+                    None,
+                )
+                .await
+            }
+        };
+        let mut counts = std::collections::BTreeMap::new();
+        for table in tables {
+            if table != "rate_limits" {
+                counts.insert(table.clone(), self.count_rows(&table).await);
+            }
+        }
+        assert!(counts.len() >= 10, "{counts:?}");
+        counts
+    }
+
     /// Rows in a table, counted past any tenant filter.
     pub async fn count_rows(&self, table: &str) -> i64 {
         assert!(table.chars().all(|c| c.is_ascii_lowercase() || c == '_'));

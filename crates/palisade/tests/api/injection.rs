@@ -7,7 +7,8 @@
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
-use crate::helpers::{spawn_app_with, TestApp, PASSWORD};
+use crate::helpers::{spawn_app_with, TestApp};
+use crate::schema::Schemas;
 
 const PAYLOADS: &[&str] = &[
     "' OR '1'='1",
@@ -59,93 +60,11 @@ fn inert(length: usize, n: usize) -> String {
 struct Walk<'a> {
     app: &'a TestApp,
     access: String,
-    doc: Value,
+    schemas: Schemas,
     sent: usize,
-    counter: usize,
 }
 
 impl Walk<'_> {
-    fn resolve<'v>(&'v self, schema: &'v Value) -> &'v Value {
-        match schema["$ref"].as_str() {
-            Some(reference) => self
-                .resolve(&self.doc["components"]["schemas"][reference.rsplit('/').next().unwrap()]),
-            None => schema,
-        }
-    }
-
-    /// The schema of a property, without the `null` of an optional one.
-    fn property_schema<'v>(&'v self, schema: &'v Value) -> &'v Value {
-        let schema = self.resolve(schema);
-        match schema["oneOf"].as_array() {
-            Some(options) => options
-                .iter()
-                .map(|o| self.resolve(o))
-                .find(|o| o["type"] != "null")
-                .unwrap_or(schema),
-            None => schema,
-        }
-    }
-
-    fn is_text(&self, schema: &Value) -> bool {
-        let types = &schema["type"];
-        types == "string"
-            || types
-                .as_array()
-                .is_some_and(|t| t.contains(&json!("string")))
-    }
-
-    /// A value the schema admits, unique where a field must be (emails, names).
-    fn valid(&mut self, name: &str, schema: &Value) -> Value {
-        self.counter += 1;
-        let schema = self.property_schema(schema).clone();
-        if let Some(values) = schema["enum"].as_array() {
-            return values[values.len() - 1].clone();
-        }
-        if schema["type"] == "array"
-            || schema["type"]
-                .as_array()
-                .is_some_and(|t| t.contains(&json!("array")))
-        {
-            let item = self.valid(name, &schema["items"]);
-            return json!([item]);
-        }
-        if schema["type"] == "integer"
-            || schema["type"]
-                .as_array()
-                .is_some_and(|t| t.contains(&json!("integer")))
-        {
-            return json!(schema["minimum"].as_i64().unwrap_or(1));
-        }
-        if schema["type"] == "boolean" {
-            return json!(false);
-        }
-        if let Some(pattern) = schema["pattern"].as_str() {
-            if let Some(prefix) = pattern
-                .strip_prefix('^')
-                .and_then(|p| p.split_once("_[0-9a-f]{32}"))
-            {
-                return json!(format!("{}_{}", prefix.0, "0".repeat(32)));
-            }
-            if pattern.contains("{43}") {
-                return json!("A".repeat(43));
-            }
-            if pattern.contains("[0-9]{6}") {
-                return json!("000000");
-            }
-        }
-        if schema["format"] == "email" {
-            return json!(format!("walker{}@example.com", self.counter));
-        }
-        if name == "current_password" {
-            // Not the account's: a successful change would end the walker's session.
-            return json!("not the current password");
-        }
-        if name.contains("password") {
-            return json!(PASSWORD);
-        }
-        json!(format!("Name {}", self.counter))
-    }
-
     async fn send(&mut self, method: &Method, path: &str, body: Option<&Value>) -> (u16, String) {
         self.sent += 1;
         let mut request = self
@@ -181,8 +100,8 @@ impl Walk<'_> {
         build: impl Fn(&str) -> (String, Option<Value>),
     ) {
         for payload in PAYLOADS {
-            self.counter += 1;
-            let twin = inert(payload.len(), self.counter);
+            self.schemas.counter += 1;
+            let twin = inert(payload.len(), self.schemas.counter);
             let (path, body) = build(payload);
             let (hostile, hostile_text) = self.send(method, &path, body.as_ref()).await;
             Self::assert_no_sql_error(what, &hostile_text, payload);
@@ -250,32 +169,6 @@ fn comparable(text: &str, sent: &str) -> String {
         }
     }
     normal
-}
-
-/// Every table of the schema and its row count, read as the database's owner.
-async fn table_counts(app: &TestApp) -> std::collections::BTreeMap<String, i64> {
-    let tables: Vec<String> = match crate::helpers::backend() {
-        crate::helpers::Backend::Sqlite => {
-            app.inspect(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
-                None,
-            )
-            .await
-        }
-        crate::helpers::Backend::Postgres => {
-            app.inspect(
-                "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
-                None,
-            )
-            .await
-        }
-    };
-    let mut counts = std::collections::BTreeMap::new();
-    for table in tables {
-        counts.insert(table.clone(), app.count_rows(&table).await);
-    }
-    assert!(counts.len() >= 10, "{counts:?}");
-    counts
 }
 
 /// What a tenant sees of itself through its collections.
@@ -418,13 +311,12 @@ async fn injection_payloads_in_every_field_and_parameter_behave_as_inert_text() 
     let real_ids = real_ids_of(&app, &owner.access).await;
     // The other tenant, a canary: what it sees of itself must not change at all.
     let canary = tenant_view(&app, &other.access).await;
-    let counts_before = table_counts(&app).await;
+    let counts_before = app.table_counts().await;
     let mut walk = Walk {
         app: &app,
         access: owner.access.clone(),
-        doc: doc.clone(),
+        schemas: Schemas::new(doc.clone()),
         sent: 0,
-        counter: 0,
     };
     let mut fields = 0;
     for (template, item) in doc["paths"].as_object().unwrap() {
@@ -460,16 +352,16 @@ async fn injection_payloads_in_every_field_and_parameter_behave_as_inert_text() 
             let mut body = Map::new();
             let mut text_properties = Vec::new();
             if !body_schema.is_null() {
-                let schema = walk.resolve(&body_schema).clone();
+                let schema = walk.schemas.resolve(&body_schema).clone();
                 for (name, property) in schema["properties"]
                     .as_object()
                     .cloned()
                     .unwrap_or_default()
                 {
-                    let value = walk.valid(&name, &property);
-                    let resolved = walk.property_schema(&property).clone();
-                    let items = walk.property_schema(&resolved["items"]).clone();
-                    if walk.is_text(&resolved) || walk.is_text(&items) {
+                    let value = walk.schemas.valid(&name, &property);
+                    let resolved = walk.schemas.property_schema(&property).clone();
+                    let items = walk.schemas.property_schema(&resolved["items"]).clone();
+                    if walk.schemas.is_text(&resolved) || walk.schemas.is_text(&items) {
                         text_properties.push((name.clone(), resolved["type"] == "array"));
                     }
                     body.insert(name, value);
@@ -501,7 +393,11 @@ async fn injection_payloads_in_every_field_and_parameter_behave_as_inert_text() 
                         })
                         .await;
                     }
-                    Some("query") if walk.is_text(walk.property_schema(&parameter["schema"])) => {
+                    Some("query")
+                        if walk
+                            .schemas
+                            .is_text(walk.schemas.property_schema(&parameter["schema"])) =>
+                    {
                         fields += 1;
                         walk.compare(&method, &format!("{what} ?{name}"), |text| {
                             let path =
@@ -520,7 +416,7 @@ async fn injection_payloads_in_every_field_and_parameter_behave_as_inert_text() 
 
     // Nothing was dropped or deleted (the walk only adds rows), and the other tenant sees
     // exactly what it saw before.
-    let counts_after = table_counts(&app).await;
+    let counts_after = app.table_counts().await;
     for (table, before) in &counts_before {
         let after = counts_after.get(table).copied().unwrap_or(-1);
         assert!(

@@ -18,6 +18,7 @@ mod platform;
 mod process;
 mod ratelimit;
 mod recovery;
+mod schema;
 mod sessions;
 mod signup;
 mod tenancy;

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{assert_error_shape, spawn_app, spawn_app_with, TestApp};
+use crate::schema::Schemas;
 
 const WEB2_HEADERS: &[(&str, Option<&str>)] = &[
     ("content-security-policy", None),
@@ -301,6 +302,130 @@ async fn a_hundred_malformed_bodies_get_4xx_errors_in_the_shape_and_write_nothin
     assert_eq!(app.count_rows("users").await, 1, "nothing was written");
     assert_eq!(app.count_rows("tenants").await, 1, "nothing was written");
     assert_eq!(app.count_rows("sessions").await, 1, "nothing was written");
+    app.stop().await;
+}
+
+/// Values of each JSON type, to put where a schema expects another.
+const EVERY_TYPE: &[(&str, &str)] = &[
+    ("null", "null"),
+    ("boolean", "true"),
+    ("integer", "7"),
+    ("number", "1.5"),
+    ("string", "\"x\""),
+    ("array", "[]"),
+    ("object", "{}"),
+];
+
+/// For one property: values its schema refuses (each with what is wrong with it).
+fn refused_values(schemas: &Schemas, property: &Value) -> Vec<(String, Value)> {
+    let types = schemas.types(property);
+    let resolved = schemas.property_schema(property).clone();
+    let mut refused = Vec::new();
+    for (kind, value) in EVERY_TYPE {
+        let admitted = types.iter().any(|t| t == kind)
+            || (*kind == "integer" && types.iter().any(|t| t == "number"));
+        if !admitted {
+            refused.push((format!("a {kind}"), serde_json::from_str(value).unwrap()));
+        }
+    }
+    if resolved["enum"].is_array() {
+        refused.push(("a value outside the enum".into(), json!("not-one-of-them")));
+    }
+    if let Some(max) = resolved["maxLength"].as_u64() {
+        refused.push((
+            "a string too long".into(),
+            json!("x".repeat(max as usize + 1)),
+        ));
+    }
+    if let Some(min) = resolved["minimum"].as_i64() {
+        refused.push(("a number below the minimum".into(), json!(min - 1)));
+    }
+    if let Some(max) = resolved["maximum"].as_i64() {
+        refused.push(("a number above the maximum".into(), json!(max + 1)));
+    }
+    if let Some(max) = resolved["maxItems"].as_u64() {
+        let item = resolved["items"]["enum"][0].clone();
+        refused.push(("too many items".into(), json!(vec![item; max as usize + 1])));
+    }
+    refused
+}
+
+// claim: WEB-4
+#[tokio::test]
+async fn every_field_of_every_body_refuses_what_its_schema_refuses_and_nothing_is_written() {
+    let app = spawn_app().await;
+    let session = app.signed_in("probe@example.com").await;
+    let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();
+    let mut schemas = Schemas::new(doc.clone());
+    let before = app.table_counts().await;
+    let (mut operations, mut sent) = (0, 0);
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(schema) = schemas.body_schema(operation) else {
+                continue;
+            };
+            operations += 1;
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let mut path = template.clone();
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                if parameter["in"] == "path" {
+                    let name = parameter["name"].as_str().unwrap();
+                    let value = schemas.valid(name, &parameter["schema"]);
+                    path = path.replace(&format!("{{{name}}}"), value.as_str().unwrap());
+                }
+            }
+            // A body the schema accepts, then each of its fields wrong in each way, each
+            // required field missing, and one field too many.
+            let valid = schemas.valid_body(&schema);
+            let required: Vec<String> = schema["required"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_str().map(str::to_owned))
+                .collect();
+            let mut mutations: Vec<(String, Value)> = Vec::new();
+            for (name, property) in schema["properties"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+            {
+                for (wrong, value) in refused_values(&schemas, &property) {
+                    let mut body = valid.clone();
+                    body.insert(name.clone(), value);
+                    mutations.push((format!("{name}: {wrong}"), Value::Object(body)));
+                }
+                if required.contains(&name) {
+                    let mut body = valid.clone();
+                    body.remove(&name);
+                    mutations.push((format!("{name} missing"), Value::Object(body)));
+                }
+            }
+            let mut extra = valid.clone();
+            extra.insert("unexpected_field".into(), json!(1));
+            mutations.push(("an unknown field".into(), Value::Object(extra)));
+            for (what, body) in mutations {
+                let response = app
+                    .client
+                    .request(method.clone(), app.url(&path))
+                    .bearer_auth(&session.access)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status();
+                assert!(
+                    status.is_client_error(),
+                    "{method} {template} with {what}: {status} for {body}"
+                );
+                assert_error_shape(response).await;
+                sent += 1;
+            }
+        }
+    }
+    println!("{operations} operations with a body, {sent} mutated bodies");
+    assert!(operations >= 15, "{operations} operations with a body");
+    assert!(sent >= 150, "{sent} mutated bodies");
+    assert_eq!(app.table_counts().await, before, "nothing was written");
     app.stop().await;
 }
 
