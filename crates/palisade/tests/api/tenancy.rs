@@ -678,6 +678,9 @@ async fn no_collection_answers_tenant_b_with_a_row_of_tenant_a() {
     assert!(walked >= 2 * 10, "{collections:?}");
 }
 
+/// A path and its body, if any.
+type Request = (String, Option<Value>);
+
 // claim: TEN-4, KEY-1
 #[tokio::test]
 async fn every_route_with_an_id_answers_another_tenants_ids_like_missing_ones() {
@@ -795,6 +798,124 @@ async fn every_route_with_an_id_answers_another_tenants_ids_like_missing_ones() 
         }
     }
     assert!(walked >= 4, "walked {walked} operations");
+
+    // The same for A's ids in bodies and queries, by the id's kind: each operation answers
+    // tenant B exactly as it does for an id that exists nowhere.
+    let by_kind: HashMap<&str, (String, String)> = real_ids
+        .iter()
+        .map(|(name, real)| {
+            let kind = real.split_once('_').unwrap().0;
+            (kind, (real.clone(), missing_ids[name].to_owned()))
+        })
+        .chain([(
+            "ten",
+            (
+                a.tenant.clone(),
+                "ten_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0".to_owned(),
+            ),
+        )])
+        .collect();
+    app.sign_up("b-member@example.com").await;
+    add_membership(&app, "b-member@example.com", &b.tenant, "member").await;
+    let b_members: Value = app
+        .get_as("/api/v1/members", &b.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let b_member = b_members
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["email"] == "b-member@example.com")
+        .unwrap()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut schemas = crate::schema::Schemas::new(doc.clone());
+    let kind_of = |schema: &Value| {
+        let pattern = schema["pattern"].as_str()?;
+        let kind = pattern.strip_prefix('^')?.split_once("_[0-9a-f]{32}")?.0;
+        by_kind.contains_key(kind).then(|| kind.to_owned())
+    };
+    let mut in_bodies = 0;
+    let mut in_queries = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        // B's own ids in the path, so the request reaches the id in its body or query.
+        let concrete = path.replace("{user_id}", &b_member);
+        if concrete.contains('{') {
+            continue;
+        }
+        for (method, operation) in item.as_object().unwrap() {
+            let method: reqwest::Method = method.to_uppercase().parse().unwrap();
+            // What is tried, then the two requests: with A's id, and with a missing one.
+            let mut trials: Vec<(String, [Request; 2])> = Vec::new();
+            if let Some(schema) = schemas.body_schema(operation) {
+                let valid = schemas.valid_body(&schema);
+                for (name, property) in schema["properties"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default()
+                {
+                    let resolved = schemas.property_schema(&property).clone();
+                    if let Some(kind) = kind_of(&resolved) {
+                        let (real, missing) = &by_kind[kind.as_str()];
+                        let (mut with_real, mut with_missing) = (valid.clone(), valid.clone());
+                        with_real.insert(name.clone(), json!(real));
+                        with_missing.insert(name.clone(), json!(missing));
+                        trials.push((
+                            format!("body.{name}"),
+                            [
+                                (concrete.clone(), Some(Value::Object(with_real))),
+                                (concrete.clone(), Some(Value::Object(with_missing))),
+                            ],
+                        ));
+                        in_bodies += 1;
+                    }
+                }
+            }
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                if parameter["in"] != "query" {
+                    continue;
+                }
+                let name = parameter["name"].as_str().unwrap();
+                let schema = schemas.property_schema(&parameter["schema"]).clone();
+                if !schemas.is_text(&schema)
+                    || schema["pattern"].is_string() && kind_of(&schema).is_none()
+                {
+                    continue;
+                }
+                for (real, missing) in by_kind.values() {
+                    trials.push((
+                        format!("?{name}"),
+                        [
+                            (format!("{concrete}?{name}={real}"), None),
+                            (format!("{concrete}?{name}={missing}"), None),
+                        ],
+                    ));
+                    in_queries += 1;
+                }
+            }
+            for (what, requests) in trials {
+                let mut answers = Vec::new();
+                for (path, body) in requests {
+                    let (status, mut body) =
+                        send(&app, method.clone(), &path, &b.access, body).await;
+                    body["error"]["request_id"] = Value::Null;
+                    answers.push((status, body));
+                }
+                assert!(answers[0].0 < 500, "{method} {what}: {:?}", answers[0]);
+                assert_eq!(
+                    answers[0], answers[1],
+                    "{method} {path} {what}: A's id and a missing one differ"
+                );
+            }
+        }
+    }
+    assert!(
+        in_bodies >= 3 && in_queries >= 3,
+        "{in_bodies} body ids, {in_queries} query ids"
+    );
     // Nothing of A's was touched.
     let pending: Vec<Value> = app
         .get_as("/api/v1/invitations", &a.access)
