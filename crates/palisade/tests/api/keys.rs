@@ -290,8 +290,12 @@ async fn keys_expire_rotate_with_an_overlap_and_record_their_last_use() {
     assert_eq!(status_with_key(&app, "/api/v1/members", &new).await, 401);
     assert_eq!(status_with_key(&app, "/api/v1/members", &newest).await, 200);
 
-    // Thirty days after creation the key has expired, whatever its rotations.
-    app.clock.advance(Duration::from_secs(30 * 86_400));
+    // Thirty days after creation the key has expired, whatever its rotations: alive a
+    // second before, dead at the instant.
+    app.clock
+        .advance(Duration::from_secs(30 * 86_400 - 3601 - 1));
+    assert_eq!(status_with_key(&app, "/api/v1/members", &newest).await, 200);
+    app.clock.advance(Duration::from_secs(1));
     assert_eq!(status_with_key(&app, "/api/v1/members", &newest).await, 401);
     let owner = app.login("owner@example.com").await;
     let keys: Vec<Value> = app

@@ -510,11 +510,19 @@ async fn revoked_and_expired_invitations_do_not_work() {
     assert_eq!(status, 204);
     invite(&app, &owner, "linus@example.com", "member").await;
     let second_token = invitation_token(&app, "linus@example.com", 3).await;
+    invite(&app, &owner, "mia@example.com", "member").await;
+    let third_token = invitation_token(&app, "mia@example.com", 4).await;
     let grace = verified(&app, "grace@example.com").await;
     assert_eq!(accept(&app, &grace, &first_token).await.0, 404, "revoked");
+    verified(&app, "linus@example.com").await;
+    verified(&app, "mia@example.com").await;
+    // Seven days: alive a second before, dead at the instant.
     app.clock
-        .advance(std::time::Duration::from_secs(7 * 24 * 3600));
-    let linus = verified(&app, "linus@example.com").await;
+        .advance(std::time::Duration::from_secs(7 * 24 * 3600 - 1));
+    let mia = app.login("mia@example.com").await;
+    assert_eq!(accept(&app, &mia, &third_token).await.0, 200, "still alive");
+    app.clock.advance(std::time::Duration::from_secs(1));
+    let linus = app.login("linus@example.com").await;
     assert_eq!(accept(&app, &linus, &second_token).await.0, 404, "expired");
     assert_eq!(accept(&app, &linus, "garbage").await.0, 404);
 }
