@@ -401,6 +401,13 @@ const PRINCIPAL_QUERY: &str =
      LEFT JOIN custom_roles cr ON cr.id = m.custom_role_id AND cr.tenant_id = m.tenant_id
      WHERE s.id = $1 AND s.tenant_id = $2";
 
+const CHANGE_PASSWORD: &str =
+    "UPDATE users SET password_hash = $1, tokens_valid_after = $2 WHERE id = $3";
+/// A reset link proves the mailbox: the address counts as verified from then on.
+const RESET_PASSWORD: &str = "UPDATE users SET password_hash = $1, tokens_valid_after = $2,
+         email_verified_at = COALESCE(email_verified_at, $2)
+     WHERE id = $3";
+
 const SESSIONS_OF_QUERY: &str = concat!(
     "SELECT ",
     session_columns!(),
@@ -653,14 +660,12 @@ for_both_backends! {
             .execute(&mut *tx)
             .await?;
             // A reset link proves the mailbox as a verification link does.
-            let statement = if reset_token.is_some() {
-                "UPDATE users SET password_hash = $1, tokens_valid_after = $2,
-                     email_verified_at = COALESCE(email_verified_at, $2)
-                 WHERE id = $3"
+            let replace = if reset_token.is_some() {
+                sqlx::query(RESET_PASSWORD)
             } else {
-                "UPDATE users SET password_hash = $1, tokens_valid_after = $2 WHERE id = $3"
+                sqlx::query(CHANGE_PASSWORD)
             };
-            sqlx::query(statement)
+            replace
                 .bind(new_hash)
                 .bind(now)
                 .bind(user)
