@@ -595,12 +595,7 @@ impl Identity {
             tenant_name: record.tenant_name,
             mfa: record.mfa,
             mfa_pending: record.tenant_requires_mfa && !record.mfa,
-            custom_actions: record.custom_actions.as_deref().map(|names| {
-                names
-                    .split_whitespace()
-                    .filter_map(Action::from_name)
-                    .collect()
-            }),
+            custom_actions: record.custom_actions.as_deref().map(Action::parse_list),
             kind: PrincipalKind::Member,
         })
     }

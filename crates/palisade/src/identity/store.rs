@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use crate::audit::{Append, AuditRecord};
 use crate::ids::{SessionId, TenantId, UserId};
-use crate::store::{for_both_backends, Begin, Database, StoreError};
+use crate::store::{for_both_backends, stored_role, Begin, Database, StoreError};
 use crate::tenancy::Role;
 
 /// A sign-up, as the service has prepared it: every value validated, the password hashed.
@@ -365,10 +365,6 @@ fn failure_counts(
     counts
 }
 
-fn role(text: &str) -> Result<Role, StoreError> {
-    Role::parse(text).ok_or_else(|| StoreError::Other(format!("unknown role {text:?}").into()))
-}
-
 pub struct SqlIdentityStore<P>(P);
 
 macro_rules! session_columns {
@@ -602,7 +598,7 @@ for_both_backends! {
                     Ok(MembershipRecord {
                         tenant_id,
                         tenant_name,
-                        role: role(&role_text)?,
+                        role: stored_role(&role_text)?,
                         require_mfa,
                         suspended: suspended_at.is_some(),
                     })
@@ -881,7 +877,7 @@ for_both_backends! {
                     email_verified_at: r.9,
                     tokens_valid_after: r.10,
                     tenant_name: r.11,
-                    role: role(&r.12)?,
+                    role: stored_role(&r.12)?,
                     tenant_requires_mfa: r.13,
                     tenant_suspended: r.14.is_some(),
                     custom_actions: r.15,

@@ -8,7 +8,9 @@ use time::OffsetDateTime;
 use crate::audit::{Append, AuditRecord};
 use crate::identity::sessions::TenantScope;
 use crate::ids::{ApiKeyId, ApplicationId, TenantId, UserId};
-use crate::store::{for_both_backends, Begin, Database, Guarded, MayActOn, StoreError};
+use crate::store::{
+    for_both_backends, stored_role, Begin, Database, Guarded, MayActOn, StoreError,
+};
 use crate::tenancy::actions::Grant;
 use crate::tenancy::store::LOCK_APPLICATION;
 use crate::tenancy::Role;
@@ -127,9 +129,7 @@ const LIVE_KEY_GRANT: &str =
 
 /// A stored (role, scopes) pair as the grant it carries.
 pub(crate) fn grant_from((role, scopes): (String, Option<String>)) -> Result<Grant, StoreError> {
-    let role = Role::parse(&role)
-        .ok_or_else(|| StoreError::Other(format!("unknown role {role:?}").into()))?;
-    Ok(Grant::key(role, scopes.as_deref()))
+    Ok(Grant::key(stored_role(&role)?, scopes.as_deref()))
 }
 
 const PRESENTED_KEY: &str = concat!(
@@ -163,8 +163,7 @@ struct PresentedRow {
 }
 
 fn key_from(row: KeyRow) -> Result<KeyRecord, StoreError> {
-    let role = Role::parse(&row.role)
-        .ok_or_else(|| StoreError::Other(format!("unknown role {:?}", row.role).into()))?;
+    let role = stored_role(&row.role)?;
     Ok(KeyRecord {
         id: row.id,
         tenant: row.tenant_id,

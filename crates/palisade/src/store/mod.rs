@@ -149,6 +149,12 @@ pub enum Database {
 /// is the one changed.
 pub type MayActOn<'a> = &'a (dyn Fn(&crate::tenancy::actions::Grant) -> bool + Send + Sync);
 
+/// A role as stored; an unknown one is the database's fault, not the caller's.
+pub fn stored_role(text: &str) -> Result<crate::tenancy::Role, StoreError> {
+    crate::tenancy::Role::parse(text)
+        .ok_or_else(|| StoreError::Other(format!("unknown role {text:?}").into()))
+}
+
 /// The outcome of a change guarded by [`MayActOn`]; nothing is written unless `Done`.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Guarded<T> {

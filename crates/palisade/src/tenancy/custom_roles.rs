@@ -139,12 +139,7 @@ impl Tenancy {
                 .iter()
                 .find(|r| r.id == id)
                 .ok_or(TenancyError::NotFound)?;
-            let beyond = custom
-                .actions
-                .split_whitespace()
-                .filter_map(Action::from_name)
-                .any(|action| !caller.may(action));
-            if beyond {
+            if !caller.may_act_on(&Grant::actions(Action::parse_list(&custom.actions))) {
                 return Err(TenancyError::Forbidden(
                     "a custom role with an action you may not do cannot be given by you",
                 ));

@@ -9,7 +9,9 @@ use super::Role;
 use crate::audit::{Acting, Actor, Append, AuditRecord};
 use crate::identity::sessions::TenantScope;
 use crate::ids::{ApplicationId, CustomRoleId, InvitationId, TenantId, UserId};
-use crate::store::{for_both_backends, Begin, Database, Guarded, MayActOn, StoreError};
+use crate::store::{
+    for_both_backends, stored_role, Begin, Database, Guarded, MayActOn, StoreError,
+};
 use crate::tenancy::actions::{Action, Grant};
 
 #[derive(Clone, Debug)]
@@ -199,17 +201,13 @@ pub struct SqlTenancyStore<P>(P);
 pub(crate) const LOCK_APPLICATION: &str =
     "UPDATE applications SET name = name WHERE tenant_id = $1 AND id = $2";
 
-fn parse_role(text: &str) -> Result<Role, StoreError> {
-    Role::parse(text).ok_or_else(|| StoreError::Other(format!("unknown role {text:?}").into()))
-}
-
 type MemberRow = (UserId, String, String, OffsetDateTime, Option<CustomRoleId>);
 
 fn member_from(row: MemberRow) -> Result<MemberRecord, StoreError> {
     Ok(MemberRecord {
         user_id: row.0,
         email: row.1,
-        role: parse_role(&row.2)?,
+        role: stored_role(&row.2)?,
         joined_at: row.3,
         custom_role: row.4,
     })
@@ -609,7 +607,7 @@ for_both_backends! {
                     Ok(InvitationRecord {
                         id: row.0,
                         email: row.1,
-                        role: parse_role(&row.2)?,
+                        role: stored_role(&row.2)?,
                         invited_by: row.3,
                         created_at: row.4,
                         expires_at: row.5,
@@ -637,7 +635,7 @@ for_both_backends! {
             .bind(tenant)
             .fetch_optional(&mut *tx)
             .await?;
-            match role.map(|role| parse_role(&role)).transpose()? {
+            match role.map(|role| stored_role(&role)).transpose()? {
                 None => return Ok(Guarded::NotFound),
                 Some(role) if !may_act_on(&Grant::role(role)) => return Ok(Guarded::Forbidden),
                 Some(_) => {}
@@ -681,7 +679,7 @@ for_both_backends! {
             let Some((id, role_text, _)) = found.filter(|row| now < row.2) else {
                 return Ok(Acceptance::NotFound);
             };
-            let role = parse_role(&role_text)?;
+            let role = stored_role(&role_text)?;
             // The inviter must still be a member who could grant this role now.
             let inviter: Option<String> = sqlx::query_scalar(
                 "SELECT m.role FROM memberships m JOIN invitations i
