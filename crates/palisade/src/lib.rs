@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the codemap and the invariants each module keeps.
 
+pub mod access;
 pub mod app;
 pub mod audit;
 pub mod clock;

@@ -119,3 +119,57 @@ fn services_and_stores_do_not_import_axum() {
         }
     }
 }
+
+/// The access module is a leaf: who may do what is decided with nothing from the modules
+/// that verify credentials or manage tenants, so there is one permission rule and no cycle.
+#[test]
+fn access_imports_nothing_from_identity_keys_or_tenancy() {
+    for (path, text) in sources("src/access") {
+        for module in ["identity", "keys", "tenancy", "http", "store", "audit"] {
+            assert!(
+                !text.contains(&format!("crate::{module}")),
+                "{} imports crate::{module}",
+                path.display()
+            );
+        }
+    }
+}
+
+/// claim: TEN-2 — a tenant scope is made only where a credential has just been verified,
+/// or by the named system entry in the few places no request names the tenant.
+#[test]
+fn tenant_scopes_are_made_only_from_verified_credentials_or_by_the_system_entry() {
+    let allowed: &[(&str, &[&str])] = &[
+        (
+            "TenantScope::of_verified_credential(",
+            &[
+                "src/access/caller.rs",
+                "src/identity/sessions.rs",
+                "src/identity/store.rs",
+                "src/keys/mod.rs",
+            ],
+        ),
+        (
+            "TenantScope::for_system(",
+            &[
+                "src/access/caller.rs",
+                "src/audit/store.rs",
+                "src/identity/store.rs",
+                "src/keys/store.rs",
+                "src/tenancy/store.rs",
+            ],
+        ),
+    ];
+    for (path, text) in sources("src") {
+        let relative = path.to_string_lossy().replace('\\', "/");
+        for (constructor, files) in allowed {
+            if text.contains(constructor) {
+                assert!(
+                    files.iter().any(|f| relative.ends_with(f)),
+                    "{} makes a TenantScope with {constructor}",
+                    path.display()
+                );
+            }
+        }
+    }
+}

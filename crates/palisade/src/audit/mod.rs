@@ -26,6 +26,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::access::{Caller, Subject};
 use crate::ids::{ApiKeyId, TenantId, UserId};
 
 pub use service::Audit;
@@ -53,6 +54,17 @@ pub enum Acting {
     Operator(String),
     /// Palisade itself (retention).
     System,
+}
+
+/// The audit trail names the person or the key, in the role it acted with.
+impl From<&Caller> for Acting {
+    fn from(caller: &Caller) -> Self {
+        let actor = match caller.subject() {
+            Subject::Person { user, .. } => Actor::User(user),
+            Subject::Key { id } => Actor::ApiKey(id),
+        };
+        Acting::Principal(actor, caller.role().as_str())
+    }
 }
 
 impl Acting {

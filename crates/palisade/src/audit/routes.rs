@@ -17,14 +17,14 @@ use super::chain::ChainedEvent;
 use super::export::Format;
 use super::service::{RetentionChange, Verification};
 use super::store::{micros, EventFilter};
+use crate::access::actions::act;
+use crate::access::Role;
 use crate::app::AppState;
-use crate::http::auth::Permitted;
+use crate::http::auth::{Permitted, PermittedPerson};
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, Query, RequestContext};
 use crate::http::openapi::ErrorBody;
 use crate::identity::routes::origin;
-use crate::tenancy::actions::act;
-use crate::tenancy::Role;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -331,7 +331,7 @@ async fn get_retention(
 )]
 async fn set_retention(
     State(state): State<AppState>,
-    permitted: Permitted<act::TenantUpdateSecurity>,
+    permitted: PermittedPerson<act::TenantUpdateSecurity>,
     context: RequestContext,
     Json(body): Json<Retention>,
 ) -> Result<axum::Json<Retention>, ApiError> {
@@ -340,7 +340,7 @@ async fn set_retention(
         Some(days @ 1..=36_500) => Some(days as i32),
         Some(_) => return Err(ApiError::invalid_field("days must be 1 to 36500, or null")),
     };
-    let member = permitted.member()?;
+    let member = &permitted.person;
     let tenant = member.scope().tenant();
     let event = origin(context)
         .event("audit.retention_changed", "success", state.clock.now())

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::chain::{ChainedEvent, Fields, Hash, SignedPoint, GENESIS};
 use super::{stream_name, AuditRecord};
+use crate::access::TenantScope;
 use crate::ids::{EventId, TenantId};
 use crate::store::{for_both_backends, Begin, StoreError};
 
@@ -268,6 +269,13 @@ impl Dialect for sqlx::Postgres {
 
 const BIND_TENANT: &str = "SELECT set_config('palisade.tenant_id', $1, true)";
 
+/// The scope a chain's rows are read and written in. The audit service walks chains for
+/// upkeep (checkpoints, pruning, verification) as well as for a tenant's reads, and its
+/// routes have already checked the caller's own tenant: the chain's id is the tenant.
+fn stream_scope(stream: Uuid) -> TenantScope {
+    TenantScope::for_system(TenantId::from_uuid(stream))
+}
+
 for_both_backends! {
     const BINDS_TENANT: bool = <Db as Dialect>::BINDS_TENANT;
     const PRUNE: &str = <Db as Dialect>::PRUNE;
@@ -473,7 +481,7 @@ for_both_backends! {
             sink: mpsc::Sender<ChainedEvent>,
         ) -> Result<(), StoreError> {
             let tenant = TenantId::from_uuid(stream);
-            let mut reader = self.0.tenant_reader(tenant).await?;
+            let mut reader = self.0.tenant_reader(stream_scope(stream)).await?;
             {
                 let mut rows = sqlx::query(
                     "SELECT * FROM audit_events
@@ -516,7 +524,7 @@ for_both_backends! {
             to_us: Option<i64>,
         ) -> Result<Option<(i64, i64)>, StoreError> {
             let tenant = TenantId::from_uuid(stream);
-            let mut reader = self.0.tenant_reader(tenant).await?;
+            let mut reader = self.0.tenant_reader(stream_scope(stream)).await?;
             let range: (Option<i64>, Option<i64>) = sqlx::query_as(
                 "SELECT
                    (SELECT min(seq) FROM audit_events WHERE tenant_id = $1 AND occurred_at_us >= $2),
@@ -540,7 +548,7 @@ for_both_backends! {
             filter: &EventFilter,
         ) -> Result<Vec<ChainedEvent>, StoreError> {
             let tenant = TenantId::from_uuid(stream);
-            let mut reader = self.0.tenant_reader(tenant).await?;
+            let mut reader = self.0.tenant_reader(stream_scope(stream)).await?;
             let rows = sqlx::query(
                 "SELECT * FROM audit_events
                  WHERE tenant_id = $1 AND seq < $2
@@ -614,7 +622,7 @@ for_both_backends! {
             event: &AuditRecord,
         ) -> Result<(), StoreError> {
             let tenant = TenantId::from_uuid(stream);
-            let mut tx = self.0.tenant(tenant).await?;
+            let mut tx = self.0.tenant(stream_scope(stream)).await?;
             // The event first: it creates the head when the chain has none yet.
             tx.append(event).await?;
             sqlx::query("UPDATE audit_heads SET retention_days = $2 WHERE tenant_id = $1")
@@ -651,7 +659,7 @@ for_both_backends! {
             cutoff_us: i64,
         ) -> Result<Option<(i64, Hash)>, StoreError> {
             let tenant = TenantId::from_uuid(stream);
-            let mut reader = self.0.tenant_reader(tenant).await?;
+            let mut reader = self.0.tenant_reader(stream_scope(stream)).await?;
             let row = sqlx::query(
                 "SELECT seq, hash FROM audit_events WHERE tenant_id = $1 AND seq = (
                    SELECT coalesce(
@@ -675,7 +683,7 @@ for_both_backends! {
             event: &AuditRecord,
         ) -> Result<u64, StoreError> {
             let tenant = TenantId::from_uuid(stream);
-            let mut tx = self.0.tenant(tenant).await?;
+            let mut tx = self.0.tenant(stream_scope(stream)).await?;
             insert_point(&mut tx, stream, anchor).await?;
             let pruned: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND seq <= $2",

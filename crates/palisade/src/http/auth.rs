@@ -1,6 +1,7 @@
 //! Authentication extractors. A handler names what it needs in its signature:
 //! [`Permitted<A>`] (a member's session or an API key allowed action `A`: every tenant
-//! route), [`Authenticated`] (a live session whose tenant's MFA policy is met) or
+//! route), [`PermittedPerson<A>`] (a session allowed a people-only action `A`),
+//! [`Authenticated`] (a live session whose tenant's MFA policy is met) or
 //! [`AnySession`] (also a session still waiting for MFA enrolment: the enrolment and
 //! self-service routes). The tenant comes from the credential only (claim TEN-1).
 //!
@@ -14,12 +15,11 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 
 use super::error::ApiError;
+use crate::access::{Action, AnyCredential, Caller, PeopleOnly, PrincipalKind, Subject};
 use crate::app::AppState;
 use crate::identity::service::IdentityError;
-use crate::identity::sessions::{Principal, PrincipalKind};
+use crate::identity::sessions::Principal;
 use crate::keys::{self, KeyPrincipal};
-use crate::tenancy::actions::ActionMarker;
-use crate::tenancy::caller::Caller;
 
 /// A live session, MFA policy met.
 pub struct Authenticated(pub Principal);
@@ -35,48 +35,69 @@ pub struct Permitted<A> {
     action: PhantomData<A>,
 }
 
-impl<A> Permitted<A> {
-    /// The person acting, for the actions only people may take (`actions::PEOPLE_ONLY`):
-    /// for those, `may` already refused every key.
-    pub fn member(&self) -> Result<&Principal, ApiError> {
-        self.caller.member().ok_or_else(session_required)
-    }
+/// A member's session allowed the people-only action `A`: never an API key, whatever its
+/// role (claim KEY-5). It yields the person, for what only a person's session carries.
+pub struct PermittedPerson<A> {
+    pub person: Principal,
+    pub caller: Caller,
+    action: PhantomData<A>,
 }
 
-impl<A: ActionMarker> FromRequestParts<AppState> for Permitted<A> {
+impl<A: AnyCredential> FromRequestParts<AppState> for Permitted<A> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let caller = if let Some(VerifiedKey(key)) = parts.extensions.remove::<VerifiedKey>() {
-            Caller::Key(key)
+            key.caller()
         } else {
             match credential(&parts.headers)? {
-                Credential::ApiKey(key) => Caller::Key(state.keys.authenticate(key).await?),
-                Credential::Session(_) => {
-                    Caller::Member(Authenticated::from_request_parts(parts, state).await?.0)
-                }
+                Credential::ApiKey(key) => state.keys.authenticate(key).await?.caller(),
+                Credential::Session(_) => Authenticated::from_request_parts(parts, state)
+                    .await?
+                    .0
+                    .caller(),
             }
         };
-        if caller.member().is_none() && A::ACTION.people_only() {
-            return Err(session_required());
-        }
-        if !caller.may(A::ACTION) {
-            let whose = if caller.member().is_some() {
-                "your role"
-            } else {
-                "this API key"
-            };
-            return Err(ApiError::refused(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("{whose} does not allow {}", A::ACTION.name()),
-            ));
-        }
+        allowed(&caller, A::ACTION)?;
         Ok(Self {
             caller,
             action: PhantomData,
         })
     }
+}
+
+impl<A: PeopleOnly> FromRequestParts<AppState> for PermittedPerson<A> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if parts.extensions.get::<VerifiedKey>().is_some() {
+            return Err(session_required());
+        }
+        let Authenticated(person) = Authenticated::from_request_parts(parts, state).await?;
+        let caller = person.caller();
+        allowed(&caller, A::ACTION)?;
+        Ok(Self {
+            person,
+            caller,
+            action: PhantomData,
+        })
+    }
+}
+
+/// The one check both extractors make, with a refusal that says whose grant fell short.
+fn allowed(caller: &Caller, action: Action) -> Result<(), ApiError> {
+    if caller.may(action) {
+        return Ok(());
+    }
+    let whose = match caller.subject() {
+        Subject::Person { .. } => "your role",
+        Subject::Key { .. } => "this API key",
+    };
+    Err(ApiError::refused(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("{whose} does not allow {}", action.name()),
+    ))
 }
 
 /// The credential a request carries.

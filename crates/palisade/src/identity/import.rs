@@ -8,8 +8,8 @@ use super::domain::Email;
 use super::password::is_bcrypt;
 use super::service::{Identity, IdentityError};
 use super::store::ImportedUser;
+use crate::access::Role;
 use crate::ids::{TenantId, UserId};
-use crate::tenancy::Role;
 
 /// One line of an import file (JSON Lines).
 #[derive(Deserialize)]

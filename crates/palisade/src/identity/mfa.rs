@@ -316,7 +316,7 @@ impl Identity {
         required: bool,
         origin: &Origin,
     ) -> Result<(), IdentityError> {
-        if !principal.may(crate::tenancy::actions::Action::TenantUpdateSecurity) {
+        if !principal.may(crate::access::actions::Action::TenantUpdateSecurity) {
             return Err(IdentityError::Forbidden(
                 "only an Owner or Admin may change the tenant's MFA policy",
             ));
@@ -336,7 +336,7 @@ impl Identity {
             .by(principal)
             .on("tenant", principal.tenant);
         self.store
-            .set_require_mfa(principal.tenant, required, &event)
+            .set_require_mfa(principal.scope(), required, &event)
             .await?;
         self.principals.changed();
         Ok(())

@@ -12,27 +12,12 @@ use super::service::{Identity, IdentityError, Origin};
 use super::store::{MembershipRecord, NewSession, SessionRecord};
 use super::throttle::{Admission, Attempt, Scopes};
 use super::tokens::{IssuedToken, TokenSubject};
+use crate::access::{
+    Action, Caller, Entitlement, Grants, PrincipalKind, Role, Subject, TenantScope,
+};
 use crate::audit::{Acting, Actor, AuditRecord};
 use crate::crypto::{random_token, sha256};
-use crate::ids::{ApplicationId, SessionId, TenantId, UserId};
-use crate::tenancy::actions::{Action, Grant};
-use crate::tenancy::Role;
-
-/// What kind of identity a request acts as (claim RBAC-4). Sessions always make a Member;
-/// the API-keys and SCIM issues make the other two.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PrincipalKind {
-    /// A person, signed in with a session.
-    Member,
-    /// A service identity acting only through API keys scoped to one application; it never
-    /// signs in and has no session routes.
-    Agent { application: ApplicationId },
-    /// An API key of the whole tenant, bound to no application: machine access bounded by
-    /// its role and scopes, never a session.
-    TenantKey,
-    /// The SCIM provisioning identity: it may call only `/scim/v2/*`, no tenant action.
-    Scim,
-}
+use crate::ids::{SessionId, TenantId, UserId};
 
 /// Who an authenticated request acts as, read fresh from the database on every request.
 #[derive(Clone, Debug)]
@@ -40,7 +25,6 @@ pub struct Principal {
     pub(in crate::identity) user: UserId,
     pub(in crate::identity) tenant: TenantId,
     pub(in crate::identity) session: SessionId,
-    pub(in crate::identity) role: Role,
     pub(in crate::identity) email: String,
     pub(in crate::identity) email_verified: bool,
     pub(in crate::identity) tenant_name: String,
@@ -48,26 +32,8 @@ pub struct Principal {
     pub(in crate::identity) mfa: bool,
     /// The tenant requires MFA and this session has none: only enrolment is allowed.
     pub(in crate::identity) mfa_pending: bool,
-    /// A custom role's actions, which replace the built-in role's (claim RBAC-3).
-    pub(in crate::identity) custom_actions: Option<Vec<Action>>,
-    pub(in crate::identity) kind: PrincipalKind,
-}
-
-/// A tenant as a verified credential names it. Only [`Principal::scope`] makes one, so a
-/// store function that takes it cannot be handed a tenant from a request (claim TEN-2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TenantScope(TenantId);
-
-impl TenantScope {
-    pub fn tenant(self) -> TenantId {
-        self.0
-    }
-
-    /// The other credential that names a tenant: a verified API key, which only
-    /// `keys::ApiKeys::authenticate` makes.
-    pub fn of_key(key: &crate::keys::KeyPrincipal) -> Self {
-        TenantScope(key.tenant())
-    }
+    /// The built-in role and the custom role's actions, if one is held (claim RBAC-3).
+    pub(in crate::identity) grants: Grants,
 }
 
 /// The audit trail names the person in the role they hold in the tenant.
@@ -75,7 +41,7 @@ impl From<&Principal> for crate::audit::Acting {
     fn from(principal: &Principal) -> Self {
         crate::audit::Acting::Principal(
             crate::audit::Actor::User(principal.user),
-            principal.role.as_str(),
+            principal.role().as_str(),
         )
     }
 }
@@ -83,7 +49,20 @@ impl From<&Principal> for crate::audit::Acting {
 impl Principal {
     /// The tenant this request acts in, as a scope for tenant-data stores.
     pub fn scope(&self) -> TenantScope {
-        TenantScope(self.tenant)
+        TenantScope::of_verified_credential(self.tenant)
+    }
+
+    /// The person as a tenant action's caller.
+    pub fn caller(&self) -> Caller {
+        Caller::new(
+            self.scope(),
+            self.tenant_name.clone(),
+            Subject::Person {
+                user: self.user,
+                session: self.session,
+            },
+            self.grants.clone(),
+        )
     }
 
     pub fn user(&self) -> UserId {
@@ -99,7 +78,11 @@ impl Principal {
     }
 
     pub fn role(&self) -> Role {
-        self.role
+        self.grants.role()
+    }
+
+    pub fn kind(&self) -> PrincipalKind {
+        self.grants.kind()
     }
 
     pub fn email(&self) -> &str {
@@ -119,40 +102,23 @@ impl Principal {
         self.mfa
     }
 
-    pub fn kind(&self) -> PrincipalKind {
-        self.kind
-    }
-
     /// The tenant requires MFA and this session has none: only enrolment is allowed.
     pub fn mfa_pending(&self) -> bool {
         self.mfa_pending
     }
 
-    /// Whether this member may give someone `role`: not above their own rank, and (for a
-    /// member restricted by a custom role) no action of it beyond their own (claim RBAC-6).
+    /// Whether this member may give someone `role` (claim RBAC-6).
     pub fn may_grant(&self, role: Role) -> bool {
-        self.may_act_on(&Grant::role(role))
+        self.grants.may_grant(role)
     }
 
-    /// Whether this member may create, change or end an object that hands out `grant`.
-    pub fn may_act_on(&self, grant: &Grant) -> bool {
-        grant.within(self.role, |action| self.may(action))
+    /// Whether this member may create, change or end an object that hands out `entitlement`.
+    pub fn may_act_on(&self, entitlement: &Entitlement) -> bool {
+        self.grants.may_act_on(entitlement)
     }
 
-    /// Whether this member may do `action`: their custom role's actions if they hold one,
-    /// else their built-in role's.
     pub fn may(&self, action: Action) -> bool {
-        if self.kind == PrincipalKind::Scim {
-            return false;
-        }
-        if action.always_allowed() {
-            return true;
-        }
-        match &self.custom_actions {
-            // An Owner keeps every action, whatever a stale assignment says.
-            Some(actions) if self.role != Role::Owner => actions.contains(&action),
-            _ => self.role.may(action),
-        }
+        self.grants.may(action)
     }
 }
 
@@ -589,14 +555,18 @@ impl Identity {
             user: record.user,
             tenant: record.tenant,
             session: record.session,
-            role: record.role,
             email: record.email,
             email_verified: record.email_verified_at.is_some(),
             tenant_name: record.tenant_name,
             mfa: record.mfa,
             mfa_pending: record.tenant_requires_mfa && !record.mfa,
-            custom_actions: record.custom_actions.as_deref().map(Action::parse_list),
-            kind: PrincipalKind::Member,
+            grants: Grants::person(
+                record.role,
+                record
+                    .custom_actions
+                    .as_deref()
+                    .map(|names| Action::parse_list(names).into()),
+            ),
         })
     }
 
@@ -849,48 +819,5 @@ fn bounded_password(password: &SecretString) -> Result<(), InvalidInput> {
         Err(InvalidInput("password: 1 to 128 characters"))
     } else {
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn principal(kind: PrincipalKind, role: Role, custom: Option<Vec<Action>>) -> Principal {
-        Principal {
-            user: UserId::generate(),
-            tenant: TenantId::generate(),
-            session: SessionId::generate(),
-            role,
-            email: "svc@example.com".into(),
-            email_verified: true,
-            tenant_name: "Acme".into(),
-            mfa: false,
-            mfa_pending: false,
-            custom_actions: custom,
-            kind,
-        }
-    }
-
-    // claim: RBAC-4
-    #[test]
-    fn a_scim_identity_may_do_no_tenant_action_and_an_agent_only_its_scopes() {
-        let scim = principal(PrincipalKind::Scim, Role::Owner, None);
-        assert!(crate::tenancy::actions::ACTIONS
-            .iter()
-            .all(|a| !scim.may(*a)));
-        let agent = principal(
-            PrincipalKind::Agent {
-                application: ApplicationId::generate(),
-            },
-            Role::Member,
-            Some(vec![Action::KeysRead]),
-        );
-        assert!(agent.may(Action::KeysRead));
-        assert!(
-            !agent.may(Action::SecretsRead),
-            "only its scopes, not its role's"
-        );
-        assert!(!agent.may(Action::MembersInvite));
     }
 }

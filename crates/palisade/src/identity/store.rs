@@ -7,10 +7,11 @@ use async_trait::async_trait;
 use sqlx::{PgPool, SqlitePool};
 use time::OffsetDateTime;
 
+use crate::access::Role;
+use crate::access::TenantScope;
 use crate::audit::{Append, AuditRecord};
 use crate::ids::{SessionId, TenantId, UserId};
 use crate::store::{for_both_backends, stored_role, Begin, Database, StoreError};
-use crate::tenancy::Role;
 
 /// A sign-up, as the service has prepared it: every value validated, the password hashed.
 pub struct NewAccount {
@@ -319,7 +320,7 @@ pub trait IdentityStore: Send + Sync {
     async fn remove_totp(&self, user: UserId, event: &AuditRecord) -> Result<(), StoreError>;
     async fn set_require_mfa(
         &self,
-        tenant: TenantId,
+        scope: TenantScope,
         required: bool,
         event: &AuditRecord,
     ) -> Result<(), StoreError>;
@@ -466,8 +467,10 @@ for_both_backends! {
         pool: &Pool,
         event: &AuditRecord,
     ) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
+        // Sign-in, sign-up and token refresh write to a tenant before any tenant
+        // credential exists: the event names it, and the system entry says so.
         match event.tenant_id {
-            Some(tenant) => pool.tenant(tenant).await,
+            Some(tenant) => pool.tenant(TenantScope::for_system(tenant)).await,
             None => pool.write().await,
         }
     }
@@ -479,7 +482,11 @@ for_both_backends! {
             account: &NewAccount,
             event: &AuditRecord,
         ) -> Result<SignupOutcome, StoreError> {
-            let mut tx = self.0.tenant(account.tenant_id).await?;
+            // Sign-up makes the tenant: no credential names it yet.
+            let mut tx = self
+                .0
+                .tenant(TenantScope::for_system(account.tenant_id))
+                .await?;
             sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
                 .bind(account.tenant_id)
                 .bind(&account.tenant_name)
@@ -529,7 +536,8 @@ for_both_backends! {
             users: &[ImportedUser],
             event: &AuditRecord,
         ) -> Result<Option<Vec<String>>, StoreError> {
-            let mut tx = self.0.tenant(tenant).await?;
+            // The operator's import command: no request names the tenant.
+            let mut tx = self.0.tenant(TenantScope::for_system(tenant)).await?;
             let exists: Option<TenantId> = sqlx::query_scalar("SELECT id FROM tenants WHERE id = $1")
                 .bind(tenant)
                 .fetch_optional(&mut *tx)
@@ -853,7 +861,9 @@ for_both_backends! {
             session: SessionId,
             tenant: TenantId,
         ) -> Result<Option<PrincipalRecord>, StoreError> {
-            let mut reader = self.0.tenant_reader(tenant).await?;
+            // The access token naming this tenant was verified before this read.
+            let scope = TenantScope::of_verified_credential(tenant);
+            let mut reader = self.0.tenant_reader(scope).await?;
             let row: Option<(SessionId, UserId, TenantId, OffsetDateTime, OffsetDateTime,
                 Option<OffsetDateTime>, bool, i64, String, Option<OffsetDateTime>,
                 OffsetDateTime, String, String, bool, Option<OffsetDateTime>, Option<String>)> =
@@ -1239,11 +1249,12 @@ for_both_backends! {
 
         async fn set_require_mfa(
             &self,
-            tenant: TenantId,
+            scope: TenantScope,
             required: bool,
             event: &AuditRecord,
         ) -> Result<(), StoreError> {
-            let mut tx = self.0.tenant(tenant).await?;
+            let tenant = scope.tenant();
+            let mut tx = self.0.tenant(scope).await?;
             sqlx::query("UPDATE tenants SET require_mfa = $1 WHERE id = $2")
                 .bind(required)
                 .bind(tenant)

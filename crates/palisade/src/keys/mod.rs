@@ -18,17 +18,17 @@ use std::sync::{Arc, Mutex};
 use secrecy::SecretString;
 use time::{Duration, OffsetDateTime};
 
+use crate::access::actions::{Action, Entitlement};
+use crate::access::Role;
+use crate::access::{Caller, Grants, PrincipalKind, Subject, TenantScope};
 use crate::clock::Clock;
 use crate::crypto::constant_time_eq;
 use crate::identity::domain::{display_name, InvalidInput};
 use crate::identity::principals::EpochMap;
 use crate::identity::service::{EpochSource, IdentityError, Origin};
-use crate::identity::sessions::{Principal, PrincipalKind, TenantScope};
+use crate::identity::sessions::Principal;
 use crate::ids::{ApiKeyId, ApplicationId, TenantId};
-use crate::tenancy::actions::{Action, Grant};
-use crate::tenancy::caller::Caller;
 use crate::tenancy::members::{guarded, TenancyError};
-use crate::tenancy::Role;
 use store::{Creation, KeyRecord, KeyStore, PresentedRecord};
 
 /// The longest a key may live, and the longest overlap a rotation may grant.
@@ -38,11 +38,11 @@ pub const MAX_OVERLAP_SECS: i64 = 7 * 24 * 3600;
 /// Why a key may not be created, rotated or revoked by this caller (claim RBAC-6).
 const BEYOND_YOUR_OWN: &str = "the key's role or scopes go beyond what you may grant";
 
-/// A key's row as cached under the auth epoch, its scopes parsed once.
+/// A key's row as cached under the auth epoch, its grants (role and scopes) parsed once.
 #[derive(Debug)]
 struct CachedKey {
     record: PresentedRecord,
-    scopes: Option<Vec<Action>>,
+    grants: Grants,
     /// The minute of the last use noted for writing: a use in the same minute costs one
     /// atomic swap, not a lock.
     noted_minute: AtomicI64,
@@ -71,30 +71,26 @@ impl KeyPrincipal {
     }
 
     pub fn scope(&self) -> TenantScope {
-        TenantScope::of_key(self)
+        TenantScope::of_verified_credential(self.tenant())
     }
 
     /// An Agent when the key belongs to an application (claim RBAC-4).
     pub fn kind(&self) -> PrincipalKind {
-        match self.application() {
-            Some(application) => PrincipalKind::Agent { application },
-            None => PrincipalKind::TenantKey,
-        }
+        self.0.grants.kind()
     }
 
     pub fn application(&self) -> Option<ApplicationId> {
         self.0.record.key.application
     }
 
-    /// The role allows it, the scopes (if any) name it, and it is not for people only
-    /// (claim KEY-5).
-    pub fn may(&self, action: Action) -> bool {
-        if action.always_allowed() {
-            return true;
-        }
-        !action.people_only()
-            && self.role().may(action)
-            && self.0.scopes.as_ref().is_none_or(|s| s.contains(&action))
+    /// The key as a tenant action's caller: its role, narrowed by its scopes (claim KEY-5).
+    pub fn caller(&self) -> Caller {
+        Caller::new(
+            self.scope(),
+            self.tenant_name().to_owned(),
+            Subject::Key { id: self.id() },
+            self.0.grants.clone(),
+        )
     }
 }
 
@@ -159,10 +155,18 @@ impl ApiKeys {
                     .presented(presented.id)
                     .await?
                     .ok_or(IdentityError::Unauthenticated("unknown API key"))?;
-                let scopes = record.key.scopes.as_deref().map(Action::parse_list);
+                let grants = Grants::key(
+                    record.key.role,
+                    record.key.application,
+                    record
+                        .key
+                        .scopes
+                        .as_deref()
+                        .map(|names| Action::parse_list(names).into()),
+                );
                 let cached = Arc::new(CachedKey {
                     record,
-                    scopes,
+                    grants,
                     noted_minute: AtomicI64::new(i64::MIN),
                 });
                 self.cache.put(presented.id, epoch, cached.clone());
@@ -228,7 +232,7 @@ impl ApiKeys {
             None => None,
             Some(names) => Some(parse_scopes(names, request.role)?),
         };
-        let grant = Grant {
+        let grant = Entitlement {
             role: Some(request.role),
             actions: scopes.clone(),
         };
@@ -308,7 +312,7 @@ impl ApiKeys {
             .in_tenant(principal.tenant())
             .by(principal)
             .on("api_key", id);
-        let may_act_on = |grant: &Grant| principal.may_act_on(grant);
+        let may_act_on = |grant: &Entitlement| principal.may_act_on(grant);
         let outcome = self
             .store
             .revoke(principal.scope(), id, &may_act_on, now, &event)
@@ -337,7 +341,7 @@ impl ApiKeys {
             .in_tenant(principal.tenant())
             .by(principal)
             .on("api_key", id);
-        let may_act_on = |grant: &Grant| principal.may_act_on(grant);
+        let may_act_on = |grant: &Entitlement| principal.may_act_on(grant);
         let outcome = self
             .store
             .rotate(

@@ -12,16 +12,16 @@ use utoipa_axum::routes;
 
 use super::store::KeyRecord;
 use super::{IssuedKey, NewKey};
+use crate::access::actions::act;
+use crate::access::Role;
 use crate::app::AppState;
-use crate::http::auth::Permitted;
+use crate::http::auth::{Permitted, PermittedPerson};
 use crate::http::error::ApiError;
 use crate::http::extract::whole_number;
 use crate::http::extract::{id_or_404, Json, RequestContext};
 use crate::http::openapi::ErrorBody;
 use crate::identity::routes::origin;
 use crate::ids::{ApiKeyId, ApplicationId, UserId};
-use crate::tenancy::actions::act;
-use crate::tenancy::Role;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -45,7 +45,7 @@ pub struct KeyRequest {
     /// Narrows the role to these actions (`GET /api/v1/roles` lists them); omitted: all
     /// the role allows, except the people-only actions.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<crate::tenancy::actions::KeyScopeName>>, min_items = 1, max_items = 100)]
+    #[schema(value_type = Option<Vec<crate::access::actions::KeyScopeName>>, min_items = 1, max_items = 100)]
     scopes: Option<Vec<String>>,
     /// Makes the key an Agent of this application.
     #[serde(default)]
@@ -187,7 +187,7 @@ async fn list_keys(
 )]
 async fn create_key(
     State(state): State<AppState>,
-    permitted: Permitted<act::KeysCreate>,
+    permitted: PermittedPerson<act::KeysCreate>,
     context: RequestContext,
     Json(body): Json<KeyRequest>,
 ) -> Result<(StatusCode, axum::Json<IssuedKeyView>), ApiError> {
@@ -200,7 +200,7 @@ async fn create_key(
     };
     let key = state
         .keys
-        .create(permitted.member()?, request, &origin(context))
+        .create(&permitted.person, request, &origin(context))
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -226,14 +226,14 @@ async fn create_key(
 )]
 async fn revoke_key(
     State(state): State<AppState>,
-    permitted: Permitted<act::KeysRevoke>,
+    permitted: PermittedPerson<act::KeysRevoke>,
     context: RequestContext,
     Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id: ApiKeyId = id_or_404(&raw)?;
     state
         .keys
-        .revoke(permitted.member()?, id, &origin(context))
+        .revoke(&permitted.person, id, &origin(context))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -258,7 +258,7 @@ async fn revoke_key(
 )]
 async fn rotate_key(
     State(state): State<AppState>,
-    permitted: Permitted<act::KeysCreate>,
+    permitted: PermittedPerson<act::KeysCreate>,
     context: RequestContext,
     Path(raw): Path<String>,
     Json(body): Json<RotateRequest>,
@@ -267,7 +267,7 @@ async fn rotate_key(
     let key = state
         .keys
         .rotate(
-            permitted.member()?,
+            &permitted.person,
             id,
             body.overlap_seconds,
             &origin(context),

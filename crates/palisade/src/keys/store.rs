@@ -5,15 +5,15 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::access::actions::Entitlement;
+use crate::access::Role;
+use crate::access::TenantScope;
 use crate::audit::{Append, AuditRecord};
-use crate::identity::sessions::TenantScope;
 use crate::ids::{ApiKeyId, ApplicationId, TenantId, UserId};
 use crate::store::{
     for_both_backends, stored_role, Begin, Database, Guarded, MayActOn, StoreError,
 };
-use crate::tenancy::actions::Grant;
 use crate::tenancy::store::LOCK_APPLICATION;
-use crate::tenancy::Role;
 
 #[derive(Clone, Debug)]
 pub struct KeyRecord {
@@ -128,8 +128,10 @@ const LIVE_KEY_GRANT: &str =
     "SELECT role, scopes FROM api_keys WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL";
 
 /// A stored (role, scopes) pair as the grant it carries.
-pub(crate) fn grant_from((role, scopes): (String, Option<String>)) -> Result<Grant, StoreError> {
-    Ok(Grant::key(stored_role(&role)?, scopes.as_deref()))
+pub(crate) fn grant_from(
+    (role, scopes): (String, Option<String>),
+) -> Result<Entitlement, StoreError> {
+    Ok(Entitlement::key(stored_role(&role)?, scopes.as_deref()))
 }
 
 const PRESENTED_KEY: &str = concat!(
@@ -247,7 +249,7 @@ for_both_backends! {
             event: &AuditRecord,
         ) -> Result<Creation, StoreError> {
             let tenant = scope.tenant();
-            let mut tx = self.0.tenant(tenant).await?;
+            let mut tx = self.0.tenant(scope).await?;
             if let Some(application) = key.application {
                 // The foreign key alone would accept another tenant's application; the lock
                 // keeps a concurrent deletion of it from missing this key.
@@ -283,7 +285,7 @@ for_both_backends! {
 
         async fn list(&self, scope: TenantScope) -> Result<Vec<KeyRecord>, StoreError> {
             let tenant = scope.tenant();
-            let mut reader = self.0.tenant_reader(tenant).await?;
+            let mut reader = self.0.tenant_reader(scope).await?;
             let rows: Vec<KeyRow> = sqlx::query_as(LIST_KEYS)
             .bind(tenant)
             .fetch_all(&mut *reader)
@@ -301,7 +303,7 @@ for_both_backends! {
             event: &AuditRecord,
         ) -> Result<Guarded<()>, StoreError> {
             let tenant = scope.tenant();
-            let mut tx = self.0.tenant(tenant).await?;
+            let mut tx = self.0.tenant(scope).await?;
             if let Some(refusal) = refusal(&mut tx, tenant, id, may_act_on).await? {
                 return Ok(refusal);
             }
@@ -333,7 +335,7 @@ for_both_backends! {
             event: &AuditRecord,
         ) -> Result<Guarded<KeyRecord>, StoreError> {
             let tenant = scope.tenant();
-            let mut tx = self.0.tenant(tenant).await?;
+            let mut tx = self.0.tenant(scope).await?;
             if let Some(refusal) = refusal(&mut tx, tenant, id, may_act_on).await? {
                 return Ok(refusal);
             }
@@ -374,7 +376,8 @@ for_both_backends! {
             tenant: TenantId,
             uses: &[(ApiKeyId, OffsetDateTime)],
         ) -> Result<(), StoreError> {
-            let mut tx = self.0.tenant(tenant).await?;
+            // The minute's flush of last uses: upkeep, no request.
+            let mut tx = self.0.tenant(TenantScope::for_system(tenant)).await?;
             for (id, at) in uses {
                 sqlx::query(
                     "UPDATE api_keys SET last_used_at = $3

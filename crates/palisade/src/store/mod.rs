@@ -16,8 +16,9 @@ use std::ops::DerefMut;
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
+use crate::access::TenantScope;
 use crate::config::{Backend, Settings};
-use crate::ids::{ApiKeyId, TenantId, UserId};
+use crate::ids::{ApiKeyId, UserId};
 
 /// Writes a store implementation once and stamps it for both backends. Inside, `Db` names
 /// the backend's sqlx database and `Pool` its pool; statements use `$1`-style parameters,
@@ -52,13 +53,17 @@ pub(crate) trait Begin {
     type Db: sqlx::Database;
     /// Writes global data (users, sessions): no tenant bound.
     async fn write(&self) -> Result<Transaction<'static, Self::Db>, StoreError>;
-    /// Reads or writes one tenant's rows; on PostgreSQL RLS sees only `tenant`.
-    async fn tenant(&self, tenant: TenantId) -> Result<Transaction<'static, Self::Db>, StoreError>;
+    /// Reads or writes one tenant's rows; on PostgreSQL RLS sees only the scope's tenant
+    /// (claim TEN-2): the scope comes from a verified credential or the system entry.
+    async fn tenant(
+        &self,
+        scope: TenantScope,
+    ) -> Result<Transaction<'static, Self::Db>, StoreError>;
     /// A connection that reads one tenant's rows: on PostgreSQL a bound transaction, on
     /// SQLite a plain pooled connection (one statement needs no transaction, and the hot
     /// path of every authenticated request saves two). End it with [`Begin::end_read`].
     type Reader: DerefMut<Target = <Self::Db as sqlx::Database>::Connection> + Send;
-    async fn tenant_reader(&self, tenant: TenantId) -> Result<Self::Reader, StoreError>;
+    async fn tenant_reader(&self, scope: TenantScope) -> Result<Self::Reader, StoreError>;
     async fn end_read(reader: Self::Reader) -> Result<(), StoreError>;
     /// Serialises writers of `key` until the transaction ends: a PostgreSQL advisory lock;
     /// on SQLite the write transaction already excludes every other writer.
@@ -77,7 +82,10 @@ impl Begin for SqlitePool {
     async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         sqlite::begin_write(self).await
     }
-    async fn tenant(&self, _tenant: TenantId) -> Result<Transaction<'static, Sqlite>, StoreError> {
+    async fn tenant(
+        &self,
+        _scope: TenantScope,
+    ) -> Result<Transaction<'static, Sqlite>, StoreError> {
         sqlite::begin_write(self).await
     }
     async fn lock_until_commit(
@@ -87,7 +95,10 @@ impl Begin for SqlitePool {
         Ok(())
     }
     type Reader = PoolConnection<Sqlite>;
-    async fn tenant_reader(&self, _tenant: TenantId) -> Result<PoolConnection<Sqlite>, StoreError> {
+    async fn tenant_reader(
+        &self,
+        _scope: TenantScope,
+    ) -> Result<PoolConnection<Sqlite>, StoreError> {
         Ok(self.acquire().await?)
     }
     async fn end_read(_reader: PoolConnection<Sqlite>) -> Result<(), StoreError> {
@@ -106,8 +117,11 @@ impl Begin for PgPool {
     async fn write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         Ok(self.begin().await?)
     }
-    async fn tenant(&self, tenant: TenantId) -> Result<Transaction<'static, Postgres>, StoreError> {
-        postgres::begin_bound(self, postgres::TENANT_SETTING, tenant.as_uuid()).await
+    async fn tenant(
+        &self,
+        scope: TenantScope,
+    ) -> Result<Transaction<'static, Postgres>, StoreError> {
+        postgres::begin_bound(self, postgres::TENANT_SETTING, scope.tenant().as_uuid()).await
     }
     async fn lock_until_commit(
         tx: &mut Transaction<'static, Postgres>,
@@ -122,9 +136,9 @@ impl Begin for PgPool {
     type Reader = Transaction<'static, Postgres>;
     async fn tenant_reader(
         &self,
-        tenant: TenantId,
+        scope: TenantScope,
     ) -> Result<Transaction<'static, Postgres>, StoreError> {
-        postgres::begin_bound(self, postgres::TENANT_SETTING, tenant.as_uuid()).await
+        postgres::begin_bound(self, postgres::TENANT_SETTING, scope.tenant().as_uuid()).await
     }
     async fn end_read(reader: Transaction<'static, Postgres>) -> Result<(), StoreError> {
         Ok(reader.commit().await?)
@@ -147,11 +161,11 @@ pub enum Database {
 /// Asked inside a store's transaction, of the object a change would act on: may the caller
 /// act on what it grants (claim RBAC-6)? Checked under the transaction, so the object seen
 /// is the one changed.
-pub type MayActOn<'a> = &'a (dyn Fn(&crate::tenancy::actions::Grant) -> bool + Send + Sync);
+pub type MayActOn<'a> = &'a (dyn Fn(&crate::access::actions::Entitlement) -> bool + Send + Sync);
 
 /// A role as stored; an unknown one is the database's fault, not the caller's.
-pub fn stored_role(text: &str) -> Result<crate::tenancy::Role, StoreError> {
-    crate::tenancy::Role::parse(text)
+pub fn stored_role(text: &str) -> Result<crate::access::Role, StoreError> {
+    crate::access::Role::parse(text)
         .ok_or_else(|| StoreError::Other(format!("unknown role {text:?}").into()))
 }
 

@@ -3,13 +3,13 @@
 //! signs in; a Scim identity may call only `/scim/v2/*`. The keys and SCIM issues issue
 //! those credentials; the kinds are modelled in `identity::sessions::PrincipalKind`.
 
-use super::actions::Grant;
-use super::caller::Caller;
 use super::members::{guarded, Tenancy, TenancyError};
 use super::store::ApplicationRecord;
+use crate::access::actions::Entitlement;
+use crate::access::Caller;
+use crate::access::PrincipalKind;
 use crate::identity::domain::display_name;
 use crate::identity::service::Origin;
-use crate::identity::sessions::PrincipalKind;
 use crate::ids::ApplicationId;
 
 impl Tenancy {
@@ -88,7 +88,7 @@ impl Tenancy {
             .in_tenant(caller.tenant())
             .by(caller)
             .on("application", id);
-        let may_act_on = |grant: &Grant| caller.may_act_on(grant);
+        let may_act_on = |grant: &Entitlement| caller.may_act_on(grant);
         let outcome = self
             .store
             .delete_application(caller.scope(), id, &may_act_on, &event)

@@ -3,11 +3,11 @@
 //! the no-escalation rules. Nobody builds or hands out a custom role with an action they
 //! may not do themselves, and Owner-only actions never go into one.
 
-use super::actions::{Action, Grant};
-use super::caller::Caller;
 use super::members::{guarded, Tenancy, TenancyError};
 use super::store::CustomRoleRecord;
-use super::Role;
+use crate::access::actions::{Action, Entitlement};
+use crate::access::Caller;
+use crate::access::Role;
 use crate::identity::domain::{display_name, InvalidInput};
 use crate::identity::service::Origin;
 use crate::ids::{CustomRoleId, UserId};
@@ -103,7 +103,7 @@ impl Tenancy {
             .in_tenant(caller.tenant())
             .by(caller)
             .on("custom_role", id);
-        let may_act_on = |grant: &Grant| caller.may_act_on(grant);
+        let may_act_on = |grant: &Entitlement| caller.may_act_on(grant);
         let outcome = self
             .store
             .delete_custom_role(caller.scope(), id, &may_act_on, &event)
@@ -139,7 +139,7 @@ impl Tenancy {
                 .iter()
                 .find(|r| r.id == id)
                 .ok_or(TenancyError::NotFound)?;
-            if !caller.may_act_on(&Grant::actions(Action::parse_list(&custom.actions))) {
+            if !caller.may_act_on(&Entitlement::actions(Action::parse_list(&custom.actions))) {
                 return Err(TenancyError::Forbidden(
                     "a custom role with an action you may not do cannot be given by you",
                 ));

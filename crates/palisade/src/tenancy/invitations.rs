@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::actions::Grant;
 use super::members::{guarded, Tenancy, TenancyError};
 use super::store::{Acceptance, InvitationRecord, NewInvitation};
-use super::Role;
+use crate::access::actions::Entitlement;
+use crate::access::Role;
 use crate::crypto::{random_token, sha256};
 use crate::identity::domain::Email;
 use crate::identity::service::Origin;
@@ -107,7 +107,7 @@ impl Tenancy {
             .in_tenant(principal.tenant())
             .by(principal)
             .on("invitation", id);
-        let may_act_on = |grant: &Grant| principal.may_act_on(grant);
+        let may_act_on = |grant: &Entitlement| principal.may_act_on(grant);
         let outcome = self
             .store
             .revoke_invitation(principal.scope(), id, &may_act_on, &event)

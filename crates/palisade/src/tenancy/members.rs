@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use super::caller::Caller;
 use super::store::{MemberChange, MemberRecord, TenancyStore};
-use super::Role;
+use crate::access::Caller;
+use crate::access::Role;
 use crate::clock::Clock;
 use crate::identity::principals::PrincipalCache;
 use crate::identity::service::Origin;

@@ -1,60 +1,9 @@
-//! Tenancy: roles, the action table, and member management. Invitations, custom roles and
-//! platform operations build on this.
+//! Tenancy: member management, invitations, custom roles and applications, on the roles
+//! and actions of `access`. Platform operations build on this.
 
-pub mod actions;
 pub mod applications;
-pub mod caller;
 pub mod custom_roles;
 pub mod invitations;
 pub mod members;
 pub mod routes;
 pub mod store;
-
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
-/// A member's built-in role, strongest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Owner,
-    Admin,
-    Manager,
-    Member,
-    Viewer,
-}
-
-impl Role {
-    /// Strongest first.
-    pub const ALL: [Role; 5] = [
-        Self::Owner,
-        Self::Admin,
-        Self::Manager,
-        Self::Member,
-        Self::Viewer,
-    ];
-
-    pub fn title(self) -> &'static str {
-        match self {
-            Self::Owner => "Owner",
-            Self::Admin => "Admin",
-            Self::Manager => "Manager",
-            Self::Member => "Member",
-            Self::Viewer => "Viewer",
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Owner => "owner",
-            Self::Admin => "admin",
-            Self::Manager => "manager",
-            Self::Member => "member",
-            Self::Viewer => "viewer",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|role| role.as_str() == text)
-    }
-}

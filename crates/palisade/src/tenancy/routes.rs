@@ -10,12 +10,11 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::actions::{act, ACTIONS};
-use super::caller::Caller;
 use super::members::TenancyError;
-use super::Role;
+use crate::access::actions::{act, ACTIONS};
+use crate::access::{PrincipalKind, Role, Subject};
 use crate::app::AppState;
-use crate::http::auth::{AnySession, Permitted};
+use crate::http::auth::{AnySession, Permitted, PermittedPerson};
 use crate::http::error::ApiError;
 use crate::http::extract::{id_or_404, Json, RequestContext};
 use crate::http::openapi::ErrorBody;
@@ -101,9 +100,12 @@ pub struct TenantView {
 )]
 async fn current_tenant(permitted: Permitted<act::TenantRead>) -> axum::Json<TenantView> {
     let caller = &permitted.caller;
-    let (credential, api_key_id, application_id) = match caller {
-        Caller::Member(_) => ("session", None, None),
-        Caller::Key(key) => ("api_key", Some(key.id()), key.application()),
+    let (credential, api_key_id, application_id) = match (caller.subject(), caller.kind()) {
+        (Subject::Key { id }, PrincipalKind::Agent { application }) => {
+            ("api_key", Some(id), Some(application))
+        }
+        (Subject::Key { id }, _) => ("api_key", Some(id), None),
+        (Subject::Person { .. }, _) => ("session", None, None),
     };
     axum::Json(TenantView {
         id: caller.tenant(),
@@ -307,18 +309,13 @@ impl From<super::store::InvitationRecord> for InvitationView {
 )]
 async fn invite(
     State(state): State<AppState>,
-    permitted: Permitted<act::MembersInvite>,
+    permitted: PermittedPerson<act::MembersInvite>,
     context: RequestContext,
     Json(body): Json<InvitationRequest>,
 ) -> Result<(StatusCode, axum::Json<InvitationView>), ApiError> {
     let invitation = state
         .tenancy
-        .invite(
-            permitted.member()?,
-            &body.email,
-            body.role,
-            &origin(context),
-        )
+        .invite(&permitted.person, &body.email, body.role, &origin(context))
         .await?;
     Ok((StatusCode::CREATED, axum::Json(invitation.into())))
 }
@@ -339,12 +336,9 @@ async fn invite(
 )]
 async fn list_invitations(
     State(state): State<AppState>,
-    permitted: Permitted<act::MembersInvite>,
+    permitted: PermittedPerson<act::MembersInvite>,
 ) -> Result<axum::Json<Vec<InvitationView>>, ApiError> {
-    let pending = state
-        .tenancy
-        .pending_invitations(permitted.member()?)
-        .await?;
+    let pending = state.tenancy.pending_invitations(&permitted.person).await?;
     Ok(axum::Json(pending.into_iter().map(Into::into).collect()))
 }
 
@@ -366,14 +360,14 @@ async fn list_invitations(
 )]
 async fn revoke_invitation(
     State(state): State<AppState>,
-    permitted: Permitted<act::MembersInvite>,
+    permitted: PermittedPerson<act::MembersInvite>,
     context: RequestContext,
     Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id: InvitationId = id_or_404(&raw)?;
     state
         .tenancy
-        .revoke_invitation(permitted.member()?, id, &origin(context))
+        .revoke_invitation(&permitted.person, id, &origin(context))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -447,13 +441,13 @@ pub struct OwnershipTransfer {
 )]
 async fn transfer_ownership(
     State(state): State<AppState>,
-    permitted: Permitted<act::TenantTransferOwnership>,
+    permitted: PermittedPerson<act::TenantTransferOwnership>,
     context: RequestContext,
     Json(body): Json<OwnershipTransfer>,
 ) -> Result<StatusCode, ApiError> {
     state
         .tenancy
-        .transfer_ownership(permitted.member()?, body.user_id, &origin(context))
+        .transfer_ownership(&permitted.person, body.user_id, &origin(context))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -469,7 +463,7 @@ pub struct CustomRoleRequest {
     )]
     name: String,
     /// Action names from `GET /api/v1/roles`; no Owner-only action.
-    #[schema(example = json!(["audit.read", "members.read"]), value_type = Vec<super::actions::CustomRoleActionName>, min_items = 1)]
+    #[schema(example = json!(["audit.read", "members.read"]), value_type = Vec<crate::access::actions::CustomRoleActionName>, min_items = 1)]
     actions: Vec<String>,
 }
 

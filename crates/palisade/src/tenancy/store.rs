@@ -5,14 +5,14 @@ use async_trait::async_trait;
 use sqlx::{PgPool, SqlitePool};
 use time::OffsetDateTime;
 
-use super::Role;
+use crate::access::actions::{Action, Entitlement};
+use crate::access::Role;
+use crate::access::TenantScope;
 use crate::audit::{Acting, Actor, Append, AuditRecord};
-use crate::identity::sessions::TenantScope;
 use crate::ids::{ApplicationId, CustomRoleId, InvitationId, TenantId, UserId};
 use crate::store::{
     for_both_backends, stored_role, Begin, Database, Guarded, MayActOn, StoreError,
 };
-use crate::tenancy::actions::{Action, Grant};
 
 #[derive(Clone, Debug)]
 pub struct MemberRecord {
@@ -286,7 +286,7 @@ for_both_backends! {
     impl TenancyStore for SqlTenancyStore<Pool> {
         async fn members(&self, scope: TenantScope) -> Result<Vec<MemberRecord>, StoreError> {
             let tenant = scope.tenant();
-            let mut reader = self.0.tenant_reader(tenant).await?;
+            let mut reader = self.0.tenant_reader(scope).await?;
             let rows: Vec<MemberRow> = sqlx::query_as(MEMBERS_QUERY)
                 .bind(tenant)
                 .fetch_all(&mut *reader)
@@ -303,7 +303,7 @@ for_both_backends! {
             user: UserId,
         ) -> Result<Option<MemberRecord>, StoreError> {
             let tenant = scope.tenant();
-            let mut reader = self.0.tenant_reader(tenant).await?;
+            let mut reader = self.0.tenant_reader(scope).await?;
             let row: Option<MemberRow> = sqlx::query_as(MEMBER_QUERY)
                 .bind(tenant)
                 .bind(user)
@@ -321,7 +321,7 @@ for_both_backends! {
             event: &AuditRecord,
         ) -> Result<MemberChange, StoreError> {
             let tenant = scope.tenant();
-            let mut tx = self.0.tenant(tenant).await?;
+            let mut tx = self.0.tenant(scope).await?;
             let Some(current) = locked_role(&mut tx, tenant, user).await? else {
                 return Ok(MemberChange::NotFound);
             };
@@ -340,7 +340,7 @@ for_both_backends! {
             event: &AuditRecord,
         ) -> Result<bool, StoreError> {
             let tenant = scope.tenant();
-            let mut tx = self.0.tenant(tenant).await?;
+            let mut tx = self.0.tenant(scope).await?;
             let inserted = sqlx::query(
                 "INSERT INTO custom_roles (id, tenant_id, name, actions, created_at)
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, name) DO NOTHING",
@@ -361,7 +361,7 @@ for_both_backends! {
 
         async fn custom_roles(&self, scope: TenantScope) -> Result<Vec<CustomRoleRecord>, StoreError> {
             let tenant = scope.tenant();
-            let mut reader = self.0.tenant_reader(tenant).await?;
+            let mut reader = self.0.tenant_reader(scope).await?;
             let rows: Vec<(CustomRoleId, String, String, OffsetDateTime)> = sqlx::query_as(
                 "SELECT id, name, actions, created_at FROM custom_roles
                  WHERE tenant_id = $1 ORDER BY name",
@@ -389,7 +389,7 @@ for_both_backends! {
             event: &AuditRecord,
         ) -> Result<Guarded<()>, StoreError> {
             let tenant = scope.tenant();
-            let mut tx = self.0.tenant(tenant).await?;
+            let mut tx = self.0.tenant(scope).await?;
             let actions: Option<String> = sqlx::query_scalar(
                 "SELECT actions FROM custom_roles WHERE tenant_id = $1 AND id = $2",
             )
@@ -399,7 +399,7 @@ for_both_backends! {
             .await?;
             match actions {
                 None => return Ok(Guarded::NotFound),
-                Some(actions) if !may_act_on(&Grant::actions(Action::parse_list(&actions))) => {
+                Some(actions) if !may_act_on(&Entitlement::actions(Action::parse_list(&actions))) => {
                     return Ok(Guarded::Forbidden)
                 }
                 Some(_) => {}
@@ -429,7 +429,7 @@ for_both_backends! {
             event: &AuditRecord,
         ) -> Result<MemberChange, StoreError> {
             let tenant = scope.tenant();
-            let mut tx = self.0.tenant(tenant).await?;
+            let mut tx = self.0.tenant(scope).await?;
             if let Some(id) = role {
                 let exists: Option<CustomRoleId> = sqlx::query_scalar(
                     "SELECT id FROM custom_roles WHERE tenant_id = $1 AND id = $2",
@@ -464,7 +464,7 @@ for_both_backends! {
             event: &AuditRecord,
         ) -> Result<bool, StoreError> {
             let tenant = scope.tenant();
-            let mut tx = self.0.tenant(tenant).await?;
+            let mut tx = self.0.tenant(scope).await?;
             let inserted = sqlx::query(
                 "INSERT INTO applications (id, tenant_id, name, created_at)
                  VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, name) DO NOTHING",
@@ -487,7 +487,7 @@ for_both_backends! {
             scope: TenantScope,
         ) -> Result<Vec<ApplicationRecord>, StoreError> {
             let tenant = scope.tenant();
-            let mut reader = self.0.tenant_reader(tenant).await?;
+            let mut reader = self.0.tenant_reader(scope).await?;
             let rows: Vec<(ApplicationId, String, OffsetDateTime)> = sqlx::query_as(
                 "SELECT id, name, created_at FROM applications WHERE tenant_id = $1 ORDER BY name",
             )
@@ -513,7 +513,7 @@ for_both_backends! {
             event: &AuditRecord,
         ) -> Result<Guarded<()>, StoreError> {
             let tenant = scope.tenant();
-            let mut tx = self.0.tenant(tenant).await?;
+            let mut tx = self.0.tenant(scope).await?;
             // Locks the row first: a key being created for this application either
             // committed before (and is revoked below) or waits and then finds no
             // application (see the key store's create).
@@ -564,7 +564,7 @@ for_both_backends! {
             event: &AuditRecord,
         ) -> Result<(), StoreError> {
             let tenant = invitation.scope.tenant();
-            let mut tx = self.0.tenant(tenant).await?;
+            let mut tx = self.0.tenant(invitation.scope).await?;
             sqlx::query(
                 "INSERT INTO invitations (id, tenant_id, email, role, token_hash, invited_by,
                      created_at, expires_at)
@@ -590,7 +590,7 @@ for_both_backends! {
             now: OffsetDateTime,
         ) -> Result<Vec<InvitationRecord>, StoreError> {
             let tenant = scope.tenant();
-            let mut reader = self.0.tenant_reader(tenant).await?;
+            let mut reader = self.0.tenant_reader(scope).await?;
             let rows: Vec<(InvitationId, String, String, UserId, OffsetDateTime, OffsetDateTime)> =
                 sqlx::query_as(
                     "SELECT id, email, role, invited_by, created_at, expires_at FROM invitations
@@ -626,7 +626,7 @@ for_both_backends! {
             event: &AuditRecord,
         ) -> Result<Guarded<()>, StoreError> {
             let tenant = scope.tenant();
-            let mut tx = self.0.tenant(tenant).await?;
+            let mut tx = self.0.tenant(scope).await?;
             let role: Option<String> = sqlx::query_scalar(
                 "SELECT role FROM invitations
                  WHERE id = $1 AND tenant_id = $2 AND accepted_at IS NULL AND revoked_at IS NULL",
@@ -637,7 +637,7 @@ for_both_backends! {
             .await?;
             match role.map(|role| stored_role(&role)).transpose()? {
                 None => return Ok(Guarded::NotFound),
-                Some(role) if !may_act_on(&Grant::role(role)) => return Ok(Guarded::Forbidden),
+                Some(role) if !may_act_on(&Entitlement::role(role)) => return Ok(Guarded::Forbidden),
                 Some(_) => {}
             }
             let revoked = sqlx::query(
@@ -665,7 +665,8 @@ for_both_backends! {
             event: &AuditRecord,
         ) -> Result<Acceptance, StoreError> {
             let now = event.occurred_at;
-            let mut tx = self.0.tenant(tenant).await?;
+            // No tenant credential yet: the invitation's token, checked below, is the proof.
+            let mut tx = self.0.tenant(TenantScope::for_system(tenant)).await?;
             let found: Option<(InvitationId, String, OffsetDateTime)> = sqlx::query_as(
                 "SELECT id, role, expires_at FROM invitations
                  WHERE token_hash = $1 AND tenant_id = $2 AND email = $3
@@ -738,7 +739,7 @@ for_both_backends! {
             event: &AuditRecord,
         ) -> Result<MemberChange, StoreError> {
             let tenant = scope.tenant();
-            let mut tx = self.0.tenant(tenant).await?;
+            let mut tx = self.0.tenant(scope).await?;
             if locked_role(&mut tx, tenant, to).await?.is_none() {
                 return Ok(MemberChange::NotFound);
             }
@@ -760,7 +761,7 @@ for_both_backends! {
             event: &AuditRecord,
         ) -> Result<MemberChange, StoreError> {
             let tenant = scope.tenant();
-            let mut tx = self.0.tenant(tenant).await?;
+            let mut tx = self.0.tenant(scope).await?;
             let Some(current) = locked_role(&mut tx, tenant, user).await? else {
                 return Ok(MemberChange::NotFound);
             };

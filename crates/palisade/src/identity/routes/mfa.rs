@@ -9,12 +9,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::origin;
+use crate::access::actions::act;
 use crate::app::AppState;
-use crate::http::auth::{AnySession, Authenticated, Permitted};
+use crate::http::auth::{AnySession, Authenticated, PermittedPerson};
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, RequestContext};
 use crate::http::openapi::ErrorBody;
-use crate::tenancy::actions::act;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -169,13 +169,13 @@ async fn disable(
 )]
 async fn tenant_policy(
     State(state): State<AppState>,
-    permitted: Permitted<act::TenantUpdateSecurity>,
+    permitted: PermittedPerson<act::TenantUpdateSecurity>,
     context: RequestContext,
     Json(body): Json<MfaPolicy>,
 ) -> Result<StatusCode, ApiError> {
     state
         .identity
-        .set_tenant_mfa(permitted.member()?, body.required, &origin(context))
+        .set_tenant_mfa(&permitted.person, body.required, &origin(context))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,6 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{cleared_cookie, origin, read_refresh_cookie, refresh_cookie};
+use crate::access::Role;
 use crate::app::AppState;
 use crate::http::auth::{bearer, AnySession};
 use crate::http::error::ApiError;
@@ -20,7 +21,6 @@ use crate::http::openapi::ErrorBody;
 use crate::identity::sessions::{LoginInput, SessionTokens};
 use crate::identity::tokens::IssuedToken;
 use crate::ids::{SessionId, TenantId, UserId};
-use crate::tenancy::Role;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -221,6 +221,7 @@ pub struct TenantView {
     )
 )]
 async fn me(AnySession(principal): AnySession) -> axum::Json<MeResponse> {
+    let role = principal.role();
     axum::Json(MeResponse {
         user: UserView {
             id: principal.user,
@@ -231,7 +232,7 @@ async fn me(AnySession(principal): AnySession) -> axum::Json<MeResponse> {
             id: principal.tenant,
             name: principal.tenant_name,
         },
-        role: principal.role,
+        role,
         session_id: principal.session,
         mfa: principal.mfa,
         mfa_enrollment_required: principal.mfa_pending,

@@ -1,5 +1,6 @@
-//! The one declarative table of actions and the built-in roles allowed to do them (claims
-//! RBAC-1, RBAC-2). It is enforced by the `Permitted<A>` extractor, published by
+//! The one declarative table of actions, the weakest built-in role allowed each, and who
+//! may take it: anyone the role allows, or people only (claims RBAC-1, RBAC-2, KEY-5). It
+//! is enforced by the `Permitted<A>` and `PermittedPerson<A>` extractors, published by
 //! `GET /api/v1/roles` and rendered into docs/rbac.md (a test keeps the file in step).
 
 use super::Role;
@@ -10,8 +11,35 @@ pub trait ActionMarker: Send + Sync + 'static {
     const ACTION: Action;
 }
 
+/// An action any credential may take when its role and scopes allow: a handler for it
+/// takes `Permitted<A>`.
+pub trait AnyCredential: ActionMarker {}
+
+/// An action only a person may take, never an API key whatever its role: a handler for it
+/// takes `PermittedPerson<A>`, which yields the person, so no handler re-checks.
+pub trait PeopleOnly: ActionMarker {}
+
+/// Which marker trait a row's `who` column gives its action.
+macro_rules! who_marker {
+    (anyone, $marker:ident) => {
+        impl super::AnyCredential for $marker {}
+    };
+    (people, $marker:ident) => {
+        impl super::PeopleOnly for $marker {}
+    };
+}
+
+macro_rules! is_people {
+    (anyone) => {
+        false
+    };
+    (people) => {
+        true
+    };
+}
+
 macro_rules! actions {
-    ($($marker:ident => $name:literal, $role:ident, $doc:literal;)*) => {
+    ($($marker:ident => $name:literal, $role:ident, $who:ident, $doc:literal;)*) => {
         /// Everything a member may be allowed to do in a tenant.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum Action { $($marker,)* }
@@ -37,6 +65,11 @@ macro_rules! actions {
             pub fn from_name(name: &str) -> Option<Self> {
                 match name { $($name => Some(Self::$marker),)* _ => None }
             }
+
+            /// Whether only a person (never an API key) may take this action.
+            pub fn people_only(self) -> bool {
+                match self { $(Self::$marker => is_people!($who),)* }
+            }
         }
 
         /// Type-level names of the actions, for `Permitted<act::…>`.
@@ -47,58 +80,43 @@ macro_rules! actions {
                 impl super::ActionMarker for $marker {
                     const ACTION: super::Action = super::Action::$marker;
                 }
+                who_marker!($who, $marker);
             )*
         }
     };
 }
 
 // Destructive actions need Manager or above, member management Admin, and billing,
-// ownership and deletion Owner (claim RBAC-2).
+// ownership and deletion Owner (claim RBAC-2). People only: a leaked key must not mint more
+// keys, invite people in, or change who owns the tenant or its security.
 actions! {
-    TenantRead => "tenant.read", Viewer, "See the tenant the credential acts in: its id, its name and the caller's role (never removed by a custom role or scopes).";
-    MembersRead => "members.read", Viewer, "List the tenant's members and their roles.";
-    MembersInvite => "members.invite", Admin, "Invite people by email, with at most the inviter's role.";
-    MembersUpdateRole => "members.update_role", Admin, "Change a member's role, never above one's own.";
-    MembersRemove => "members.remove", Admin, "Remove a member; never the last Owner.";
-    RolesManage => "roles.manage", Admin, "Create and delete the tenant's custom roles.";
-    ApplicationsManage => "applications.manage", Admin, "Create and delete applications, the groupings Agents and API keys belong to.";
-    TenantUpdateSecurity => "tenant.update_security", Admin, "Change the tenant's security policy (MFA for every member).";
-    TenantTransferOwnership => "tenant.transfer_ownership", Owner, "Make another member an Owner.";
-    TenantDelete => "tenant.delete", Owner, "Delete the tenant and all its data.";
-    BillingManage => "billing.manage", Owner, "Manage the tenant's plan and billing.";
-    KeysRead => "keys.read", Manager, "List the tenant's API keys (never their secrets).";
-    KeysCreate => "keys.create", Manager, "Create and rotate API keys.";
-    KeysRevoke => "keys.revoke", Manager, "Revoke API keys.";
-    AuditRead => "audit.read", Admin, "Read the tenant's audit log.";
-    AuditExport => "audit.export", Admin, "Export the audit log with its verification trailer.";
-    WebhooksManage => "webhooks.manage", Admin, "Create, change and delete webhook endpoints.";
-    SecretsRead => "secrets.read", Member, "Read the tenant's stored secrets and files.";
-    SecretsWrite => "secrets.write", Manager, "Create and replace stored secrets and files.";
-    SecretsDelete => "secrets.delete", Manager, "Delete stored secrets and files.";
+    TenantRead => "tenant.read", Viewer, anyone, "See the tenant the credential acts in: its id, its name and the caller's role (never removed by a custom role or scopes).";
+    MembersRead => "members.read", Viewer, anyone, "List the tenant's members and their roles.";
+    MembersInvite => "members.invite", Admin, people, "Invite people by email, with at most the inviter's role.";
+    MembersUpdateRole => "members.update_role", Admin, anyone, "Change a member's role, never above one's own.";
+    MembersRemove => "members.remove", Admin, anyone, "Remove a member; never the last Owner.";
+    RolesManage => "roles.manage", Admin, anyone, "Create and delete the tenant's custom roles.";
+    ApplicationsManage => "applications.manage", Admin, anyone, "Create and delete applications, the groupings Agents and API keys belong to.";
+    TenantUpdateSecurity => "tenant.update_security", Admin, people, "Change the tenant's security policy (MFA for every member).";
+    TenantTransferOwnership => "tenant.transfer_ownership", Owner, people, "Make another member an Owner.";
+    TenantDelete => "tenant.delete", Owner, people, "Delete the tenant and all its data.";
+    BillingManage => "billing.manage", Owner, people, "Manage the tenant's plan and billing.";
+    KeysRead => "keys.read", Manager, anyone, "List the tenant's API keys (never their secrets).";
+    KeysCreate => "keys.create", Manager, people, "Create and rotate API keys.";
+    KeysRevoke => "keys.revoke", Manager, people, "Revoke API keys.";
+    AuditRead => "audit.read", Admin, anyone, "Read the tenant's audit log.";
+    AuditExport => "audit.export", Admin, anyone, "Export the audit log with its verification trailer.";
+    WebhooksManage => "webhooks.manage", Admin, anyone, "Create, change and delete webhook endpoints.";
+    SecretsRead => "secrets.read", Member, anyone, "Read the tenant's stored secrets and files.";
+    SecretsWrite => "secrets.write", Manager, anyone, "Create and replace stored secrets and files.";
+    SecretsDelete => "secrets.delete", Manager, anyone, "Delete stored secrets and files.";
 }
-
-/// Actions only a person may take, never an API key whatever its role: a leaked key must
-/// not mint more keys, invite people in, or change who owns the tenant or its security.
-pub const PEOPLE_ONLY: &[Action] = &[
-    Action::MembersInvite,
-    Action::TenantUpdateSecurity,
-    Action::TenantTransferOwnership,
-    Action::TenantDelete,
-    Action::BillingManage,
-    Action::KeysCreate,
-    Action::KeysRevoke,
-];
 
 impl Action {
     /// Whether every member and key may take this action whatever a custom role or scopes
     /// say: seeing which tenant one acts in narrows nothing.
     pub fn always_allowed(self) -> bool {
         self == Action::TenantRead
-    }
-
-    /// Whether only a person (never an API key) may take this action.
-    pub fn people_only(self) -> bool {
-        PEOPLE_ONLY.contains(&self)
     }
 }
 
@@ -117,13 +135,13 @@ pub fn may_grant(own: Role, may: impl Fn(Action) -> bool, role: Role) -> bool {
 /// creating, rotating, revoking, deleting it — needs the caller to be able to grant all of
 /// it (claim RBAC-6): otherwise a Manager could rotate an Admin's key and take its secret.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Grant {
+pub struct Entitlement {
     pub role: Option<Role>,
     /// None: everything `role` allows.
     pub actions: Option<Vec<Action>>,
 }
 
-impl Grant {
+impl Entitlement {
     pub fn role(role: Role) -> Self {
         Self {
             role: Some(role),
@@ -177,7 +195,7 @@ impl Role {
 pub fn render_markdown() -> String {
     let roles = Role::ALL;
     let mut out = String::from(
-        "# Roles and actions\n\nGenerated from `crates/palisade/src/tenancy/actions.rs` (the table the server \
+        "# Roles and actions\n\nGenerated from `crates/palisade/src/access/actions.rs` (the table the server \
          enforces and `GET /api/v1/roles` publishes); a test fails when this file is out of step.\n\n| Action |",
     );
     for role in roles {
