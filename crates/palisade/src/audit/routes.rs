@@ -21,7 +21,7 @@ use crate::access::actions::act;
 use crate::access::Role;
 use crate::app::AppState;
 use crate::http::auth::{Permitted, PermittedPerson};
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorCode};
 use crate::http::extract::{Json, Query, RequestContext};
 use crate::http::openapi::ErrorBody;
 use crate::identity::routes::origin;
@@ -357,9 +357,8 @@ async fn set_retention(
         RetentionChange::BelowFloor => Err(ApiError::invalid_field(
             "days must be at least the deployment's floor (audit.retention_floor_days)",
         )),
-        RetentionChange::OwnerOnly => Err(ApiError::refused(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+        RetentionChange::OwnerOnly => Err(ApiError::coded(
+            ErrorCode::Forbidden,
             "only an Owner shortens the audit history kept",
         )),
     }

@@ -14,27 +14,14 @@ use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// The body is not JSON, or a parameter cannot be parsed (400).
+    /// A refusal with its code (whose row gives the status) and a message for people.
     #[error("{message}")]
-    BadRequest {
-        code: &'static str,
-        message: Cow<'static, str>,
-    },
-    /// Well-formed input that breaks the schema or a domain rule (422).
-    #[error("{message}")]
-    Invalid {
-        code: &'static str,
+    Coded {
+        code: ErrorCode,
         message: Cow<'static, str>,
     },
     #[error("authentication required")]
     Unauthenticated,
-    /// A refusal with its own status and code (401, 403, 409); the code is in ERROR_CODES.
-    #[error("{message}")]
-    Refused {
-        status: StatusCode,
-        code: &'static str,
-        message: Cow<'static, str>,
-    },
     /// Too many attempts of one kind (failed sign-ins); retry after the delay.
     #[error("too many attempts; retry later")]
     TooManyAttempts { retry_after_secs: u64 },
@@ -66,175 +53,102 @@ pub enum ApiError {
 /// The parts of an error the frame needs to render the body, carried as a response extension.
 #[derive(Clone, Debug)]
 pub struct ErrorReport {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: Cow<'static, str>,
 }
 
-/// Every code a client may see, with its status: the table the docs and OpenAPI describe.
-pub const ERROR_CODES: &[(&str, u16, &str)] = &[
-    (
-        "malformed_json",
-        400,
-        "The body is not valid JSON (syntax, encoding, nesting depth).",
-    ),
-    (
-        "bad_request",
-        400,
-        "A parameter or header cannot be parsed.",
-    ),
-    (
-        "invalid_body",
-        422,
-        "The JSON does not match the operation's schema: unknown field, wrong type, missing field.",
-    ),
-    (
-        "invalid_query",
-        422,
-        "The query string has an unknown, repeated or malformed parameter.",
-    ),
-    (
-        "invalid_field",
-        422,
-        "A field breaks a rule (length, format, policy); the message names the field.",
-    ),
-    (
-        "unauthenticated",
-        401,
-        "Credentials are missing, malformed, expired or revoked.",
-    ),
-    (
-        "invalid_credentials",
-        401,
-        "The email or password is incorrect (the same answer for an unknown email).",
-    ),
-    (
-        "mfa_required",
-        401,
-        "The account uses two-factor authentication: send `totp` or `recovery_code`.",
-    ),
-    (
-        "invalid_mfa_code",
-        401,
-        "The two-factor code is wrong, expired or already used.",
-    ),
-    (
-        "invalid_token",
-        400,
-        "A verification or reset link is invalid, expired or already used.",
-    ),
-    (
-        "invalid_code",
-        422,
-        "The two-factor code is wrong, expired or already used.",
-    ),
-    (
-        "forbidden",
-        403,
-        "The caller's role does not allow this action.",
-    ),
-    (
-        "mfa_enrollment_required",
-        403,
-        "The tenant requires two-factor authentication and this session has none.",
-    ),
-    (
-        "tenant_suspended",
-        403,
-        "The tenant is suspended by the platform operator.",
-    ),
-    (
-        "conflict",
-        409,
-        "The resource is not in a state that allows this action.",
-    ),
-    (
-        "rate_limited",
-        429,
-        "This route's request limit for your key, user or address is used up; see Retry-After and the RateLimit-* headers.",
-    ),
-    (
-        "too_many_attempts",
-        429,
-        "Too many failed attempts; retry after the Retry-After delay.",
-    ),
-    ("not_found", 404, "No such resource in the caller's tenant."),
-    (
-        "method_not_allowed",
-        405,
-        "The path exists but not with this method.",
-    ),
-    (
-        "timeout",
-        408,
-        "The request was not completed within the request deadline.",
-    ),
-    (
-        "payload_too_large",
-        413,
-        "The body exceeds the configured limit.",
-    ),
-    (
-        "uri_too_long",
-        414,
-        "The request target is longer than 8 KiB.",
-    ),
-    (
-        "headers_too_large",
-        431,
-        "The request's headers are larger than 32 KiB in all.",
-    ),
-    (
-        "unsupported_media_type",
-        415,
-        "The operation takes application/json.",
-    ),
-    (
-        "overloaded",
-        503,
-        "A bounded queue is full; retry after the Retry-After delay.",
-    ),
-    (
-        "unavailable",
-        503,
-        "The database cannot be reached; retry later.",
-    ),
-    (
-        "storage_full",
-        507,
-        "The server's storage is full: writes are refused until an operator frees space; reads still work.",
-    ),
-    (
-        "internal",
-        500,
-        "An unexpected error; the cause is logged with the request id.",
-    ),
-];
+macro_rules! error_codes {
+    ($($variant:ident => $code:literal, $status:literal, $doc:literal;)*) => {
+        /// Every code a client may see: the one table of codes, statuses and meanings that
+        /// errors are built from and docs/errors.md is rendered from.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum ErrorCode { $(#[doc = $doc] $variant,)* }
+
+        impl ErrorCode {
+            /// Every code, in the table's order.
+            pub const ALL: &[ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The stable name clients match on.
+            pub fn name(self) -> &'static str {
+                match self { $(Self::$variant => $code,)* }
+            }
+
+            pub fn status(self) -> StatusCode {
+                let status: u16 = match self { $(Self::$variant => $status,)* };
+                StatusCode::from_u16(status).expect("a valid status in the table")
+            }
+
+            pub fn description(self) -> &'static str {
+                match self { $(Self::$variant => $doc,)* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    MalformedJson => "malformed_json", 400, "The body is not valid JSON (syntax, encoding, nesting depth).";
+    BadRequest => "bad_request", 400, "A parameter or header cannot be parsed.";
+    InvalidBody => "invalid_body", 422, "The JSON does not match the operation's schema: unknown field, wrong type, missing field.";
+    InvalidQuery => "invalid_query", 422, "The query string has an unknown, repeated or malformed parameter.";
+    InvalidField => "invalid_field", 422, "A field breaks a rule (length, format, policy); the message names the field.";
+    Unauthenticated => "unauthenticated", 401, "Credentials are missing, malformed, expired or revoked.";
+    InvalidCredentials => "invalid_credentials", 401, "The email or password is incorrect (the same answer for an unknown email).";
+    MfaRequired => "mfa_required", 401, "The account uses two-factor authentication: send `totp` or `recovery_code`.";
+    InvalidMfaCode => "invalid_mfa_code", 401, "The two-factor code is wrong, expired or already used.";
+    InvalidToken => "invalid_token", 400, "A verification or reset link is invalid, expired or already used.";
+    InvalidCode => "invalid_code", 422, "The two-factor code is wrong, expired or already used.";
+    Forbidden => "forbidden", 403, "The caller's role does not allow this action.";
+    MfaEnrollmentRequired => "mfa_enrollment_required", 403, "The tenant requires two-factor authentication and this session has none.";
+    TenantSuspended => "tenant_suspended", 403, "The tenant is suspended by the platform operator.";
+    Conflict => "conflict", 409, "The resource is not in a state that allows this action.";
+    RateLimited => "rate_limited", 429, "This route's request limit for your key, user or address is used up; see Retry-After and the RateLimit-* headers.";
+    TooManyAttempts => "too_many_attempts", 429, "Too many failed attempts; retry after the Retry-After delay.";
+    NotFound => "not_found", 404, "No such resource in the caller's tenant.";
+    MethodNotAllowed => "method_not_allowed", 405, "The path exists but not with this method.";
+    Timeout => "timeout", 408, "The request was not completed within the request deadline.";
+    PayloadTooLarge => "payload_too_large", 413, "The body exceeds the configured limit.";
+    UriTooLong => "uri_too_long", 414, "The request target is longer than 8 KiB.";
+    HeadersTooLarge => "headers_too_large", 431, "The request's headers are larger than 32 KiB in all.";
+    UnsupportedMediaType => "unsupported_media_type", 415, "The operation takes application/json.";
+    Overloaded => "overloaded", 503, "A bounded queue is full; retry after the Retry-After delay.";
+    Unavailable => "unavailable", 503, "The database cannot be reached; retry later.";
+    StorageFull => "storage_full", 507, "The server's storage is full: writes are refused until an operator frees space; reads still work.";
+    Internal => "internal", 500, "An unexpected error; the cause is logged with the request id.";
+}
+
+/// The table as docs/errors.md shows it.
+pub fn render_markdown() -> String {
+    let mut out = String::from(
+        "# Error codes\n\nGenerated from `crates/palisade/src/http/error.rs` (the table every error \
+         is built from); a test fails when this file is out of step. Every error body is \
+         `{\"error\":{\"code\",\"message\",\"request_id\"}}`.\n\n| Code | Status | Meaning |\n|---|---|---|\n",
+    );
+    for code in ErrorCode::ALL {
+        out.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            code.name(),
+            code.status().as_u16(),
+            code.description()
+        ));
+    }
+    out
+}
 
 impl ApiError {
-    pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
-        Self::BadRequest {
-            code: "bad_request",
-            message: message.into(),
-        }
-    }
-
-    pub fn invalid_field(message: impl Into<Cow<'static, str>>) -> Self {
-        Self::Invalid {
-            code: "invalid_field",
-            message: message.into(),
-        }
-    }
-
-    pub fn refused(
-        status: StatusCode,
-        code: &'static str,
-        message: impl Into<Cow<'static, str>>,
-    ) -> Self {
-        Self::Refused {
-            status,
+    /// An error of `code`, its status from the table.
+    pub fn coded(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::Coded {
             code,
             message: message.into(),
         }
+    }
+
+    pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::coded(ErrorCode::BadRequest, message)
+    }
+
+    pub fn invalid_field(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::coded(ErrorCode::InvalidField, message)
     }
 
     pub fn internal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
@@ -242,39 +156,23 @@ impl ApiError {
     }
 
     pub fn status(&self) -> StatusCode {
-        match self {
-            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Self::Refused { status, .. } => *status,
-            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::NotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
-            Self::Overloaded { .. } | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.code().status()
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::BadRequest { code, .. }
-            | Self::Invalid { code, .. }
-            | Self::Refused { code, .. } => code,
-            Self::Unauthenticated => "unauthenticated",
-            Self::TooManyAttempts { .. } => "too_many_attempts",
-            Self::NotFound => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::PayloadTooLarge => "payload_too_large",
-            Self::Timeout => "timeout",
-            Self::Overloaded { .. } => "overloaded",
-            Self::Unavailable => "unavailable",
-            Self::StorageFull => "storage_full",
-            Self::Internal(_) => "internal",
+            Self::Coded { code, .. } => *code,
+            Self::Unauthenticated => ErrorCode::Unauthenticated,
+            Self::TooManyAttempts { .. } => ErrorCode::TooManyAttempts,
+            Self::NotFound => ErrorCode::NotFound,
+            Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            Self::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            Self::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            Self::Timeout => ErrorCode::Timeout,
+            Self::Overloaded { .. } => ErrorCode::Overloaded,
+            Self::Unavailable => ErrorCode::Unavailable,
+            Self::StorageFull => ErrorCode::StorageFull,
+            Self::Internal(_) => ErrorCode::Internal,
         }
     }
 
@@ -296,9 +194,7 @@ impl ApiError {
 
     pub fn report(&self) -> ErrorReport {
         let message = match self {
-            Self::BadRequest { message, .. }
-            | Self::Invalid { message, .. }
-            | Self::Refused { message, .. } => message.clone(),
+            Self::Coded { message, .. } => message.clone(),
             other => Cow::Owned(other.to_string()),
         };
         ErrorReport {
@@ -314,7 +210,9 @@ impl IntoResponse for ApiError {
         match &self {
             Self::Internal(cause) => tracing::error!(error = %cause, "internal error"),
             // The cause was logged where the store error was converted.
-            other => tracing::debug!(code = other.code(), message = %other, "request refused"),
+            other => {
+                tracing::debug!(code = other.code().name(), message = %other, "request refused")
+            }
         }
         let mut response = status.into_response();
         if let Self::Overloaded { retry_after_secs } | Self::TooManyAttempts { retry_after_secs } =
@@ -357,41 +255,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_code_an_error_can_produce_is_in_the_table_with_its_status() {
-        let samples = [
-            ApiError::bad_request("x"),
-            ApiError::BadRequest {
-                code: "malformed_json",
-                message: "x".into(),
-            },
-            ApiError::Invalid {
-                code: "invalid_body",
-                message: "x".into(),
-            },
-            ApiError::invalid_field("x"),
-            ApiError::Unauthenticated,
-            ApiError::TooManyAttempts {
-                retry_after_secs: 1,
-            },
-            ApiError::NotFound,
-            ApiError::MethodNotAllowed,
-            ApiError::UnsupportedMediaType,
-            ApiError::PayloadTooLarge,
-            ApiError::Timeout,
-            ApiError::Overloaded {
-                retry_after_secs: 1,
-            },
-            ApiError::Unavailable,
-            ApiError::StorageFull,
-            ApiError::internal("boom"),
-        ];
-        for error in samples {
-            let row = ERROR_CODES
-                .iter()
-                .find(|(code, _, _)| *code == error.code())
-                .unwrap_or_else(|| panic!("{} missing from ERROR_CODES", error.code()));
-            assert_eq!(row.1, error.status().as_u16(), "{}", error.code());
+    fn the_docs_render_the_table_errors_are_built_from() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/errors.md");
+        let rendered = render_markdown();
+        let current = std::fs::read_to_string(path).unwrap_or_default();
+        if std::env::var_os("PALISADE_WRITE_DOCS").is_some() {
+            std::fs::write(path, &rendered).unwrap();
+        } else {
+            assert_eq!(
+                current, rendered,
+                "docs/errors.md is out of step: run PALISADE_WRITE_DOCS=1 cargo test -p palisade --lib"
+            );
         }
+        let names: std::collections::HashSet<_> = ErrorCode::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), ErrorCode::ALL.len(), "codes are unique");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::frame::{ClientIp, RequestId};
 
 /// A JSON body parsed into `T`; `T` should be `#[serde(deny_unknown_fields)]`.
@@ -65,9 +65,11 @@ where
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         axum::extract::Query::<T>::try_from_uri(&parts.uri)
             .map(|axum::extract::Query(value)| Query(value))
-            .map_err(|_| ApiError::Invalid {
-                code: "invalid_query",
-                message: "the query string has an unknown, repeated or malformed parameter".into(),
+            .map_err(|_| {
+                ApiError::coded(
+                    ErrorCode::InvalidQuery,
+                    "the query string has an unknown, repeated or malformed parameter",
+                )
             })
     }
 }
@@ -86,19 +88,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         Ok(value)
     });
     parsed.map_err(|error| match error.classify() {
-        Category::Data => ApiError::Invalid {
-            code: "invalid_body",
-            message: describe_data_error(&error).into(),
-        },
-        Category::Syntax | Category::Eof | Category::Io => ApiError::BadRequest {
-            code: "malformed_json",
-            message: format!(
+        Category::Data => ApiError::coded(ErrorCode::InvalidBody, describe_data_error(&error)),
+        Category::Syntax | Category::Eof | Category::Io => ApiError::coded(
+            ErrorCode::MalformedJson,
+            format!(
                 "the request body is not valid JSON (line {}, column {})",
                 error.line(),
                 error.column()
-            )
-            .into(),
-        },
+            ),
+        ),
     })
 }
 
@@ -189,7 +187,7 @@ mod tests {
     fn message(input: &str) -> (&'static str, String) {
         let error = parse_json::<Body>(input.as_bytes()).unwrap_err();
         let report = error.report();
-        (report.code, report.message.into_owned())
+        (report.code.name(), report.message.into_owned())
     }
 
     #[test]

@@ -10,11 +10,11 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Response};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
 
-use super::error::{ApiError, ErrorReport};
+use super::error::{ApiError, ErrorCode, ErrorReport};
 use crate::telemetry::logging::{self, is_sensitive_name, RequestFields, REDACTED};
 use crate::telemetry::metrics::{intern_route, method_label, Metrics};
 
@@ -164,9 +164,8 @@ fn malformed(req: &Request, body_limit: usize) -> Option<ApiError> {
         .path_and_query()
         .map_or(0, |target| target.as_str().len());
     if uri_bytes > MAX_URI_BYTES {
-        return Some(ApiError::refused(
-            StatusCode::URI_TOO_LONG,
-            "uri_too_long",
+        return Some(ApiError::coded(
+            ErrorCode::UriTooLong,
             "the request target is longer than 8 KiB",
         ));
     }
@@ -176,9 +175,8 @@ fn malformed(req: &Request, body_limit: usize) -> Option<ApiError> {
         .map(|(name, value)| name.as_str().len() + value.len())
         .sum();
     if header_bytes > MAX_HEADER_BYTES {
-        return Some(ApiError::refused(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
+        return Some(ApiError::coded(
+            ErrorCode::HeadersTooLarge,
             "the request's headers are larger than 32 KiB",
         ));
     }
@@ -219,7 +217,7 @@ fn render_error_body(mut response: Response<Body>, request_id: &RequestId) -> Re
     };
     let body = serde_json::json!({
         "error": {
-            "code": report.code,
+            "code": report.code.name(),
             "message": report.message,
             "request_id": request_id.as_str(),
         }

@@ -8,12 +8,12 @@ use std::sync::Mutex;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::auth::{credential, Credential, VerifiedKey};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::extract::RequestContext;
 use super::frame::ClientIp;
 use crate::app::AppState;
@@ -154,9 +154,8 @@ pub async fn rate_limit(
             }
         });
     }
-    let mut response = ApiError::refused(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
+    let mut response = ApiError::coded(
+        ErrorCode::RateLimited,
         "too many requests; retry after the delay in Retry-After",
     )
     .into_response();

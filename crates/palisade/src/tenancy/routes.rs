@@ -15,7 +15,7 @@ use crate::access::actions::{act, ACTIONS};
 use crate::access::{PrincipalKind, Role, Subject};
 use crate::app::AppState;
 use crate::http::auth::{AnySession, Permitted, PermittedPerson};
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorCode};
 use crate::http::extract::{id_or_404, Json, RequestContext};
 use crate::http::openapi::ErrorBody;
 use crate::identity::routes::origin;
@@ -42,18 +42,12 @@ impl From<TenancyError> for ApiError {
     fn from(error: TenancyError) -> Self {
         match error {
             TenancyError::NotFound => ApiError::NotFound,
-            TenancyError::Forbidden(text) => {
-                ApiError::refused(StatusCode::FORBIDDEN, "forbidden", text)
-            }
-            TenancyError::LastOwner => {
-                ApiError::refused(StatusCode::CONFLICT, "conflict", error.to_string())
-            }
+            TenancyError::Forbidden(text) => ApiError::coded(ErrorCode::Forbidden, text),
+            TenancyError::LastOwner => ApiError::coded(ErrorCode::Conflict, error.to_string()),
             TenancyError::Suspended => {
-                ApiError::refused(StatusCode::FORBIDDEN, "tenant_suspended", error.to_string())
+                ApiError::coded(ErrorCode::TenantSuspended, error.to_string())
             }
-            TenancyError::Conflict(text) => {
-                ApiError::refused(StatusCode::CONFLICT, "conflict", text)
-            }
+            TenancyError::Conflict(text) => ApiError::coded(ErrorCode::Conflict, text),
             TenancyError::Invalid(invalid) => ApiError::invalid_field(invalid.0),
             TenancyError::Store(store) => store.into(),
         }
