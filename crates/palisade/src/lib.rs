@@ -8,6 +8,8 @@ pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+#[cfg(test)]
+mod generated_docs;
 pub mod health;
 pub mod http;
 pub mod identity;

@@ -266,17 +266,7 @@ mod tests {
     // claim: RBAC-1
     #[test]
     fn the_docs_render_the_enforced_table() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/rbac.md");
-        let rendered = render_markdown();
-        let current = std::fs::read_to_string(path).unwrap_or_default();
-        if std::env::var_os("PALISADE_WRITE_DOCS").is_some() {
-            std::fs::write(path, &rendered).unwrap();
-        } else {
-            assert_eq!(
-                current, rendered,
-                "docs/rbac.md is out of step: run PALISADE_WRITE_DOCS=1 cargo test -p palisade --lib"
-            );
-        }
+        crate::generated_docs::assert_in_step("rbac.md", &render_markdown());
     }
 
     // claim: RBAC-2

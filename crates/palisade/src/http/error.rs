@@ -256,17 +256,7 @@ mod tests {
 
     #[test]
     fn the_docs_render_the_table_errors_are_built_from() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/errors.md");
-        let rendered = render_markdown();
-        let current = std::fs::read_to_string(path).unwrap_or_default();
-        if std::env::var_os("PALISADE_WRITE_DOCS").is_some() {
-            std::fs::write(path, &rendered).unwrap();
-        } else {
-            assert_eq!(
-                current, rendered,
-                "docs/errors.md is out of step: run PALISADE_WRITE_DOCS=1 cargo test -p palisade --lib"
-            );
-        }
+        crate::generated_docs::assert_in_step("errors.md", &render_markdown());
         let names: std::collections::HashSet<_> = ErrorCode::ALL.iter().map(|c| c.name()).collect();
         assert_eq!(names.len(), ErrorCode::ALL.len(), "codes are unique");
     }
