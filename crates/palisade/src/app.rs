@@ -20,6 +20,7 @@ use crate::http::server::{self, Limits};
 use crate::identity::service::Identity;
 use crate::keys::ApiKeys;
 use crate::ratelimit::Limiter;
+use crate::services::ServiceCredentials;
 use crate::store::{migrate, postgres, Database, StartupError};
 use crate::telemetry::metrics::Metrics;
 use crate::tenancy::members::Tenancy;
@@ -34,6 +35,8 @@ pub struct AppInner {
     pub identity: Identity,
     pub tenancy: Tenancy,
     pub keys: ApiKeys,
+    /// The app's service credentials (claim APP-2).
+    pub services: ServiceCredentials,
     pub audit: Audit,
     pub limiter: Limiter,
     pub burst_log: BurstLog,
@@ -111,11 +114,16 @@ impl App {
             identity.epoch_source(),
             clock.clone(),
         );
+        let services = ServiceCredentials::new(
+            crate::services::store::for_database(&db),
+            identity.epoch_source(),
+        );
         let state = AppState(Arc::new(AppInner {
             identity,
             audit,
             tenancy,
             keys,
+            services,
             limiter: Limiter::for_database(&db),
             burst_log: BurstLog::new(),
             db,

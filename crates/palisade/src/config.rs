@@ -90,6 +90,9 @@ pub struct RateLimitSettings {
     pub read_per_minute: u32,
     /// Sign-in, sign-up and the email-link requests, per client address: stricter.
     pub sign_in_per_minute: u32,
+    /// The integration endpoints (`/access/v1/…`), per service credential: the app calls
+    /// them on its own users' requests, so the budget is a busy app's.
+    pub integration_per_minute: u32,
 }
 
 impl Default for RateLimitSettings {
@@ -99,6 +102,7 @@ impl Default for RateLimitSettings {
             default_per_minute: 60,
             read_per_minute: 600,
             sign_in_per_minute: 10,
+            integration_per_minute: 600_000,
         }
     }
 }
@@ -427,6 +431,10 @@ impl Settings {
             ("default_per_minute", self.rate_limits.default_per_minute),
             ("read_per_minute", self.rate_limits.read_per_minute),
             ("sign_in_per_minute", self.rate_limits.sign_in_per_minute),
+            (
+                "integration_per_minute",
+                self.rate_limits.integration_per_minute,
+            ),
         ] {
             check(
                 (1..=60_000_000).contains(&limit),
@@ -671,6 +679,7 @@ impl Settings {
                 "default_per_minute": self.rate_limits.default_per_minute,
                 "read_per_minute": self.rate_limits.read_per_minute,
                 "sign_in_per_minute": self.rate_limits.sign_in_per_minute,
+                "integration_per_minute": self.rate_limits.integration_per_minute,
             },
             "audit": {
                 "checkpoint_key_file": self.audit.key_path(&self.data_dir).display().to_string(),

@@ -167,6 +167,11 @@ typed_id!(
     "key"
 );
 typed_id!(
+    /// A service credential of the app beside Palisade (claim APP-2).
+    ServiceId,
+    "svc"
+);
+typed_id!(
     /// One audit event.
     EventId,
     "evt"

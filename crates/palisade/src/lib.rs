@@ -8,6 +8,7 @@ pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod decisions;
 #[cfg(test)]
 mod generated_docs;
 pub mod health;
@@ -18,6 +19,7 @@ pub mod keys;
 pub mod mail;
 pub mod platform;
 pub mod ratelimit;
+pub mod services;
 pub mod store;
 pub mod telemetry;
 pub mod tenancy;

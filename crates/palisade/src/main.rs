@@ -61,6 +61,15 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Service credentials of the app beside Palisade, for the integration endpoints
+    /// (audited in the platform stream; on PostgreSQL they need admin.database_url).
+    Services {
+        /// Who runs the command, for the platform audit stream [default: $USER].
+        #[arg(long, global = true)]
+        operator: Option<String>,
+        #[command(subcommand)]
+        command: ServicesCommand,
+    },
     /// Platform operations across tenants (audited; on PostgreSQL they need
     /// admin.database_url, the operator's own credential).
     Admin {
@@ -103,6 +112,16 @@ enum AdminCommand {
     },
     /// Look a user up across tenants by email.
     FindUser { email: String },
+}
+
+#[derive(Subcommand)]
+enum ServicesCommand {
+    /// Create a credential (`pal_svc_…`); it is printed once, on standard output.
+    Create { name: String },
+    /// Every credential: id, name, creator, creation and revocation.
+    List,
+    /// Revoke a credential: refused from the next request on.
+    Revoke { id: palisade::ids::ServiceId },
 }
 
 #[derive(Subcommand)]
@@ -203,6 +222,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Admin { operator, command } => admin(&settings, operator, command).await,
+            Command::Services { operator, command } => services(&settings, operator, command).await,
             Command::Audit { command } => audit(&settings, command).await,
             Command::Users {
                 command: UsersCommand::Import { tenant, file },
@@ -262,15 +282,54 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The platform, connected with the operator's credential under the operator's name.
+async fn platform(settings: &Settings, operator: Option<String>) -> anyhow::Result<Platform> {
+    let operator = operator
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".to_owned());
+    Ok(Platform::connect(settings, operator, Arc::new(SystemClock)).await?)
+}
+
+async fn services(
+    settings: &Settings,
+    operator: Option<String>,
+    command: ServicesCommand,
+) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    let platform = platform(settings, operator).await?;
+    let outcome = match command {
+        ServicesCommand::Create { name } => platform.create_service(&name).await.map(|issued| {
+            eprintln!(
+                "created {} ({}); the credential is shown once:",
+                issued.record.id, issued.record.name
+            );
+            println!("{}", issued.credential.expose_secret());
+        }),
+        ServicesCommand::List => platform.list_services().await.map(|services| {
+            for service in services {
+                let revoked = service
+                    .revoked_at
+                    .map_or_else(String::new, |at| format!("  revoked {at}"));
+                println!(
+                    "{}  {}  by {}  created {}{revoked}",
+                    service.id, service.name, service.created_by, service.created_at
+                );
+            }
+        }),
+        ServicesCommand::Revoke { id } => platform.revoke_service(id).await.map(|()| {
+            println!("revoked {id}");
+        }),
+    };
+    platform.close().await;
+    Ok(outcome?)
+}
+
 async fn admin(
     settings: &Settings,
     operator: Option<String>,
     command: AdminCommand,
 ) -> anyhow::Result<()> {
-    let operator = operator
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "unknown".to_owned());
-    let platform = Platform::connect(settings, operator, Arc::new(SystemClock)).await?;
+    let platform = platform(settings, operator).await?;
     let outcome = match command {
         AdminCommand::Tenants {
             command: AdminTenantsCommand::List,

@@ -20,6 +20,7 @@ use crate::app::AppState;
 use crate::identity::service::IdentityError;
 use crate::identity::sessions::Principal;
 use crate::keys::{self, KeyPrincipal};
+use crate::services::{looks_like_service_credential, ServicePrincipal};
 
 /// A live session, MFA policy met.
 pub struct Authenticated(pub Principal);
@@ -56,6 +57,7 @@ impl<A: AnyCredential> FromRequestParts<AppState> for Permitted<A> {
                     .await?
                     .0
                     .caller(),
+                Credential::Service(_) => return Err(service_not_here()),
             }
         };
         allowed(&caller, A::ACTION)?;
@@ -103,6 +105,8 @@ fn allowed(caller: &Caller, action: Action) -> Result<(), ApiError> {
 pub enum Credential<'a> {
     Session(&'a str),
     ApiKey(&'a str),
+    /// The app's service credential: good for the integration endpoints only (claim APP-2).
+    Service(&'a str),
 }
 
 /// The one credential of a request: an API key (either header) or a session's bearer token.
@@ -120,12 +124,49 @@ pub fn credential(headers: &HeaderMap) -> Result<Credential<'_>, ApiError> {
         (Some(_), Some(_)) => Err(ApiError::Unauthenticated),
         (Some(key), None) => Ok(Credential::ApiKey(key)),
         (None, Some(token)) if keys::secret::looks_like_key(token) => Ok(Credential::ApiKey(token)),
+        (None, Some(token)) if looks_like_service_credential(token) => {
+            Ok(Credential::Service(token))
+        }
         (None, Some(token)) => Ok(Credential::Session(token)),
         (None, None) => Err(ApiError::Unauthenticated),
     }
 }
 
 pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// The app's backend, by its service credential: the integration endpoints' caller
+/// (claim APP-2). Nothing else is accepted there.
+pub struct Service(pub ServicePrincipal);
+
+impl FromRequestParts<AppState> for Service {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(VerifiedService(service)) = parts.extensions.remove::<VerifiedService>() {
+            return Ok(Self(service));
+        }
+        match credential(&parts.headers)? {
+            Credential::Service(text) => Ok(Self(state.services.authenticate(text).await?)),
+            Credential::Session(_) | Credential::ApiKey(_) => Err(ApiError::coded(
+                ErrorCode::Unauthenticated,
+                "the integration endpoints take the app's service credential (Authorization: Bearer pal_svc_…)",
+            )),
+        }
+    }
+}
+
+/// A service credential the rate limiter already verified for this request.
+#[derive(Clone)]
+pub struct VerifiedService(pub ServicePrincipal);
+
+/// A service credential on a tenant or session route: it is good for the integration
+/// endpoints only, so the request lacks the credential the route takes.
+fn service_not_here() -> ApiError {
+    ApiError::coded(
+        ErrorCode::Unauthenticated,
+        "service credentials are accepted on the integration endpoints (/access/v1/…) only",
+    )
+}
 
 /// A key the rate limiter already verified for this request, so it is checked once.
 #[derive(Clone)]
@@ -150,8 +191,10 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
     // An Agent or any other key never has a session (claim RBAC-4).
-    let Credential::Session(token) = credential(&parts.headers)? else {
-        return Err(session_required());
+    let token = match credential(&parts.headers)? {
+        Credential::Session(token) => token,
+        Credential::Service(_) => return Err(service_not_here()),
+        Credential::ApiKey(_) => return Err(session_required()),
     };
     let principal = state
         .identity

@@ -30,6 +30,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(crate::tenancy::routes::router())
         .merge(crate::keys::routes::router())
         .merge(crate::audit::routes::router())
+        .merge(crate::decisions::routes::router())
 }
 
 /// The application: every route behind the request frame, with its OpenAPI document.

@@ -24,6 +24,7 @@ use crate::app::AppState;
         (name = "tenancy", description = "Roles, actions and members"),
         (name = "api-keys", description = "API keys: machine access to one tenant"),
         (name = "operations", description = "Health, metrics and this document"),
+        (name = "access", description = "Live authorization decisions for the app (OpenID AuthZEN 1.0), with its service credential"),
     )
 )]
 pub struct ApiDoc;
@@ -51,6 +52,11 @@ impl utoipa::Modify for BearerAuth {
         components.add_security_scheme(
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))),
+        );
+        // The app's backend on the integration endpoints: `Authorization: Bearer pal_svc_…`.
+        components.add_security_scheme(
+            "service",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
 }

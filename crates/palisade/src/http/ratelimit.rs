@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::auth::{credential, Credential, VerifiedKey};
+use super::auth::{credential, Credential, VerifiedKey, VerifiedService};
 use super::error::{ApiError, ErrorCode};
 use super::extract::RequestContext;
 use super::frame::ClientIp;
@@ -61,6 +61,8 @@ struct Subject {
 #[derive(Hash)]
 enum Who {
     Principal(Actor),
+    /// The app's backend, on the integration endpoints.
+    Service(crate::ids::ServiceId),
     Address(Option<std::net::IpAddr>),
 }
 
@@ -68,7 +70,7 @@ impl Subject {
     fn actor(&self) -> Option<Actor> {
         match self.who {
             Who::Principal(actor) => Some(actor),
-            Who::Address(_) => None,
+            Who::Service(_) | Who::Address(_) => None,
         }
     }
 }
@@ -88,6 +90,7 @@ impl BucketName for Bucket<'_> {
         match self.who {
             Who::Principal(Actor::ApiKey(key)) => format!("{method} {route}|{key}"),
             Who::Principal(Actor::User(user)) => format!("{method} {route}|{user}"),
+            Who::Service(service) => format!("{method} {route}|{service}"),
             Who::Address(ip) => format!("{method} {route}|ip:{}", ip_key(*ip)),
         }
     }
@@ -208,6 +211,19 @@ async fn subject(state: &AppState, parts: &mut Parts, class: Class) -> Subject {
                     tenant: Some(tenant),
                 },
                 None => address(),
+            }
+        }
+        Ok(Credential::Service(text)) => {
+            return match state.services.authenticate(text).await {
+                Ok(service) => {
+                    let subject = Subject {
+                        who: Who::Service(service.id()),
+                        tenant: None,
+                    };
+                    parts.extensions.insert(VerifiedService(service));
+                    subject
+                }
+                Err(_) => address(),
             }
         }
         Err(_) => return address(),

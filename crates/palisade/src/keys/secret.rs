@@ -1,6 +1,7 @@
-//! The API key's text form (claim KEY-1):
+//! The text form of API keys (claim KEY-1) and of the app's service credentials (APP-2):
 //!
 //! `pal_live_<public id: 32 hex>_<secret: 43 base64url = 256 bits><check: 8 hex>`
+//! (`pal_svc_…` for a service credential)
 //!
 //! The fixed prefix lets secret scanners match a leaked key; the public id finds the key
 //! without revealing anything; the check (the first 32 bits of SHA-256 over everything
@@ -15,12 +16,79 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::crypto;
 use crate::ids::ApiKeyId;
 
-pub const PREFIX: &str = "pal_live_";
 const ID_LEN: usize = 32;
 const SECRET_LEN: usize = 43;
 const CHECK_LEN: usize = 8;
+
+/// One family of credentials in this text form, told apart by its prefix.
+pub struct Format {
+    pub prefix: &'static str,
+}
+
+/// Customers' API keys.
+pub const API_KEY: Format = Format {
+    prefix: "pal_live_",
+};
+/// The app's service credentials, for the integration endpoints only.
+pub const SERVICE: Format = Format { prefix: "pal_svc_" };
+
+pub const PREFIX: &str = API_KEY.prefix;
 /// Every key has exactly this many characters.
-pub const KEY_LEN: usize = PREFIX.len() + ID_LEN + 1 + SECRET_LEN + CHECK_LEN;
+pub const KEY_LEN: usize = API_KEY.text_len();
+
+impl Format {
+    /// Every credential of the family has exactly this many characters.
+    pub const fn text_len(&self) -> usize {
+        self.prefix.len() + ID_LEN + 1 + SECRET_LEN + CHECK_LEN
+    }
+
+    /// Whether `text` claims to be of this family.
+    pub fn looks_like(&self, text: &str) -> bool {
+        text.starts_with(self.prefix)
+    }
+
+    /// A new credential for `id`: its text, shown once, and the hash to store.
+    pub fn issue(&self, id: uuid::Uuid) -> (SecretString, [u8; 32]) {
+        let secret = crypto::base64url(&crypto::random_bytes::<32>());
+        let mut text = format!("{}{}_{secret}", self.prefix, id.simple());
+        let check = checksum(&text);
+        text.push_str(&check);
+        let hash = crypto::sha256(text.as_bytes());
+        (SecretString::from(text), hash)
+    }
+
+    /// Checks the shape and the checksum; hashes the text for the lookup.
+    pub fn parse(&self, text: &str) -> Result<(uuid::Uuid, [u8; 32]), MalformedKey> {
+        let parsed = self.parse_shape(text)?;
+        if !checksum_matches(text) {
+            return Err(MalformedKey);
+        }
+        Ok(parsed)
+    }
+
+    /// Checks the shape only and hashes the text (see [`parse_shape`]).
+    pub fn parse_shape(&self, text: &str) -> Result<(uuid::Uuid, [u8; 32]), MalformedKey> {
+        let bytes = text.as_bytes();
+        if bytes.len() != self.text_len() || !text.is_ascii() || !text.starts_with(self.prefix) {
+            return Err(MalformedKey);
+        }
+        let id_end = self.prefix.len() + ID_LEN;
+        let secret_end = id_end + 1 + SECRET_LEN;
+        let id_hex = &text[self.prefix.len()..id_end];
+        let secret = &text[id_end + 1..secret_end];
+        let check = &text[secret_end..];
+        let lower_hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let base64url = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if bytes[id_end] != b'_' || !lower_hex(id_hex) || !base64url(secret) || !lower_hex(check) {
+            return Err(MalformedKey);
+        }
+        let id = uuid::Uuid::try_parse(id_hex).map_err(|_| MalformedKey)?;
+        Ok((id, crypto::sha256(bytes)))
+    }
+}
 
 /// A key as a client presented it: well-formed, its check correct, its secret not yet
 /// verified. Holds the hash only.
@@ -43,54 +111,31 @@ pub struct MalformedKey;
 
 /// Whether `text` claims to be an API key (so `Authorization: Bearer pal_…` is one).
 pub fn looks_like_key(text: &str) -> bool {
-    text.starts_with(PREFIX)
+    API_KEY.looks_like(text)
 }
 
 /// A new key for `id`: its text, shown once, and the hash to store.
 pub fn issue(id: ApiKeyId) -> (SecretString, [u8; 32]) {
-    let secret = crypto::base64url(&crypto::random_bytes::<32>());
-    let mut text = format!("{PREFIX}{}_{secret}", id.as_uuid().simple());
-    let check = checksum(&text);
-    text.push_str(&check);
-    let hash = crypto::sha256(text.as_bytes());
-    (SecretString::from(text), hash)
+    API_KEY.issue(id.as_uuid())
 }
 
 /// Checks the shape and the checksum; hashes the key for the lookup.
 pub fn parse(text: &str) -> Result<PresentedKey, MalformedKey> {
-    let presented = parse_shape(text)?;
-    if !checksum_matches(text) {
-        return Err(MalformedKey);
-    }
-    Ok(presented)
+    API_KEY.parse(text).map(presented)
 }
 
 /// Checks the shape only and hashes the key. A caller that finds the hash among issued keys
 /// knows the checksum is right (it was right when issued); any other must still call
 /// [`checksum_matches`] before looking the key up.
 pub fn parse_shape(text: &str) -> Result<PresentedKey, MalformedKey> {
-    let bytes = text.as_bytes();
-    if bytes.len() != KEY_LEN || !text.is_ascii() || !text.starts_with(PREFIX) {
-        return Err(MalformedKey);
-    }
-    let id_end = PREFIX.len() + ID_LEN;
-    let secret_end = id_end + 1 + SECRET_LEN;
-    let id_hex = &text[PREFIX.len()..id_end];
-    let secret = &text[id_end + 1..secret_end];
-    let check = &text[secret_end..];
-    let lower_hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    let base64url = |s: &str| {
-        s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if bytes[id_end] != b'_' || !lower_hex(id_hex) || !base64url(secret) || !lower_hex(check) {
-        return Err(MalformedKey);
-    }
-    let id = uuid::Uuid::try_parse(id_hex).map_err(|_| MalformedKey)?;
-    Ok(PresentedKey {
+    API_KEY.parse_shape(text).map(presented)
+}
+
+fn presented((id, hash): (uuid::Uuid, [u8; 32])) -> PresentedKey {
+    PresentedKey {
         id: ApiKeyId::from_uuid(id),
-        hash: crypto::sha256(bytes),
-    })
+        hash,
+    }
 }
 
 /// Whether a well-shaped key's last 8 characters are the check of the rest.

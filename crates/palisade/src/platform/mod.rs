@@ -145,6 +145,8 @@ pub enum PlatformError {
     Store(#[from] StoreError),
     #[error("no such tenant")]
     NoSuchTenant,
+    #[error("no live service credential with that id")]
+    NoSuchService,
     #[error("platform commands on PostgreSQL need admin.database_url (PALISADE_ADMIN__DATABASE_URL): the operator's own BYPASSRLS role, not the server's, see docs/postgres.md")]
     NoCredential,
     #[error("{0}")]
@@ -264,6 +266,51 @@ impl Platform {
             email.as_str().to_owned(),
         );
         Ok(self.store.find_user(email.as_str(), &event).await?)
+    }
+
+    /// A new service credential for the app's backend (claim APP-2): the text is shown
+    /// once and never stored.
+    pub async fn create_service(
+        &self,
+        name: &str,
+    ) -> Result<crate::services::IssuedService, PlatformError> {
+        let name = crate::identity::domain::display_name(
+            name,
+            100,
+            "name: 1 to 100 characters, no control characters or surrounding spaces",
+        )
+        .map_err(|e| PlatformError::Invalid(e.to_string()))?;
+        let (issued, _) = crate::services::issue(name, &self.operator, self.clock.now());
+        let event = self
+            .event(
+                "platform.service_created",
+                "service",
+                issued.record.id.to_string(),
+            )
+            .changed("name", None::<&str>, name);
+        self.services().create(&issued.record, &event).await?;
+        Ok(issued)
+    }
+
+    pub async fn list_services(
+        &self,
+    ) -> Result<Vec<crate::services::store::ServiceRecord>, PlatformError> {
+        let event = self.event("platform.services_listed", "deployment", String::new());
+        Ok(self.services().list(&event).await?)
+    }
+
+    /// Revokes a service credential: refused from the next request on every instance.
+    pub async fn revoke_service(&self, id: crate::ids::ServiceId) -> Result<(), PlatformError> {
+        let event = self.event("platform.service_revoked", "service", id.to_string());
+        if self.services().revoke(id, self.clock.now(), &event).await? {
+            Ok(())
+        } else {
+            Err(PlatformError::NoSuchService)
+        }
+    }
+
+    fn services(&self) -> Arc<dyn crate::services::store::ServiceStore> {
+        crate::services::store::for_database(&self.db)
     }
 
     pub async fn close(self) {

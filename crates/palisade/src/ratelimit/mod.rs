@@ -31,6 +31,9 @@ pub enum Class {
     /// Sign-in, sign-up and email-link routes: `sign_in_per_minute` per client address,
     /// whatever credential the request carries.
     SignIn,
+    /// The integration endpoints (`/access/v1/…`): `integration_per_minute` per service
+    /// credential — the app asks on its own users' requests.
+    Integration,
 }
 
 impl Class {
@@ -39,6 +42,7 @@ impl Class {
             Class::Default => settings.default_per_minute,
             Class::Read => settings.read_per_minute,
             Class::SignIn => settings.sign_in_per_minute,
+            Class::Integration => settings.integration_per_minute,
         }
     }
 }
@@ -57,6 +61,9 @@ pub const OVERRIDES: &[(&str, &str, Class)] = &[
     ("GET", "/api/v1/audit/export", Class::Default),
 ];
 
+/// The integration endpoints' paths.
+pub const INTEGRATION_PREFIX: &str = "/access/v1/";
+
 /// Never limited: load balancers and scrapers poll these, and they do no work per caller.
 pub const EXEMPT: &[&str] = &["/api/health", "/api/health/live", "/metrics"];
 
@@ -64,6 +71,9 @@ pub const EXEMPT: &[&str] = &["/api/health", "/api/health/live", "/metrics"];
 pub fn class_of(method: &str, route: &str) -> Option<Class> {
     if EXEMPT.contains(&route) {
         return None;
+    }
+    if route.starts_with(INTEGRATION_PREFIX) {
+        return Some(Class::Integration);
     }
     let class = OVERRIDES
         .iter()

@@ -35,6 +35,7 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     9 "0009_api_keys",
     10 "0010_audit_log",
     11 "0011_review_fixes",
+    12 "0012_service_credentials",
 );
 pub const POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
@@ -48,6 +49,7 @@ pub const POSTGRES: &[Migration] = migrations!("postgres":
     9 "0009_api_keys",
     10 "0010_audit_log",
     11 "0011_review_fixes",
+    12 "0012_service_credentials",
 );
 
 /// Serialises migrators across instances sharing one PostgreSQL database.

@@ -1096,7 +1096,8 @@ async fn every_state_changing_route_writes_an_event_with_its_request_id() {
     let mut changing = std::collections::BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
-            if method != "get" {
+            // Decisions change nothing (`api::access` counts every table around a batch).
+            if method != "get" && !path.starts_with("/access/v1/") {
                 changing.insert(format!("{} {path}", method.to_uppercase()));
             }
         }

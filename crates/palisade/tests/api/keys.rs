@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::helpers::{spawn_app, Instance, Session, TestApp};
 
 /// Creates a key as `owner`; returns (its view, its text).
-async fn create_key(app: &TestApp, owner: &Session, body: Value) -> (Value, String) {
+pub async fn create_key(app: &TestApp, owner: &Session, body: Value) -> (Value, String) {
     let response = app
         .post_as("/api/v1/api-keys", &owner.access, Some(&body))
         .await;

@@ -29,7 +29,7 @@ fn code(app: &TestApp, secret: &[u8]) -> String {
 }
 
 /// Enrols and confirms TOTP for a signed-in session; returns the secret and recovery codes.
-async fn enable_totp(app: &TestApp, session: &Session) -> (Vec<u8>, Vec<String>) {
+pub async fn enable_totp(app: &TestApp, session: &Session) -> (Vec<u8>, Vec<String>) {
     let wrong = app
         .post_as(
             "/api/v1/auth/mfa/totp",

@@ -257,14 +257,21 @@ async fn a_hundred_malformed_bodies_get_4xx_errors_in_the_shape_and_write_nothin
     assert!(bodies.len() >= 100, "only {} bodies", bodies.len());
     let json_operations = body_operations(&app).await;
     assert!(!json_operations.is_empty());
-    // Signed in, so authenticated operations reach their body parsing too.
+    // Signed in (and, for the integration endpoints, the app's service credential), so
+    // authenticated operations reach their body parsing too.
     let session = app.signed_in("probe@example.com").await;
+    let (_, service) = crate::access::service_credential(&app).await;
     for (method, path) in &json_operations {
+        let bearer = if path.starts_with("/access/v1/") {
+            &service
+        } else {
+            &session.access
+        };
         for (kind, body) in &bodies {
             let response = app
                 .client
                 .request(method.clone(), app.url(path))
-                .bearer_auth(&session.access)
+                .bearer_auth(bearer)
                 .header("content-type", "application/json")
                 .body(body.clone())
                 .send()
@@ -289,7 +296,7 @@ async fn a_hundred_malformed_bodies_get_4xx_errors_in_the_shape_and_write_nothin
             let mut request = app
                 .client
                 .request(method.clone(), app.url(path))
-                .bearer_auth(&session.access)
+                .bearer_auth(bearer)
                 .body(r#"{"email":"a@example.com"}"#);
             if let Some(content_type) = content_type {
                 request = request.header("content-type", content_type);
@@ -355,6 +362,7 @@ fn refused_values(schemas: &Schemas, property: &Value) -> Vec<(String, Value)> {
 async fn every_field_of_every_body_refuses_what_its_schema_refuses_and_nothing_is_written() {
     let app = spawn_app().await;
     let session = app.signed_in("probe@example.com").await;
+    let (_, service) = crate::access::service_credential(&app).await;
     let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();
     let mut schemas = Schemas::new(doc.clone());
     let before = app.table_counts().await;
@@ -403,11 +411,22 @@ async fn every_field_of_every_body_refuses_what_its_schema_refuses_and_nothing_i
             let mut extra = valid.clone();
             extra.insert("unexpected_field".into(), json!(1));
             mutations.push(("an unknown field".into(), Value::Object(extra)));
+            // The integration endpoints take the app's service credential, the rest a session.
+            let takes_service = operation["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|scheme| scheme.get("service").is_some());
+            let bearer = if takes_service {
+                &service
+            } else {
+                &session.access
+            };
             for (what, body) in mutations {
                 let response = app
                     .client
                     .request(method.clone(), app.url(&path))
-                    .bearer_auth(&session.access)
+                    .bearer_auth(bearer)
                     .json(&body)
                     .send()
                     .await

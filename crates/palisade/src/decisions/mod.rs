@@ -1,0 +1,119 @@
+//! Live authorization decisions for the app beside Palisade (claim APP-3), in the shapes of
+//! OpenID AuthZEN 1.0 (`routes.rs`). The caller is the app's service credential; the
+//! subject is proven by its own credential — a user's access token or a customer's API key
+//! — so the tenant always comes from a credential (claim TEN-1), and every decision reads
+//! the subject as the very next request would: a revoked session or key, a role change, a
+//! removal, a suspension or the tenant's MFA policy applies at once.
+//!
+//! This first slice decides Palisade's own actions on the subject's tenant; the app's own
+//! actions, resource types and assignments join with the manifest.
+
+pub mod routes;
+
+use crate::access::{Action, Caller, PrincipalKind};
+use crate::identity::service::{Identity, IdentityError};
+use crate::ids::TenantId;
+use crate::keys::ApiKeys;
+use crate::store::StoreError;
+
+/// How the subject proves who it is.
+pub enum Proof<'a> {
+    /// A user's access token (`subject.type = "user"`, `subject.id = "usr_…"`).
+    User { id: &'a str, access_token: &'a str },
+    /// A customer's API key (`subject.type = "api_key"`, `subject.id = "key_…"`).
+    ApiKey { id: &'a str, api_key: &'a str },
+}
+
+/// Why a decision is a deny; the name is the AuthZEN context's `reason`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Denial {
+    /// The credential is malformed, unknown, expired, revoked or of an ended session. No
+    /// finer reason is given: the end user's credential stays an oracle for nobody.
+    InvalidCredential,
+    /// The credential is valid but names another subject than `subject.id`.
+    SubjectMismatch,
+    TenantSuspended,
+    /// The tenant requires two-factor authentication and the session has none.
+    MfaRequired,
+    /// The resource lies in a tenant the credential does not act in.
+    NotAMember,
+    /// The role (custom role, key scopes) does not allow the action.
+    Role,
+}
+
+impl Denial {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Denial::InvalidCredential => "invalid_credential",
+            Denial::SubjectMismatch => "subject_mismatch",
+            Denial::TenantSuspended => "tenant_suspended",
+            Denial::MfaRequired => "mfa_required",
+            Denial::NotAMember => "not_a_member",
+            Denial::Role => "role",
+        }
+    }
+}
+
+/// Decides for one request; borrows the services that verify subjects.
+pub struct Decider<'a> {
+    pub identity: &'a Identity,
+    pub keys: &'a ApiKeys,
+}
+
+impl Decider<'_> {
+    /// The subject as a tenant caller, or why it cannot act at all. Only a failure to reach
+    /// the database is an error.
+    pub async fn subject(&self, proof: &Proof<'_>) -> Result<Result<Caller, Denial>, StoreError> {
+        match proof {
+            Proof::User { id, access_token } => {
+                let principal = match self.identity.authenticate(access_token).await {
+                    Ok(principal) => principal,
+                    Err(error) => return denial_of(error),
+                };
+                if principal.kind() != PrincipalKind::Member {
+                    return Ok(Err(Denial::InvalidCredential));
+                }
+                if principal.user().to_string() != *id {
+                    return Ok(Err(Denial::SubjectMismatch));
+                }
+                if principal.mfa_pending() {
+                    return Ok(Err(Denial::MfaRequired));
+                }
+                Ok(Ok(principal.caller()))
+            }
+            Proof::ApiKey { id, api_key } => {
+                let key = match self.keys.authenticate(api_key).await {
+                    Ok(key) => key,
+                    Err(error) => return denial_of(error),
+                };
+                if key.id().to_string() != *id {
+                    return Ok(Err(Denial::SubjectMismatch));
+                }
+                Ok(Ok(key.caller()))
+            }
+        }
+    }
+}
+
+/// Whether `caller` may take `action` in `tenant` (a resource's tenant).
+pub fn decide(caller: &Caller, action: Action, tenant: TenantId) -> Result<(), Denial> {
+    if caller.tenant() != tenant {
+        return Err(Denial::NotAMember);
+    }
+    if !caller.may(action) {
+        return Err(Denial::Role);
+    }
+    Ok(())
+}
+
+/// A refused credential is a deny; a database that cannot answer is an error.
+fn denial_of(error: IdentityError) -> Result<Result<Caller, Denial>, StoreError> {
+    match error {
+        IdentityError::TenantSuspended => Ok(Err(Denial::TenantSuspended)),
+        IdentityError::Store(store) => Err(store),
+        other => {
+            tracing::debug!(error = %other, "subject credential refused");
+            Ok(Err(Denial::InvalidCredential))
+        }
+    }
+}

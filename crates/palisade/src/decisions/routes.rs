@@ -1,0 +1,344 @@
+//! The AuthZEN 1.0 endpoints (claim APP-3): `POST /access/v1/evaluation` and
+//! `POST /access/v1/evaluations`, called with the app's service credential.
+//!
+//! The subject carries its proof in `properties`: `{"type":"user","id":"usr_…",
+//! "properties":{"access_token":"…"}}` or `{"type":"api_key","id":"key_…",
+//! "properties":{"api_key":"pal_live_…"}}`. Palisade's own actions apply to the tenant:
+//! `{"type":"tenant","id":"ten_…"}`. A deny names its reason in `context.reason`.
+
+use std::collections::HashMap;
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{decide, Decider, Denial, Proof};
+use crate::access::{Action, Caller};
+use crate::app::AppState;
+use crate::http::auth::Service;
+use crate::http::error::ApiError;
+use crate::http::extract::Json;
+use crate::http::openapi::ErrorBody;
+use crate::ids::TenantId;
+
+/// The most evaluations one batch may hold.
+pub const MAX_EVALUATIONS: usize = 50;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(evaluation))
+        .routes(routes!(evaluations))
+}
+
+/// Who asks: a user or a customer's API key, with the credential that proves it.
+#[derive(Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Subject {
+    /// `user` or `api_key`.
+    #[schema(example = "user")]
+    r#type: String,
+    /// `usr_…` or `key_…`: must be the credential's own subject.
+    #[schema(example = "usr_0192f5c4e1a87c3b9d2e4f6a8b0c1d2e")]
+    id: String,
+    properties: SubjectProperties,
+}
+
+/// The subject's proof: exactly one credential, matching `type`.
+#[derive(Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectProperties {
+    /// The user's access token (for `type = "user"`).
+    #[serde(default)]
+    access_token: Option<String>,
+    /// The customer's API key (for `type = "api_key"`).
+    #[serde(default)]
+    api_key: Option<String>,
+}
+
+#[derive(Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRef {
+    /// An action of `GET /api/v1/roles`.
+    #[schema(example = "members.read")]
+    name: String,
+    /// Accepted as AuthZEN allows; decides nothing yet.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    #[allow(dead_code)]
+    properties: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resource {
+    /// `tenant` for Palisade's own actions.
+    #[schema(example = "tenant")]
+    r#type: String,
+    /// The tenant's id (`ten_…`).
+    id: String,
+    /// Accepted as AuthZEN allows; decides nothing yet.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    #[allow(dead_code)]
+    properties: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// One question: may `subject` do `action` on `resource`?
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluationRequest {
+    subject: Subject,
+    action: ActionRef,
+    resource: Resource,
+    /// The app's context of the request; recorded nowhere, decides nothing yet.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    #[allow(dead_code)]
+    context: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EvaluationResponse {
+    decision: bool,
+    /// On a deny: `{"reason": …}` (`invalid_credential`, `subject_mismatch`,
+    /// `tenant_suspended`, `mfa_required`, `not_a_member`, `role`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    context: Option<DenyContext>,
+}
+
+#[derive(Serialize)]
+pub struct DenyContext {
+    reason: &'static str,
+}
+
+impl From<Result<(), Denial>> for EvaluationResponse {
+    fn from(verdict: Result<(), Denial>) -> Self {
+        match verdict {
+            Ok(()) => Self {
+                decision: true,
+                context: None,
+            },
+            Err(denial) => Self {
+                decision: false,
+                context: Some(DenyContext {
+                    reason: denial.reason(),
+                }),
+            },
+        }
+    }
+}
+
+/// One evaluation of a batch: each field it names replaces the request's default.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluationItem {
+    #[serde(default)]
+    subject: Option<Subject>,
+    #[serde(default)]
+    action: Option<ActionRef>,
+    #[serde(default)]
+    resource: Option<Resource>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    #[allow(dead_code)]
+    context: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EvaluationsSemantic {
+    /// Every evaluation, every answer (the default).
+    #[default]
+    ExecuteAll,
+    /// Stop after the first deny; the answers end there.
+    DenyOnFirstDeny,
+    /// Stop after the first permit; the answers end there.
+    PermitOnFirstPermit,
+}
+
+#[derive(Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluationsOptions {
+    #[serde(default)]
+    evaluations_semantic: EvaluationsSemantic,
+}
+
+/// Many questions at once: the top-level `subject`, `action`, `resource` and `context` are
+/// defaults for every entry of `evaluations` (1 to 50).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluationsRequest {
+    #[serde(default)]
+    subject: Option<Subject>,
+    #[serde(default)]
+    action: Option<ActionRef>,
+    #[serde(default)]
+    resource: Option<Resource>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    #[allow(dead_code)]
+    context: Option<serde_json::Map<String, serde_json::Value>>,
+    #[schema(min_items = 1, max_items = 50)]
+    evaluations: Vec<EvaluationItem>,
+    #[serde(default)]
+    options: EvaluationsOptions,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EvaluationsResponse {
+    evaluations: Vec<EvaluationResponse>,
+}
+
+/// What a subject must carry, checked before any credential is verified.
+fn proof(subject: &Subject) -> Result<Proof<'_>, ApiError> {
+    let props = &subject.properties;
+    match (subject.r#type.as_str(), &props.access_token, &props.api_key) {
+        ("user", Some(access_token), None) => Ok(Proof::User {
+            id: &subject.id,
+            access_token,
+        }),
+        ("api_key", None, Some(api_key)) => Ok(Proof::ApiKey {
+            id: &subject.id,
+            api_key,
+        }),
+        ("user" | "api_key", _, _) => Err(ApiError::invalid_field(
+            "subject.properties: exactly one credential, `access_token` for a user or `api_key` for an API key",
+        )),
+        _ => Err(ApiError::invalid_field(
+            "subject.type: `user` or `api_key`",
+        )),
+    }
+}
+
+/// The action and the tenant a question is about, checked before any credential is used.
+fn question(action: &ActionRef, resource: &Resource) -> Result<(Action, TenantId), ApiError> {
+    let action = Action::from_name(&action.name).ok_or_else(|| {
+        ApiError::invalid_field("action.name: not an action of GET /api/v1/roles")
+    })?;
+    if resource.r#type != "tenant" {
+        return Err(ApiError::invalid_field(
+            "resource.type: Palisade's own actions apply to the `tenant`",
+        ));
+    }
+    let tenant = resource
+        .id
+        .parse()
+        .map_err(|_| ApiError::invalid_field("resource.id: a tenant id (ten_…)"))?;
+    Ok((action, tenant))
+}
+
+fn decider(state: &AppState) -> Decider<'_> {
+    Decider {
+        identity: &state.identity,
+        keys: &state.keys,
+    }
+}
+
+/// A live decision for one subject, action and resource (AuthZEN 1.0 §6).
+#[utoipa::path(
+    post,
+    path = "/access/v1/evaluation",
+    tag = "access",
+    security(("service" = [])),
+    request_body = EvaluationRequest,
+    responses(
+        (status = 200, description = "The decision; a deny names its reason", body = EvaluationResponse),
+        (status = 401, description = "No valid service credential", body = ErrorBody),
+        (status = 422, description = "An unknown action, resource type or subject type", body = ErrorBody),
+    )
+)]
+async fn evaluation(
+    State(state): State<AppState>,
+    _service: Service,
+    Json(body): Json<EvaluationRequest>,
+) -> Result<axum::Json<EvaluationResponse>, ApiError> {
+    let (action, tenant) = question(&body.action, &body.resource)?;
+    let proof = proof(&body.subject)?;
+    let verdict = match decider(&state).subject(&proof).await? {
+        Ok(caller) => decide(&caller, action, tenant),
+        Err(denial) => Err(denial),
+    };
+    Ok(axum::Json(verdict.into()))
+}
+
+/// Up to 50 decisions in one call (AuthZEN 1.0 §7), each subject verified once.
+#[utoipa::path(
+    post,
+    path = "/access/v1/evaluations",
+    tag = "access",
+    security(("service" = [])),
+    request_body = EvaluationsRequest,
+    responses(
+        (status = 200, description = "The decisions, in order (fewer when a semantic stops early)", body = EvaluationsResponse),
+        (status = 401, description = "No valid service credential", body = ErrorBody),
+        (status = 422, description = "An empty or oversized batch, an entry missing a subject, action or resource, or an unknown action, resource type or subject type", body = ErrorBody),
+    )
+)]
+async fn evaluations(
+    State(state): State<AppState>,
+    _service: Service,
+    Json(body): Json<EvaluationsRequest>,
+) -> Result<axum::Json<EvaluationsResponse>, ApiError> {
+    if body.evaluations.is_empty() || body.evaluations.len() > MAX_EVALUATIONS {
+        return Err(ApiError::invalid_field("evaluations: 1 to 50 entries"));
+    }
+    // Every entry is checked before any is decided: a bad one refuses the whole batch.
+    let mut questions = Vec::with_capacity(body.evaluations.len());
+    for item in &body.evaluations {
+        let missing = |field| {
+            ApiError::invalid_field(format!(
+                "evaluations: an entry without a {field}, and no default"
+            ))
+        };
+        let subject = item
+            .subject
+            .as_ref()
+            .or(body.subject.as_ref())
+            .ok_or_else(|| missing("subject"))?;
+        let action = item
+            .action
+            .as_ref()
+            .or(body.action.as_ref())
+            .ok_or_else(|| missing("action"))?;
+        let resource = item
+            .resource
+            .as_ref()
+            .or(body.resource.as_ref())
+            .ok_or_else(|| missing("resource"))?;
+        let (action, tenant) = question(action, resource)?;
+        questions.push((proof(subject)?, action, tenant));
+    }
+    let decider = decider(&state);
+    // Keyed by the claimed id and the credential: a mismatch is decided per pair.
+    let mut subjects: HashMap<(&str, &str), Result<Caller, Denial>> = HashMap::new();
+    let semantic = body.options.evaluations_semantic;
+    let mut answers = Vec::with_capacity(questions.len());
+    for (proof, action, tenant) in &questions {
+        let pair = match proof {
+            Proof::User { id, access_token } => (*id, *access_token),
+            Proof::ApiKey { id, api_key } => (*id, *api_key),
+        };
+        let subject = match subjects.get(&pair) {
+            Some(subject) => subject.clone(),
+            None => {
+                let subject = decider.subject(proof).await?;
+                subjects.insert(pair, subject.clone());
+                subject
+            }
+        };
+        let verdict = subject.and_then(|caller| decide(&caller, *action, *tenant));
+        let allowed = verdict.is_ok();
+        answers.push(EvaluationResponse::from(verdict));
+        match semantic {
+            EvaluationsSemantic::DenyOnFirstDeny if !allowed => break,
+            EvaluationsSemantic::PermitOnFirstPermit if allowed => break,
+            _ => {}
+        }
+    }
+    Ok(axum::Json(EvaluationsResponse {
+        evaluations: answers,
+    }))
+}
