@@ -77,6 +77,22 @@ fn denied(reason: &str) -> (bool, Option<String>) {
 
 const ALLOWED: (bool, Option<String>) = (true, None);
 
+/// The actions `GET /api/v1/me` says the session may take.
+async fn effective_actions(app: &TestApp, session: &Session) -> Vec<String> {
+    let me: Value = app
+        .get_as("/api/v1/me", &session.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    me["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect()
+}
+
 // claim: APP-2
 #[tokio::test]
 async fn service_credentials_are_shown_once_stored_as_hashes_and_audited() {
@@ -373,6 +389,9 @@ async fn every_kind_of_revocation_flips_the_very_next_decision() {
     let member = &staff["member"];
     let member_id = user_id_of(&app, member).await;
     assert_eq!(decide(member, &member_id, "secrets.read").await, ALLOWED);
+    assert!(effective_actions(&app, member)
+        .await
+        .contains(&"secrets.read".to_owned()));
     let status = send(
         reqwest::Method::PATCH,
         format!("/api/v1/members/{member_id}"),

@@ -194,6 +194,10 @@ pub struct MeResponse {
     mfa: bool,
     /// The tenant requires MFA and this session has none: enrol to continue.
     mfa_enrollment_required: bool,
+    /// Every action of `GET /api/v1/roles` this session may take now: the role's, or the
+    /// custom role's if one is held (empty while MFA enrolment is required).
+    #[schema(example = json!(["tenant.read", "members.read"]))]
+    actions: Vec<&'static str>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -222,6 +226,15 @@ pub struct TenantView {
 )]
 async fn me(AnySession(principal): AnySession) -> axum::Json<MeResponse> {
     let role = principal.role();
+    let actions = if principal.mfa_pending() {
+        Vec::new()
+    } else {
+        crate::access::ACTIONS
+            .iter()
+            .filter(|action| principal.may(**action))
+            .map(|action| action.name())
+            .collect()
+    };
     axum::Json(MeResponse {
         user: UserView {
             id: principal.user,
@@ -236,6 +249,7 @@ async fn me(AnySession(principal): AnySession) -> axum::Json<MeResponse> {
         session_id: principal.session,
         mfa: principal.mfa,
         mfa_enrollment_required: principal.mfa_pending,
+        actions,
     })
 }
 
