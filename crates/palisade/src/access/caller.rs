@@ -2,6 +2,8 @@
 //! [`Caller`] every tenant action takes. Identity and keys build callers from the
 //! credentials they verify; nothing here verifies anything.
 
+use std::sync::Arc;
+
 use super::grants::Grants;
 use super::Role;
 use crate::ids::{ApiKeyId, ApplicationId, SessionId, TenantId, UserId};
@@ -58,13 +60,18 @@ pub enum Subject {
 #[derive(Clone, Debug)]
 pub struct Caller {
     scope: TenantScope,
-    tenant_name: String,
+    tenant_name: Arc<str>,
     subject: Subject,
     grants: Grants,
 }
 
 impl Caller {
-    pub fn new(scope: TenantScope, tenant_name: String, subject: Subject, grants: Grants) -> Self {
+    pub fn new(
+        scope: TenantScope,
+        tenant_name: Arc<str>,
+        subject: Subject,
+        grants: Grants,
+    ) -> Self {
         Self {
             scope,
             tenant_name,

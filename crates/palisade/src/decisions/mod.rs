@@ -73,7 +73,7 @@ impl Decider<'_> {
                 if principal.kind() != PrincipalKind::Member {
                     return Ok(Err(Denial::InvalidCredential));
                 }
-                if principal.user().to_string() != *id {
+                if id.parse() != Ok(principal.user()) {
                     return Ok(Err(Denial::SubjectMismatch));
                 }
                 if principal.mfa_pending() {
@@ -86,7 +86,7 @@ impl Decider<'_> {
                     Ok(key) => key,
                     Err(error) => return denial_of(error),
                 };
-                if key.id().to_string() != *id {
+                if id.parse() != Ok(key.id()) {
                     return Ok(Err(Denial::SubjectMismatch));
                 }
                 Ok(Ok(key.caller()))

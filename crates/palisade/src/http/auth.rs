@@ -72,9 +72,7 @@ impl<A: PeopleOnly> FromRequestParts<AppState> for PermittedPerson<A> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if parts.extensions.get::<VerifiedKey>().is_some() {
-            return Err(session_required());
-        }
+        // A key (verified by the rate limiter or not) meets `session_required` there.
         let Authenticated(person) = Authenticated::from_request_parts(parts, state).await?;
         let caller = person.caller();
         allowed(&caller, A::ACTION)?;

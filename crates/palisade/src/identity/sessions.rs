@@ -27,7 +27,7 @@ pub struct Principal {
     pub(in crate::identity) session: SessionId,
     pub(in crate::identity) email: String,
     pub(in crate::identity) email_verified: bool,
-    pub(in crate::identity) tenant_name: String,
+    pub(in crate::identity) tenant_name: std::sync::Arc<str>,
     /// The session was opened with a second factor.
     pub(in crate::identity) mfa: bool,
     /// The tenant requires MFA and this session has none: only enrolment is allowed.

@@ -100,7 +100,8 @@ pub struct PrincipalRecord {
     pub email: String,
     pub email_verified_at: Option<OffsetDateTime>,
     pub tokens_valid_after: OffsetDateTime,
-    pub tenant_name: String,
+    /// Shared, so a cached record is handed out without copying the name.
+    pub tenant_name: std::sync::Arc<str>,
     pub role: Role,
     pub tenant_requires_mfa: bool,
     pub tenant_suspended: bool,
@@ -886,7 +887,7 @@ for_both_backends! {
                     email: r.8,
                     email_verified_at: r.9,
                     tokens_valid_after: r.10,
-                    tenant_name: r.11,
+                    tenant_name: r.11.into(),
                     role: stored_role(&r.12)?,
                     tenant_requires_mfa: r.13,
                     tenant_suspended: r.14.is_some(),

@@ -87,7 +87,7 @@ impl KeyPrincipal {
     pub fn caller(&self) -> Caller {
         Caller::new(
             self.scope(),
-            self.tenant_name().to_owned(),
+            self.0.record.tenant_name.clone(),
             Subject::Key { id: self.id() },
             self.0.grants.clone(),
         )

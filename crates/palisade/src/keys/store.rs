@@ -39,7 +39,8 @@ pub struct KeyRecord {
 #[derive(Clone, Debug)]
 pub struct PresentedRecord {
     pub key: KeyRecord,
-    pub tenant_name: String,
+    /// Shared, so each request's caller names the tenant without copying.
+    pub tenant_name: std::sync::Arc<str>,
     pub tenant_suspended: bool,
 }
 
@@ -363,7 +364,7 @@ for_both_backends! {
             tx.commit().await?;
             row.map(|row| {
                 Ok(PresentedRecord {
-                    tenant_name: row.tenant_name,
+                    tenant_name: row.tenant_name.into(),
                     tenant_suspended: row.tenant_suspended_at.is_some(),
                     key: key_from(row.key)?,
                 })

@@ -280,7 +280,7 @@ impl Platform {
             "name: 1 to 100 characters, no control characters or surrounding spaces",
         )
         .map_err(|e| PlatformError::Invalid(e.to_string()))?;
-        let (issued, _) = crate::services::issue(name, &self.operator, self.clock.now());
+        let issued = crate::services::issue(name, &self.operator, self.clock.now());
         let event = self
             .event(
                 "platform.service_created",

@@ -48,7 +48,7 @@ pub fn looks_like_service_credential(text: &str) -> bool {
 }
 
 /// A new credential's record and text; the store writes the record with the hash.
-pub fn issue(name: &str, operator: &str, now: OffsetDateTime) -> (IssuedService, [u8; 32]) {
+pub fn issue(name: &str, operator: &str, now: OffsetDateTime) -> IssuedService {
     let id = ServiceId::generate();
     let (credential, hash) = SERVICE.issue(id.as_uuid());
     let record = ServiceRecord {
@@ -59,7 +59,7 @@ pub fn issue(name: &str, operator: &str, now: OffsetDateTime) -> (IssuedService,
         revoked_at: None,
         secret_hash: hash.to_vec(),
     };
-    (IssuedService { record, credential }, hash)
+    IssuedService { record, credential }
 }
 
 /// The server's side: verifying presented credentials.

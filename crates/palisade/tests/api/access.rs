@@ -5,15 +5,13 @@
 use serde_json::{json, Value};
 
 use crate::helpers::{backend, spawn_app, Backend, Session, TestApp};
-use crate::import::palisade_command;
 use crate::keys::create_key;
 use crate::mfa::enable_totp;
+use crate::platform::{after_external_change, as_operator};
 use crate::tenancy::{staffed_tenant, user_id_of};
 
 async fn services(app: &TestApp, args: &[&str]) -> (bool, String) {
-    let mut full = vec!["services", "--operator", "alice"];
-    full.extend_from_slice(args);
-    palisade_command(app, &full).await
+    as_operator(app, "services", args).await
 }
 
 /// A new service credential's id and text, through the operator's CLI.
@@ -28,14 +26,6 @@ pub async fn service_credential(app: &TestApp) -> (String, String) {
             .to_owned()
     };
     (word("svc_"), word("pal_svc_"))
-}
-
-/// A change made by another process reaches a SQLite server at its once-a-second poll
-/// (run at once here); PostgreSQL servers read the auth epoch on every request.
-async fn after_external_change(app: &TestApp) {
-    if backend() == Backend::Sqlite {
-        app.state.identity.poll().await.unwrap();
-    }
 }
 
 async fn post_with(app: &TestApp, path: &str, credential: &str, body: &Value) -> (u16, Value) {
@@ -79,13 +69,7 @@ const ALLOWED: (bool, Option<String>) = (true, None);
 
 /// The actions `GET /api/v1/me` says the session may take.
 async fn effective_actions(app: &TestApp, session: &Session) -> Vec<String> {
-    let me: Value = app
-        .get_as("/api/v1/me", &session.access)
-        .await
-        .json()
-        .await
-        .unwrap();
-    me["actions"]
+    app.me(session).await["actions"]
         .as_array()
         .unwrap()
         .iter()
@@ -497,18 +481,7 @@ async fn every_kind_of_revocation_flips_the_very_next_decision() {
     assert_eq!(decide(owner, &owner_id, "members.read").await, ALLOWED);
 
     // A suspension by the operator.
-    let (ok, output) = palisade_command(
-        &app,
-        &[
-            "admin",
-            "--operator",
-            "alice",
-            "tenants",
-            "suspend",
-            &tenant,
-        ],
-    )
-    .await;
+    let (ok, output) = as_operator(&app, "admin", &["tenants", "suspend", &tenant]).await;
     assert!(ok, "{output}");
     after_external_change(&app).await;
     assert_eq!(

@@ -320,6 +320,15 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// `GET /api/v1/me` as `session`: who it is and what it may do.
+    pub async fn me(&self, session: &Session) -> serde_json::Value {
+        self.get_as("/api/v1/me", &session.access)
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn post_as(
         &self,
         path: &str,

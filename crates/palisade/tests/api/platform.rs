@@ -7,17 +7,22 @@ use serde_json::Value;
 use crate::helpers::{backend, spawn_app, Backend, TestApp};
 use crate::import::palisade_command;
 
-async fn admin(app: &TestApp, args: &[&str]) -> String {
-    let mut full = vec!["admin", "--operator", "alice"];
+/// An operator's command (`palisade GROUP --operator alice ARGS…`): success and output.
+pub async fn as_operator(app: &TestApp, group: &str, args: &[&str]) -> (bool, String) {
+    let mut full = vec![group, "--operator", "alice"];
     full.extend_from_slice(args);
-    let (ok, output) = palisade_command(app, &full).await;
+    palisade_command(app, &full).await
+}
+
+async fn admin(app: &TestApp, args: &[&str]) -> String {
+    let (ok, output) = as_operator(app, "admin", args).await;
     assert!(ok, "{args:?}: {output}");
     output
 }
 
 /// A change made by another process reaches a SQLite server at its once-a-second poll
 /// (run at once here); PostgreSQL servers read the auth epoch on every request.
-async fn after_external_change(app: &TestApp) {
+pub async fn after_external_change(app: &TestApp) {
     if backend() == Backend::Sqlite {
         app.state.identity.poll().await.unwrap();
     }

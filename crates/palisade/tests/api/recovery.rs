@@ -64,13 +64,7 @@ async fn a_new_account_verifies_its_email_once_with_the_mailed_link_before_it_si
     };
     assert_eq!(verify(token.clone()).await.status(), 204);
     let session = app.login("ada@example.com").await;
-    let me: Value = app
-        .get_as("/api/v1/me", &session.access)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(me["user"]["email_verified"], true);
+    assert_eq!(app.me(&session).await["user"]["email_verified"], true);
     let again = verify(token).await;
     assert_eq!(again.status(), 400, "single use");
     assert!(again.text().await.unwrap().contains("invalid_token"));

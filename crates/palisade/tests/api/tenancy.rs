@@ -34,13 +34,10 @@ pub async fn staffed_tenant(app: &TestApp) -> HashMap<&'static str, Session> {
 }
 
 pub async fn user_id_of(app: &TestApp, session: &Session) -> String {
-    let me: Value = app
-        .get_as("/api/v1/me", &session.access)
-        .await
-        .json()
-        .await
-        .unwrap();
-    me["user"]["id"].as_str().unwrap().to_owned()
+    app.me(session).await["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 async fn send(

@@ -243,7 +243,7 @@ async fn me(AnySession(principal): AnySession) -> axum::Json<MeResponse> {
         },
         tenant: TenantView {
             id: principal.tenant,
-            name: principal.tenant_name,
+            name: principal.tenant_name.to_string(),
         },
         role,
         session_id: principal.session,
