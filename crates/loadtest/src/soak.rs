@@ -156,6 +156,8 @@ pub struct SoakReport {
     pub writes_lost: usize,
     /// Scheduled requests no worker could take up in time (the server fell behind).
     pub fell_behind: u64,
+    /// A sample of the 4xx and 5xx answers: when, which request, status and body.
+    pub failures: Vec<String>,
 }
 
 /// The credentials the mix uses, made once before the load.
@@ -354,6 +356,8 @@ struct Tally {
     status: StatusCounts,
     transport_errors: u64,
     acknowledged: Vec<String>,
+    /// The first few unexpected answers, so a failed soak says what failed.
+    failures: Vec<String>,
 }
 
 impl Tally {
@@ -364,9 +368,13 @@ impl Tally {
             status: StatusCounts::default(),
             transport_errors: 0,
             acknowledged: Vec::new(),
+            failures: Vec::new(),
         }
     }
 }
+
+/// How many unexpected answers each worker keeps for the report.
+const FAILURES_KEPT: usize = 4;
 
 /// A request scheduled for `due`, the `n`th of the run.
 struct Job {
@@ -413,6 +421,17 @@ async fn work(
                 by_kind.record(latency);
                 if status.is_client_error() {
                     *client_errors += 1;
+                }
+                if (status.is_client_error() || status.is_server_error())
+                    && tally.failures.len() < FAILURES_KEPT
+                {
+                    let body = String::from_utf8_lossy(&body[..body.len().min(240)]);
+                    let after = job.due.duration_since(started).as_secs_f64();
+                    tally.failures.push(format!(
+                        "t={after:.1}s {} {status} after {:.0} ms: {body}",
+                        kind.label(),
+                        latency as f64 / 1000.0
+                    ));
                 }
                 if status == StatusCode::CREATED {
                     tally.acknowledged.extend(name);
@@ -553,6 +572,7 @@ pub async fn run_soak(base: &str, plan: &SoakPlan) -> Result<SoakReport> {
     let mut status = StatusCounts::default();
     let mut transport_errors = 0;
     let mut acknowledged = BTreeSet::new();
+    let mut failures = Vec::new();
     let mut all = LatencyHistogram::new();
     let mut windows: Vec<(LatencyHistogram, u64)> = Vec::new();
     let mut kinds: Vec<(LatencyHistogram, u64)> =
@@ -565,6 +585,7 @@ pub async fn run_soak(base: &str, plan: &SoakPlan) -> Result<SoakReport> {
         status.add(&tally.status);
         transport_errors += tally.transport_errors;
         acknowledged.extend(tally.acknowledged);
+        failures.extend(tally.failures);
         for (i, (histogram, errors)) in tally.windows.into_iter().enumerate() {
             all.merge(&histogram);
             match windows.get_mut(i) {
@@ -619,6 +640,7 @@ pub async fn run_soak(base: &str, plan: &SoakPlan) -> Result<SoakReport> {
         writes_found: acknowledged.intersection(&found).count(),
         writes_lost: lost,
         fell_behind,
+        failures,
     })
 }
 
@@ -698,6 +720,9 @@ impl SoakReport {
                 window.server_errors,
                 rss(window.rss_kib)
             );
+        }
+        for failure in &self.failures {
+            let _ = writeln!(text, "  unexpected: {failure}");
         }
         let _ = writeln!(text, "{}", if self.passed() { "PASS" } else { "FAIL" });
         text
