@@ -10,6 +10,7 @@ use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::access::ActionTable;
 use crate::audit::signing::CheckpointKey;
 use crate::audit::Audit;
 use crate::clock::{Clock, SystemClock};
@@ -32,6 +33,8 @@ pub struct AppState(Arc<AppInner>);
 pub struct AppInner {
     pub settings: Settings,
     pub db: Database,
+    /// The one action table: Palisade's own actions and the manifest's (claim APP-1).
+    pub access: Arc<ActionTable>,
     pub identity: Identity,
     pub tenancy: Tenancy,
     pub keys: ApiKeys,
@@ -86,6 +89,10 @@ impl App {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
+        let access = settings
+            .access
+            .table()
+            .map_err(|e| StartError::Other(e.to_string()))?;
         prepare_data_dir(&settings.data_dir)?;
         let db = open_database(&settings).await?;
         let tls = match (&settings.tls.cert, &settings.tls.key) {
@@ -101,7 +108,7 @@ impl App {
         };
         let audit = open_audit(&settings, &db, clock.clone())?;
         audit.check_key_is_shared().await;
-        let identity = Identity::start(&settings, &db, clock.clone(), audit.clone())
+        let identity = Identity::start(&settings, &db, clock.clone(), audit.clone(), &access)
             .await
             .map_err(|e| StartError::Other(e.to_string()))?;
         let tenancy = Tenancy::new(
@@ -113,12 +120,14 @@ impl App {
             crate::keys::store::for_database(&db),
             identity.epoch_source(),
             clock.clone(),
+            access.clone(),
         );
         let services = ServiceCredentials::new(
             crate::services::store::for_database(&db),
             identity.epoch_source(),
         );
         let state = AppState(Arc::new(AppInner {
+            access,
             identity,
             audit,
             tenancy,

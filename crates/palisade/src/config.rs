@@ -38,6 +38,31 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub rate_limits: RateLimitSettings,
     pub audit: AuditSettings,
+    pub access: AccessSettings,
+}
+
+/// The app's own authorization model (claim APP-1).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessSettings {
+    /// The app's manifest: a TOML file declaring its resource types, actions and roles
+    /// (docs/integration.md). A relative path is read from the working directory. Unset:
+    /// Palisade's own actions and the five built-in roles only. Every problem in the file
+    /// is named and refuses the start.
+    pub manifest: Option<PathBuf>,
+}
+
+impl AccessSettings {
+    /// The deployment's action table: Palisade's own, and the manifest's when one is set.
+    pub fn table(
+        &self,
+    ) -> Result<std::sync::Arc<crate::access::ActionTable>, crate::access::manifest::ManifestError>
+    {
+        match &self.manifest {
+            Some(path) => crate::access::manifest::load(path),
+            None => Ok(crate::access::ActionTable::builtin()),
+        }
+    }
 }
 
 /// The audit log's checkpoints (claim AUD-3).
@@ -260,6 +285,7 @@ impl Default for Settings {
             admin: AdminSettings::default(),
             rate_limits: RateLimitSettings::default(),
             audit: AuditSettings::default(),
+            access: AccessSettings::default(),
         }
     }
 }

@@ -46,6 +46,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// The access model: Palisade's actions and the app's manifest (`access.manifest`).
+    Access {
+        #[command(subcommand)]
+        command: AccessCommand,
+    },
     /// Access-token signing keys.
     Keys {
         #[command(subcommand)]
@@ -79,6 +84,14 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum AccessCommand {
+    /// Validate the manifest and print the whole action table (Markdown): every action with
+    /// the built-in roles allowed it, then the app's roles. Exits non-zero naming every
+    /// problem of a bad manifest.
+    Table,
 }
 
 #[derive(Subcommand)]
@@ -222,6 +235,12 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Admin { operator, command } => admin(&settings, operator, command).await,
+            Command::Access {
+                command: AccessCommand::Table,
+            } => {
+                print!("{}", settings.access.table()?.render_markdown());
+                Ok(())
+            }
             Command::Services { operator, command } => services(&settings, operator, command).await,
             Command::Audit { command } => audit(&settings, command).await,
             Command::Users {
@@ -453,7 +472,8 @@ async fn identity(settings: &Settings) -> anyhow::Result<Identity> {
     app::prepare_data_dir(&settings.data_dir)?;
     let db = app::open_database(settings).await?;
     let audit = app::open_audit(settings, &db, Arc::new(SystemClock))?;
-    Ok(Identity::start(settings, &db, Arc::new(SystemClock), audit).await?)
+    let access = settings.access.table()?;
+    Ok(Identity::start(settings, &db, Arc::new(SystemClock), audit, &access).await?)
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {

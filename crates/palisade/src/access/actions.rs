@@ -1,7 +1,8 @@
 //! The one declarative table of actions, the weakest built-in role allowed each, and who
 //! may take it: anyone the role allows, or people only (claims RBAC-1, RBAC-2, KEY-5). It
-//! is enforced by the `Permitted<A>` and `PermittedPerson<A>` extractors, published by
-//! `GET /api/v1/roles` and rendered into docs/rbac.md (a test keeps the file in step).
+//! is enforced by the `Permitted<A>` and `PermittedPerson<A>` extractors; with the app's
+//! manifest it makes the deployment's `ActionTable`, published by `GET /api/v1/roles` and
+//! rendered into docs/rbac.md (a test keeps the file in step).
 
 use super::Role;
 
@@ -120,25 +121,17 @@ impl Action {
     }
 }
 
-/// Whether someone of rank `own`, allowed exactly the actions `may` allows, may give
-/// `role`: not above their rank, and no action of it beyond their own (claim RBAC-6).
-pub fn may_grant(own: Role, may: impl Fn(Action) -> bool, role: Role) -> bool {
-    role >= own
-        && ACTIONS
-            .iter()
-            .filter(|action| role.may(**action))
-            .all(|action| may(*action))
-}
-
 /// What an object hands to whoever holds or uses it: an API key (its role, narrowed by
 /// scopes), an invitation (a role), a custom role (its actions). Acting on such an object —
 /// creating, rotating, revoking, deleting it — needs the caller to be able to grant all of
-/// it (claim RBAC-6): otherwise a Manager could rotate an Admin's key and take its secret.
+/// it (claim RBAC-6, `Grants::may_act_on`): otherwise a Manager could rotate an Admin's
+/// key and take its secret.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Entitlement {
     pub role: Option<Role>,
-    /// None: everything `role` allows.
-    pub actions: Option<Vec<Action>>,
+    /// Space-separated action names as stored, Palisade's or the app's; None: everything
+    /// `role` allows.
+    pub actions: Option<Box<str>>,
 }
 
 impl Entitlement {
@@ -149,38 +142,28 @@ impl Entitlement {
         }
     }
 
-    /// A key's grant: its role, narrowed by its scopes (space-separated action names).
+    /// A key's grant: its role, narrowed by its scopes.
     pub fn key(role: Role, scopes: Option<&str>) -> Self {
         Self {
             role: Some(role),
-            actions: scopes.map(Action::parse_list),
+            actions: scopes.map(Box::from),
         }
     }
 
-    pub fn actions(actions: Vec<Action>) -> Self {
+    /// A custom role's actions, as stored.
+    pub fn actions(names: &str) -> Self {
         Self {
             role: None,
-            actions: Some(actions),
+            actions: Some(Box::from(names)),
         }
     }
 
-    /// Whether someone of rank `own`, allowed exactly what `may` allows, may grant this.
-    pub fn within(&self, own: Role, may: impl Fn(Action) -> bool) -> bool {
-        self.role.is_none_or(|role| may_grant(own, &may, role))
-            && self
-                .actions
-                .as_ref()
-                .is_none_or(|actions| actions.iter().all(|action| may(*action)))
-    }
-}
-
-impl Action {
-    /// Space-separated action names as stored; names no longer in the table are dropped.
-    pub fn parse_list(names: &str) -> Vec<Action> {
-        names
-            .split_whitespace()
-            .filter_map(Action::from_name)
-            .collect()
+    /// An app role's: its rank and exactly its actions.
+    pub fn ranked(rank: Role, names: String) -> Self {
+        Self {
+            role: Some(rank),
+            actions: Some(names.into_boxed_str()),
+        }
     }
 }
 
@@ -189,36 +172,6 @@ impl Role {
     pub fn may(self, action: Action) -> bool {
         self <= action.minimum_role()
     }
-}
-
-/// The table as docs/rbac.md shows it.
-pub fn render_markdown() -> String {
-    let roles = Role::ALL;
-    let mut out = String::from(
-        "# Roles and actions\n\nGenerated from `crates/palisade/src/access/actions.rs` (the table the server \
-         enforces and `GET /api/v1/roles` publishes); a test fails when this file is out of step.\n\n| Action |",
-    );
-    for role in roles {
-        out.push_str(&format!(" {} |", role.title()));
-    }
-    out.push_str(" API keys | What it allows |\n|---|");
-    for _ in roles {
-        out.push_str("---|");
-    }
-    out.push_str("---|---|\n");
-    for action in ACTIONS {
-        out.push_str(&format!("| `{}` |", action.name()));
-        for role in roles {
-            out.push_str(if role.may(*action) { " ✓ |" } else { " |" });
-        }
-        let keys = if action.people_only() {
-            "never"
-        } else {
-            "by role"
-        };
-        out.push_str(&format!(" {keys} | {} |\n", action.description()));
-    }
-    out
 }
 
 /// The action names a custom role may hold (none Owner-only), as the request schema
@@ -266,7 +219,10 @@ mod tests {
     // claim: RBAC-1
     #[test]
     fn the_docs_render_the_enforced_table() {
-        crate::generated_docs::assert_in_step("rbac.md", &render_markdown());
+        crate::generated_docs::assert_in_step(
+            "rbac.md",
+            &super::super::ActionTable::builtin().render_markdown(),
+        );
     }
 
     // claim: RBAC-2

@@ -117,6 +117,10 @@ impl Caller {
         self.grants.may(action)
     }
 
+    pub fn may_row(&self, row: &super::ActionRow) -> bool {
+        self.grants.may_row(row)
+    }
+
     pub fn may_grant(&self, role: Role) -> bool {
         self.grants.may_grant(role)
     }

@@ -8,9 +8,12 @@
 pub mod actions;
 mod caller;
 mod grants;
+pub mod manifest;
 mod role;
+pub mod table;
 
 pub use actions::{act, Action, ActionMarker, AnyCredential, Entitlement, PeopleOnly, ACTIONS};
 pub use caller::{Caller, PrincipalKind, Subject, TenantScope};
 pub use grants::Grants;
-pub use role::Role;
+pub use role::{HeldRole, Role};
+pub use table::{ActionId, ActionRow, ActionSet, ActionTable, AppRole};

@@ -48,3 +48,32 @@ impl Role {
         Self::ALL.into_iter().find(|role| role.as_str() == text)
     }
 }
+
+/// What replaces a member's built-in role's actions, as the membership stores it: nothing, a
+/// custom role of the tenant (its action names), or an app role of the manifest (its name).
+/// A member holds at most one of the two; `ActionTable::replacing` turns it into actions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum HeldRole {
+    #[default]
+    Builtin,
+    Custom(String),
+    App(String),
+}
+
+impl HeldRole {
+    /// From the membership's custom role (joined action names) and app role columns.
+    pub fn from_columns(custom_actions: Option<String>, app_role: Option<String>) -> Self {
+        match (app_role, custom_actions) {
+            (Some(name), _) => Self::App(name),
+            (None, Some(names)) => Self::Custom(names),
+            (None, None) => Self::Builtin,
+        }
+    }
+
+    pub fn app_role(&self) -> Option<&str> {
+        match self {
+            Self::App(name) => Some(name),
+            _ => None,
+        }
+    }
+}

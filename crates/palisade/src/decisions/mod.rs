@@ -5,12 +5,12 @@
 //! the subject as the very next request would: a revoked session or key, a role change, a
 //! removal, a suspension or the tenant's MFA policy applies at once.
 //!
-//! This first slice decides Palisade's own actions on the subject's tenant; the app's own
-//! actions, resource types and assignments join with the manifest.
+//! Palisade's own actions are decided on the subject's tenant, the app's (its manifest) on
+//! the app's resources, each named with the tenant it belongs to.
 
 pub mod routes;
 
-use crate::access::{Action, Caller, PrincipalKind};
+use crate::access::{ActionRow, Caller, PrincipalKind};
 use crate::identity::service::{Identity, IdentityError};
 use crate::ids::TenantId;
 use crate::keys::ApiKeys;
@@ -96,11 +96,11 @@ impl Decider<'_> {
 }
 
 /// Whether `caller` may take `action` in `tenant` (a resource's tenant).
-pub fn decide(caller: &Caller, action: Action, tenant: TenantId) -> Result<(), Denial> {
+pub fn decide(caller: &Caller, action: &ActionRow, tenant: TenantId) -> Result<(), Denial> {
     if caller.tenant() != tenant {
         return Err(Denial::NotAMember);
     }
-    if !caller.may(action) {
+    if !caller.may_row(action) {
         return Err(Denial::Role);
     }
     Ok(())

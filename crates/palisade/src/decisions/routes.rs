@@ -4,7 +4,9 @@
 //! The subject carries its proof in `properties`: `{"type":"user","id":"usr_…",
 //! "properties":{"access_token":"…"}}` or `{"type":"api_key","id":"key_…",
 //! "properties":{"api_key":"pal_live_…"}}`. Palisade's own actions apply to the tenant:
-//! `{"type":"tenant","id":"ten_…"}`. A deny names its reason in `context.reason`.
+//! `{"type":"tenant","id":"ten_…"}`; the app's to its own resources,
+//! `{"type":"workorder","id":"wo_123","properties":{"tenant_id":"ten_…"}}`. A deny names its
+//! reason in `context.reason`.
 
 use std::collections::HashMap;
 
@@ -15,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{decide, Decider, Denial, Proof};
-use crate::access::{Action, Caller};
+use crate::access::{ActionRow, ActionTable, Caller};
 use crate::app::AppState;
 use crate::http::auth::Service;
 use crate::http::error::ApiError;
@@ -25,6 +27,9 @@ use crate::ids::TenantId;
 
 /// The most evaluations one batch may hold.
 pub const MAX_EVALUATIONS: usize = 50;
+
+/// The longest id of an app's resource.
+const MAX_RESOURCE_ID: usize = 128;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -73,15 +78,16 @@ pub struct ActionRef {
 #[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resource {
-    /// `tenant` for Palisade's own actions.
+    /// `tenant` for Palisade's own actions; the action's resource type of the manifest
+    /// for the app's (`workorder`).
     #[schema(example = "tenant")]
     r#type: String,
-    /// The tenant's id (`ten_…`).
+    /// The tenant's id (`ten_…`), or the app's own id of the resource (1 to 128
+    /// characters).
     id: String,
-    /// Accepted as AuthZEN allows; decides nothing yet.
+    /// For an app resource: `tenant_id`, the tenant it belongs to (required).
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    #[allow(dead_code)]
     properties: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -214,20 +220,51 @@ fn proof(subject: &Subject) -> Result<Proof<'_>, ApiError> {
 }
 
 /// The action and the tenant a question is about, checked before any credential is used.
-fn question(action: &ActionRef, resource: &Resource) -> Result<(Action, TenantId), ApiError> {
-    let action = Action::from_name(&action.name).ok_or_else(|| {
+/// Palisade's own actions apply to the tenant itself (`{"type":"tenant","id":"ten_…"}`);
+/// the app's to a resource of the action's type, whose tenant the app names in
+/// `properties.tenant_id`, so a resource of another tenant is never decided as the
+/// subject's own.
+fn question<'t>(
+    table: &'t ActionTable,
+    action: &ActionRef,
+    resource: &Resource,
+) -> Result<(&'t ActionRow, TenantId), ApiError> {
+    let row = table.find(&action.name).ok_or_else(|| {
         ApiError::invalid_field("action.name: not an action of GET /api/v1/roles")
     })?;
-    if resource.r#type != "tenant" {
-        return Err(ApiError::invalid_field(
-            "resource.type: Palisade's own actions apply to the `tenant`",
-        ));
+    if resource.r#type != *row.resource_type {
+        return Err(ApiError::invalid_field(format!(
+            "resource.type: `{}` applies to `{}`",
+            row.name, row.resource_type
+        )));
     }
-    let tenant = resource
-        .id
-        .parse()
-        .map_err(|_| ApiError::invalid_field("resource.id: a tenant id (ten_…)"))?;
-    Ok((action, tenant))
+    let tenant = if row.is_app() {
+        if resource.id.is_empty()
+            || resource.id.len() > MAX_RESOURCE_ID
+            || resource.id.chars().any(char::is_control)
+        {
+            return Err(ApiError::invalid_field(
+                "resource.id: 1 to 128 characters, no control characters",
+            ));
+        }
+        resource
+            .properties
+            .as_ref()
+            .and_then(|p| p.get("tenant_id"))
+            .and_then(|t| t.as_str())
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| {
+                ApiError::invalid_field(
+                    "resource.properties.tenant_id: the tenant (ten_…) the resource belongs to",
+                )
+            })?
+    } else {
+        resource
+            .id
+            .parse()
+            .map_err(|_| ApiError::invalid_field("resource.id: a tenant id (ten_…)"))?
+    };
+    Ok((row, tenant))
 }
 
 fn decider(state: &AppState) -> Decider<'_> {
@@ -255,7 +292,7 @@ async fn evaluation(
     _service: Service,
     Json(body): Json<EvaluationRequest>,
 ) -> Result<axum::Json<EvaluationResponse>, ApiError> {
-    let (action, tenant) = question(&body.action, &body.resource)?;
+    let (action, tenant) = question(&state.access, &body.action, &body.resource)?;
     let proof = proof(&body.subject)?;
     let verdict = match decider(&state).subject(&proof).await? {
         Ok(caller) => decide(&caller, action, tenant),
@@ -308,7 +345,7 @@ async fn evaluations(
             .as_ref()
             .or(body.resource.as_ref())
             .ok_or_else(|| missing("resource"))?;
-        let (action, tenant) = question(action, resource)?;
+        let (action, tenant) = question(&state.access, action, resource)?;
         questions.push((proof(subject)?, action, tenant));
     }
     let decider = decider(&state);
@@ -329,7 +366,7 @@ async fn evaluations(
                 subject
             }
         };
-        let verdict = subject.and_then(|caller| decide(&caller, *action, *tenant));
+        let verdict = subject.and_then(|caller| decide(&caller, action, *tenant));
         let allowed = verdict.is_ok();
         answers.push(EvaluationResponse::from(verdict));
         match semantic {

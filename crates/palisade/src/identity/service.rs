@@ -141,6 +141,8 @@ pub struct Identity {
     pub(super) decoy_hash: String,
     /// For events with no transaction of their own (failed sign-ins): group commit.
     pub(super) audit: crate::audit::Audit,
+    /// The deployment's action table, for what a custom or app role allows.
+    pub(super) access: Arc<crate::access::ActionTable>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +161,7 @@ impl Identity {
         db: &Database,
         clock: Arc<dyn Clock>,
         audit: crate::audit::Audit,
+        access: &Arc<crate::access::ActionTable>,
     ) -> Result<Self, IdentityStartError> {
         let store = identity_store::for_database(db);
         let master_path = settings
@@ -195,7 +198,13 @@ impl Identity {
             link_base_url: settings.mail.link_base_url.trim_end_matches('/').to_owned(),
             decoy_hash,
             audit,
+            access: access.clone(),
         })
+    }
+
+    /// The deployment's action table.
+    pub fn access(&self) -> &Arc<crate::access::ActionTable> {
+        &self.access
     }
 
     pub fn store(&self) -> &dyn IdentityStore {

@@ -120,6 +120,10 @@ impl Principal {
     pub fn may(&self, action: Action) -> bool {
         self.grants.may(action)
     }
+
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
 }
 
 pub struct LoginInput {
@@ -562,10 +566,8 @@ impl Identity {
             mfa_pending: record.tenant_requires_mfa && !record.mfa,
             grants: Grants::person(
                 record.role,
-                record
-                    .custom_actions
-                    .as_deref()
-                    .map(|names| Action::parse_list(names).into()),
+                self.access.replacing(&record.held),
+                self.access.clone(),
             ),
         })
     }

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use sqlx::{PgPool, SqlitePool};
 use time::OffsetDateTime;
 
-use crate::access::Role;
 use crate::access::TenantScope;
+use crate::access::{HeldRole, Role};
 use crate::audit::{Append, AuditRecord};
 use crate::ids::{SessionId, TenantId, UserId};
 use crate::store::{for_both_backends, stored_role, Begin, Database, StoreError};
@@ -105,8 +105,8 @@ pub struct PrincipalRecord {
     pub role: Role,
     pub tenant_requires_mfa: bool,
     pub tenant_suspended: bool,
-    /// A custom role's action names (space-separated), when the member holds one.
-    pub custom_actions: Option<String>,
+    /// A custom role or an app role, when the member holds one.
+    pub held: HeldRole,
 }
 
 pub struct StoredSigningKey {
@@ -390,8 +390,9 @@ const REFRESH_TOKEN_QUERY: &str = concat!(
 // The hot path of every authenticated request: one indexed lookup per table.
 const PRINCIPAL_QUERY: &str =
     "SELECT s.id, s.user_id, s.tenant_id, s.created_at, s.absolute_expires_at, s.revoked_at,
-            s.mfa, s.tenant_switches, u.email, u.email_verified_at, u.tokens_valid_after, t.name,
-            m.role, t.require_mfa, t.suspended_at, cr.actions
+            s.mfa, s.tenant_switches, u.email, u.email_verified_at, u.tokens_valid_after,
+            t.name AS tenant_name, m.role, t.require_mfa, t.suspended_at,
+            cr.actions AS custom_actions, m.app_role
      FROM sessions s
      JOIN users u ON u.id = s.user_id
      JOIN memberships m ON m.user_id = s.user_id AND m.tenant_id = s.tenant_id
@@ -865,33 +866,39 @@ for_both_backends! {
             // The access token naming this tenant was verified before this read.
             let scope = TenantScope::of_verified_credential(tenant);
             let mut reader = self.0.tenant_reader(scope).await?;
-            let row: Option<(SessionId, UserId, TenantId, OffsetDateTime, OffsetDateTime,
-                Option<OffsetDateTime>, bool, i64, String, Option<OffsetDateTime>,
-                OffsetDateTime, String, String, bool, Option<OffsetDateTime>, Option<String>)> =
-                sqlx::query_as(PRINCIPAL_QUERY)
+            let row = sqlx::query(PRINCIPAL_QUERY)
                 .bind(session)
                 .bind(tenant)
                 .fetch_optional(&mut *reader)
                 .await?;
             <Pool as Begin>::end_read(reader).await?;
-            row.map(|r| {
+            row.map(|row| {
+                use sqlx::Row as _;
+                let suspended_at: Option<OffsetDateTime> = row.try_get("suspended_at")?;
+                let email_verified_at: Option<OffsetDateTime> =
+                    row.try_get("email_verified_at")?;
+                let tenant_name: String = row.try_get("tenant_name")?;
+                let role: String = row.try_get("role")?;
                 Ok(PrincipalRecord {
-                    session: r.0,
-                    user: r.1,
-                    tenant: r.2,
-                    session_created_at: r.3,
-                    absolute_expires_at: r.4,
-                    revoked_at: r.5,
-                    mfa: r.6,
-                    tenant_switches: r.7,
-                    email: r.8,
-                    email_verified_at: r.9,
-                    tokens_valid_after: r.10,
-                    tenant_name: r.11.into(),
-                    role: stored_role(&r.12)?,
-                    tenant_requires_mfa: r.13,
-                    tenant_suspended: r.14.is_some(),
-                    custom_actions: r.15,
+                    session: row.try_get("id")?,
+                    user: row.try_get("user_id")?,
+                    tenant: row.try_get("tenant_id")?,
+                    session_created_at: row.try_get("created_at")?,
+                    absolute_expires_at: row.try_get("absolute_expires_at")?,
+                    revoked_at: row.try_get("revoked_at")?,
+                    mfa: row.try_get("mfa")?,
+                    tenant_switches: row.try_get("tenant_switches")?,
+                    email: row.try_get("email")?,
+                    email_verified_at,
+                    tokens_valid_after: row.try_get("tokens_valid_after")?,
+                    tenant_name: tenant_name.into(),
+                    role: stored_role(&role)?,
+                    tenant_requires_mfa: row.try_get("require_mfa")?,
+                    tenant_suspended: suspended_at.is_some(),
+                    held: HeldRole::from_columns(
+                        row.try_get("custom_actions")?,
+                        row.try_get("app_role")?,
+                    ),
                 })
             })
             .transpose()

@@ -18,8 +18,9 @@ use std::sync::{Arc, Mutex};
 use secrecy::SecretString;
 use time::{Duration, OffsetDateTime};
 
-use crate::access::actions::{Action, Entitlement};
+use crate::access::actions::Entitlement;
 use crate::access::Role;
+use crate::access::{ActionSet, ActionTable};
 use crate::access::{Caller, Grants, PrincipalKind, Subject, TenantScope};
 use crate::clock::Clock;
 use crate::crypto::constant_time_eq;
@@ -116,16 +117,24 @@ pub struct ApiKeys {
     /// Uses not yet written: key → (tenant, latest use).
     last_used: Mutex<HashMap<ApiKeyId, (TenantId, OffsetDateTime)>>,
     clock: Arc<dyn Clock>,
+    /// The deployment's action table: what a key's scopes may name.
+    access: Arc<ActionTable>,
 }
 
 impl ApiKeys {
-    pub fn new(store: Arc<dyn KeyStore>, epoch: EpochSource, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        store: Arc<dyn KeyStore>,
+        epoch: EpochSource,
+        clock: Arc<dyn Clock>,
+        access: Arc<ActionTable>,
+    ) -> Self {
         Self {
             store,
             epoch,
             cache: EpochMap::new(),
             last_used: Mutex::new(HashMap::new()),
             clock,
+            access,
         }
     }
 
@@ -162,7 +171,8 @@ impl ApiKeys {
                         .key
                         .scopes
                         .as_deref()
-                        .map(|names| Action::parse_list(names).into()),
+                        .map(|names| Arc::new(self.access.parse_set(names))),
+                    self.access.clone(),
                 );
                 let cached = Arc::new(CachedKey {
                     record,
@@ -230,12 +240,9 @@ impl ApiKeys {
         }
         let scopes = match &request.scopes {
             None => None,
-            Some(names) => Some(parse_scopes(names, request.role)?),
+            Some(names) => Some(parse_scopes(&self.access, names, request.role)?),
         };
-        let grant = Entitlement {
-            role: Some(request.role),
-            actions: scopes.clone(),
-        };
+        let grant = Entitlement::key(request.role, scopes.as_deref());
         if !principal.may_act_on(&grant) {
             return Err(TenancyError::Forbidden(BEYOND_YOUR_OWN));
         }
@@ -255,7 +262,7 @@ impl ApiKeys {
             application: request.application,
             name: name.to_owned(),
             role: request.role,
-            scopes: scopes.map(|s| s.iter().map(|a| a.name()).collect::<Vec<_>>().join(" ")),
+            scopes,
             secret_hash: hash.to_vec(),
             previous_secret_hash: None,
             previous_expires_at: None,
@@ -374,23 +381,29 @@ impl ApiKeys {
     }
 }
 
-fn parse_scopes(names: &[String], role: Role) -> Result<Vec<Action>, TenancyError> {
+/// A key's scopes as stored (space-separated names): actions of the table, Palisade's or
+/// the app's, none for people only, each allowed to the key's role.
+fn parse_scopes(
+    access: &ActionTable,
+    names: &[String],
+    role: Role,
+) -> Result<String, TenancyError> {
     if names.is_empty() || names.len() > 100 {
         return Err(InvalidInput("scopes: 1 to 100 actions").into());
     }
-    let mut actions = Vec::with_capacity(names.len());
+    let mut scopes = ActionSet::default();
     for name in names {
-        let action = Action::from_name(name).ok_or(InvalidInput("scopes: unknown action"))?;
-        if action.people_only() {
+        let row = access
+            .find(name)
+            .ok_or(InvalidInput("scopes: unknown action"))?;
+        if row.people_only {
             return Err(InvalidInput("scopes: that action is for people only, never a key").into());
         }
-        if !role.may(action) {
+        if role > row.minimum_role {
             return Err(InvalidInput("scopes: an action the key's role does not allow").into());
         }
         // A repeated action is the same scope, as in a custom role.
-        if !actions.contains(&action) {
-            actions.push(action);
-        }
+        scopes.insert(row.id);
     }
-    Ok(actions)
+    Ok(access.names(&scopes))
 }

@@ -36,6 +36,7 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     10 "0010_audit_log",
     11 "0011_review_fixes",
     12 "0012_service_credentials",
+    13 "0013_app_roles",
 );
 pub const POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
@@ -50,6 +51,7 @@ pub const POSTGRES: &[Migration] = migrations!("postgres":
     10 "0010_audit_log",
     11 "0011_review_fixes",
     12 "0012_service_credentials",
+    13 "0013_app_roles",
 );
 
 /// Serialises migrators across instances sharing one PostgreSQL database.

@@ -5,7 +5,8 @@
 
 use super::members::{guarded, Tenancy, TenancyError};
 use super::store::CustomRoleRecord;
-use crate::access::actions::{Action, Entitlement};
+use crate::access::actions::Entitlement;
+use crate::access::ActionSet;
 use crate::access::Caller;
 use crate::access::Role;
 use crate::identity::domain::{display_name, InvalidInput};
@@ -25,24 +26,22 @@ impl Tenancy {
             64,
             "name: 1 to 64 characters, no control characters or surrounding spaces",
         )?;
-        let mut actions = Vec::new();
+        let mut actions = ActionSet::default();
         for action_name in action_names {
-            let action = Action::from_name(action_name).ok_or(InvalidInput(
+            let row = self.access.find(action_name).ok_or(InvalidInput(
                 "actions: every entry must be an action of GET /api/v1/roles",
             ))?;
-            if action.minimum_role() == Role::Owner {
+            if row.minimum_role == Role::Owner {
                 return Err(TenancyError::Forbidden(
                     "Owner-only actions cannot be given through a custom role",
                 ));
             }
-            if !caller.may(action) {
+            if !caller.may_row(row) {
                 return Err(TenancyError::Forbidden(
                     "a custom role cannot hold an action you may not do",
                 ));
             }
-            if !actions.contains(&action) {
-                actions.push(action);
-            }
+            actions.insert(row.id);
         }
         if actions.is_empty() {
             return Err(InvalidInput("actions: at least one").into());
@@ -50,11 +49,7 @@ impl Tenancy {
         let record = CustomRoleRecord {
             id: CustomRoleId::generate(),
             name: name.to_owned(),
-            actions: actions
-                .iter()
-                .map(|a| a.name())
-                .collect::<Vec<_>>()
-                .join(" "),
+            actions: self.access.names(&actions),
             created_at: self.clock.now(),
         };
         let event = origin
@@ -139,7 +134,7 @@ impl Tenancy {
                 .iter()
                 .find(|r| r.id == id)
                 .ok_or(TenancyError::NotFound)?;
-            if !caller.may_act_on(&Entitlement::actions(Action::parse_list(&custom.actions))) {
+            if !caller.may_act_on(&Entitlement::actions(&custom.actions)) {
                 return Err(TenancyError::Forbidden(
                     "a custom role with an action you may not do cannot be given by you",
                 ));

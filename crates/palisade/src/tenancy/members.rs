@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use super::store::{MemberChange, MemberRecord, TenancyStore};
-use crate::access::Caller;
 use crate::access::Role;
+use crate::access::{ActionTable, Caller};
 use crate::clock::Clock;
 use crate::identity::principals::PrincipalCache;
 use crate::identity::service::Origin;
@@ -49,6 +49,8 @@ pub struct Tenancy {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) mailer: Arc<Mailer>,
     pub(super) link_base_url: String,
+    /// The deployment's action table: what custom roles and app roles may hold.
+    pub(super) access: Arc<ActionTable>,
 }
 
 impl Tenancy {
@@ -63,6 +65,7 @@ impl Tenancy {
             clock,
             mailer: identity.mailer_handle(),
             link_base_url: identity.link_base_url().to_owned(),
+            access: identity.access().clone(),
         }
     }
 

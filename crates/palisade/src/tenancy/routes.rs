@@ -11,7 +11,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::members::TenancyError;
-use crate::access::actions::{act, ACTIONS};
+use crate::access::actions::act;
+use crate::access::ActionRow;
 use crate::access::{PrincipalKind, Role, Subject};
 use crate::app::AppState;
 use crate::http::auth::{AnySession, Permitted, PermittedPerson};
@@ -57,10 +58,61 @@ impl From<TenancyError> for ApiError {
 #[derive(Serialize, ToSchema)]
 pub struct ActionView {
     #[schema(example = "members.invite")]
-    action: &'static str,
-    description: &'static str,
+    action: String,
+    description: String,
     /// The built-in roles allowed, strongest first.
     roles: Vec<Role>,
+    /// `palisade` for Palisade's own actions, `app` for the manifest's.
+    #[schema(example = "palisade")]
+    source: &'static str,
+    /// What it applies to: `tenant` for Palisade's own, a manifest resource type otherwise.
+    #[schema(example = "tenant")]
+    resource_type: String,
+    /// Only a person may take it, never an API key.
+    people_only: bool,
+    /// Declared destructive (the manifest's actions; needs manager or stronger).
+    destructive: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RoleView {
+    #[schema(example = "technician")]
+    name: String,
+    #[schema(example = "Technician")]
+    title: String,
+    /// `palisade` for the five built-in roles, `app` for the manifest's.
+    source: &'static str,
+    /// The built-in role it ranks as for the no-escalation rules (itself when built in).
+    rank: Role,
+    description: String,
+    /// Every action it allows, Palisade's and the app's.
+    actions: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ResourceTypeView {
+    #[schema(example = "workorder")]
+    name: String,
+    description: String,
+    /// The relations a subject may have to a resource of this type.
+    relations: Vec<String>,
+}
+
+/// The deployment's access model: every action with the roles allowed it, every role (the
+/// built-in five and the manifest's), and the manifest's resource types.
+#[derive(Serialize, ToSchema)]
+pub struct AccessModelView {
+    actions: Vec<ActionView>,
+    roles: Vec<RoleView>,
+    resource_types: Vec<ResourceTypeView>,
+}
+
+fn source(app: bool) -> &'static str {
+    if app {
+        "app"
+    } else {
+        "palisade"
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -111,34 +163,75 @@ async fn current_tenant(permitted: Permitted<act::TenantRead>) -> axum::Json<Ten
     })
 }
 
-/// The action table: every action and the built-in roles allowed to do it.
+/// The action table — Palisade's actions and the app's manifest — with the roles allowed
+/// each, every role, and the app's resource types (claims RBAC-1, APP-1).
 #[utoipa::path(
     get,
     path = "/api/v1/roles",
     tag = "tenancy",
-    responses((status = 200, description = "The action table", body = [ActionView]))
+    responses((status = 200, description = "The access model", body = AccessModelView))
 )]
-async fn roles() -> axum::Json<Vec<ActionView>> {
-    axum::Json(
-        ACTIONS
+async fn roles(State(state): State<AppState>) -> axum::Json<AccessModelView> {
+    let table = &state.access;
+    let names =
+        |rows: &mut dyn Iterator<Item = &ActionRow>| rows.map(|r| r.name.to_string()).collect();
+    let builtin = Role::ALL.into_iter().map(|role| RoleView {
+        name: role.as_str().to_owned(),
+        title: role.title().to_owned(),
+        source: source(false),
+        rank: role,
+        description: String::new(),
+        actions: names(&mut table.allowed_to(role)),
+    });
+    let app = table.roles().iter().map(|role| RoleView {
+        name: role.name.to_string(),
+        title: role.title.to_string(),
+        source: source(true),
+        rank: role.rank,
+        description: role.description.to_string(),
+        actions: names(&mut role.actions.iter().map(|id| table.row(id))),
+    });
+    axum::Json(AccessModelView {
+        actions: table
+            .rows()
             .iter()
-            .map(|action| ActionView {
-                action: action.name(),
-                description: action.description(),
+            .map(|row| ActionView {
+                action: row.name.to_string(),
+                description: row.description.to_string(),
                 roles: Role::ALL
                     .into_iter()
-                    .filter(|role| role.may(*action))
+                    .filter(|role| *role <= row.minimum_role)
                     .collect(),
+                source: source(row.is_app()),
+                resource_type: row.resource_type.to_string(),
+                people_only: row.people_only,
+                destructive: row.destructive,
             })
             .collect(),
-    )
+        roles: builtin.chain(app).collect(),
+        resource_types: table
+            .resource_types()
+            .iter()
+            .map(|t| ResourceTypeView {
+                name: t.name.to_string(),
+                description: t.description.to_string(),
+                relations: t.relations.iter().map(|r| r.to_string()).collect(),
+            })
+            .collect(),
+    })
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct MemberView {
     user_id: UserId,
     email: String,
+    /// The built-in role, or the rank of the app role the member holds.
     role: Role,
+    /// The custom role of the tenant the member holds, if any.
+    custom_role_id: Option<CustomRoleId>,
+    /// The manifest's role the member holds, if any.
+    #[schema(example = "technician")]
+    app_role: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     joined_at: OffsetDateTime,
@@ -170,6 +263,8 @@ async fn list_members(
                 user_id: m.user_id,
                 email: m.email,
                 role: m.role,
+                custom_role_id: m.custom_role,
+                app_role: m.app_role,
                 joined_at: m.joined_at,
             })
             .collect(),
@@ -179,11 +274,25 @@ async fn list_members(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleChange {
-    role: Role,
+    /// A built-in role.
+    #[serde(default)]
+    role: Option<Role>,
+    /// A role of the app's manifest (`GET /api/v1/roles`), or null to take it away (the
+    /// member keeps its rank as their built-in role). Exactly one of `role` and `app_role`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "technician")]
+    app_role: Option<Option<String>>,
 }
 
-/// Change a member's role: never one's own, never above one's own, never a member above
-/// oneself, and never the last Owner's.
+/// A field that is present, even as null.
+fn present<'de, D: serde::Deserializer<'de>>(field: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(field).map(Some)
+}
+
+/// Change a member's role — a built-in one (`{"role": "viewer"}`) or one of the app's
+/// manifest (`{"app_role": "technician"}`, which sets the member's rank to the role's and
+/// replaces their actions with its own): never one's own, never a rank or an action above
+/// one's own, never a member above oneself, and never the last Owner's.
 ///
 /// Action: `members.update_role`.
 #[utoipa::path(
@@ -199,7 +308,7 @@ pub struct RoleChange {
         (status = 403, description = "Not allowed (role, or escalation)", body = ErrorBody),
         (status = 404, description = "No such member in this tenant", body = ErrorBody),
         (status = 409, description = "The last Owner", body = ErrorBody),
-        (status = 422, description = "Invalid body", body = ErrorBody),
+        (status = 422, description = "Invalid body, not exactly one of role and app_role, or an unknown app role", body = ErrorBody),
     )
 )]
 async fn change_role(
@@ -210,10 +319,20 @@ async fn change_role(
     Json(body): Json<RoleChange>,
 ) -> Result<StatusCode, ApiError> {
     let user: UserId = id_or_404(&raw)?;
-    state
-        .tenancy
-        .change_role(&permitted.caller, user, body.role, &origin(context))
-        .await?;
+    let (tenancy, caller, origin) = (&state.tenancy, &permitted.caller, origin(context));
+    match (body.role, body.app_role) {
+        (Some(role), None) => tenancy.change_role(caller, user, role, &origin).await?,
+        (None, Some(app_role)) => {
+            tenancy
+                .assign_app_role(caller, user, app_role.as_deref(), &origin)
+                .await?
+        }
+        _ => {
+            return Err(ApiError::invalid_field(
+                "exactly one of `role` and `app_role`",
+            ))
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use sqlx::{PgPool, SqlitePool};
 use time::OffsetDateTime;
 
-use crate::access::actions::{Action, Entitlement};
+use crate::access::actions::Entitlement;
 use crate::access::Role;
 use crate::access::TenantScope;
 use crate::audit::{Acting, Actor, Append, AuditRecord};
@@ -21,6 +21,8 @@ pub struct MemberRecord {
     pub role: Role,
     pub joined_at: OffsetDateTime,
     pub custom_role: Option<CustomRoleId>,
+    /// The manifest's role the member holds, by name (its rank is `role`).
+    pub app_role: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -123,6 +125,15 @@ pub trait TenancyStore: Send + Sync {
         role: Option<CustomRoleId>,
         event: &AuditRecord,
     ) -> Result<MemberChange, StoreError>;
+    /// Gives a member an app role (its name and rank), which replaces their built-in role
+    /// and any custom role; or takes it away (`None`), leaving its rank as their role.
+    async fn set_app_role(
+        &self,
+        scope: TenantScope,
+        user: UserId,
+        role: Option<(&str, Role)>,
+        event: &AuditRecord,
+    ) -> Result<MemberChange, StoreError>;
     /// False when the tenant already has an application of that name.
     async fn create_application(
         &self,
@@ -201,7 +212,14 @@ pub struct SqlTenancyStore<P>(P);
 pub(crate) const LOCK_APPLICATION: &str =
     "UPDATE applications SET name = name WHERE tenant_id = $1 AND id = $2";
 
-type MemberRow = (UserId, String, String, OffsetDateTime, Option<CustomRoleId>);
+type MemberRow = (
+    UserId,
+    String,
+    String,
+    OffsetDateTime,
+    Option<CustomRoleId>,
+    Option<String>,
+);
 
 fn member_from(row: MemberRow) -> Result<MemberRecord, StoreError> {
     Ok(MemberRecord {
@@ -210,12 +228,13 @@ fn member_from(row: MemberRow) -> Result<MemberRecord, StoreError> {
         role: stored_role(&row.2)?,
         joined_at: row.3,
         custom_role: row.4,
+        app_role: row.5,
     })
 }
 
 macro_rules! members_query {
     () => {
-        "SELECT m.user_id, u.email, m.role, m.created_at, m.custom_role_id
+        "SELECT m.user_id, u.email, m.role, m.created_at, m.custom_role_id, m.app_role
          FROM memberships m JOIN users u ON u.id = m.user_id
          WHERE m.tenant_id = $1"
     };
@@ -249,7 +268,8 @@ for_both_backends! {
             .await?)
     }
 
-    /// Sets a built-in role; an Owner holds no custom role (Owners keep every action).
+    /// Sets a built-in role, leaving any app role; an Owner holds no custom role (Owners
+    /// keep every action).
     async fn set_membership_role(
         tx: &mut sqlx::Transaction<'static, Db>,
         tenant: TenantId,
@@ -258,7 +278,8 @@ for_both_backends! {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE memberships
-             SET role = $1, custom_role_id = CASE WHEN $1 = 'owner' THEN NULL ELSE custom_role_id END
+             SET role = $1, app_role = NULL,
+                 custom_role_id = CASE WHEN $1 = 'owner' THEN NULL ELSE custom_role_id END
              WHERE tenant_id = $2 AND user_id = $3",
         )
         .bind(role.as_str())
@@ -399,7 +420,7 @@ for_both_backends! {
             .await?;
             match actions {
                 None => return Ok(Guarded::NotFound),
-                Some(actions) if !may_act_on(&Entitlement::actions(Action::parse_list(&actions))) => {
+                Some(actions) if !may_act_on(&Entitlement::actions(&actions)) => {
                     return Ok(Guarded::Forbidden)
                 }
                 Some(_) => {}
@@ -443,7 +464,8 @@ for_both_backends! {
                 }
             }
             let changed = sqlx::query(
-                "UPDATE memberships SET custom_role_id = $1 WHERE tenant_id = $2 AND user_id = $3",
+                "UPDATE memberships SET custom_role_id = $1, app_role = NULL
+                 WHERE tenant_id = $2 AND user_id = $3",
             )
             .bind(role)
             .bind(tenant)
@@ -453,6 +475,38 @@ for_both_backends! {
             if changed.rows_affected() != 1 {
                 return Ok(MemberChange::NotFound);
             }
+            tx.commit_narrowing(event).await?;
+            Ok(MemberChange::Done)
+        }
+
+        async fn set_app_role(
+            &self,
+            scope: TenantScope,
+            user: UserId,
+            role: Option<(&str, Role)>,
+            event: &AuditRecord,
+        ) -> Result<MemberChange, StoreError> {
+            let tenant = scope.tenant();
+            let mut tx = self.0.tenant(scope).await?;
+            let Some(current) = locked_role(&mut tx, tenant, user).await? else {
+                return Ok(MemberChange::NotFound);
+            };
+            if role.is_some() && current == "owner" && would_orphan(&mut tx, tenant, user).await? {
+                return Ok(MemberChange::LastOwner);
+            }
+            // Given: the rank becomes the role, and the app role replaces any custom role.
+            // Taken away: the rank stays as the built-in role.
+            sqlx::query(
+                "UPDATE memberships SET role = COALESCE($1, role), app_role = $2,
+                     custom_role_id = CASE WHEN $2 IS NULL THEN custom_role_id END
+                 WHERE tenant_id = $3 AND user_id = $4",
+            )
+            .bind(role.map(|(_, rank)| rank.as_str()))
+            .bind(role.map(|(name, _)| name))
+            .bind(tenant)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
             tx.commit_narrowing(event).await?;
             Ok(MemberChange::Done)
         }

@@ -28,7 +28,7 @@ pub async fn service_credential(app: &TestApp) -> (String, String) {
     (word("svc_"), word("pal_svc_"))
 }
 
-async fn post_with(app: &TestApp, path: &str, credential: &str, body: &Value) -> (u16, Value) {
+pub async fn post_with(app: &TestApp, path: &str, credential: &str, body: &Value) -> (u16, Value) {
     let response = app
         .client
         .post(app.url(path))
@@ -41,7 +41,7 @@ async fn post_with(app: &TestApp, path: &str, credential: &str, body: &Value) ->
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-fn user_subject(user: &str, session: &Session) -> Value {
+pub fn user_subject(user: &str, session: &Session) -> Value {
     json!({"type": "user", "id": user, "properties": {"access_token": session.access}})
 }
 
@@ -54,21 +54,21 @@ fn question(subject: Value, action: &str, tenant: &str) -> Value {
 }
 
 /// The decision and, on a deny, its reason.
-async fn evaluate(app: &TestApp, service: &str, body: &Value) -> (bool, Option<String>) {
+pub async fn evaluate(app: &TestApp, service: &str, body: &Value) -> (bool, Option<String>) {
     let (status, answer) = post_with(app, "/access/v1/evaluation", service, body).await;
     assert_eq!(status, 200, "{answer}");
     let reason = answer["context"]["reason"].as_str().map(str::to_owned);
     (answer["decision"].as_bool().unwrap(), reason)
 }
 
-fn denied(reason: &str) -> (bool, Option<String>) {
+pub fn denied(reason: &str) -> (bool, Option<String>) {
     (false, Some(reason.to_owned()))
 }
 
-const ALLOWED: (bool, Option<String>) = (true, None);
+pub const ALLOWED: (bool, Option<String>) = (true, None);
 
 /// The actions `GET /api/v1/me` says the session may take.
-async fn effective_actions(app: &TestApp, session: &Session) -> Vec<String> {
+pub async fn effective_actions(app: &TestApp, session: &Session) -> Vec<String> {
     app.me(session).await["actions"]
         .as_array()
         .unwrap()

@@ -236,7 +236,7 @@ async fn every_operation_on_a_grant_carrying_object_refuses_whoever_could_not_gr
     // A Member whose custom role holds every action but the audit log's: it may manage
     // keys, invitations, roles, members and applications, yet not grant an Admin's all.
     let delegate_actions: Vec<String> = {
-        let table: Vec<Value> = app.get("/api/v1/roles").await.json().await.unwrap();
+        let table = crate::manifest::action_rows(&app).await;
         table
             .iter()
             .filter(|row| row["roles"].as_array().unwrap().len() > 1)

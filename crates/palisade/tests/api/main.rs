@@ -13,6 +13,7 @@ mod injection;
 mod isolation;
 mod jwks;
 mod keys;
+mod manifest;
 mod mfa;
 mod openapi;
 mod platform;

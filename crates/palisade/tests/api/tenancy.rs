@@ -40,7 +40,7 @@ pub async fn user_id_of(app: &TestApp, session: &Session) -> String {
         .to_owned()
 }
 
-async fn send(
+pub async fn send(
     app: &TestApp,
     method: reqwest::Method,
     path: &str,
@@ -63,7 +63,7 @@ async fn send(
 #[tokio::test]
 async fn the_roles_endpoint_publishes_the_table_that_is_enforced() {
     let app = spawn_app().await;
-    let table: Vec<Value> = app.get("/api/v1/roles").await.json().await.unwrap();
+    let table = crate::manifest::action_rows(&app).await;
     let remove = table
         .iter()
         .find(|row| row["action"] == "members.remove")
@@ -94,7 +94,7 @@ fn self_service(path: &str) -> bool {
 async fn every_tenant_operation_names_its_action_and_refuses_the_roles_below_it() {
     let app = spawn_app().await;
     let sessions = staffed_tenant(&app).await;
-    let table: Vec<Value> = app.get("/api/v1/roles").await.json().await.unwrap();
+    let table = crate::manifest::action_rows(&app).await;
     let allowed: HashMap<String, Vec<String>> = table
         .iter()
         .map(|row| {

@@ -194,10 +194,11 @@ pub struct MeResponse {
     mfa: bool,
     /// The tenant requires MFA and this session has none: enrol to continue.
     mfa_enrollment_required: bool,
-    /// Every action of `GET /api/v1/roles` this session may take now: the role's, or the
-    /// custom role's if one is held (empty while MFA enrolment is required).
+    /// Every action of `GET /api/v1/roles` this session may take now, Palisade's and the
+    /// app's: the role's, or the custom or app role's if one is held (empty while MFA
+    /// enrolment is required).
     #[schema(example = json!(["tenant.read", "members.read"]))]
-    actions: Vec<&'static str>,
+    actions: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -229,10 +230,10 @@ async fn me(AnySession(principal): AnySession) -> axum::Json<MeResponse> {
     let actions = if principal.mfa_pending() {
         Vec::new()
     } else {
-        crate::access::ACTIONS
-            .iter()
-            .filter(|action| principal.may(**action))
-            .map(|action| action.name())
+        principal
+            .grants()
+            .allowed()
+            .map(|row| row.name.to_string())
             .collect()
     };
     axum::Json(MeResponse {
