@@ -21,6 +21,7 @@ use crate::http::server::{self, Limits};
 use crate::identity::service::Identity;
 use crate::keys::ApiKeys;
 use crate::ratelimit::Limiter;
+use crate::relations::Relations;
 use crate::services::ServiceCredentials;
 use crate::store::{migrate, postgres, Database, StartupError};
 use crate::telemetry::metrics::Metrics;
@@ -40,6 +41,8 @@ pub struct AppInner {
     pub keys: ApiKeys,
     /// The app's service credentials (claim APP-2).
     pub services: ServiceCredentials,
+    /// What the app says its users are to its resources (claim RBAC-5).
+    pub relations: Relations,
     pub audit: Audit,
     pub limiter: Limiter,
     pub burst_log: BurstLog,
@@ -126,7 +129,13 @@ impl App {
             crate::services::store::for_database(&db),
             identity.epoch_source(),
         );
+        let relations = Relations::new(
+            crate::relations::store::for_database(&db),
+            access.clone(),
+            clock.clone(),
+        );
         let state = AppState(Arc::new(AppInner {
+            relations,
             access,
             identity,
             audit,

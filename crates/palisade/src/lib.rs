@@ -19,6 +19,7 @@ pub mod keys;
 pub mod mail;
 pub mod platform;
 pub mod ratelimit;
+pub mod relations;
 pub mod services;
 pub mod store;
 pub mod telemetry;

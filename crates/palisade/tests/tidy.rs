@@ -136,7 +136,8 @@ fn access_imports_nothing_from_identity_keys_or_tenancy() {
 }
 
 /// claim: TEN-2 — a tenant scope is made only where a credential has just been verified,
-/// or by the named system entry in the few places no request names the tenant.
+/// by the named system entry in the few places no request names the tenant, or for the
+/// app's backend writing relations under its verified service credential.
 #[test]
 fn tenant_scopes_are_made_only_from_verified_credentials_or_by_the_system_entry() {
     let allowed: &[(&str, &[&str])] = &[
@@ -158,6 +159,10 @@ fn tenant_scopes_are_made_only_from_verified_credentials_or_by_the_system_entry(
                 "src/keys/store.rs",
                 "src/tenancy/store.rs",
             ],
+        ),
+        (
+            "TenantScope::named_by_service(",
+            &["src/access/caller.rs", "src/relations/mod.rs"],
         ),
     ];
     for (path, text) in sources("src") {

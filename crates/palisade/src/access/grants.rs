@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::actions::{Action, Entitlement};
 use super::caller::PrincipalKind;
+use super::role::HeldRole;
 use super::table::{ActionId, ActionRow, ActionSet, ActionTable};
 use super::Role;
 use crate::ids::ApplicationId;
@@ -22,17 +23,19 @@ pub struct Grants {
     scopes: Option<Arc<ActionSet>>,
     /// The deployment's table: what a built-in role allows of the app's actions.
     table: Arc<ActionTable>,
+    /// An external member (claim RBAC-5): the app's actions only on assigned resources.
+    external: bool,
 }
 
 impl Grants {
-    /// A signed-in person in `role`, restricted by a custom or app role's actions if they
-    /// hold one.
-    pub fn person(role: Role, custom: Option<Arc<ActionSet>>, table: Arc<ActionTable>) -> Self {
+    /// A signed-in person in `role`, restricted by the custom or app role they hold, if any.
+    pub fn person(role: Role, held: &HeldRole, table: Arc<ActionTable>) -> Self {
         Self {
             role,
             kind: PrincipalKind::Member,
-            custom,
+            custom: table.replacing(held),
             scopes: None,
+            external: table.is_external(held),
             table,
         }
     }
@@ -54,6 +57,7 @@ impl Grants {
             custom: None,
             scopes,
             table,
+            external: false,
         }
     }
 
@@ -65,6 +69,7 @@ impl Grants {
             custom: None,
             scopes: Some(Arc::default()),
             table,
+            external: false,
         }
     }
 
@@ -78,6 +83,11 @@ impl Grants {
 
     pub fn table(&self) -> &ActionTable {
         &self.table
+    }
+
+    /// An external member: acts only on the app's resources assigned to it (claim RBAC-5).
+    pub fn is_external(&self) -> bool {
+        self.external
     }
 
     /// Whether the caller may take one of Palisade's own actions.
@@ -186,27 +196,27 @@ mod tests {
     // claim: RBAC-3
     #[test]
     fn a_custom_role_replaces_the_built_in_role_except_for_an_owner() {
-        let custom = Some(set([Action::AuditRead]));
-        let member = Grants::person(Role::Member, custom.clone(), ActionTable::builtin());
+        let custom = HeldRole::Custom("audit.read".into());
+        let member = Grants::person(Role::Member, &custom, ActionTable::builtin());
         assert!(member.may(Action::AuditRead));
         assert!(
             !member.may(Action::SecretsRead),
             "the role's own actions go"
         );
         assert!(member.may(Action::TenantRead), "what narrows nothing stays");
-        let owner = Grants::person(Role::Owner, custom, ActionTable::builtin());
+        let owner = Grants::person(Role::Owner, &custom, ActionTable::builtin());
         assert!(owner.may(Action::TenantDelete));
     }
 
     // claim: RBAC-6
     #[test]
     fn nobody_grants_a_role_above_their_own_or_beyond_their_custom_role() {
-        let admin = Grants::person(Role::Admin, None, ActionTable::builtin());
+        let admin = Grants::person(Role::Admin, &HeldRole::Builtin, ActionTable::builtin());
         assert!(admin.may_grant(Role::Admin));
         assert!(!admin.may_grant(Role::Owner));
         let narrowed = Grants::person(
             Role::Admin,
-            Some(set([Action::MembersRead])),
+            &HeldRole::Custom("members.read".into()),
             ActionTable::builtin(),
         );
         assert!(

@@ -72,6 +72,10 @@ struct RoleEntry {
     /// Other roles of the manifest whose actions it holds too.
     #[serde(default)]
     includes: Vec<String>,
+    /// Its holders are outside the organization (vendors): they act only on the app's
+    /// resources assigned to them, and never on Palisade's own (claim RBAC-5).
+    #[serde(default)]
+    external: bool,
 }
 
 const MAX_RESOURCE_TYPES: usize = 64;
@@ -278,11 +282,21 @@ fn roles(
             if actions.is_empty() {
                 problems.push(format!("role `{}`: no action at all", entry.name));
             }
+            if entry.external {
+                for own in actions.iter().filter_map(|id| table.row(id).own()) {
+                    problems.push(format!(
+                        "role `{}`: an external role holds only the app's actions, not `{}`",
+                        entry.name,
+                        own.name()
+                    ));
+                }
+            }
             let role = AppRole {
                 name: Arc::from(entry.name.as_str()),
                 title: Arc::from(entry.title.as_deref().unwrap_or(&entry.name)),
                 description: Arc::from(entry.description.as_str()),
                 rank,
+                external: entry.external,
                 actions: Arc::default(),
             };
             (role, actions)
@@ -380,6 +394,8 @@ mod tests {
             table.find("members.read").unwrap().own(),
             Some(Action::MembersRead)
         );
+        assert!(table.role("vendor").unwrap().external);
+        assert!(!table.role("technician").unwrap().external);
         let requester = table.role("requester").unwrap();
         let technician = table.role("technician").unwrap();
         assert!(
@@ -432,6 +448,11 @@ mod tests {
             name = "b"
             rank = "owner"
             includes = ["a", "nobody"]
+            [[roles]]
+            name = "outsider"
+            rank = "viewer"
+            external = true
+            actions = ["members.read"]
             "#,
         );
         for expected in [
@@ -449,6 +470,7 @@ mod tests {
             "role `b`: rank `owner` must be",
             "role `b`: includes `nobody`, not a role of the manifest",
             "roles include each other in a cycle: a → b → a",
+            "role `outsider`: an external role holds only the app's actions, not `members.read`",
         ] {
             assert!(
                 found.iter().any(|p| p.starts_with(expected)),

@@ -82,6 +82,9 @@ pub struct AppRole {
     pub title: Arc<str>,
     pub description: Arc<str>,
     pub rank: Role,
+    /// Held by people outside the organization: only the app's actions, and only on the
+    /// resources assigned to them (claim RBAC-5).
+    pub external: bool,
     pub actions: Arc<ActionSet>,
 }
 
@@ -262,6 +265,15 @@ impl ActionTable {
                 self.role(name)
                     .map_or_else(Arc::default, |role| role.actions.clone()),
             ),
+        }
+    }
+
+    /// Whether a member holding `held` is external (a vendor). An app role the manifest no
+    /// longer declares counts as external: it fails closed.
+    pub fn is_external(&self, held: &HeldRole) -> bool {
+        match held {
+            HeldRole::App(name) => self.role(name).is_none_or(|role| role.external),
+            _ => false,
         }
     }
 

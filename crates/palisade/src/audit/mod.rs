@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::access::{Caller, Subject};
-use crate::ids::{ApiKeyId, TenantId, UserId};
+use crate::ids::{ApiKeyId, ServiceId, TenantId, UserId};
 
 pub use service::Audit;
 pub(crate) use store::Append;
@@ -52,6 +52,8 @@ pub enum Acting {
     Principal(Actor, &'static str),
     /// A deployment operator, by the name `palisade admin` was given.
     Operator(String),
+    /// The app's backend, by its service credential (claim APP-2).
+    Service(ServiceId),
     /// Palisade itself (retention).
     System,
 }
@@ -74,6 +76,7 @@ impl Acting {
             Acting::Principal(Actor::User(_), _) => "user",
             Acting::Principal(Actor::ApiKey(_), _) => "api_key",
             Acting::Operator(_) => "operator",
+            Acting::Service(_) => "service",
             Acting::System => "system",
         }
     }
@@ -84,6 +87,7 @@ impl Acting {
             Acting::Principal(Actor::User(user), _) => user.to_string(),
             Acting::Principal(Actor::ApiKey(key), _) => key.to_string(),
             Acting::Operator(name) => name.clone(),
+            Acting::Service(id) => id.to_string(),
         }
     }
 
@@ -91,7 +95,7 @@ impl Acting {
         match self {
             Acting::Principal(_, role) => role,
             Acting::Operator(_) => "operator",
-            Acting::Anonymous | Acting::System => "",
+            Acting::Anonymous | Acting::System | Acting::Service(_) => "",
         }
     }
 }

@@ -6,14 +6,16 @@
 //! removal, a suspension or the tenant's MFA policy applies at once.
 //!
 //! Palisade's own actions are decided on the subject's tenant, the app's (its manifest) on
-//! the app's resources, each named with the tenant it belongs to.
+//! the app's resources, each named with the tenant it belongs to; an external member acts
+//! only on the resources assigned to it (claim RBAC-5, `relations`).
 
 pub mod routes;
 
-use crate::access::{ActionRow, Caller, PrincipalKind};
+use crate::access::{ActionRow, Caller, PrincipalKind, Subject};
 use crate::identity::service::{Identity, IdentityError};
 use crate::ids::TenantId;
 use crate::keys::ApiKeys;
+use crate::relations::{Relations, Revision};
 use crate::store::StoreError;
 
 /// How the subject proves who it is.
@@ -39,6 +41,11 @@ pub enum Denial {
     NotAMember,
     /// The role (custom role, key scopes) does not allow the action.
     Role,
+    /// An external member, and the resource is not assigned to it (claim RBAC-5).
+    NotAssigned,
+    /// The question asked for relations at least as fresh as a revision this tenant has
+    /// not reached (a token of another tenant or deployment).
+    UnknownRevision,
 }
 
 impl Denial {
@@ -50,14 +57,25 @@ impl Denial {
             Denial::MfaRequired => "mfa_required",
             Denial::NotAMember => "not_a_member",
             Denial::Role => "role",
+            Denial::NotAssigned => "not_assigned",
+            Denial::UnknownRevision => "unknown_revision",
         }
     }
 }
 
-/// Decides for one request; borrows the services that verify subjects.
+/// Decides for one request; borrows the services that verify subjects and hold relations.
 pub struct Decider<'a> {
     pub identity: &'a Identity,
     pub keys: &'a ApiKeys,
+    pub relations: &'a Relations,
+}
+
+/// The resource a question is about: the tenant it belongs to and, for the app's, its id.
+pub struct Target<'a> {
+    pub tenant: TenantId,
+    pub id: &'a str,
+    /// The relations must be at least this fresh.
+    pub fresh: Option<Revision>,
 }
 
 impl Decider<'_> {
@@ -95,15 +113,53 @@ impl Decider<'_> {
     }
 }
 
-/// Whether `caller` may take `action` in `tenant` (a resource's tenant).
-pub fn decide(caller: &Caller, action: &ActionRow, tenant: TenantId) -> Result<(), Denial> {
-    if caller.tenant() != tenant {
-        return Err(Denial::NotAMember);
+impl Decider<'_> {
+    /// Whether `caller` may take `action` on `target`: in its tenant, allowed by its role,
+    /// and — for an external member and an app action — on a resource assigned to it. Only
+    /// a failure to reach the database is an error.
+    pub async fn decide(
+        &self,
+        caller: &Caller,
+        action: &ActionRow,
+        target: &Target<'_>,
+    ) -> Result<Result<(), Denial>, StoreError> {
+        if caller.tenant() != target.tenant {
+            return Ok(Err(Denial::NotAMember));
+        }
+        if !caller.may_row(action) {
+            return Ok(Err(Denial::Role));
+        }
+        if !self.fresh_enough(caller, target.fresh).await? {
+            return Ok(Err(Denial::UnknownRevision));
+        }
+        if action.is_app() && caller.grants().is_external() {
+            let Subject::Person { user, .. } = caller.subject() else {
+                return Ok(Err(Denial::NotAssigned));
+            };
+            let assigned = self
+                .relations
+                .related(caller.scope(), user, &action.resource_type, target.id)
+                .await?;
+            if !assigned {
+                return Ok(Err(Denial::NotAssigned));
+            }
+        }
+        Ok(Ok(()))
     }
-    if !caller.may_row(action) {
-        return Err(Denial::Role);
+
+    /// Whether the subject's tenant has reached the revision a question asks for. Every
+    /// decision reads committed relations, so a revision a write of this tenant answered
+    /// is always reached; one it never answered is not.
+    pub async fn fresh_enough(
+        &self,
+        caller: &Caller,
+        fresh: Option<Revision>,
+    ) -> Result<bool, StoreError> {
+        match fresh {
+            None => Ok(true),
+            Some(fresh) => Ok(self.relations.revision(caller.scope()).await? >= fresh),
+        }
     }
-    Ok(())
 }
 
 /// A refused credential is a deny; a database that cannot answer is an error.

@@ -1,5 +1,6 @@
-//! The AuthZEN 1.0 endpoints (claim APP-3): `POST /access/v1/evaluation` and
-//! `POST /access/v1/evaluations`, called with the app's service credential.
+//! The AuthZEN 1.0 endpoints (claims APP-3, RBAC-5): `POST /access/v1/evaluation`,
+//! `POST /access/v1/evaluations` and `POST /access/v1/search/resource`, called with the
+//! app's service credential.
 //!
 //! The subject carries its proof in `properties`: `{"type":"user","id":"usr_…",
 //! "properties":{"access_token":"…"}}` or `{"type":"api_key","id":"key_…",
@@ -10,32 +11,38 @@
 
 use std::collections::HashMap;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{decide, Decider, Denial, Proof};
+use super::{Decider, Denial, Proof, Target};
 use crate::access::{ActionRow, ActionTable, Caller};
 use crate::app::AppState;
 use crate::http::auth::Service;
 use crate::http::error::ApiError;
 use crate::http::extract::Json;
 use crate::http::openapi::ErrorBody;
-use crate::ids::TenantId;
+use crate::relations::{check_resource_id, Revision};
 
 /// The most evaluations one batch may hold.
 pub const MAX_EVALUATIONS: usize = 50;
-
-/// The longest id of an app's resource.
-const MAX_RESOURCE_ID: usize = 128;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(evaluation))
         .routes(routes!(evaluations))
+        .routes(routes!(search_resource))
+        .routes(routes!(discovery))
 }
+
+/// The most results one page of a search holds, and how many when the request says none.
+const MAX_PAGE: u32 = 1000;
+const DEFAULT_PAGE: u32 = 100;
 
 /// Who asks: a user or a customer's API key, with the credential that proves it.
 #[derive(Clone, Deserialize, ToSchema)]
@@ -98,10 +105,10 @@ pub struct EvaluationRequest {
     subject: Subject,
     action: ActionRef,
     resource: Resource,
-    /// The app's context of the request; recorded nowhere, decides nothing yet.
+    /// The app's context of the request. `at_least_as_fresh`: a revision token a
+    /// relation write answered (`rev_…`); the decision sees at least that write.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    #[allow(dead_code)]
     context: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -149,7 +156,6 @@ pub struct EvaluationItem {
     resource: Option<Resource>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    #[allow(dead_code)]
     context: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -185,7 +191,6 @@ pub struct EvaluationsRequest {
     resource: Option<Resource>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    #[allow(dead_code)]
     context: Option<serde_json::Map<String, serde_json::Value>>,
     #[schema(min_items = 1, max_items = 50)]
     evaluations: Vec<EvaluationItem>,
@@ -224,11 +229,12 @@ fn proof(subject: &Subject) -> Result<Proof<'_>, ApiError> {
 /// the app's to a resource of the action's type, whose tenant the app names in
 /// `properties.tenant_id`, so a resource of another tenant is never decided as the
 /// subject's own.
-fn question<'t>(
+fn question<'t, 'q>(
     table: &'t ActionTable,
     action: &ActionRef,
-    resource: &Resource,
-) -> Result<(&'t ActionRow, TenantId), ApiError> {
+    resource: &'q Resource,
+    context: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<(&'t ActionRow, Target<'q>), ApiError> {
     let row = table.find(&action.name).ok_or_else(|| {
         ApiError::invalid_field("action.name: not an action of GET /api/v1/roles")
     })?;
@@ -239,14 +245,7 @@ fn question<'t>(
         )));
     }
     let tenant = if row.is_app() {
-        if resource.id.is_empty()
-            || resource.id.len() > MAX_RESOURCE_ID
-            || resource.id.chars().any(char::is_control)
-        {
-            return Err(ApiError::invalid_field(
-                "resource.id: 1 to 128 characters, no control characters",
-            ));
-        }
+        check_resource_id(&resource.id).map_err(ApiError::invalid_field)?;
         resource
             .properties
             .as_ref()
@@ -264,13 +263,39 @@ fn question<'t>(
             .parse()
             .map_err(|_| ApiError::invalid_field("resource.id: a tenant id (ten_…)"))?
     };
-    Ok((row, tenant))
+    Ok((
+        row,
+        Target {
+            tenant,
+            id: &resource.id,
+            fresh: freshness(context)?,
+        },
+    ))
+}
+
+/// `context.at_least_as_fresh`: a revision token a relation write answered (`rev_…`).
+fn freshness(
+    context: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<Option<Revision>, ApiError> {
+    match context.and_then(|c| c.get("at_least_as_fresh")) {
+        None => Ok(None),
+        Some(token) => token
+            .as_str()
+            .and_then(Revision::parse)
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::invalid_field(
+                    "context.at_least_as_fresh: a revision token (rev_…) a relation write answered",
+                )
+            }),
+    }
 }
 
 fn decider(state: &AppState) -> Decider<'_> {
     Decider {
         identity: &state.identity,
         keys: &state.keys,
+        relations: &state.relations,
     }
 }
 
@@ -292,10 +317,16 @@ async fn evaluation(
     _service: Service,
     Json(body): Json<EvaluationRequest>,
 ) -> Result<axum::Json<EvaluationResponse>, ApiError> {
-    let (action, tenant) = question(&state.access, &body.action, &body.resource)?;
+    let (action, target) = question(
+        &state.access,
+        &body.action,
+        &body.resource,
+        body.context.as_ref(),
+    )?;
     let proof = proof(&body.subject)?;
-    let verdict = match decider(&state).subject(&proof).await? {
-        Ok(caller) => decide(&caller, action, tenant),
+    let decider = decider(&state);
+    let verdict = match decider.subject(&proof).await? {
+        Ok(caller) => decider.decide(&caller, action, &target).await?,
         Err(denial) => Err(denial),
     };
     Ok(axum::Json(verdict.into()))
@@ -345,15 +376,16 @@ async fn evaluations(
             .as_ref()
             .or(body.resource.as_ref())
             .ok_or_else(|| missing("resource"))?;
-        let (action, tenant) = question(&state.access, action, resource)?;
-        questions.push((proof(subject)?, action, tenant));
+        let context = item.context.as_ref().or(body.context.as_ref());
+        let (action, target) = question(&state.access, action, resource, context)?;
+        questions.push((proof(subject)?, action, target));
     }
     let decider = decider(&state);
     // Keyed by the claimed id and the credential: a mismatch is decided per pair.
     let mut subjects: HashMap<(&str, &str), Result<Caller, Denial>> = HashMap::new();
     let semantic = body.options.evaluations_semantic;
     let mut answers = Vec::with_capacity(questions.len());
-    for (proof, action, tenant) in &questions {
+    for (proof, action, target) in &questions {
         let pair = match proof {
             Proof::User { id, access_token } => (*id, *access_token),
             Proof::ApiKey { id, api_key } => (*id, *api_key),
@@ -366,7 +398,10 @@ async fn evaluations(
                 subject
             }
         };
-        let verdict = subject.and_then(|caller| decide(&caller, action, *tenant));
+        let verdict = match subject {
+            Ok(caller) => decider.decide(&caller, action, target).await?,
+            Err(denial) => Err(denial),
+        };
         let allowed = verdict.is_ok();
         answers.push(EvaluationResponse::from(verdict));
         match semantic {
@@ -378,4 +413,193 @@ async fn evaluations(
     Ok(axum::Json(EvaluationsResponse {
         evaluations: answers,
     }))
+}
+
+/// The type of resource a search asks about.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchResource {
+    /// A resource type of the manifest.
+    #[schema(example = "workorder")]
+    r#type: String,
+}
+
+#[derive(Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PageRequest {
+    /// The `next_token` of the previous page.
+    #[serde(default)]
+    token: Option<String>,
+    /// 1 to 1000 (default 100).
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// Which resources of a type may the subject take an action on (AuthZEN 1.0 §8)?
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceSearchRequest {
+    subject: Subject,
+    action: ActionRef,
+    resource: SearchResource,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    context: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    page: PageRequest,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FoundResource {
+    r#type: String,
+    id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PageResponse {
+    /// Give it as `page.token` for the next page; empty when this page is the last.
+    next_token: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ResourceSearchResponse {
+    /// In id order; never silently cut: `page.next_token` continues.
+    results: Vec<FoundResource>,
+    page: PageResponse,
+    /// `{"reason": …}` when the subject may take the action on no resource at all;
+    /// otherwise `{"unrestricted": bool}` — true when the role allows it on every resource
+    /// of the type (the results then list only those related to the subject), false for an
+    /// external member, who may act on exactly the results.
+    #[schema(value_type = Object)]
+    context: serde_json::Value,
+}
+
+/// The subject's resources of a type it may act on, by cursor (AuthZEN 1.0 §8): for an
+/// external member exactly those assigned to it (claim RBAC-5).
+#[utoipa::path(
+    post,
+    path = "/access/v1/search/resource",
+    tag = "access",
+    security(("service" = [])),
+    request_body = ResourceSearchRequest,
+    responses(
+        (status = 200, description = "One page of resources", body = ResourceSearchResponse),
+        (status = 401, description = "No valid service credential", body = ErrorBody),
+        (status = 422, description = "An unknown action or resource type, one of Palisade's own, a bad page token or limit", body = ErrorBody),
+    )
+)]
+async fn search_resource(
+    State(state): State<AppState>,
+    _service: Service,
+    Json(body): Json<ResourceSearchRequest>,
+) -> Result<axum::Json<ResourceSearchResponse>, ApiError> {
+    let row = state.access.find(&body.action.name).ok_or_else(|| {
+        ApiError::invalid_field("action.name: not an action of GET /api/v1/roles")
+    })?;
+    if !row.is_app() || body.resource.r#type != *row.resource_type {
+        return Err(ApiError::invalid_field(format!(
+            "resource.type: the search covers the app's resource types; `{}` applies to `{}`",
+            row.name, row.resource_type
+        )));
+    }
+    let limit = body.page.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid_field("page.limit: 1 to 1000"));
+    }
+    let after = match &body.page.token {
+        None => String::new(),
+        Some(token) => cursor(token)?,
+    };
+    let fresh = freshness(body.context.as_ref())?;
+    let proof = proof(&body.subject)?;
+    let decider = decider(&state);
+    let refused = |denial: Denial| ResourceSearchResponse {
+        results: Vec::new(),
+        page: PageResponse {
+            next_token: String::new(),
+        },
+        context: serde_json::json!({"reason": denial.reason()}),
+    };
+    let caller = match decider.subject(&proof).await? {
+        Ok(caller) => caller,
+        Err(denial) => return Ok(axum::Json(refused(denial))),
+    };
+    // The search is in the subject's own tenant; its role must allow the action at all.
+    if !caller.may_row(row) {
+        return Ok(axum::Json(refused(Denial::Role)));
+    }
+    if !decider.fresh_enough(&caller, fresh).await? {
+        return Ok(axum::Json(refused(Denial::UnknownRevision)));
+    }
+    let external = caller.grants().is_external();
+    let crate::access::Subject::Person { user, .. } = caller.subject() else {
+        // A key has no relations: its role allows every resource or none.
+        return Ok(axum::Json(ResourceSearchResponse {
+            results: Vec::new(),
+            page: PageResponse {
+                next_token: String::new(),
+            },
+            context: serde_json::json!({"unrestricted": true}),
+        }));
+    };
+    let mut ids = state
+        .relations
+        .related_ids(caller.scope(), user, &row.resource_type, &after, limit + 1)
+        .await?;
+    let next_token = if ids.len() > limit as usize {
+        ids.truncate(limit as usize);
+        ids.last()
+            .map(|last| URL_SAFE_NO_PAD.encode(last))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok(axum::Json(ResourceSearchResponse {
+        results: ids
+            .into_iter()
+            .map(|id| FoundResource {
+                r#type: row.resource_type.to_string(),
+                id,
+            })
+            .collect(),
+        page: PageResponse { next_token },
+        context: serde_json::json!({"unrestricted": !external}),
+    }))
+}
+
+/// A page token: the last id of the previous page, base64url.
+fn cursor(token: &str) -> Result<String, ApiError> {
+    let bad = || ApiError::invalid_field("page.token: the next_token of a previous page");
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let id = String::from_utf8(bytes).map_err(|_| bad())?;
+    check_resource_id(&id).map_err(|_| bad())?;
+    Ok(id)
+}
+
+/// Where this policy decision point's endpoints are (AuthZEN 1.0 §9).
+#[derive(Serialize, ToSchema)]
+pub struct DiscoveryDocument {
+    /// The deployment's public URL (`auth.issuer`).
+    policy_decision_point: String,
+    access_evaluation_endpoint: String,
+    access_evaluations_endpoint: String,
+    search_resource_endpoint: String,
+}
+
+/// The AuthZEN metadata: the endpoints this deployment serves, under `auth.issuer`.
+#[utoipa::path(
+    get,
+    path = "/.well-known/authzen-configuration",
+    tag = "access",
+    responses((status = 200, description = "The endpoints", body = DiscoveryDocument))
+)]
+async fn discovery(State(state): State<AppState>) -> axum::Json<DiscoveryDocument> {
+    let base = state.settings.auth.issuer.trim_end_matches('/');
+    let at = |path: &str| format!("{base}{path}");
+    axum::Json(DiscoveryDocument {
+        policy_decision_point: base.to_owned(),
+        access_evaluation_endpoint: at("/access/v1/evaluation"),
+        access_evaluations_endpoint: at("/access/v1/evaluations"),
+        search_resource_endpoint: at("/access/v1/search/resource"),
+    })
 }

@@ -31,6 +31,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(crate::keys::routes::router())
         .merge(crate::audit::routes::router())
         .merge(crate::decisions::routes::router())
+        .merge(crate::relations::routes::router())
 }
 
 /// The application: every route behind the request frame, with its OpenAPI document.

@@ -564,11 +564,7 @@ impl Identity {
             tenant_name: record.tenant_name,
             mfa: record.mfa,
             mfa_pending: record.tenant_requires_mfa && !record.mfa,
-            grants: Grants::person(
-                record.role,
-                self.access.replacing(&record.held),
-                self.access.clone(),
-            ),
+            grants: Grants::person(record.role, &record.held, self.access.clone()),
         })
     }
 

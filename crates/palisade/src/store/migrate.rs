@@ -37,6 +37,7 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     11 "0011_review_fixes",
     12 "0012_service_credentials",
     13 "0013_app_roles",
+    14 "0014_relations",
 );
 pub const POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
@@ -52,6 +53,7 @@ pub const POSTGRES: &[Migration] = migrations!("postgres":
     11 "0011_review_fixes",
     12 "0012_service_credentials",
     13 "0013_app_roles",
+    14 "0014_relations",
 );
 
 /// Serialises migrators across instances sharing one PostgreSQL database.

@@ -84,6 +84,9 @@ pub struct RoleView {
     source: &'static str,
     /// The built-in role it ranks as for the no-escalation rules (itself when built in).
     rank: Role,
+    /// Held by people outside the organization: they act only on the app's resources
+    /// assigned to them, never on Palisade's own.
+    external: bool,
     description: String,
     /// Every action it allows, Palisade's and the app's.
     actions: Vec<String>,
@@ -180,6 +183,7 @@ async fn roles(State(state): State<AppState>) -> axum::Json<AccessModelView> {
         title: role.title().to_owned(),
         source: source(false),
         rank: role,
+        external: false,
         description: String::new(),
         actions: names(&mut table.allowed_to(role)),
     });
@@ -188,6 +192,7 @@ async fn roles(State(state): State<AppState>) -> axum::Json<AccessModelView> {
         title: role.title.to_string(),
         source: source(true),
         rank: role.rank,
+        external: role.external,
         description: role.description.to_string(),
         actions: names(&mut role.actions.iter().map(|id| table.row(id))),
     });

@@ -822,7 +822,13 @@ for_both_backends! {
             if current == "owner" && would_orphan(&mut tx, tenant, user).await? {
                 return Ok(MemberChange::LastOwner);
             }
+            // A member who comes back starts with no assignments (claim RBAC-5).
             sqlx::query("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2")
+                .bind(tenant)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM relations WHERE tenant_id = $1 AND user_id = $2")
                 .bind(tenant)
                 .bind(user)
                 .execute(&mut *tx)

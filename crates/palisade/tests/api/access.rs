@@ -29,9 +29,20 @@ pub async fn service_credential(app: &TestApp) -> (String, String) {
 }
 
 pub async fn post_with(app: &TestApp, path: &str, credential: &str, body: &Value) -> (u16, Value) {
+    post_with_method(app, reqwest::Method::POST, path, credential, body).await
+}
+
+/// A call with `credential` as the bearer: the status and the JSON answer.
+pub async fn post_with_method(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    credential: &str,
+    body: &Value,
+) -> (u16, Value) {
     let response = app
         .client
-        .post(app.url(path))
+        .request(method, app.url(path))
         .bearer_auth(credential)
         .json(body)
         .send()

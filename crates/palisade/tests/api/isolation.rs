@@ -15,6 +15,8 @@ const TENANT_TABLES: &[&str] = &[
     "custom_roles",
     "applications",
     "api_keys",
+    "relations",
+    "relation_revisions",
 ];
 
 /// Two tenants made through the API, and a connection as the server's runtime role.
@@ -26,10 +28,27 @@ struct TwoTenants {
 }
 
 async fn two_tenants() -> Option<TwoTenants> {
-    let app = spawn_app().await;
-    // Each tenant gets rows in every tenant table: the sign-up, an invitation, a custom role.
+    let app = crate::manifest::with_workorders().await;
+    let (_, service) = crate::access::service_credential(&app).await;
+    // Each tenant gets rows in every tenant table: the sign-up, an invitation, a custom role,
+    // an application, a key, an assignment.
     for owner in ["a@example.com", "b@example.com"] {
         let session = app.signed_in(owner).await;
+        let user = crate::tenancy::user_id_of(&app, &session).await;
+        let assignment = serde_json::json!({"tenant_id": session.tenant, "relations": [{
+            "resource": {"type": "workorder", "id": "wo_1"},
+            "relation": "assignee",
+            "subject": {"type": "user", "id": user},
+        }]});
+        let (status, answer) = crate::access::post_with_method(
+            &app,
+            reqwest::Method::PUT,
+            "/access/v1/relations",
+            &service,
+            &assignment,
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
         let invited = app
             .post_as(
                 "/api/v1/invitations",

@@ -20,6 +20,7 @@ mod platform;
 mod process;
 mod ratelimit;
 mod recovery;
+mod relations;
 mod schema;
 mod sessions;
 mod signup;

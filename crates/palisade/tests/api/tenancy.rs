@@ -10,7 +10,7 @@ use crate::helpers::{spawn_app, token_in_mail, verification_token, Session, Test
 use crate::sessions::add_membership;
 
 /// Signs `email` in to `tenant` (a member there).
-async fn login_to(app: &TestApp, email: &str, tenant: &str) -> Session {
+pub async fn login_to(app: &TestApp, email: &str, tenant: &str) -> Session {
     let response = app
         .post_json(
             "/api/v1/auth/login",
