@@ -120,7 +120,8 @@ pub async fn frame(
         let response = if let Some(refusal) = malformed(&req, config.body_limit_bytes) {
             refusal.into_response()
         } else {
-            match tokio::time::timeout(config.request_timeout, next.run(req)).await {
+            let handled = crate::identity::principals::one_epoch_read(next.run(req));
+            match tokio::time::timeout(config.request_timeout, handled).await {
                 Ok(response) => response,
                 Err(_) => ApiError::Timeout.into_response(),
             }

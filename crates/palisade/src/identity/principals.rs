@@ -9,6 +9,7 @@
 //!   this process commits such a write, and when a once-a-second poll sees the database's
 //!   counter move (a change made by another process, such as an administrative command).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
@@ -60,6 +61,17 @@ impl<K: std::hash::Hash + Eq, V: Clone> Default for EpochMap<K, V> {
     }
 }
 
+tokio::task_local! {
+    /// The auth epoch this request read, once (PostgreSQL).
+    static REQUEST_EPOCH: Cell<Option<i64>>;
+}
+
+/// Runs one request with its own epoch memo: at most one epoch read however many
+/// credentials it checks.
+pub async fn one_epoch_read<F: std::future::Future>(request: F) -> F::Output {
+    REQUEST_EPOCH.scope(Cell::new(None), request).await
+}
+
 pub struct PrincipalCache {
     entries: EpochMap<Key, PrincipalRecord>,
     local: Option<LocalEpoch>,
@@ -82,11 +94,21 @@ impl PrincipalCache {
         }
     }
 
-    /// The epoch a principal read now is current for.
+    /// The epoch a principal read now is current for. On PostgreSQL it is read from the
+    /// database once per request (the first credential a request checks reads it, the
+    /// second — a decision's subject — reuses it), so a change committed by any instance
+    /// before the request holds for all of it.
     pub async fn epoch(&self, store: &dyn IdentityStore) -> Result<i64, StoreError> {
         match &self.local {
             Some(local) => Ok(local.generation.load(Ordering::Acquire)),
-            None => store.auth_epoch().await,
+            None => {
+                if let Ok(Some(epoch)) = REQUEST_EPOCH.try_with(Cell::get) {
+                    return Ok(epoch);
+                }
+                let epoch = store.auth_epoch().await?;
+                let _ = REQUEST_EPOCH.try_with(|memo| memo.set(Some(epoch)));
+                Ok(epoch)
+            }
         }
     }
 
@@ -103,6 +125,8 @@ impl PrincipalCache {
         if let Some(local) = &self.local {
             local.generation.fetch_add(1, Ordering::AcqRel);
         }
+        // What this request read before its own write is no longer current.
+        let _ = REQUEST_EPOCH.try_with(|memo| memo.set(None));
     }
 
     /// Notices writes made by other processes (SQLite only; a no-op on PostgreSQL).

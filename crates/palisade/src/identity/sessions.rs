@@ -273,22 +273,29 @@ impl Identity {
                 &event,
             )
             .await?;
-        let access = self.tokens.issue(
-            &TokenSubject {
-                user: user.id,
-                tenant: membership.tenant_id,
-                role: membership.role.as_str(),
-                session: session.id,
-                tenant_switches: 0,
-            },
-            now,
-        )?;
+        let access = self.issue_token(session.id, session.tenant_id, now).await?;
         Ok(SessionTokens {
             access,
             refresh,
             refresh_max_age: self.settings.session_absolute_secs,
             tenant: membership.tenant_id,
         })
+    }
+
+    /// An access token for the session's principal as it is now: its role, custom or app
+    /// role, second factor and tenant switches (after sign-in or a tenant switch).
+    async fn issue_token(
+        &self,
+        session: SessionId,
+        tenant: TenantId,
+        now: OffsetDateTime,
+    ) -> Result<IssuedToken, IdentityError> {
+        let principal = self
+            .store
+            .principal(session, tenant)
+            .await?
+            .ok_or(IdentityError::Unauthenticated("membership ended"))?;
+        Ok(self.tokens.issue(&TokenSubject::of(&principal), now)?)
     }
 
     fn new_session(
@@ -428,16 +435,7 @@ impl Identity {
             self.revoke_reused(&session, origin, now).await?;
             return Err(IdentityError::Unauthenticated("refresh token reused"));
         }
-        let access = self.tokens.issue(
-            &TokenSubject {
-                user: session.user_id,
-                tenant: session.tenant_id,
-                role: principal.role.as_str(),
-                session: session.id,
-                tenant_switches: session.tenant_switches,
-            },
-            now,
-        )?;
+        let access = self.tokens.issue(&TokenSubject::of(&principal), now)?;
         let remaining = (session.absolute_expires_at - now).whole_seconds().max(0) as u64;
         Ok(SessionTokens {
             access,
@@ -693,21 +691,11 @@ impl Identity {
                 membership.role.as_str(),
             ))
             .on("session", principal.session);
-        let tenant_switches = self
-            .store
+        self.store
             .switch_tenant(principal.session, tenant, &event)
             .await?;
         self.principals.changed();
-        Ok(self.tokens.issue(
-            &TokenSubject {
-                user: principal.user,
-                tenant,
-                role: membership.role.as_str(),
-                session: principal.session,
-                tenant_switches,
-            },
-            now,
-        )?)
+        self.issue_token(principal.session, tenant, now).await
     }
 
     /// The user's memberships, for choosing a tenant.

@@ -107,6 +107,8 @@ pub struct PrincipalRecord {
     pub tenant_suspended: bool,
     /// A custom role or an app role, when the member holds one.
     pub held: HeldRole,
+    /// The custom role's id, when the member holds one.
+    pub custom_role: Option<crate::ids::CustomRoleId>,
 }
 
 pub struct StoredSigningKey {
@@ -392,7 +394,7 @@ const PRINCIPAL_QUERY: &str =
     "SELECT s.id, s.user_id, s.tenant_id, s.created_at, s.absolute_expires_at, s.revoked_at,
             s.mfa, s.tenant_switches, u.email, u.email_verified_at, u.tokens_valid_after,
             t.name AS tenant_name, m.role, t.require_mfa, t.suspended_at,
-            cr.actions AS custom_actions, m.app_role
+            cr.actions AS custom_actions, m.custom_role_id, m.app_role
      FROM sessions s
      JOIN users u ON u.id = s.user_id
      JOIN memberships m ON m.user_id = s.user_id AND m.tenant_id = s.tenant_id
@@ -899,6 +901,7 @@ for_both_backends! {
                         row.try_get("custom_actions")?,
                         row.try_get("app_role")?,
                     ),
+                    custom_role: row.try_get("custom_role_id")?,
                 })
             })
             .transpose()

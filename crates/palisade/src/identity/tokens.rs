@@ -45,19 +45,47 @@ pub struct AccessClaims {
     /// comes back after switching back, however quickly (claim TEN-1). Absent: none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub tsw: i64,
+    /// How the session was authenticated (RFC 8176): `pwd`, and `mfa` once a second factor
+    /// was verified.
+    #[serde(default)]
+    pub amr: Vec<String>,
+    /// The custom role the member held when the token was issued, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_role: Option<String>,
+    /// The app role (of the manifest) the member held when the token was issued, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_role: Option<String>,
 }
 
 fn is_zero(count: &i64) -> bool {
     *count == 0
 }
 
-/// What a caller needs to issue a token.
-pub struct TokenSubject {
+/// What a caller needs to issue a token: the session's principal as it is now.
+pub struct TokenSubject<'a> {
     pub user: UserId,
     pub tenant: TenantId,
     pub role: &'static str,
     pub session: SessionId,
     pub tenant_switches: i64,
+    pub mfa: bool,
+    pub custom_role: Option<crate::ids::CustomRoleId>,
+    pub app_role: Option<&'a str>,
+}
+
+impl<'a> TokenSubject<'a> {
+    pub fn of(record: &'a super::store::PrincipalRecord) -> Self {
+        Self {
+            user: record.user,
+            tenant: record.tenant,
+            role: record.role.as_str(),
+            session: record.session,
+            tenant_switches: record.tenant_switches,
+            mfa: record.mfa,
+            custom_role: record.custom_role,
+            app_role: record.held.app_role(),
+        }
+    }
 }
 
 pub struct IssuedToken {
@@ -273,6 +301,13 @@ impl AccessTokens {
             exp: iat + self.ttl.as_secs() as i64,
             jti: crypto::base64url(&crypto::random_bytes::<16>()),
             tsw: subject.tenant_switches,
+            amr: if subject.mfa {
+                vec!["pwd".to_owned(), "mfa".to_owned()]
+            } else {
+                vec!["pwd".to_owned()]
+            },
+            custom_role: subject.custom_role.map(|id| id.to_string()),
+            app_role: subject.app_role.map(str::to_owned),
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(active.kid.clone());
@@ -447,13 +482,16 @@ mod tests {
         (tokens, dir)
     }
 
-    fn subject() -> TokenSubject {
+    fn subject() -> TokenSubject<'static> {
         TokenSubject {
             user: UserId::generate(),
             tenant: TenantId::generate(),
             role: "member",
             session: SessionId::generate(),
             tenant_switches: 0,
+            mfa: false,
+            custom_role: None,
+            app_role: None,
         }
     }
 
@@ -533,6 +571,9 @@ mod tests {
                 exp: iat + lifetime,
                 jti: "j".into(),
                 tsw: 0,
+                amr: vec!["pwd".into()],
+                custom_role: None,
+                app_role: None,
             };
             let accepted = check_times(claims, OffsetDateTime::from_unix_timestamp(now).unwrap()).is_ok();
             let skew = CLOCK_SKEW.as_secs() as i64;

@@ -475,3 +475,58 @@ async fn without_a_manifest_the_table_is_palisades_own() {
     assert_eq!(roles, ["owner", "admin", "manager", "member", "viewer"]);
     assert_eq!(model["resource_types"], json!([]));
 }
+
+/// The claims of an access token.
+fn claims_of(token: &str) -> Value {
+    crate::sessions::jwt_part(token, 1)
+}
+
+// claim: APP-3, ID-3
+#[tokio::test]
+async fn the_access_token_carries_how_it_was_authenticated_and_the_role_held() {
+    let app = with_workorders().await;
+    let staff = staffed_tenant(&app).await;
+    let (owner, member) = (&staff["owner"], &staff["member"]);
+    let member_id = user_id_of(&app, member).await;
+    let claims = claims_of(&owner.access);
+    assert_eq!(claims["amr"], json!(["pwd"]));
+    assert!(claims.get("custom_role").is_none() && claims.get("app_role").is_none());
+
+    let (status, role) = send(
+        &app,
+        Method::POST,
+        "/api/v1/custom-roles",
+        &owner.access,
+        Some(json!({"name": "reader", "actions": ["workorder.read"]})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let path = format!("/api/v1/members/{member_id}/custom-role");
+    let body = json!({"custom_role_id": role["id"]});
+    let (status, _) = send(&app, Method::PUT, &path, &owner.access, Some(body)).await;
+    assert_eq!(status, 204);
+    let refreshed =
+        crate::helpers::Session::from_response(app.refresh(&member.refresh).await).await;
+    assert_eq!(claims_of(&refreshed.access)["custom_role"], role["id"]);
+
+    let (status, _) = assign_app_role(&app, &owner.access, &member_id, json!("technician")).await;
+    assert_eq!(status, 204);
+    let again = crate::helpers::Session::from_response(app.refresh(&refreshed.refresh).await).await;
+    let claims = claims_of(&again.access);
+    assert_eq!(
+        (&claims["app_role"], &claims["role"]),
+        (&json!("technician"), &json!("member"))
+    );
+    assert!(
+        claims.get("custom_role").is_none(),
+        "an app role replaces the custom role"
+    );
+
+    crate::mfa::enable_totp(&app, owner).await;
+    let second_factor =
+        crate::helpers::Session::from_response(app.refresh(&owner.refresh).await).await;
+    assert_eq!(
+        claims_of(&second_factor.access)["amr"],
+        json!(["pwd", "mfa"])
+    );
+}

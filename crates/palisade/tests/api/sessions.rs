@@ -11,7 +11,7 @@ use crate::helpers::{
     backend, refresh_cookie, spawn_app, spawn_app_with, Backend, Session, TestApp, PASSWORD,
 };
 
-fn jwt_part(token: &str, index: usize) -> Value {
+pub fn jwt_part(token: &str, index: usize) -> Value {
     let part = token.split('.').nth(index).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
