@@ -174,6 +174,11 @@ enum ConfigCommand {
     Check,
 }
 
+/// A thread-caching allocator: under load, glibc's arenas contended on frees of memory a
+/// task allocated on the other worker thread (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let overrides = Overrides {
