@@ -152,7 +152,7 @@ impl App {
             settings,
         }));
         let (router, api) = crate::http::app(state.clone());
-        let json = crate::http::openapi::render(&api)
+        let json = crate::http::openapi::render(&api, &state.access)
             .map_err(|e| StartError::Other(format!("rendering the OpenAPI document: {e}")))?;
         let _ = state.openapi_json.set(Bytes::from(json));
         let limits = Limits::from_settings(&state.settings);

@@ -181,6 +181,20 @@ pub struct CustomRoleActionName;
 /// The action names a key's scopes may hold (none for people only).
 pub struct KeyScopeName;
 
+/// The names of the manifest's roles. These three schemas list Palisade's own actions and no
+/// app role here; the served document lists the deployment's table (`http::openapi::render`).
+pub struct AppRoleName;
+
+impl utoipa::PartialSchema for AppRoleName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for AppRoleName {}
+
 fn action_names(
     keep: impl Fn(Action) -> bool,
 ) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {

@@ -51,6 +51,11 @@ pub struct ActionRow {
 }
 
 impl ActionRow {
+    /// Whether the built-in `role` allows it: the row's weakest role or a stronger one.
+    pub fn allowed_to(&self, role: Role) -> bool {
+        role <= self.minimum_role
+    }
+
     /// Whether every member and key may take it, whatever a custom role or scopes say.
     pub fn always_allowed(&self) -> bool {
         self.own().is_some_and(Action::always_allowed)
@@ -279,7 +284,7 @@ impl ActionTable {
 
     /// Every row a built-in role allows.
     pub fn allowed_to(&self, role: Role) -> impl Iterator<Item = &ActionRow> {
-        self.rows.iter().filter(move |row| role <= row.minimum_role)
+        self.rows.iter().filter(move |row| row.allowed_to(role))
     }
 }
 
@@ -304,11 +309,7 @@ impl ActionTable {
         for row in &self.rows {
             let _ = write!(out, "| `{}` |", row.name);
             for role in roles {
-                out.push_str(if role <= row.minimum_role {
-                    " ✓ |"
-                } else {
-                    " |"
-                });
+                out.push_str(if row.allowed_to(role) { " ✓ |" } else { " |" });
             }
             let keys = if row.people_only { "never" } else { "by role" };
             let _ = writeln!(out, " {keys} | {} |", row.description);

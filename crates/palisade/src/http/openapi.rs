@@ -82,8 +82,12 @@ pub struct ErrorDetail {
 /// Renders the document with the responses the frame gives every operation — limits,
 /// malformed bodies, an unreachable or full database — which the handlers' annotations
 /// leave out. A status an operation documents itself keeps its own description.
-pub fn render(api: &utoipa::openapi::OpenApi) -> serde_json::Result<Vec<u8>> {
+pub fn render(
+    api: &utoipa::openapi::OpenApi,
+    table: &crate::access::ActionTable,
+) -> serde_json::Result<Vec<u8>> {
     let mut doc = serde_json::to_value(api)?;
+    list_the_deployments_names(&mut doc, table);
     if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
         for item in paths.values_mut().filter_map(|i| i.as_object_mut()) {
             for (method, operation) in item.iter_mut() {
@@ -92,6 +96,42 @@ pub fn render(api: &utoipa::openapi::OpenApi) -> serde_json::Result<Vec<u8>> {
         }
     }
     serde_json::to_vec(&doc)
+}
+
+/// The action and role names a request may carry are the deployment's: Palisade's and the
+/// manifest's. A deployment without app roles takes none (only null).
+fn list_the_deployments_names(doc: &mut serde_json::Value, table: &crate::access::ActionTable) {
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(|s| s.as_object_mut())
+    else {
+        return;
+    };
+    let names = |keep: &dyn Fn(&crate::access::ActionRow) -> bool| -> Vec<serde_json::Value> {
+        table
+            .rows()
+            .iter()
+            .filter(|row| keep(row))
+            .map(|row| serde_json::Value::from(&*row.name))
+            .collect()
+    };
+    let custom = names(&|row| row.minimum_role != crate::access::Role::Owner);
+    let scopes = names(&|row| !row.people_only);
+    schemas.insert(
+        "CustomRoleActionName".into(),
+        serde_json::json!({"type": "string", "enum": custom}),
+    );
+    schemas.insert(
+        "KeyScopeName".into(),
+        serde_json::json!({"type": "string", "enum": scopes}),
+    );
+    let roles: Vec<&str> = table.roles().iter().map(|r| &*r.name).collect();
+    let app_roles = if roles.is_empty() {
+        serde_json::json!({"not": {}, "description": "This deployment's manifest declares no role."})
+    } else {
+        serde_json::json!({"type": "string", "enum": roles})
+    };
+    schemas.insert("AppRoleName".into(), app_roles);
 }
 
 fn add_frame_responses(method: &str, operation: &mut serde_json::Value) {

@@ -72,6 +72,12 @@ pub async fn one_epoch_read<F: std::future::Future>(request: F) -> F::Output {
     REQUEST_EPOCH.scope(Cell::new(None), request).await
 }
 
+/// The next epoch read of this request goes to the database again (after its body was
+/// received, or after this process's own narrowing write).
+pub fn forget_request_epoch() {
+    let _ = REQUEST_EPOCH.try_with(|memo| memo.set(None));
+}
+
 pub struct PrincipalCache {
     entries: EpochMap<Key, PrincipalRecord>,
     local: Option<LocalEpoch>,
@@ -95,9 +101,10 @@ impl PrincipalCache {
     }
 
     /// The epoch a principal read now is current for. On PostgreSQL it is read from the
-    /// database once per request (the first credential a request checks reads it, the
-    /// second — a decision's subject — reuses it), so a change committed by any instance
-    /// before the request holds for all of it.
+    /// database at most once per phase of a request — once for the credentials checked
+    /// before its body (the rate limiter's and the handler's look at one credential), once
+    /// after the body arrived ([`forget_request_epoch`]) — so a change committed by any
+    /// instance before that read holds for the rest of the request.
     pub async fn epoch(&self, store: &dyn IdentityStore) -> Result<i64, StoreError> {
         match &self.local {
             Some(local) => Ok(local.generation.load(Ordering::Acquire)),
@@ -126,7 +133,7 @@ impl PrincipalCache {
             local.generation.fetch_add(1, Ordering::AcqRel);
         }
         // What this request read before its own write is no longer current.
-        let _ = REQUEST_EPOCH.try_with(|memo| memo.set(None));
+        forget_request_epoch();
     }
 
     /// Notices writes made by other processes (SQLite only; a no-op on PostgreSQL).

@@ -399,7 +399,7 @@ fn parse_scopes(
         if row.people_only {
             return Err(InvalidInput("scopes: that action is for people only, never a key").into());
         }
-        if role > row.minimum_role {
+        if !row.allowed_to(role) {
             return Err(InvalidInput("scopes: an action the key's role does not allow").into());
         }
         // A repeated action is the same scope, as in a custom role.

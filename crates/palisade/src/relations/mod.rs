@@ -151,6 +151,9 @@ impl Relations {
         match self.store.write(scope, relations, put, now, &event).await? {
             Written::Done(revision) => Ok(revision),
             Written::NotAMember(user) => Err(RelationError::NotAMember(user)),
+            Written::NoSuchTenant => Err(RelationError::Invalid(
+                "tenant_id: no tenant of that id".into(),
+            )),
         }
     }
 

@@ -8,7 +8,7 @@ use super::{Relation, Revision};
 use crate::access::TenantScope;
 use crate::audit::{Append, AuditRecord};
 use crate::ids::UserId;
-use crate::store::{for_both_backends, Begin, Database, StoreError};
+use crate::store::{for_both_backends, membership_lock, Begin, Database, StoreError};
 
 /// How a batch of writes ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -16,6 +16,8 @@ pub enum Written {
     Done(Revision),
     /// A relation names a user who is not a member of the tenant; nothing was written.
     NotAMember(UserId),
+    /// No tenant of that id; nothing was written.
+    NoSuchTenant,
 }
 
 #[async_trait]
@@ -65,7 +67,10 @@ const ADD: &str = "INSERT INTO relations
      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING";
 const REMOVE: &str = "DELETE FROM relations WHERE tenant_id = $1 AND resource_type = $2
      AND resource_id = $3 AND relation = $4 AND user_id = $5";
-const NEXT_REVISION: &str = "INSERT INTO relation_revisions (tenant_id, revision) VALUES ($1, 1)
+/// Moves the tenant's relation revision by one (every relation write, and a member's
+/// removal, which removes its relations).
+pub const NEXT_REVISION: &str =
+    "INSERT INTO relation_revisions (tenant_id, revision) VALUES ($1, 1)
      ON CONFLICT (tenant_id) DO UPDATE SET revision = relation_revisions.revision + 1
      RETURNING revision";
 
@@ -82,6 +87,17 @@ for_both_backends! {
         ) -> Result<Written, StoreError> {
             let tenant = scope.tenant();
             let mut tx = self.0.tenant(scope).await?;
+            // A member's removal takes the same lock: it cannot slip between the check
+            // below and the insert, leaving a relation for someone no longer a member.
+            <Pool as Begin>::lock_until_commit(&mut tx, membership_lock(tenant)).await?;
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)")
+                    .bind(tenant)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if !exists {
+                return Ok(Written::NoSuchTenant);
+            }
             for relation in relations {
                 if put {
                     let member: bool = sqlx::query_scalar(

@@ -18,7 +18,7 @@ use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 use crate::access::TenantScope;
 use crate::config::{Backend, Settings};
-use crate::ids::{ApiKeyId, UserId};
+use crate::ids::{ApiKeyId, TenantId, UserId};
 
 /// Writes a store implementation once and stamps it for both backends. Inside, `Db` names
 /// the backend's sqlx database and `Pool` its pool; statements use `$1`-style parameters,
@@ -46,6 +46,14 @@ macro_rules! for_both_backends {
     };
 }
 pub(crate) use for_both_backends;
+
+/// The advisory-lock key of a tenant's membership changes (PostgreSQL): two concurrent
+/// demotions cannot both see the other Owner, and a relation written for a member cannot
+/// outlive the member's concurrent removal.
+pub(crate) fn membership_lock(tenant: TenantId) -> i64 {
+    let bytes = tenant.as_uuid().into_bytes();
+    i64::from_be_bytes(bytes[8..].try_into().expect("8 of 16 bytes"))
+}
 
 /// How each backend opens the transactions a store needs. On PostgreSQL the binding is what
 /// row-level security reads; on SQLite a write transaction takes the lock up front.

@@ -10,6 +10,8 @@ use crate::access::Role;
 use crate::access::TenantScope;
 use crate::audit::{Acting, Actor, Append, AuditRecord};
 use crate::ids::{ApplicationId, CustomRoleId, InvitationId, TenantId, UserId};
+use crate::relations::store::NEXT_REVISION;
+use crate::store::membership_lock;
 use crate::store::{
     for_both_backends, stored_role, Begin, Database, Guarded, MayActOn, StoreError,
 };
@@ -246,13 +248,6 @@ const MEMBER_QUERY: &str = concat!(members_query!(), " AND m.user_id = $2");
 const OTHER_OWNERS: &str = "SELECT count(*) FROM memberships
      WHERE tenant_id = $1 AND role = 'owner' AND user_id <> $2";
 
-/// The advisory-lock key of a tenant's membership changes (PostgreSQL): two concurrent
-/// demotions cannot both see the other Owner.
-fn membership_lock(tenant: TenantId) -> i64 {
-    let bytes = tenant.as_uuid().into_bytes();
-    i64::from_be_bytes(bytes[8..].try_into().expect("8 of 16 bytes"))
-}
-
 for_both_backends! {
     /// The target's current role, after taking the tenant's membership lock.
     async fn locked_role(
@@ -464,7 +459,8 @@ for_both_backends! {
                 }
             }
             let changed = sqlx::query(
-                "UPDATE memberships SET custom_role_id = $1, app_role = NULL
+                "UPDATE memberships
+                 SET custom_role_id = $1, app_role = CASE WHEN $1 IS NULL THEN app_role END
                  WHERE tenant_id = $2 AND user_id = $3",
             )
             .bind(role)
@@ -833,6 +829,7 @@ for_both_backends! {
                 .bind(user)
                 .execute(&mut *tx)
                 .await?;
+            sqlx::query(NEXT_REVISION).bind(tenant).execute(&mut *tx).await?;
             sqlx::query(
                 "UPDATE sessions SET revoked_at = $1, revoked_reason = 'membership_removed'
                  WHERE tenant_id = $2 AND user_id = $3 AND revoked_at IS NULL",

@@ -160,6 +160,19 @@ async fn the_manifest_joins_the_one_table_and_each_app_role_does_exactly_its_act
             (&json!(name), &role["rank"])
         );
     }
+    // Taking away a custom role the member does not hold leaves the app role alone.
+    let path = format!("/api/v1/members/{member_id}/custom-role");
+    let body = json!({"custom_role_id": null});
+    let (status, _) = send(&app, Method::PUT, &path, &owner.access, Some(body)).await;
+    assert_eq!(status, 204);
+    let (_, members) = send(&app, Method::GET, "/api/v1/members", &owner.access, None).await;
+    let row = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["user_id"] == member_id.as_str())
+        .unwrap();
+    assert_eq!(row["app_role"], "vendor");
     // Taken away, the member keeps the last role's rank as their built-in role.
     let (status, _) = assign_app_role(&app, &owner.access, &member_id, Value::Null).await;
     assert_eq!(status, 204);

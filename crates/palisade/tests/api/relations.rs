@@ -256,6 +256,15 @@ async fn relations_stay_in_their_tenant_and_refuse_outsiders_and_bad_input() {
             "{why}: {answer}"
         );
     }
+    let nowhere = "ten_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0";
+    for method in [Method::PUT, Method::DELETE] {
+        let body = assignment(nowhere, &["wo_1".into()], &vendor_id);
+        let (status, answer) = relations(&app, &service, method.clone(), &body).await;
+        assert_eq!(
+            status, 422,
+            "{method} for a tenant that does not exist: {answer}"
+        );
+    }
     assert_eq!(app.table_counts().await, before, "nothing half-written");
     // Only a service credential writes relations.
     let (status, _) = relations(
@@ -326,4 +335,12 @@ async fn the_search_pages_through_ten_thousand_assignments_without_losing_or_rep
     .await;
     assert_eq!(status, 204);
     assert_eq!(app.count_rows("relations").await, 0);
+    let revisions: Vec<i64> = app
+        .inspect("SELECT revision FROM relation_revisions", None)
+        .await;
+    assert_eq!(
+        revisions,
+        [101],
+        "the removal moved the revision past the 100 writes"
+    );
 }

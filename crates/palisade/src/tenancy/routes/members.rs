@@ -67,22 +67,35 @@ pub(super) async fn list_members(
     ))
 }
 
+/// A built-in role for the member.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RoleChange {
-    /// A built-in role.
-    #[serde(default)]
-    role: Option<Role>,
-    /// A role of the app's manifest (`GET /api/v1/roles`), or null to take it away (the
-    /// member keeps its rank as their built-in role). Exactly one of `role` and `app_role`.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, example = "technician")]
-    app_role: Option<Option<String>>,
+pub struct BuiltinRoleChange {
+    role: Role,
 }
 
-/// A field that is present, even as null.
-fn present<'de, D: serde::Deserializer<'de>>(field: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(field).map(Some)
+/// One of the app's roles for the member, or null to take it away (the member keeps its
+/// rank as their built-in role).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppRoleChange {
+    /// A role of the app's manifest (`GET /api/v1/roles`), or null.
+    #[serde(deserialize_with = "present")]
+    #[schema(required = true, value_type = Option<crate::access::actions::AppRoleName>)]
+    app_role: Option<String>,
+}
+
+/// A field that must be present, even as null.
+fn present<'de, D: serde::Deserializer<'de>>(field: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(field)
+}
+
+/// Exactly one of a built-in role and an app role.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum RoleChange {
+    Builtin(BuiltinRoleChange),
+    App(AppRoleChange),
 }
 
 /// Change a member's role — a built-in one (`{"role": "viewer"}`) or one of the app's
@@ -116,17 +129,16 @@ pub(super) async fn change_role(
 ) -> Result<StatusCode, ApiError> {
     let user: UserId = id_or_404(&raw)?;
     let (tenancy, caller, origin) = (&state.tenancy, &permitted.caller, origin(context));
-    match (body.role, body.app_role) {
-        (Some(role), None) => tenancy.change_role(caller, user, role, &origin).await?,
-        (None, Some(app_role)) => {
+    match body {
+        RoleChange::Builtin(change) => {
             tenancy
-                .assign_app_role(caller, user, app_role.as_deref(), &origin)
+                .change_role(caller, user, change.role, &origin)
                 .await?
         }
-        _ => {
-            return Err(ApiError::invalid_field(
-                "exactly one of `role` and `app_role`",
-            ))
+        RoleChange::App(change) => {
+            tenancy
+                .assign_app_role(caller, user, change.app_role.as_deref(), &origin)
+                .await?
         }
     }
     Ok(StatusCode::NO_CONTENT)

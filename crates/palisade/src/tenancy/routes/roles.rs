@@ -165,7 +165,7 @@ pub(super) async fn roles(State(state): State<AppState>) -> axum::Json<AccessMod
                 description: row.description.to_string(),
                 roles: Role::ALL
                     .into_iter()
-                    .filter(|role| *role <= row.minimum_role)
+                    .filter(|role| row.allowed_to(*role))
                     .collect(),
                 source: source(row.is_app()),
                 resource_type: row.resource_type.to_string(),
