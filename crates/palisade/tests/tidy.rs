@@ -146,7 +146,7 @@ fn tenant_scopes_are_made_only_from_verified_credentials_or_by_the_system_entry(
             &[
                 "src/access/caller.rs",
                 "src/identity/sessions.rs",
-                "src/identity/store.rs",
+                "src/identity/store/sessions.rs",
                 "src/keys/mod.rs",
             ],
         ),
@@ -155,7 +155,8 @@ fn tenant_scopes_are_made_only_from_verified_credentials_or_by_the_system_entry(
             &[
                 "src/access/caller.rs",
                 "src/audit/store.rs",
-                "src/identity/store.rs",
+                "src/identity/store/accounts.rs",
+                "src/identity/store/mod.rs",
                 "src/keys/store.rs",
                 "src/tenancy/store.rs",
             ],
