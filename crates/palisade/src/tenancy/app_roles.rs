@@ -56,6 +56,7 @@ impl Tenancy {
                     caller.scope(),
                     user,
                     app_role.map(|r| (&*r.name, r.rank)),
+                    caller.role(),
                     &event,
                 )
                 .await?,

@@ -116,7 +116,7 @@ impl Tenancy {
             .changed("role", target.role, role);
         self.settle(
             self.store
-                .set_role(caller.scope(), user, role, &event)
+                .set_role(caller.scope(), user, role, caller.role(), &event)
                 .await?,
         )
     }
@@ -161,7 +161,11 @@ impl Tenancy {
             .by(caller)
             .on("user", target.user_id)
             .changed("role", target.role, serde_json::Value::Null);
-        self.settle(self.store.remove(caller.scope(), user, &event).await?)
+        self.settle(
+            self.store
+                .remove(caller.scope(), user, caller.role(), &event)
+                .await?,
+        )
     }
 
     /// After a committed change to what members may do.
@@ -179,6 +183,9 @@ impl Tenancy {
             MemberChange::LastOwner => Err(TenancyError::LastOwner),
             MemberChange::Stale => Err(TenancyError::Conflict(
                 "your role changed while the request ran; retry",
+            )),
+            MemberChange::Outranked => Err(TenancyError::Forbidden(
+                "a member whose role is above yours cannot be changed by you",
             )),
         }
     }

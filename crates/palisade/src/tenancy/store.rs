@@ -36,6 +36,8 @@ pub enum MemberChange {
     LastOwner,
     /// The caller's standing changed while the request ran.
     Stale,
+    /// The member was raised above the caller while the request ran.
+    Outranked,
 }
 
 #[derive(Clone, Debug)]
@@ -95,11 +97,14 @@ pub trait TenancyStore: Send + Sync {
         user: UserId,
     ) -> Result<Option<MemberRecord>, StoreError>;
     /// Sets a member's role; refuses to demote the last Owner.
+    /// Each member change refuses a member ranked above `caller` once the membership
+    /// lock is held (claim RBAC-6), whatever the service saw before.
     async fn set_role(
         &self,
         scope: TenantScope,
         user: UserId,
         role: Role,
+        caller: Role,
         event: &AuditRecord,
     ) -> Result<MemberChange, StoreError>;
     /// False when the tenant already has a custom role of that name.
@@ -134,6 +139,7 @@ pub trait TenancyStore: Send + Sync {
         scope: TenantScope,
         user: UserId,
         role: Option<(&str, Role)>,
+        caller: Role,
         event: &AuditRecord,
     ) -> Result<MemberChange, StoreError>;
     /// False when the tenant already has an application of that name.
@@ -195,6 +201,7 @@ pub trait TenancyStore: Send + Sync {
         &self,
         scope: TenantScope,
         user: UserId,
+        caller: Role,
         event: &AuditRecord,
     ) -> Result<MemberChange, StoreError>;
 }
@@ -261,6 +268,23 @@ for_both_backends! {
             .bind(user)
             .fetch_optional(&mut **tx)
             .await?)
+    }
+
+    /// The target's current role under the membership lock, or why the change stops: no
+    /// such member, or one now ranked above the caller (promoted while the request ran).
+    async fn locked_target(
+        tx: &mut sqlx::Transaction<'static, Db>,
+        tenant: TenantId,
+        user: UserId,
+        caller: Role,
+    ) -> Result<Result<String, MemberChange>, StoreError> {
+        let Some(current) = locked_role(tx, tenant, user).await? else {
+            return Ok(Err(MemberChange::NotFound));
+        };
+        if stored_role(&current)? < caller {
+            return Ok(Err(MemberChange::Outranked));
+        }
+        Ok(Ok(current))
     }
 
     /// Sets a built-in role, leaving any app role; an Owner holds no custom role (Owners
@@ -334,12 +358,14 @@ for_both_backends! {
             scope: TenantScope,
             user: UserId,
             role: Role,
+            caller: Role,
             event: &AuditRecord,
         ) -> Result<MemberChange, StoreError> {
             let tenant = scope.tenant();
             let mut tx = self.0.tenant(scope).await?;
-            let Some(current) = locked_role(&mut tx, tenant, user).await? else {
-                return Ok(MemberChange::NotFound);
+            let current = match locked_target(&mut tx, tenant, user, caller).await? {
+                Ok(current) => current,
+                Err(refused) => return Ok(refused),
             };
             if current == "owner" && role != Role::Owner && would_orphan(&mut tx, tenant, user).await? {
                 return Ok(MemberChange::LastOwner);
@@ -480,12 +506,14 @@ for_both_backends! {
             scope: TenantScope,
             user: UserId,
             role: Option<(&str, Role)>,
+            caller: Role,
             event: &AuditRecord,
         ) -> Result<MemberChange, StoreError> {
             let tenant = scope.tenant();
             let mut tx = self.0.tenant(scope).await?;
-            let Some(current) = locked_role(&mut tx, tenant, user).await? else {
-                return Ok(MemberChange::NotFound);
+            let current = match locked_target(&mut tx, tenant, user, caller).await? {
+                Ok(current) => current,
+                Err(refused) => return Ok(refused),
             };
             if role.is_some() && current == "owner" && would_orphan(&mut tx, tenant, user).await? {
                 return Ok(MemberChange::LastOwner);
@@ -808,12 +836,14 @@ for_both_backends! {
             &self,
             scope: TenantScope,
             user: UserId,
+            caller: Role,
             event: &AuditRecord,
         ) -> Result<MemberChange, StoreError> {
             let tenant = scope.tenant();
             let mut tx = self.0.tenant(scope).await?;
-            let Some(current) = locked_role(&mut tx, tenant, user).await? else {
-                return Ok(MemberChange::NotFound);
+            let current = match locked_target(&mut tx, tenant, user, caller).await? {
+                Ok(current) => current,
+                Err(refused) => return Ok(refused),
             };
             if current == "owner" && would_orphan(&mut tx, tenant, user).await? {
                 return Ok(MemberChange::LastOwner);
