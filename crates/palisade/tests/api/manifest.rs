@@ -64,6 +64,46 @@ pub async fn assign_app_role(app: &TestApp, access: &str, user: &str, role: Valu
     .await
 }
 
+/// Creates a custom role of `actions` and gives it to `member`; the role as created.
+async fn give_custom_role(
+    app: &TestApp,
+    owner: &str,
+    member: &str,
+    name: &str,
+    actions: Value,
+) -> Value {
+    let body = json!({"name": name, "actions": actions});
+    let (status, role) = send(app, Method::POST, "/api/v1/custom-roles", owner, Some(body)).await;
+    assert_eq!(status, 201, "{role}");
+    let (status, _) = set_custom_role(app, owner, member, role["id"].clone()).await;
+    assert_eq!(status, 204);
+    role
+}
+
+async fn set_custom_role(app: &TestApp, owner: &str, member: &str, id: Value) -> (u16, Value) {
+    let path = format!("/api/v1/members/{member}/custom-role");
+    send(
+        app,
+        Method::PUT,
+        &path,
+        owner,
+        Some(json!({"custom_role_id": id})),
+    )
+    .await
+}
+
+/// The member's row of `GET /api/v1/members`.
+async fn member_row(app: &TestApp, owner: &str, member: &str) -> Value {
+    let (_, members) = send(app, Method::GET, "/api/v1/members", owner, None).await;
+    members
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["user_id"] == member)
+        .unwrap()
+        .clone()
+}
+
 // claim: APP-1, RBAC-1
 #[tokio::test]
 async fn the_manifest_joins_the_one_table_and_each_app_role_does_exactly_its_actions() {
@@ -148,30 +188,16 @@ async fn the_manifest_joins_the_one_table_and_each_app_role_does_exactly_its_act
             };
             assert_eq!(verdict, expected, "{name} {action}");
         }
-        let (_, members) = send(&app, Method::GET, "/api/v1/members", &owner.access, None).await;
-        let row = members
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["user_id"] == member_id.as_str())
-            .unwrap();
+        let row = member_row(&app, &owner.access, &member_id).await;
         assert_eq!(
             (&row["app_role"], &row["role"]),
             (&json!(name), &role["rank"])
         );
     }
     // Taking away a custom role the member does not hold leaves the app role alone.
-    let path = format!("/api/v1/members/{member_id}/custom-role");
-    let body = json!({"custom_role_id": null});
-    let (status, _) = send(&app, Method::PUT, &path, &owner.access, Some(body)).await;
+    let (status, _) = set_custom_role(&app, &owner.access, &member_id, Value::Null).await;
     assert_eq!(status, 204);
-    let (_, members) = send(&app, Method::GET, "/api/v1/members", &owner.access, None).await;
-    let row = members
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["user_id"] == member_id.as_str())
-        .unwrap();
+    let row = member_row(&app, &owner.access, &member_id).await;
     assert_eq!(row["app_role"], "vendor");
     // Taken away, the member keeps the last role's rank as their built-in role.
     let (status, _) = assign_app_role(&app, &owner.access, &member_id, Value::Null).await;
@@ -209,24 +235,14 @@ async fn app_actions_work_in_custom_roles_and_key_scopes() {
     let (owner, member) = (&staff["owner"], &staff["member"]);
     let member_id = user_id_of(&app, member).await;
     let (_, service) = service_credential(&app).await;
-    let (status, role) = send(
+    give_custom_role(
         &app,
-        Method::POST,
-        "/api/v1/custom-roles",
         &owner.access,
-        Some(json!({"name": "cleanup", "actions": ["workorder.delete", "workorder.read"]})),
+        &member_id,
+        "cleanup",
+        json!(["workorder.delete", "workorder.read"]),
     )
     .await;
-    assert_eq!(status, 201, "{role}");
-    let (status, _) = send(
-        &app,
-        Method::PUT,
-        &format!("/api/v1/members/{member_id}/custom-role"),
-        &owner.access,
-        Some(json!({"custom_role_id": role["id"]})),
-    )
-    .await;
-    assert_eq!(status, 204);
     let subject = user_subject(&member_id, member);
     let ask = |action: &str| about(subject.clone(), action, "workorder", &owner.tenant);
     assert_eq!(
@@ -505,19 +521,14 @@ async fn the_access_token_carries_how_it_was_authenticated_and_the_role_held() {
     assert_eq!(claims["amr"], json!(["pwd"]));
     assert!(claims.get("custom_role").is_none() && claims.get("app_role").is_none());
 
-    let (status, role) = send(
+    let role = give_custom_role(
         &app,
-        Method::POST,
-        "/api/v1/custom-roles",
         &owner.access,
-        Some(json!({"name": "reader", "actions": ["workorder.read"]})),
+        &member_id,
+        "reader",
+        json!(["workorder.read"]),
     )
     .await;
-    assert_eq!(status, 201);
-    let path = format!("/api/v1/members/{member_id}/custom-role");
-    let body = json!({"custom_role_id": role["id"]});
-    let (status, _) = send(&app, Method::PUT, &path, &owner.access, Some(body)).await;
-    assert_eq!(status, 204);
     let refreshed =
         crate::helpers::Session::from_response(app.refresh(&member.refresh).await).await;
     assert_eq!(claims_of(&refreshed.access)["custom_role"], role["id"]);
