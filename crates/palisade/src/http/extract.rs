@@ -36,9 +36,6 @@ where
                 _ => ApiError::bad_request("the request body could not be read"),
             }
         })?;
-        // A body can take long to arrive: what the request checks from here on (a
-        // decision's subject) reads the auth epoch afresh.
-        crate::identity::principals::forget_request_epoch();
         parse_json(&bytes).map(Json)
     }
 }

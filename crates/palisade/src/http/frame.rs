@@ -120,7 +120,15 @@ pub async fn frame(
         let response = if let Some(refusal) = malformed(&req, config.body_limit_bytes) {
             refusal.into_response()
         } else {
-            let handled = crate::identity::principals::one_epoch_read(next.run(req));
+            let body_limit = config.body_limit_bytes;
+            let handled = async move {
+                match received(req, body_limit).await {
+                    // Every credential the request checks reads the auth epoch once, after
+                    // the whole request arrived: a change committed before that holds.
+                    Ok(req) => crate::identity::principals::one_epoch_read(next.run(req)).await,
+                    Err(refusal) => refusal.into_response(),
+                }
+            };
             match tokio::time::timeout(config.request_timeout, handled).await {
                 Ok(response) => response,
                 Err(_) => ApiError::Timeout.into_response(),
@@ -196,6 +204,23 @@ fn malformed(req: &Request, body_limit: usize) -> Option<ApiError> {
         return Some(ApiError::PayloadTooLarge);
     }
     None
+}
+
+/// The request with its whole body in memory (at most `body_limit` bytes), so what the
+/// request checks and does happens after it arrived, however slowly its body came.
+async fn received(req: Request, body_limit: usize) -> Result<Request, ApiError> {
+    use http_body_util::{BodyExt, LengthLimitError, Limited};
+    use hyper::body::Body as _;
+    if req.body().is_end_stream() {
+        return Ok(req);
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match Limited::new(body, body_limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<LengthLimitError>() => return Err(ApiError::PayloadTooLarge),
+        Err(_) => return Err(ApiError::bad_request("the request body could not be read")),
+    };
+    Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
 /// Gives any 4xx/5xx response the error body shape, with this request's id.

@@ -3,8 +3,10 @@
 //!
 //! Every write that changes what a session may do bumps `auth_epoch` in its transaction.
 //! A cached principal is used only while the epoch it was read under is current:
-//! - PostgreSQL (several instances): the epoch is read from the database on every request,
-//!   one single-row read instead of the four-table join;
+//! - PostgreSQL (several instances): the epoch is read from the database for every request,
+//!   one single-row read instead of the four-table join, and one statement answers all the
+//!   requests that asked while the previous one ran ([`SharedRead`]) — each still from a
+//!   statement that began after it asked;
 //! - SQLite (one server per file): the epoch is a counter in memory, bumped right after
 //!   this process commits such a write, and when a once-a-second poll sees the database's
 //!   counter move (a change made by another process, such as an administrative command).
@@ -12,10 +14,11 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::store::{IdentityStore, PrincipalRecord};
 use crate::ids::{SessionId, TenantId};
+use crate::store::shared_read::SharedRead;
 use crate::store::StoreError;
 
 const CAPACITY: usize = 16_384;
@@ -72,15 +75,21 @@ pub async fn one_epoch_read<F: std::future::Future>(request: F) -> F::Output {
     REQUEST_EPOCH.scope(Cell::new(None), request).await
 }
 
-/// The next epoch read of this request goes to the database again (after its body was
-/// received, or after this process's own narrowing write).
-pub fn forget_request_epoch() {
+/// The next epoch read of this request goes to the database again (after this process's
+/// own narrowing write).
+fn forget_request_epoch() {
     let _ = REQUEST_EPOCH.try_with(|memo| memo.set(None));
 }
 
 pub struct PrincipalCache {
     entries: EpochMap<Key, PrincipalRecord>,
-    local: Option<LocalEpoch>,
+    epoch: Epoch,
+}
+
+enum Epoch {
+    /// This process is the only server on the database (SQLite).
+    Local(LocalEpoch),
+    Shared(Arc<SharedRead<i64>>),
 }
 
 struct LocalEpoch {
@@ -90,29 +99,36 @@ struct LocalEpoch {
 
 impl PrincipalCache {
     /// `local_epoch`: this process is the only server on the database (SQLite).
-    pub fn new(local_epoch: bool) -> Self {
-        Self {
-            entries: EpochMap::new(),
-            local: local_epoch.then(|| LocalEpoch {
+    pub fn new(local_epoch: bool, store: Arc<dyn IdentityStore>) -> Self {
+        let epoch = if local_epoch {
+            Epoch::Local(LocalEpoch {
                 generation: AtomicI64::new(0),
                 last_seen_in_database: AtomicI64::new(i64::MIN),
-            }),
+            })
+        } else {
+            Epoch::Shared(SharedRead::new(move || {
+                let store = store.clone();
+                async move { store.auth_epoch().await }
+            }))
+        };
+        Self {
+            entries: EpochMap::new(),
+            epoch,
         }
     }
 
     /// The epoch a principal read now is current for. On PostgreSQL it is read from the
-    /// database at most once per phase of a request — once for the credentials checked
-    /// before its body (the rate limiter's and the handler's look at one credential), once
-    /// after the body arrived ([`forget_request_epoch`]) — so a change committed by any
-    /// instance before that read holds for the rest of the request.
-    pub async fn epoch(&self, store: &dyn IdentityStore) -> Result<i64, StoreError> {
-        match &self.local {
-            Some(local) => Ok(local.generation.load(Ordering::Acquire)),
-            None => {
+    /// database once per request, after the whole request arrived (`http::frame`), by a
+    /// statement that began after this call — so a change committed by any instance before
+    /// the request arrived holds for all of it, whichever credentials it checks.
+    pub async fn epoch(&self) -> Result<i64, StoreError> {
+        match &self.epoch {
+            Epoch::Local(local) => Ok(local.generation.load(Ordering::Acquire)),
+            Epoch::Shared(read) => {
                 if let Ok(Some(epoch)) = REQUEST_EPOCH.try_with(Cell::get) {
                     return Ok(epoch);
                 }
-                let epoch = store.auth_epoch().await?;
+                let epoch = read.get().await?;
                 let _ = REQUEST_EPOCH.try_with(|memo| memo.set(Some(epoch)));
                 Ok(epoch)
             }
@@ -129,7 +145,7 @@ impl PrincipalCache {
 
     /// Called after this process committed a principal-changing write.
     pub fn changed(&self) {
-        if let Some(local) = &self.local {
+        if let Epoch::Local(local) = &self.epoch {
             local.generation.fetch_add(1, Ordering::AcqRel);
         }
         // What this request read before its own write is no longer current.
@@ -138,7 +154,7 @@ impl PrincipalCache {
 
     /// Notices writes made by other processes (SQLite only; a no-op on PostgreSQL).
     pub async fn poll(&self, store: &dyn IdentityStore) -> Result<(), StoreError> {
-        if let Some(local) = &self.local {
+        if let Epoch::Local(local) = &self.epoch {
             let current = store.auth_epoch().await?;
             if local.last_seen_in_database.swap(current, Ordering::AcqRel) != current {
                 local.generation.fetch_add(1, Ordering::AcqRel);

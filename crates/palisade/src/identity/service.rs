@@ -23,13 +23,12 @@ use crate::store::{Database, StoreError};
 /// narrowing write (API keys).
 #[derive(Clone)]
 pub struct EpochSource {
-    store: Arc<dyn IdentityStore>,
     principals: Arc<super::principals::PrincipalCache>,
 }
 
 impl EpochSource {
     pub async fn current(&self) -> Result<i64, StoreError> {
-        self.principals.epoch(&*self.store).await
+        self.principals.epoch().await
     }
 
     /// Called after this process committed a narrowing write.
@@ -182,15 +181,15 @@ impl Identity {
                 .await
                 .map_err(|e| IdentityStartError::Other(e.to_string()))?;
         Ok(Self {
-            store,
+            store: store.clone(),
             passwords,
             tokens,
             master,
             throttle: Throttle::new(&settings.auth),
-            principals: Arc::new(super::principals::PrincipalCache::new(matches!(
-                db,
-                Database::Sqlite(_)
-            ))),
+            principals: Arc::new(super::principals::PrincipalCache::new(
+                matches!(db, Database::Sqlite(_)),
+                store.clone(),
+            )),
             mailer: Arc::new(Mailer::from_settings(settings)?),
             mail_gate: Arc::default(),
             clock,
@@ -236,7 +235,6 @@ impl Identity {
     /// The auth epoch current now (`identity::principals`), for caches outside identity.
     pub fn epoch_source(&self) -> EpochSource {
         EpochSource {
-            store: self.store.clone(),
             principals: self.principal_cache(),
         }
     }

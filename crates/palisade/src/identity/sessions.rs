@@ -512,7 +512,7 @@ impl Identity {
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal, IdentityError> {
         let now = self.now();
         let claims = self.tokens.verify(bearer, self.store(), now).await?;
-        let epoch = self.principals.epoch(self.store()).await?;
+        let epoch = self.principals.epoch().await?;
         let record = match self.principals.get(claims.sid, claims.tid, epoch) {
             Some(record) => record,
             None => {

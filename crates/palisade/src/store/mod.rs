@@ -7,6 +7,7 @@
 
 pub mod migrate;
 pub mod postgres;
+pub mod shared_read;
 pub mod sqlite;
 
 use std::time::{Duration, Instant};

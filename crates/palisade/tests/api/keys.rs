@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{spawn_app, Instance, Session, TestApp};
 
@@ -212,6 +213,48 @@ async fn a_revoked_key_fails_on_the_next_request_on_every_instance() {
         .await
         .unwrap();
     assert_eq!(again.status(), 404);
+}
+
+// claim: KEY-2
+#[tokio::test]
+async fn a_key_revoked_while_its_request_body_is_still_arriving_is_refused_with_nothing_written() {
+    let app = spawn_app().await;
+    let owner = app.signed_in("owner@example.com").await;
+    let (view, key) = create_key(&app, &owner, json!({"name": "Deploy", "role": "admin"})).await;
+    // On PostgreSQL the slow request goes to another instance than the revocation.
+    let sibling = match app.db.as_postgres() {
+        Some(_) => Some(app.spawn_sibling().await),
+        None => None,
+    };
+    let addr = sibling.as_ref().map_or(app.addr, |instance| instance.addr);
+    // The key is known (cached) where the slow request arrives.
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = br#"{"name":"Late"}"#;
+    let head = format!(
+        "POST /api/v1/applications HTTP/1.1\r\nHost: x\r\nX-Api-Key: {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..5]).await.unwrap();
+    let id = view["id"].as_str().unwrap();
+    let revoked = app
+        .client
+        .delete(app.url(&format!("/api/v1/api-keys/{id}")))
+        .bearer_auth(&owner.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    stream.write_all(&body[5..]).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert_eq!(app.count_rows("applications").await, 0);
+    if let Some(sibling) = sibling {
+        sibling.stop().await;
+    }
 }
 
 // claim: KEY-4
