@@ -158,7 +158,7 @@ async fn run(seconds: f64, callers: usize, chains: usize) {
     let mut seqs = std::collections::HashMap::<TenantId, i64>::new();
     for tenant in &tenants {
         let chain = audit
-            .verify(tenant.as_uuid())
+            .verify(palisade::audit::store::Chain::for_upkeep(tenant.as_uuid()))
             .await
             .expect("verify")
             .summary

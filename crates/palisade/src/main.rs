@@ -442,7 +442,7 @@ async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<()>
             let platform = Platform::connect(settings, operator, Arc::new(SystemClock)).await?;
             let audit = app::open_audit(settings, platform.database(), platform.clock())?;
             let streams = match tenant {
-                Some(tenant) => vec![tenant.as_uuid()],
+                Some(tenant) => vec![palisade::audit::store::Chain::for_upkeep(tenant.as_uuid())],
                 None => audit.streams().await?,
             };
             let mut failed = 0;

@@ -154,7 +154,7 @@ fn tenant_scopes_are_made_only_from_verified_credentials_or_by_the_system_entry(
             "TenantScope::for_system(",
             &[
                 "src/access/caller.rs",
-                "src/audit/store.rs",
+                "src/audit/store/mod.rs",
                 "src/identity/store/accounts.rs",
                 "src/identity/store/mod.rs",
                 "src/keys/store.rs",

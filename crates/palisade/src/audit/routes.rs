@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use super::chain::ChainedEvent;
 use super::export::Format;
 use super::service::{RetentionChange, Verification};
-use super::store::{micros, EventFilter};
+use super::store::{micros, Chain, EventFilter};
 use crate::access::actions::act;
 use crate::access::Role;
 use crate::app::AppState;
@@ -132,8 +132,8 @@ async fn list_events(
         // One more than the page: whether there is a next page, without a count.
         limit: limit + 1,
     };
-    let stream = permitted.caller.tenant().as_uuid();
-    let mut events = state.audit.search(stream, &filter).await?;
+    let chain = Chain::of(permitted.caller.scope());
+    let mut events = state.audit.search(chain, &filter).await?;
     let next_cursor = if events.len() as i64 > limit {
         events.truncate(limit as usize);
         events.last().map(|e| cursor_for(e.seq))
@@ -183,8 +183,8 @@ async fn verify(
     State(state): State<AppState>,
     permitted: Permitted<act::AuditRead>,
 ) -> Result<axum::Json<Verification>, ApiError> {
-    let stream = permitted.caller.tenant().as_uuid();
-    Ok(axum::Json(state.audit.verify(stream).await?))
+    let chain = Chain::of(permitted.caller.scope());
+    Ok(axum::Json(state.audit.verify(chain).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -240,9 +240,9 @@ async fn export(
     let to_us = Some(query.to.map_or_else(|| micros(now) + 1, micros));
     // `from` at or after `to` is an empty range: an export of no events, still signed.
     let caller = &permitted.caller;
-    let stream = caller.tenant().as_uuid();
+    let chain = Chain::of(caller.scope());
     // The range is fixed before the export's own event is written, which it does not hold.
-    let range = state.audit.seq_range(stream, from_us, to_us).await?;
+    let range = state.audit.seq_range(chain, from_us, to_us).await?;
     let event = origin(context)
         .event("audit.exported", "success", now)
         .in_tenant(caller.tenant())
@@ -254,7 +254,7 @@ async fn export(
     let audit = state.audit.clone();
     tokio::spawn(async move {
         if let Err(error) = audit
-            .export(stream, range, (from_us, to_us), format, chunks)
+            .export(chain, range, (from_us, to_us), format, chunks)
             .await
         {
             // The client sees no trailer: a truncated export, which it detects.
@@ -303,7 +303,7 @@ async fn get_retention(
 ) -> Result<axum::Json<Retention>, ApiError> {
     let days = state
         .audit
-        .retention(permitted.caller.tenant().as_uuid())
+        .retention(Chain::of(permitted.caller.scope()))
         .await?;
     Ok(axum::Json(Retention {
         days: days.map(i64::from),
@@ -350,7 +350,7 @@ async fn set_retention(
     let by_owner = member.role() == Role::Owner;
     match state
         .audit
-        .set_retention(tenant.as_uuid(), days, by_owner, event)
+        .set_retention(Chain::of(member.scope()), days, by_owner, event)
         .await?
     {
         RetentionChange::Set => Ok(axum::Json(body)),

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::chain::{ChainWalk, ChainedEvent, Finding, Summary};
 use super::export::{ExportWriter, Format};
 use super::signing::{CheckpointKey, PublicKey, Statement};
-use super::store::{micros, AuditStore, EventFilter, StoredPoint};
+use super::store::{micros, AuditStore, Chain, EventFilter, StoredPoint};
 use super::writer::AuditWriter;
 use super::{stream_name, Acting, AuditRecord};
 use crate::clock::Clock;
@@ -97,17 +97,17 @@ impl Audit {
 
     pub async fn search(
         &self,
-        stream: Uuid,
+        chain: Chain,
         filter: &EventFilter,
     ) -> Result<Vec<ChainedEvent>, StoreError> {
-        self.store.search(stream, filter).await
+        self.store.search(chain, filter).await
     }
 
     /// Walks one chain from its start (or its retention anchor) to its head.
-    pub async fn verify(&self, stream: Uuid) -> Result<Verification, StoreError> {
-        let name = stream_name(stream);
-        let points = self.store.points(stream).await?;
-        let head = self.store.head(stream).await?;
+    pub async fn verify(&self, chain: Chain) -> Result<Verification, StoreError> {
+        let name = stream_name(chain.stream());
+        let points = self.store.points(chain).await?;
+        let head = self.store.head(chain).await?;
         let signed = |point: &StoredPoint| point.checked(&name, self.key.public());
         let anchor = points.iter().rfind(|p| p.kind == "anchor").map(signed);
         let after = anchor.as_ref().map_or(0, |a| a.seq);
@@ -118,7 +118,7 @@ impl Audit {
             .collect();
         let mut walk = ChainWalk::new(anchor.as_ref(), checkpoints);
         let (events, mut arriving) = mpsc::channel(WALK_BUFFER);
-        let reading = self.store.walk(stream, after + 1, None, events);
+        let reading = self.store.walk(chain, after + 1, None, events);
         let judging = async {
             while let Some(event) = arriving.recv().await {
                 walk.feed(event);
@@ -141,7 +141,7 @@ impl Audit {
     }
 
     /// Every chain the store knows, for `palisade audit verify` without `--tenant`.
-    pub async fn streams(&self) -> Result<Vec<Uuid>, StoreError> {
+    pub async fn streams(&self) -> Result<Vec<Chain>, StoreError> {
         self.store.streams().await
     }
 
@@ -156,7 +156,9 @@ impl Audit {
             .await?;
         for head in &due {
             let point = self.sign("checkpoint", head.stream, head.seq, head.hash, now_us);
-            self.store.add_point(head.stream, &point).await?;
+            self.store
+                .add_point(Chain::for_upkeep(head.stream), &point)
+                .await?;
         }
         Ok(due.len())
     }
@@ -180,8 +182,8 @@ impl Audit {
         }
     }
 
-    pub async fn retention(&self, stream: Uuid) -> Result<Option<i32>, StoreError> {
-        self.store.retention(stream).await
+    pub async fn retention(&self, chain: Chain) -> Result<Option<i32>, StoreError> {
+        self.store.retention(chain).await
     }
 
     /// Sets a chain's retention (None: keep everything). Keeping history for less than
@@ -189,7 +191,7 @@ impl Audit {
     /// Admin covering their tracks could otherwise prune a day later.
     pub async fn set_retention(
         &self,
-        stream: Uuid,
+        chain: Chain,
         days: Option<i32>,
         by_owner: bool,
         event: AuditRecord,
@@ -197,7 +199,7 @@ impl Audit {
         if days.is_some_and(|days| days < self.settings.retention_floor_days) {
             return Ok(RetentionChange::BelowFloor);
         }
-        let before = self.store.retention(stream).await?;
+        let before = self.store.retention(chain).await?;
         let shorter = match (before, days) {
             (_, None) => false,
             (None, Some(_)) => true,
@@ -207,7 +209,7 @@ impl Audit {
             return Ok(RetentionChange::OwnerOnly);
         }
         let event = event.changed("retention_days", before, days);
-        self.store.set_retention(stream, days, &event).await?;
+        self.store.set_retention(chain, days, &event).await?;
         Ok(RetentionChange::Set)
     }
 
@@ -216,9 +218,10 @@ impl Audit {
     pub async fn enforce_retention(&self) -> Result<u64, StoreError> {
         let now = self.clock.now();
         let mut pruned = 0;
-        for (stream, days) in self.store.retained().await? {
+        for (chain, days) in self.store.retained().await? {
+            let stream = chain.stream();
             let cutoff = micros(now - time::Duration::days(i64::from(days)));
-            let Some((through, hash)) = self.store.prunable_through(stream, cutoff).await? else {
+            let Some((through, hash)) = self.store.prunable_through(chain, cutoff).await? else {
                 continue;
             };
             let anchor = self.sign("anchor", stream, through, hash, micros(now));
@@ -230,7 +233,7 @@ impl Audit {
             if stream != super::PLATFORM_STREAM {
                 event = event.in_tenant(crate::ids::TenantId::from_uuid(stream));
             }
-            pruned += self.store.prune(stream, &anchor, &event).await?;
+            pruned += self.store.prune(chain, &anchor, &event).await?;
         }
         Ok(pruned)
     }
@@ -239,22 +242,22 @@ impl Audit {
     /// signed trailer. Returns after the last chunk is sent or the receiver went away.
     pub async fn export(
         &self,
-        stream: Uuid,
+        chain: Chain,
         range: Option<(i64, i64)>,
         window: (Option<i64>, Option<i64>),
         format: Format,
         sink: mpsc::Sender<Bytes>,
     ) -> Result<(), StoreError> {
-        let name = stream_name(stream);
+        let name = stream_name(chain.stream());
         let mut out = ExportWriter::new(format, &name, window, sink);
         if let Some((first, last)) = range {
-            for point in self.store.points(stream).await? {
+            for point in self.store.points(chain).await? {
                 if point.kind == "checkpoint" && (first..=last).contains(&point.seq) {
                     out.point(&point).await;
                 }
             }
             let (events, mut arriving) = mpsc::channel(WALK_BUFFER);
-            let reading = self.store.walk(stream, first, Some(last), events);
+            let reading = self.store.walk(chain, first, Some(last), events);
             let writing = async {
                 while let Some(event) = arriving.recv().await {
                     if !out.event(&event).await {
@@ -273,10 +276,10 @@ impl Audit {
     /// The sequence range of a chain's events in `[from_us, to_us)`.
     pub async fn seq_range(
         &self,
-        stream: Uuid,
+        chain: Chain,
         from_us: Option<i64>,
         to_us: Option<i64>,
     ) -> Result<Option<(i64, i64)>, StoreError> {
-        self.store.seq_range(stream, from_us, to_us).await
+        self.store.seq_range(chain, from_us, to_us).await
     }
 }

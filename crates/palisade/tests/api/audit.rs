@@ -641,7 +641,9 @@ async fn events_without_a_transaction_are_committed_in_groups_and_chain_in_order
         let platform = app
             .state
             .audit
-            .verify(palisade::audit::PLATFORM_STREAM)
+            .verify(palisade::audit::store::Chain::for_upkeep(
+                palisade::audit::PLATFORM_STREAM,
+            ))
             .await
             .unwrap();
         assert!(platform.ok, "{platform:?}");

@@ -1,0 +1,251 @@
+//! The append path: events linked after their chain's head, inserted and the head moved, in
+//! the caller's transaction ([`Append`]) or many chains at once in one (the writer's group
+//! commit, [`BatchAppend`]). Appending locks the chain's head row until the transaction ends,
+//! so concurrent writers of one tenant link one after another (on SQLite the write
+//! transaction already excludes every other writer).
+
+use std::collections::BTreeMap;
+
+use sqlx::{QueryBuilder, Row, Transaction};
+use uuid::Uuid;
+
+use super::super::chain::{Fields, Hash, GENESIS};
+use super::super::{stream_name, AuditRecord};
+use super::{hash_of, micros, Dialect, SqlAuditStore, BIND_TENANT};
+use crate::ids::{EventId, TenantId};
+use crate::store::{for_both_backends, Begin, StoreError};
+
+/// Appends events inside the caller's transaction. Tenant events go to the tenant's chain
+/// (the transaction must be bound to that tenant on PostgreSQL); events without a tenant go
+/// to the platform stream.
+pub(crate) trait Append: Sized {
+    async fn append(&mut self, event: &AuditRecord) -> Result<(), StoreError>;
+
+    /// Appends `event` and commits: the change and its record land together or not at all.
+    async fn commit_with(self, event: &AuditRecord) -> Result<(), StoreError>;
+
+    /// As [`Append::commit_with`], for a change that narrows what sessions may do: bumps the
+    /// auth epoch in the same transaction, so cached principals are re-read
+    /// (`identity::principals`).
+    async fn commit_narrowing(self, event: &AuditRecord) -> Result<(), StoreError>;
+}
+
+/// Appends events of any chains in one transaction: group commit.
+#[async_trait::async_trait]
+pub trait BatchAppend: Send + Sync {
+    async fn append_batch(&self, events: &[AuditRecord]) -> Result<(), StoreError>;
+}
+
+/// Run inside every transaction that narrows (or changes) what a cached principal says.
+const BUMP_AUTH_EPOCH: &str = "UPDATE auth_epoch SET epoch = epoch + 1 WHERE id = 1";
+
+/// Creates each chain's head on its first event, and locks it until the transaction ends
+/// (the VALUES rows go between the two halves).
+const LOCK_HEADS: &str = "INSERT INTO audit_heads (tenant_id, seq, hash) ";
+const LOCKED_HEADS: &str = " ON CONFLICT (tenant_id) DO UPDATE SET seq = audit_heads.seq
+     RETURNING tenant_id, seq, hash";
+const MOVE_HEADS: &str = "INSERT INTO audit_heads (tenant_id, seq, hash) ";
+const MOVED_HEADS: &str =
+    " ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash";
+const EVENT_COLUMNS: &str = "INSERT INTO audit_events (tenant_id, seq, id, occurred_at_us,
+     actor_type, actor_id, actor_role, action, target_type, target_id, outcome, ip,
+     user_agent, request_id, changes, prev_hash, hash) ";
+/// Rows per INSERT statement: 64, 16, 4 or 1, so a connection prepares at most four
+/// statements for any batch (a 64-row statement costs as much to prepare as to run), and
+/// 17 parameters a row stays far below both backends' limits.
+fn statement_rows(remaining: usize) -> usize {
+    [64, 16, 4, 1]
+        .into_iter()
+        .find(|&rows| rows <= remaining)
+        .unwrap_or(1)
+}
+
+/// A record rendered as the text the chain hashes.
+struct Rendered<'a> {
+    record: &'a AuditRecord,
+    tenant: TenantId,
+    id: EventId,
+    /// The id's text, as the chain hashes it.
+    id_text: String,
+    occurred_at_us: i64,
+    actor_id: String,
+    ip: Option<String>,
+    changes: String,
+    seq: i64,
+    prev_hash: Hash,
+    hash: Hash,
+}
+
+impl<'a> Rendered<'a> {
+    fn new(record: &'a AuditRecord) -> Self {
+        let id = EventId::generate();
+        Self {
+            record,
+            tenant: TenantId::from_uuid(record.stream()),
+            id,
+            id_text: id.to_string(),
+            occurred_at_us: micros(record.occurred_at),
+            actor_id: record.actor.id(),
+            ip: record.ip.map(|ip| ip.to_string()),
+            changes: serde_json::to_string(&record.changes).unwrap_or_else(|_| "{}".into()),
+            seq: 0,
+            prev_hash: GENESIS,
+            hash: GENESIS,
+        }
+    }
+
+    fn link(&mut self, stream: &str, seq: i64, prev: Hash, buf: &mut Vec<u8>) -> Hash {
+        let record = self.record;
+        self.seq = seq;
+        self.prev_hash = prev;
+        self.hash = Fields {
+            stream,
+            seq,
+            id: &self.id_text,
+            occurred_at_us: self.occurred_at_us,
+            actor_type: record.actor.kind(),
+            actor_id: &self.actor_id,
+            actor_role: record.actor.role(),
+            action: record.action,
+            target_type: record.target_type,
+            target_id: &record.target_id,
+            outcome: record.outcome,
+            ip: self.ip.as_deref(),
+            user_agent: record.user_agent.as_deref(),
+            request_id: &record.request_id,
+            changes: &self.changes,
+        }
+        .link_using(&prev, buf);
+        self.hash
+    }
+}
+
+for_both_backends! {
+    const BINDS_TENANT: bool = <Db as Dialect>::BINDS_TENANT;
+
+    /// Links `chains` (each a stream's events, streams in order) after their heads, inserts
+    /// them and moves the heads: three statements for any number of chains, plus one
+    /// binding per chain where row-level security needs the tenant (`bind_each`).
+    async fn append_chained(
+        tx: &mut Transaction<'static, Db>,
+        chains: &mut [(Uuid, Vec<Rendered<'_>>)],
+        bind_each: bool,
+    ) -> Result<(), StoreError> {
+        // Every head at once, locked in stream order: two batches never wait in a cycle.
+        let mut lock = QueryBuilder::<Db>::new(LOCK_HEADS);
+        lock.push_values(chains.iter(), |mut row, (stream, _)| {
+            row.push_bind(TenantId::from_uuid(*stream))
+                .push_bind(0i64)
+                .push_bind(&GENESIS[..]);
+        });
+        lock.push(LOCKED_HEADS);
+        let mut heads = std::collections::HashMap::with_capacity(chains.len());
+        for row in lock.build().fetch_all(&mut **tx).await? {
+            let stream: TenantId = row.try_get(0)?;
+            let seq: i64 = row.try_get(1)?;
+            heads.insert(stream.as_uuid(), (seq, hash_of(row.try_get::<&[u8], _>(2)?)?));
+        }
+        let mut buf = Vec::with_capacity(512);
+        let mut moved = Vec::with_capacity(chains.len());
+        for (stream, events) in chains.iter_mut() {
+            let name = stream_name(*stream);
+            let (mut seq, mut prev) = *heads
+                .get(stream)
+                .ok_or_else(|| StoreError::Other("an audit head was not returned".into()))?;
+            for event in events.iter_mut() {
+                seq += 1;
+                prev = event.link(&name, seq, prev, &mut buf);
+            }
+            moved.push((TenantId::from_uuid(*stream), seq, prev));
+        }
+        if bind_each {
+            for (stream, events) in chains.iter() {
+                sqlx::query(BIND_TENANT)
+                    .bind(stream.to_string())
+                    .execute(&mut **tx)
+                    .await?;
+                insert_rows(tx, events.iter()).await?;
+            }
+        } else {
+            insert_rows(tx, chains.iter().flat_map(|(_, events)| events.iter())).await?;
+        }
+        let mut advance = QueryBuilder::<Db>::new(MOVE_HEADS);
+        advance.push_values(moved.iter(), |mut row, (tenant, seq, hash)| {
+            row.push_bind(*tenant).push_bind(*seq).push_bind(&hash[..]);
+        });
+        advance.push(MOVED_HEADS);
+        advance.build().execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    /// Inserts rendered events, in statements of 64, 16, 4 or 1 rows.
+    async fn insert_rows<'r, 'e: 'r>(
+        tx: &mut Transaction<'static, Db>,
+        events: impl Iterator<Item = &'r Rendered<'e>>,
+    ) -> Result<(), StoreError> {
+        let events: Vec<&Rendered<'_>> = events.collect();
+        let mut rest: &[&Rendered<'_>] = &events;
+        while !rest.is_empty() {
+            let (chunk, after) = rest.split_at(statement_rows(rest.len()));
+            rest = after;
+            let mut insert = QueryBuilder::<Db>::new(EVENT_COLUMNS);
+            insert.push_values(chunk, |mut row, event| {
+                let record = event.record;
+                // Borrowed: the rows outlive the statement, and nothing is copied twice.
+                row.push_bind(event.tenant)
+                    .push_bind(event.seq)
+                    .push_bind(event.id)
+                    .push_bind(event.occurred_at_us)
+                    .push_bind(record.actor.kind())
+                    .push_bind(event.actor_id.as_str())
+                    .push_bind(record.actor.role())
+                    .push_bind(record.action)
+                    .push_bind(record.target_type)
+                    .push_bind(record.target_id.as_str())
+                    .push_bind(record.outcome)
+                    .push_bind(event.ip.as_deref())
+                    .push_bind(record.user_agent.as_deref())
+                    .push_bind(record.request_id.as_str())
+                    .push_bind(event.changes.as_str())
+                    .push_bind(&event.prev_hash[..])
+                    .push_bind(&event.hash[..]);
+            });
+            insert.build().execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    impl Append for Transaction<'static, Db> {
+        async fn append(&mut self, event: &AuditRecord) -> Result<(), StoreError> {
+            // The caller's transaction is already bound to the event's tenant.
+            let mut chain = [(event.stream(), vec![Rendered::new(event)])];
+            append_chained(self, &mut chain, false).await
+        }
+
+        async fn commit_with(mut self, event: &AuditRecord) -> Result<(), StoreError> {
+            self.append(event).await?;
+            self.commit().await?;
+            Ok(())
+        }
+
+        async fn commit_narrowing(mut self, event: &AuditRecord) -> Result<(), StoreError> {
+            sqlx::query(BUMP_AUTH_EPOCH).execute(&mut *self).await?;
+            self.commit_with(event).await
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl BatchAppend for SqlAuditStore<Pool> {
+        async fn append_batch(&self, events: &[AuditRecord]) -> Result<(), StoreError> {
+            let mut by_stream: BTreeMap<Uuid, Vec<Rendered<'_>>> = BTreeMap::new();
+            for event in events {
+                by_stream.entry(event.stream()).or_default().push(Rendered::new(event));
+            }
+            let mut chains: Vec<(Uuid, Vec<Rendered<'_>>)> = by_stream.into_iter().collect();
+            let mut tx = self.0.write().await?;
+            append_chained(&mut tx, &mut chains, BINDS_TENANT).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+    }
+}
