@@ -163,7 +163,9 @@ pub struct DatabaseSettings {
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSettings {
-    /// Largest request body accepted; larger ones get 413.
+    /// Largest request body accepted; larger ones get 413. A body is received whole (up to
+    /// this) before the request's credentials are checked, so each request reads the auth
+    /// state once, as it is after the request arrived.
     pub body_limit_bytes: usize,
     /// Whole-request deadline, body upload included; past it the answer is 503 `timeout`.
     pub request_timeout_ms: u64,

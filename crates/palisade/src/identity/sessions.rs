@@ -273,7 +273,23 @@ impl Identity {
                 &event,
             )
             .await?;
-        let access = self.issue_token(session.id, session.tenant_id, now).await?;
+        let access = match self.issue_token(session.id, session.tenant_id, now).await {
+            Ok(access) => access,
+            Err(refused) => {
+                // The membership ended between the session's write and its token: the
+                // session ends too, so a refused sign-in leaves no live session behind.
+                let event = origin
+                    .event("auth.session_revoked", "success", now)
+                    .in_tenant(session.tenant_id)
+                    .by(user.id)
+                    .on("session", session.id);
+                self.store
+                    .revoke_session(session.id, user.id, "membership_ended", &event)
+                    .await?;
+                self.principals.changed();
+                return Err(refused);
+            }
+        };
         Ok(SessionTokens {
             access,
             refresh,
