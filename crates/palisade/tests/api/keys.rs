@@ -40,6 +40,15 @@ async fn send_with_key(
     request.send().await.unwrap()
 }
 
+/// Another instance behind the load balancer on PostgreSQL (the scale-out deployment);
+/// SQLite is one server per file.
+async fn other_instance(app: &TestApp) -> Option<Instance> {
+    match app.db.as_postgres() {
+        Some(_) => Some(app.spawn_sibling().await),
+        None => None,
+    }
+}
+
 async fn status_with_key(app: &TestApp, path: &str, key: &str) -> u16 {
     get_with_key(app, path, key).await.status().as_u16()
 }
@@ -165,11 +174,7 @@ async fn a_revoked_key_fails_on_the_next_request_on_every_instance() {
     let app = spawn_app().await;
     let owner = app.signed_in("owner@example.com").await;
     let (view, key) = create_key(&app, &owner, json!({"name": "CI", "role": "viewer"})).await;
-    // Another instance behind the load balancer (PostgreSQL: the scale-out deployment).
-    let sibling = match app.db.as_postgres() {
-        Some(_) => Some(app.spawn_sibling().await),
-        None => None,
-    };
+    let sibling = other_instance(&app).await;
     let status_on = |instance: &Instance| {
         let request = instance
             .client
@@ -222,12 +227,19 @@ async fn a_key_revoked_while_its_request_body_is_still_arriving_is_refused_with_
     let owner = app.signed_in("owner@example.com").await;
     let (view, key) = create_key(&app, &owner, json!({"name": "Deploy", "role": "admin"})).await;
     // On PostgreSQL the slow request goes to another instance than the revocation.
-    let sibling = match app.db.as_postgres() {
-        Some(_) => Some(app.spawn_sibling().await),
-        None => None,
-    };
-    let addr = sibling.as_ref().map_or(app.addr, |instance| instance.addr);
+    let sibling = other_instance(&app).await;
+    let (addr, base) = sibling.as_ref().map_or((app.addr, &app.base), |instance| {
+        (instance.addr, &instance.base)
+    });
     // The key is known (cached) where the slow request arrives.
+    let known = app
+        .client
+        .get(format!("{base}/api/v1/tenant"))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(known.status(), 200);
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let body = br#"{"name":"Late"}"#;
     let head = format!(
