@@ -4,6 +4,7 @@
 
 pub mod domain;
 pub mod import;
+pub mod introspection;
 pub mod mfa;
 pub mod password;
 pub mod principals;

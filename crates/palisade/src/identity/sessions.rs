@@ -9,9 +9,9 @@ use time::OffsetDateTime;
 use super::domain::{Email, InvalidInput, NewPassword};
 use super::recovery::token_hash;
 use super::service::{Identity, IdentityError, Origin};
-use super::store::{MembershipRecord, NewSession, SessionRecord};
+use super::store::{MembershipRecord, NewSession, PrincipalRecord, SessionRecord};
 use super::throttle::{Admission, Attempt, Scopes};
-use super::tokens::{IssuedToken, TokenSubject};
+use super::tokens::{AccessClaims, IssuedToken, TokenSubject};
 use crate::access::{
     Action, Caller, Entitlement, Grants, PrincipalKind, Role, Subject, TenantScope,
 };
@@ -526,6 +526,26 @@ impl Identity {
     }
 
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal, IdentityError> {
+        let (_, record) = self.verified(bearer).await?;
+        Ok(Principal {
+            user: record.user,
+            tenant: record.tenant,
+            session: record.session,
+            email: record.email,
+            email_verified: record.email_verified_at.is_some(),
+            tenant_name: record.tenant_name,
+            mfa: record.mfa,
+            mfa_pending: record.tenant_requires_mfa && !record.mfa,
+            grants: Grants::person(record.role, &record.held, self.access.clone()),
+        })
+    }
+
+    /// An access token's claims and its session's principal as it is now, once the token and
+    /// every revocation that could have ended it are checked (claims ID-6, ID-7, TEN-1).
+    pub(super) async fn verified(
+        &self,
+        bearer: &str,
+    ) -> Result<(AccessClaims, PrincipalRecord), IdentityError> {
         let now = self.now();
         let claims = self.tokens.verify(bearer, self.store(), now).await?;
         let epoch = self.principals.epoch().await?;
@@ -569,17 +589,7 @@ impl Identity {
                 "issued before a tenant switch",
             ));
         }
-        Ok(Principal {
-            user: record.user,
-            tenant: record.tenant,
-            session: record.session,
-            email: record.email,
-            email_verified: record.email_verified_at.is_some(),
-            tenant_name: record.tenant_name,
-            mfa: record.mfa,
-            mfa_pending: record.tenant_requires_mfa && !record.mfa,
-            grants: Grants::person(record.role, &record.held, self.access.clone()),
-        })
+        Ok((claims, record))
     }
 
     /// Ends a session at once (claim ID-6): by the caller's token, or by a refresh token.

@@ -31,7 +31,7 @@ pub enum Class {
     /// Sign-in, sign-up and email-link routes: `sign_in_per_minute` per client address,
     /// whatever credential the request carries.
     SignIn,
-    /// The integration endpoints (`/access/v1/…`): `integration_per_minute` per service
+    /// The integration endpoints (`/access/v1/…`, `/oauth/…`): `integration_per_minute` per service
     /// credential — the app asks on its own users' requests.
     Integration,
 }
@@ -61,8 +61,16 @@ pub const OVERRIDES: &[(&str, &str, Class)] = &[
     ("GET", "/api/v1/audit/export", Class::Default),
 ];
 
-/// The integration endpoints' paths.
-pub const INTEGRATION_PREFIX: &str = "/access/v1/";
+/// The integration endpoints' paths: the AuthZEN decisions and relations, and the OAuth
+/// token endpoints (introspection, revocation). Only a service credential is taken there.
+pub const INTEGRATION_PREFIXES: &[&str] = &["/access/v1/", "/oauth/"];
+
+/// Whether a route is one of the integration endpoints.
+pub fn is_integration(route: &str) -> bool {
+    INTEGRATION_PREFIXES
+        .iter()
+        .any(|prefix| route.starts_with(prefix))
+}
 
 /// Never limited: load balancers and scrapers poll these, and they do no work per caller.
 pub const EXEMPT: &[&str] = &["/api/health", "/api/health/live", "/metrics"];
@@ -72,7 +80,7 @@ pub fn class_of(method: &str, route: &str) -> Option<Class> {
     if EXEMPT.contains(&route) {
         return None;
     }
-    if route.starts_with(INTEGRATION_PREFIX) {
+    if is_integration(route) {
         return Some(Class::Integration);
     }
     let class = OVERRIDES

@@ -660,6 +660,19 @@ enum Auth<'a> {
     Cookie(&'a str),
 }
 
+/// A walked request's body: JSON for most operations, a form for the OAuth endpoints.
+enum Body {
+    Empty,
+    Json(Value),
+    Form(Vec<(&'static str, String)>),
+}
+
+impl From<Option<Value>> for Body {
+    fn from(body: Option<Value>) -> Self {
+        body.map_or(Body::Empty, Body::Json)
+    }
+}
+
 /// Calls every state-changing operation once, successfully, and checks that each left an
 /// event carrying the response's request id.
 struct Walk<'a> {
@@ -674,7 +687,7 @@ impl Walk<'_> {
         template: &str,
         path: &str,
         auth: Auth<'_>,
-        body: Option<Value>,
+        body: impl Into<Body>,
     ) -> (Value, Option<String>) {
         let mut request = self.app.client.request(method.clone(), self.app.url(path));
         request = match auth {
@@ -685,9 +698,11 @@ impl Walk<'_> {
                 format!("{}={refresh}", crate::helpers::REFRESH_COOKIE),
             ),
         };
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
+        request = match body.into() {
+            Body::Empty => request,
+            Body::Json(body) => request.json(&body),
+            Body::Form(fields) => request.form(&fields),
+        };
         let response = request.send().await.unwrap();
         let status = response.status();
         let request_id = response.headers()["x-request-id"]
@@ -867,6 +882,16 @@ async fn every_state_changing_route_writes_an_event_with_its_request_id() {
         )
         .await;
     }
+    // Ending a session by one of its tokens (a session of its own, so the walk goes on).
+    let spare = app.login(owner).await;
+    walk.call(
+        post.clone(),
+        "/oauth/revoke",
+        "/oauth/revoke",
+        Auth::Bearer(&service),
+        Body::Form(vec![("token", spare.access)]),
+    )
+    .await;
 
     // The tenant: applications, keys, custom roles, invitations, members, policies.
     let (application, _) = walk
@@ -1118,9 +1143,10 @@ async fn every_state_changing_route_writes_an_event_with_its_request_id() {
     let mut changing = std::collections::BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
-            // Decisions and searches change nothing (`api::access` counts every table
-            // around a batch); relation writes do.
-            let decides = path.starts_with("/access/v1/") && path != "/access/v1/relations";
+            // Decisions, searches and introspection change nothing (`api::access` counts
+            // every table around a batch); relation writes and token revocation do.
+            let decides = (path.starts_with("/access/v1/") && path != "/access/v1/relations")
+                || path == "/oauth/introspect";
             if method != "get" && !decides {
                 changing.insert(format!("{} {path}", method.to_uppercase()));
             }

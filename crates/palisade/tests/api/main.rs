@@ -15,6 +15,7 @@ mod jwks;
 mod keys;
 mod manifest;
 mod mfa;
+mod oauth;
 mod openapi;
 mod platform;
 mod process;

@@ -3,6 +3,7 @@
 
 mod account;
 mod mfa;
+mod oauth;
 mod sessions;
 
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -19,6 +20,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(account::router())
         .merge(sessions::router())
         .merge(mfa::router())
+        .merge(oauth::router())
 }
 
 /// Who is asking, for audit records: shared by every capability's routes.
