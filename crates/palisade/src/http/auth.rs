@@ -162,7 +162,7 @@ pub struct VerifiedService(pub ServicePrincipal);
 fn service_not_here() -> ApiError {
     ApiError::coded(
         ErrorCode::Unauthenticated,
-        "service credentials are accepted on the integration endpoints (/access/v1/…, /oauth/…) only",
+        "service credentials are accepted on the integration endpoints (/access/v1/…, /oauth/…, /api/v1/ratelimit/…) only",
     )
 }
 

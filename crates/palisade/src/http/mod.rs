@@ -32,6 +32,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(crate::audit::routes::router())
         .merge(crate::decisions::routes::router())
         .merge(crate::relations::routes::router())
+        .merge(crate::ratelimit::routes::router())
 }
 
 /// The application: every route behind the request frame, with its OpenAPI document.

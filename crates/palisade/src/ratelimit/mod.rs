@@ -11,6 +11,8 @@
 //! busy bucket is charged in small leases; see `PostgresTats`). On SQLite (one server per
 //! database file) it lives in memory.
 
+pub mod routes;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -61,9 +63,10 @@ pub const OVERRIDES: &[(&str, &str, Class)] = &[
     ("GET", "/api/v1/audit/export", Class::Default),
 ];
 
-/// The integration endpoints' paths: the AuthZEN decisions and relations, and the OAuth
-/// token endpoints (introspection, revocation). Only a service credential is taken there.
-pub const INTEGRATION_PREFIXES: &[&str] = &["/access/v1/", "/oauth/"];
+/// The integration endpoints' paths: the AuthZEN decisions and relations, the OAuth token
+/// endpoints (introspection, revocation) and the app's own limits. Only a service
+/// credential is taken there.
+pub const INTEGRATION_PREFIXES: &[&str] = &["/access/v1/", "/oauth/", "/api/v1/ratelimit/"];
 
 /// Whether a route is one of the integration endpoints.
 pub fn is_integration(route: &str) -> bool {
@@ -127,25 +130,46 @@ impl Limiter {
         }
     }
 
-    /// Admits a request if `max(tat, now) + interval - now <= capacity`, recording the new
-    /// TAT, and reports the decision.
+    /// Admits a request against `limit` per minute (Palisade's own routes).
     pub async fn check(
         &self,
         bucket: &impl BucketName,
         limit: u32,
         now_us: i64,
     ) -> Result<Decision, StoreError> {
-        let limit = limit.max(1);
-        let interval = PERIOD_US / i64::from(limit);
+        self.check_quota(bucket, Quota::per_minute(limit), 1, now_us)
+            .await
+    }
+
+    /// Admits a request of `cost` units if `max(tat, now) + cost × interval - now <=
+    /// capacity`, recording the new TAT, and reports the decision. `cost` is at least 1 and
+    /// at most the quota's limit.
+    pub async fn check_quota(
+        &self,
+        bucket: &impl BucketName,
+        quota: Quota,
+        cost: u32,
+        now_us: i64,
+    ) -> Result<Decision, StoreError> {
+        let limit = quota.limit.max(1);
+        let interval = (quota.period_us / i64::from(limit)).max(1);
         let capacity = interval * i64::from(limit);
+        let cost = i64::from(cost.clamp(1, limit));
         let (allowed, tat) = match self {
-            Limiter::Memory(tats) => tats.admit(bucket, now_us, interval, capacity),
+            Limiter::Memory(tats) => tats.admit(bucket, now_us, interval, capacity, cost),
             Limiter::Postgres(tats) => {
-                tats.admit(&bucket.name(), now_us, interval, capacity)
+                tats.admit(&bucket.name(), now_us, interval, capacity, cost)
                     .await?
             }
         };
-        Ok(decision(allowed, tat, now_us, limit, interval, capacity))
+        Ok(decision(
+            allowed,
+            tat,
+            now_us,
+            limit,
+            interval * cost,
+            capacity,
+        ))
     }
 
     /// Forgets buckets that are full again.
@@ -160,14 +184,25 @@ impl Limiter {
     }
 }
 
-fn decision(
-    allowed: bool,
-    tat: i64,
-    now: i64,
-    limit: u32,
-    interval: i64,
-    capacity: i64,
-) -> Decision {
+/// `limit` requests per `period_us`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    pub limit: u32,
+    pub period_us: i64,
+}
+
+impl Quota {
+    pub fn per_minute(limit: u32) -> Self {
+        Self {
+            limit,
+            period_us: PERIOD_US,
+        }
+    }
+}
+
+/// `step`: how far this request moved (or would have moved) the TAT.
+fn decision(allowed: bool, tat: i64, now: i64, limit: u32, step: i64, capacity: i64) -> Decision {
+    let interval = capacity / i64::from(limit);
     let ahead = (tat - now).max(0);
     let ceil_secs = |us: i64| (us.max(0) as u64).div_ceil(1_000_000);
     Decision {
@@ -182,7 +217,7 @@ fn decision(
         retry_after_secs: if allowed {
             0
         } else {
-            ceil_secs(ahead + interval - capacity).max(1)
+            ceil_secs(ahead + step - capacity).max(1)
         },
     }
 }
@@ -203,17 +238,19 @@ impl MemoryTats {
         now_us: i64,
         interval_us: i64,
         capacity_us: i64,
+        cost: i64,
     ) -> (bool, i64) {
         use std::hash::BuildHasher;
         let key = self.hasher.hash_one(bucket);
+        let step = interval_us * cost;
         let mut tats = self.tats.lock().expect("rate limit lock");
         let Some(tat) = tats.get_mut(&key) else {
-            // A new bucket admits its first request (every limit is at least 1).
-            tats.insert(key, now_us + interval_us);
-            return (true, now_us + interval_us);
+            // A new bucket admits its first request (a cost is at most the limit).
+            tats.insert(key, now_us + step);
+            return (true, now_us + step);
         };
         let current = (*tat).max(now_us);
-        let next = current + interval_us;
+        let next = current + step;
         if next - now_us > capacity_us {
             return (false, current);
         }
@@ -299,9 +336,11 @@ impl PostgresTats {
         now_us: i64,
         interval_us: i64,
         capacity_us: i64,
+        cost: i64,
     ) -> Result<(bool, i64), StoreError> {
         let lease_size = (capacity_us / interval_us / 100).clamp(1, 64);
-        if lease_size > 1 {
+        // Leases are taken one unit at a time; a request of several units charges the row.
+        if lease_size > 1 && cost == 1 {
             if let Some(tat) = self.take_leased(bucket, now_us, interval_us) {
                 return Ok((true, tat));
             }
@@ -323,7 +362,7 @@ impl PostgresTats {
         // One request at a time: small limits, and the last requests of a nearly empty
         // bucket. The row lock serialises instances per bucket.
         if let Some(tat) = self
-            .charge(bucket, now_us, interval_us, capacity_us, 1)
+            .charge(bucket, now_us, interval_us, capacity_us, cost)
             .await?
         {
             return Ok((true, tat));

@@ -179,3 +179,124 @@ async fn leased_shares_of_a_busy_bucket_never_exceed_the_limit_across_instances(
     assert!((196..=200).contains(&admitted), "{admitted} admitted");
     sibling.stop().await;
 }
+
+/// One check of the app's limit at `base` (an instance) under the service credential.
+async fn app_check(
+    client: &reqwest::Client,
+    base: &str,
+    service: &str,
+    body: Value,
+) -> (u16, Value) {
+    let response = client
+        .post(format!("{base}/api/v1/ratelimit/check"))
+        .bearer_auth(service)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn three_a_minute(identifier: &str) -> Value {
+    json!({"namespace": "workorders.export", "identifier": identifier, "limit": 3, "window_seconds": 60})
+}
+
+// claim: APP-7
+#[tokio::test]
+async fn the_apps_limit_allows_its_burst_then_one_per_interval_and_refuses_bad_input() {
+    let app = crate::helpers::spawn_app().await;
+    let (_, service) = crate::access::service_credential(&app).await;
+    let check = |body: Value| app_check(&app.client, &app.base, &service, body);
+    for remaining in [2, 1, 0] {
+        let (status, answer) = check(three_a_minute("usr_a")).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["allowed"], true);
+        assert_eq!(answer["limit"], 3);
+        assert_eq!(answer["remaining"], remaining);
+        assert!(answer.get("retry_after").is_none(), "{answer}");
+    }
+    let (_, refused) = check(three_a_minute("usr_a")).await;
+    assert_eq!(refused["allowed"], false, "{refused}");
+    assert_eq!(refused["remaining"], 0);
+    assert_eq!(refused["retry_after"], 20, "one unit every 20 s");
+    assert_eq!(refused["reset"], 60);
+    // Another identifier, another namespace: their own buckets.
+    assert_eq!(check(three_a_minute("usr_b")).await.1["allowed"], true);
+    let mut other = three_a_minute("usr_a");
+    other["namespace"] = json!("workorders.import");
+    assert_eq!(check(other).await.1["allowed"], true);
+    // A cost of 2 fits a fresh bucket of 3 once; a refused check charges nothing.
+    let mut heavy = three_a_minute("usr_c");
+    heavy["cost"] = json!(2);
+    assert_eq!(check(heavy.clone()).await.1["remaining"], 1);
+    assert_eq!(check(heavy.clone()).await.1["allowed"], false);
+    assert_eq!(check(three_a_minute("usr_c")).await.1["remaining"], 0);
+    // One interval later, exactly one more for the first identifier.
+    app.clock.advance(Duration::from_secs(20));
+    assert_eq!(check(three_a_minute("usr_a")).await.1["allowed"], true);
+    assert_eq!(check(three_a_minute("usr_a")).await.1["allowed"], false);
+
+    // Bad input: a 4xx naming the field, never a decision.
+    for (field, value) in [
+        ("namespace", json!("Work Orders")),
+        ("namespace", json!("")),
+        ("identifier", json!("")),
+        ("identifier", json!("line\nbreak")),
+        ("limit", json!(0)),
+        ("limit", json!(1_000_001)),
+        ("window_seconds", json!(0)),
+        ("window_seconds", json!(86_401)),
+        ("cost", json!(4)),
+        ("cost", json!(0)),
+        ("extra", json!(true)),
+    ] {
+        let mut body = three_a_minute("usr_d");
+        body[field] = value.clone();
+        let (status, answer) = check(body).await;
+        assert!(
+            (400..500).contains(&status),
+            "{field}={value}: {status} {answer}"
+        );
+        assert!(answer["error"]["code"].is_string(), "{answer}");
+    }
+    // Only the app's backend asks.
+    let owner = app.signed_in("owner@example.com").await;
+    let (status, _) = app_check(
+        &app.client,
+        &app.base,
+        &owner.access,
+        three_a_minute("usr_e"),
+    )
+    .await;
+    assert_eq!(status, 401);
+}
+
+// claim: APP-7
+#[tokio::test]
+async fn the_apps_limit_holds_across_two_instances_on_one_database() {
+    let app = crate::helpers::spawn_app().await;
+    if app.db.as_postgres().is_none() {
+        crate::helpers::skipped("one server per database file keeps its limits in memory");
+        return;
+    }
+    let sibling = app.spawn_sibling().await;
+    let (_, service) = crate::access::service_credential(&app).await;
+    let mut allowed = Vec::new();
+    for n in 0..6 {
+        let (base, client) = if n % 2 == 0 {
+            (&app.base, &app.client)
+        } else {
+            (&sibling.base, &sibling.client)
+        };
+        let (status, answer) = app_check(client, base, &service, three_a_minute("usr_a")).await;
+        assert_eq!(status, 200, "{answer}");
+        allowed.push(answer["allowed"].as_bool().unwrap());
+    }
+    assert_eq!(
+        allowed,
+        [true, true, true, false, false, false],
+        "3 a minute in all"
+    );
+    sibling.stop().await;
+}

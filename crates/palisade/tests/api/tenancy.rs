@@ -86,6 +86,8 @@ fn self_service(path: &str) -> bool {
         || path == "/api/v1/invitations/accept"
         // Public: the key that verifies audit exports offline.
         || path == "/api/v1/audit/checkpoint-key"
+        // The app's backend, by its service credential: no tenant role.
+        || palisade::ratelimit::is_integration(path)
         || !path.starts_with("/api/v1/")
 }
 

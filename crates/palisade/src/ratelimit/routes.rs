@@ -1,0 +1,162 @@
+//! Limits for the app's own routes (claim APP-7): `POST /api/v1/ratelimit/check`, called by
+//! the app's backend with its service credential. The same GCRA and the same sharing across
+//! instances as Palisade's own limits (WEB-5): on PostgreSQL every instance charges one row.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{BucketName, Quota};
+use crate::app::AppState;
+use crate::http::auth::Service;
+use crate::http::error::ApiError;
+use crate::http::extract::Json;
+use crate::http::openapi::ErrorBody;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(check))
+}
+
+const MAX_LIMIT: u64 = 1_000_000;
+const MAX_WINDOW_SECONDS: u64 = 86_400;
+
+/// One request of the app's, to count against a limit.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    /// What is limited, in the app's words: 1–64 of `a-z`, `0-9`, `.`, `_`, `-`.
+    #[schema(example = "workorders.export", pattern = "^[a-z0-9._-]{1,64}$")]
+    namespace: String,
+    /// Who is limited: a user id, a key id, an address… 1–256 printable characters.
+    #[schema(
+        example = "usr_0192f5c4e1a87c3b9d2e4f6a8b0c1d2e",
+        min_length = 1,
+        max_length = 256
+    )]
+    identifier: String,
+    /// Requests allowed per window: 1–1,000,000.
+    #[schema(example = 100, minimum = 1, maximum = 1_000_000)]
+    limit: u64,
+    /// The window in seconds: 1–86,400.
+    #[schema(example = 60, minimum = 1, maximum = 86_400)]
+    window_seconds: u64,
+    /// Units this request uses, 1 to `limit` (default 1).
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    cost: Option<u64>,
+}
+
+/// The decision, with what `RateLimit-*` headers would say.
+#[derive(Serialize, ToSchema)]
+pub struct CheckResponse {
+    allowed: bool,
+    limit: u32,
+    /// Units still available now.
+    remaining: u32,
+    /// Seconds until the bucket is full again.
+    reset: u64,
+    /// When refused: seconds until this request's cost would fit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after: Option<u64>,
+}
+
+/// A bucket of the app's: a limit's namespace and window with one identifier. The limit is
+/// part of the name, so changing it starts a fresh bucket rather than misreading an old one.
+#[derive(Hash)]
+struct AppBucket<'a> {
+    namespace: &'a str,
+    identifier: &'a str,
+    quota: (u32, u64),
+}
+
+impl BucketName for AppBucket<'_> {
+    /// `app|namespace|limit/window|identifier` — never a Palisade route's `METHOD /…|…`.
+    fn name(&self) -> String {
+        let (limit, window) = self.quota;
+        format!(
+            "app|{}|{limit}/{window}|{}",
+            self.namespace, self.identifier
+        )
+    }
+}
+
+impl CheckRequest {
+    fn validated(&self) -> Result<(Quota, u32), ApiError> {
+        let namespace_ok = (1..=64).contains(&self.namespace.len())
+            && self
+                .namespace
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'));
+        if !namespace_ok {
+            return Err(ApiError::invalid_field(
+                "namespace must be 1 to 64 of a-z, 0-9, '.', '_' and '-'",
+            ));
+        }
+        let identifier_ok = (1..=256).contains(&self.identifier.chars().count())
+            && !self.identifier.chars().any(char::is_control);
+        if !identifier_ok {
+            return Err(ApiError::invalid_field(
+                "identifier must be 1 to 256 characters without control characters",
+            ));
+        }
+        if !(1..=MAX_LIMIT).contains(&self.limit) {
+            return Err(ApiError::invalid_field("limit must be 1 to 1000000"));
+        }
+        if !(1..=MAX_WINDOW_SECONDS).contains(&self.window_seconds) {
+            return Err(ApiError::invalid_field("window_seconds must be 1 to 86400"));
+        }
+        let cost = self.cost.unwrap_or(1);
+        if !(1..=self.limit).contains(&cost) {
+            return Err(ApiError::invalid_field("cost must be 1 to limit"));
+        }
+        let quota = Quota {
+            limit: self.limit as u32,
+            period_us: self.window_seconds as i64 * 1_000_000,
+        };
+        Ok((quota, cost as u32))
+    }
+}
+
+/// Count one request of the app's against a limit (claim APP-7).
+///
+/// Allows `limit` units in a burst, then one per `window_seconds / limit`, with no window
+/// edges to game (GCRA); a refused check charges nothing. On PostgreSQL every instance
+/// shares the bucket.
+#[utoipa::path(
+    post,
+    path = "/api/v1/ratelimit/check",
+    tag = "access",
+    security(("service" = [])),
+    request_body = CheckRequest,
+    responses(
+        (status = 200, description = "Whether the request is within the limit", body = CheckResponse),
+        (status = 401, description = "No valid service credential", body = ErrorBody),
+        (status = 422, description = "A namespace, identifier, limit, window or cost out of bounds", body = ErrorBody),
+    )
+)]
+async fn check(
+    State(state): State<AppState>,
+    _service: Service,
+    Json(body): Json<CheckRequest>,
+) -> Result<axum::Json<CheckResponse>, ApiError> {
+    let (quota, cost) = body.validated()?;
+    let bucket = AppBucket {
+        namespace: &body.namespace,
+        identifier: &body.identifier,
+        quota: (quota.limit, body.window_seconds),
+    };
+    let now_us = (state.clock.now().unix_timestamp_nanos() / 1_000) as i64;
+    let decision = state
+        .limiter
+        .check_quota(&bucket, quota, cost, now_us)
+        .await?;
+    Ok(axum::Json(CheckResponse {
+        allowed: decision.allowed,
+        limit: decision.limit,
+        remaining: decision.remaining,
+        reset: decision.reset_secs,
+        retry_after: (!decision.allowed).then_some(decision.retry_after_secs),
+    }))
+}
