@@ -115,7 +115,8 @@ pub struct RateLimitSettings {
     pub read_per_minute: u32,
     /// Sign-in, sign-up and the email-link requests, per client address: stricter.
     pub sign_in_per_minute: u32,
-    /// The integration endpoints (`/access/v1/…`), per service credential: the app calls
+    /// The integration endpoints (`/access/v1/…`, `/oauth/…`, `/api/v1/ratelimit/…`), per
+    /// service credential: the app calls
     /// them on its own users' requests, so the budget is a busy app's.
     pub integration_per_minute: u32,
 }

@@ -1,5 +1,5 @@
 //! Service credentials (claim APP-2): how the app's backend authenticates to the
-//! integration endpoints (`/access/v1/…`). The operator creates, lists and revokes them with
+//! integration endpoints (`ratelimit::INTEGRATION_PREFIXES`). The operator creates, lists and revokes them with
 //! `palisade services …` (audited in the platform stream); each is shown once, stored as
 //! SHA-256, and accepted on the integration endpoints only, never on a tenant route.
 //!
