@@ -29,6 +29,7 @@ use crate::identity::principals::EpochMap;
 use crate::identity::service::{EpochSource, IdentityError, Origin};
 use crate::identity::sessions::Principal;
 use crate::ids::{ApiKeyId, ApplicationId, TenantId};
+use crate::store::StoreError;
 use crate::tenancy::members::{guarded, TenancyError};
 use store::{Creation, KeyRecord, KeyStore, PresentedRecord};
 
@@ -80,6 +81,11 @@ impl KeyPrincipal {
         self.0.grants.kind()
     }
 
+    /// The key's scopes as stored (space-separated action names), if it has any.
+    pub fn stored_scopes(&self) -> Option<&str> {
+        self.0.record.key.scopes.as_deref()
+    }
+
     pub fn application(&self) -> Option<ApplicationId> {
         self.0.record.key.application
     }
@@ -92,6 +98,30 @@ impl KeyPrincipal {
             Subject::Key { id: self.id() },
             self.0.grants.clone(),
         )
+    }
+}
+
+/// Why a presented key is refused. Requests authenticated by a key learn none of it (a
+/// 401); the app's backend verifying its customer's key learns the code (claim APP-5).
+/// Revoked and expired are told only to a caller who presented the right secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyRefusal {
+    /// Malformed, unknown, or the secret is wrong.
+    NotFound,
+    Revoked,
+    Expired,
+    /// The key's tenant is suspended.
+    Disabled,
+}
+
+impl KeyRefusal {
+    pub fn code(self) -> &'static str {
+        match self {
+            KeyRefusal::NotFound => "not_found",
+            KeyRefusal::Revoked => "revoked",
+            KeyRefusal::Expired => "expired",
+            KeyRefusal::Disabled => "disabled",
+        }
     }
 }
 
@@ -142,8 +172,25 @@ impl ApiKeys {
     /// the previous one inside its overlap window), not revoked, not expired, its tenant
     /// not suspended. The reasons are logged at debug level only; the client learns none.
     pub async fn authenticate(&self, text: &str) -> Result<KeyPrincipal, IdentityError> {
-        let malformed = || IdentityError::Unauthenticated("malformed API key");
-        let presented = secret::parse_shape(text).map_err(|_| malformed())?;
+        match self.verify(text).await? {
+            Ok(key) => Ok(key),
+            Err(refusal) => {
+                tracing::debug!(reason = refusal.code(), "API key refused");
+                Err(match refusal {
+                    KeyRefusal::Disabled => IdentityError::TenantSuspended,
+                    _ => IdentityError::Unauthenticated("API key refused"),
+                })
+            }
+        }
+    }
+
+    /// [`ApiKeys::authenticate`], with the reason a key is refused (for the app's own
+    /// verification of its customers' keys, claim APP-5). Only a database failure is an
+    /// error.
+    pub async fn verify(&self, text: &str) -> Result<Result<KeyPrincipal, KeyRefusal>, StoreError> {
+        let Ok(presented) = secret::parse_shape(text) else {
+            return Ok(Err(KeyRefusal::NotFound));
+        };
         let epoch = self.epoch.current().await?;
         let cached = match self.cache.get(&presented.id, epoch) {
             // The current secret of a cached key: its checksum was right when issued, so
@@ -154,16 +201,14 @@ impl ApiKeys {
             cached => {
                 // A typo never reaches the database.
                 if !secret::checksum_matches(text) {
-                    return Err(malformed());
+                    return Ok(Err(KeyRefusal::NotFound));
                 }
                 if let Some(cached) = cached {
-                    return self.check(cached, &presented);
+                    return Ok(self.check(cached, &presented));
                 }
-                let record = self
-                    .store
-                    .presented(presented.id)
-                    .await?
-                    .ok_or(IdentityError::Unauthenticated("unknown API key"))?;
+                let Some(record) = self.store.presented(presented.id).await? else {
+                    return Ok(Err(KeyRefusal::NotFound));
+                };
                 let grants = Grants::key(
                     record.key.role,
                     record.key.application,
@@ -183,7 +228,7 @@ impl ApiKeys {
                 cached
             }
         };
-        self.check(cached, &presented)
+        Ok(self.check(cached, &presented))
     }
 
     /// The secret (current, or previous inside its overlap), revocation, expiry, tenant.
@@ -191,7 +236,7 @@ impl ApiKeys {
         &self,
         cached: Arc<CachedKey>,
         presented: &secret::PresentedKey,
-    ) -> Result<KeyPrincipal, IdentityError> {
+    ) -> Result<KeyPrincipal, KeyRefusal> {
         let now = self.clock.now();
         let record = &cached.record;
         let key = &record.key;
@@ -201,17 +246,18 @@ impl ApiKeys {
                 .previous_secret_hash
                 .as_deref()
                 .is_some_and(|hash| constant_time_eq(hash, &presented.hash));
+        // A wrong secret says nothing of the key it names: only its holder learns more.
         if !current && !previous {
-            return Err(IdentityError::Unauthenticated("wrong API key secret"));
+            return Err(KeyRefusal::NotFound);
         }
         if key.revoked_at.is_some() {
-            return Err(IdentityError::Unauthenticated("API key revoked"));
+            return Err(KeyRefusal::Revoked);
         }
         if key.expires_at.is_some_and(|at| now >= at) {
-            return Err(IdentityError::Unauthenticated("API key expired"));
+            return Err(KeyRefusal::Expired);
         }
         if record.tenant_suspended {
-            return Err(IdentityError::TenantSuspended);
+            return Err(KeyRefusal::Disabled);
         }
         let minute = now.unix_timestamp().div_euclid(60);
         if cached.noted_minute.swap(minute, Ordering::Relaxed) != minute {

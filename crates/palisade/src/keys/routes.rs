@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_keys, create_key))
         .routes(routes!(revoke_key))
         .routes(routes!(rotate_key))
+        .routes(routes!(verify_key))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -111,9 +112,7 @@ impl KeyView {
             id: record.id,
             name: record.name,
             role: record.role,
-            scopes: record
-                .scopes
-                .map(|s| s.split_whitespace().map(str::to_owned).collect()),
+            scopes: record.scopes.as_deref().map(scope_names),
             application_id: record.application,
             status,
             created_by: record.created_by,
@@ -274,4 +273,134 @@ async fn rotate_key(
         )
         .await?;
     Ok(axum::Json(issued(key, state.clock.now())))
+}
+
+/// The app's backend verifying a key its customer presented (claim APP-5).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// The key as the customer sent it (`pal_live_…`).
+    #[schema(value_type = String, min_length = 1, max_length = 512)]
+    key: secrecy::SecretString,
+    /// An action the key must allow (Palisade's or the manifest's): `forbidden` if not.
+    #[serde(default)]
+    #[schema(example = "workorder.read")]
+    action: Option<String>,
+    /// A limit to charge this use of the key to, counted per key: `rate_limited` when over.
+    #[serde(default)]
+    ratelimit: Option<crate::ratelimit::routes::LimitSpec>,
+}
+
+/// The verdict: always 200 once the caller is the app's backend.
+#[derive(Serialize, ToSchema)]
+pub struct VerifyResponse {
+    valid: bool,
+    /// `valid`, `not_found` (malformed, unknown or a wrong secret), `revoked`, `expired`,
+    /// `disabled` (the key's tenant is suspended), `forbidden` (the action is not the
+    /// key's), `rate_limited`.
+    #[schema(example = "valid")]
+    code: &'static str,
+    /// The key, once its secret is right and it is live.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<VerifiedKeyView>,
+    /// The limit's decision, when the request named one and the key is otherwise valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratelimit: Option<crate::ratelimit::routes::CheckResponse>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VerifiedKeyView {
+    id: ApiKeyId,
+    tenant_id: crate::ids::TenantId,
+    #[schema(value_type = Option<String>)]
+    application_id: Option<ApplicationId>,
+    #[schema(value_type = String, example = "member")]
+    role: Role,
+    /// The key's scopes (action names), or none: its role's actions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scopes: Option<Vec<String>>,
+}
+
+impl VerifyResponse {
+    fn refused(code: &'static str) -> Self {
+        Self {
+            valid: false,
+            code,
+            key: None,
+            ratelimit: None,
+        }
+    }
+}
+
+/// Verify a customer's API key in one call (claim APP-5).
+///
+/// Always 200 with `valid` and a `code`: the key's id, tenant, application, role and scopes
+/// when it is live; `forbidden` when it may not take `action`; `rate_limited` when
+/// `ratelimit` is named and this use is over it (counted per key; a refused use is not
+/// charged). A revocation, expiry or the end of a rotation's overlap holds on the next call
+/// on every instance. Called with the app's service credential.
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys/verify",
+    tag = "access",
+    security(("service" = [])),
+    request_body = VerifyRequest,
+    responses(
+        (status = 200, description = "The verdict on the key", body = VerifyResponse),
+        (status = 401, description = "No valid service credential", body = ErrorBody),
+        (status = 422, description = "An unknown action or a limit out of bounds", body = ErrorBody),
+    )
+)]
+async fn verify_key(
+    State(state): State<AppState>,
+    _service: crate::http::auth::Service,
+    Json(body): Json<VerifyRequest>,
+) -> Result<axum::Json<VerifyResponse>, ApiError> {
+    let action = match &body.action {
+        None => None,
+        Some(name) => Some(
+            state
+                .access
+                .find(name)
+                .ok_or_else(|| ApiError::invalid_field("action is not in GET /api/v1/roles"))?,
+        ),
+    };
+    let key = match state.keys.verify(body.key.expose_secret()).await? {
+        Ok(key) => key,
+        Err(refusal) => return Ok(axum::Json(VerifyResponse::refused(refusal.code()))),
+    };
+    let view = VerifiedKeyView {
+        id: key.id(),
+        tenant_id: key.tenant(),
+        application_id: key.application(),
+        role: key.role(),
+        scopes: key.stored_scopes().map(scope_names),
+    };
+    let mut answer = VerifyResponse {
+        valid: true,
+        code: "valid",
+        key: Some(view),
+        ratelimit: None,
+    };
+    if action.is_some_and(|row| !key.caller().may_row(row)) {
+        answer.valid = false;
+        answer.code = "forbidden";
+        return Ok(axum::Json(answer));
+    }
+    if let Some(spec) = &body.ratelimit {
+        let decision =
+            crate::ratelimit::routes::charge(&state, "api_key", &key.id().to_string(), spec)
+                .await?;
+        if !decision.allowed() {
+            answer.valid = false;
+            answer.code = "rate_limited";
+        }
+        answer.ratelimit = Some(decision);
+    }
+    Ok(axum::Json(answer))
+}
+
+/// Stored scopes (space-separated action names) as the list the API shows.
+fn scope_names(stored: &str) -> Vec<String> {
+    stored.split_whitespace().map(str::to_owned).collect()
 }

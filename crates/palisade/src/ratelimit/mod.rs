@@ -64,9 +64,15 @@ pub const OVERRIDES: &[(&str, &str, Class)] = &[
 ];
 
 /// The integration endpoints' paths: the AuthZEN decisions and relations, the OAuth token
-/// endpoints (introspection, revocation) and the app's own limits. Only a service
+/// endpoints (introspection, revocation), the app's own limits and its customers' key
+/// verification. Only a service
 /// credential is taken there.
-pub const INTEGRATION_PREFIXES: &[&str] = &["/access/v1/", "/oauth/", "/api/v1/ratelimit/"];
+pub const INTEGRATION_PREFIXES: &[&str] = &[
+    "/access/v1/",
+    "/oauth/",
+    "/api/v1/ratelimit/",
+    "/api/v1/keys/verify",
+];
 
 /// Whether a route is one of the integration endpoints.
 pub fn is_integration(route: &str) -> bool {

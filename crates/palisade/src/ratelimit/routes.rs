@@ -62,6 +62,76 @@ pub struct CheckResponse {
     retry_after: Option<u64>,
 }
 
+impl CheckResponse {
+    pub fn allowed(&self) -> bool {
+        self.allowed
+    }
+}
+
+/// A limit the app names for one check: units per window, and this request's cost.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSpec {
+    /// Requests allowed per window: 1–1,000,000.
+    #[schema(example = 100, minimum = 1, maximum = 1_000_000)]
+    limit: u64,
+    /// The window in seconds: 1–86,400.
+    #[schema(example = 60, minimum = 1, maximum = 86_400)]
+    window_seconds: u64,
+    /// Units this request uses, 1 to `limit` (default 1).
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    cost: Option<u64>,
+}
+
+impl LimitSpec {
+    fn validated(&self) -> Result<(Quota, u32), ApiError> {
+        if !(1..=MAX_LIMIT).contains(&self.limit) {
+            return Err(ApiError::invalid_field("limit must be 1 to 1000000"));
+        }
+        if !(1..=MAX_WINDOW_SECONDS).contains(&self.window_seconds) {
+            return Err(ApiError::invalid_field("window_seconds must be 1 to 86400"));
+        }
+        let cost = self.cost.unwrap_or(1);
+        if !(1..=self.limit).contains(&cost) {
+            return Err(ApiError::invalid_field("cost must be 1 to limit"));
+        }
+        let quota = Quota {
+            limit: self.limit as u32,
+            period_us: self.window_seconds as i64 * 1_000_000,
+        };
+        Ok((quota, cost as u32))
+    }
+}
+
+/// Charges one check of `spec` to the app's bucket `namespace`/`identifier` (already
+/// validated), shared by the limit check and key verification.
+pub(crate) async fn charge(
+    state: &AppState,
+    namespace: &str,
+    identifier: &str,
+    spec: &LimitSpec,
+) -> Result<CheckResponse, ApiError> {
+    let (quota, cost) = spec.validated()?;
+    let bucket = AppBucket {
+        namespace,
+        identifier,
+        quota: (quota.limit, spec.window_seconds),
+    };
+    let now_us = (state.clock.now().unix_timestamp_nanos() / 1_000) as i64;
+    let decision = state
+        .limiter
+        .check_quota(&bucket, quota, cost, now_us)
+        .await?;
+    Ok(CheckResponse {
+        allowed: decision.allowed,
+        limit: decision.limit,
+        remaining: decision.remaining,
+        reset: decision.reset_secs,
+        retry_after: (!decision.allowed).then_some(decision.retry_after_secs),
+    })
+}
+
 /// A bucket of the app's: a limit's namespace and window with one identifier. The limit is
 /// part of the name, so changing it starts a fresh bucket rather than misreading an old one.
 #[derive(Hash)]
@@ -83,7 +153,7 @@ impl BucketName for AppBucket<'_> {
 }
 
 impl CheckRequest {
-    fn validated(&self) -> Result<(Quota, u32), ApiError> {
+    fn validated(&self) -> Result<LimitSpec, ApiError> {
         let namespace_ok = (1..=64).contains(&self.namespace.len())
             && self
                 .namespace
@@ -101,21 +171,11 @@ impl CheckRequest {
                 "identifier must be 1 to 256 characters without control characters",
             ));
         }
-        if !(1..=MAX_LIMIT).contains(&self.limit) {
-            return Err(ApiError::invalid_field("limit must be 1 to 1000000"));
-        }
-        if !(1..=MAX_WINDOW_SECONDS).contains(&self.window_seconds) {
-            return Err(ApiError::invalid_field("window_seconds must be 1 to 86400"));
-        }
-        let cost = self.cost.unwrap_or(1);
-        if !(1..=self.limit).contains(&cost) {
-            return Err(ApiError::invalid_field("cost must be 1 to limit"));
-        }
-        let quota = Quota {
-            limit: self.limit as u32,
-            period_us: self.window_seconds as i64 * 1_000_000,
-        };
-        Ok((quota, cost as u32))
+        Ok(LimitSpec {
+            limit: self.limit,
+            window_seconds: self.window_seconds,
+            cost: self.cost,
+        })
     }
 }
 
@@ -141,22 +201,7 @@ async fn check(
     _service: Service,
     Json(body): Json<CheckRequest>,
 ) -> Result<axum::Json<CheckResponse>, ApiError> {
-    let (quota, cost) = body.validated()?;
-    let bucket = AppBucket {
-        namespace: &body.namespace,
-        identifier: &body.identifier,
-        quota: (quota.limit, body.window_seconds),
-    };
-    let now_us = (state.clock.now().unix_timestamp_nanos() / 1_000) as i64;
-    let decision = state
-        .limiter
-        .check_quota(&bucket, quota, cost, now_us)
-        .await?;
-    Ok(axum::Json(CheckResponse {
-        allowed: decision.allowed,
-        limit: decision.limit,
-        remaining: decision.remaining,
-        reset: decision.reset_secs,
-        retry_after: (!decision.allowed).then_some(decision.retry_after_secs),
-    }))
+    let spec = body.validated()?;
+    let answer = charge(&state, &body.namespace, &body.identifier, &spec).await?;
+    Ok(axum::Json(answer))
 }

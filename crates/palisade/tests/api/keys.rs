@@ -614,3 +614,162 @@ async fn the_document_names_api_key_on_exactly_the_operations_that_take_one() {
     assert!(checked > 30, "{checked}");
     app.stop().await;
 }
+
+/// The app's verification of a customer's key: the status and the verdict.
+async fn verify_on(
+    base: &str,
+    client: &reqwest::Client,
+    service: &str,
+    body: Value,
+) -> (u16, Value) {
+    let response = client
+        .post(format!("{base}/api/v1/keys/verify"))
+        .bearer_auth(service)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+// claim: APP-5
+#[tokio::test]
+async fn the_app_verifies_a_customers_key_in_one_call_with_a_code_for_each_outcome() {
+    let app = spawn_app().await;
+    let owner = app.signed_in("owner@example.com").await;
+    let (_, service) = crate::access::service_credential(&app).await;
+    let verify = |body: Value| verify_on(&app.base, &app.client, &service, body);
+    let code = |answer: &Value| answer["code"].as_str().unwrap().to_owned();
+    let (view, key) = create_key(
+        &app,
+        &owner,
+        json!({"name": "Customer", "role": "member", "scopes": ["members.read"]}),
+    )
+    .await;
+
+    // Valid: what the key is.
+    let (status, answer) = verify(json!({"key": key})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["valid"], true);
+    assert_eq!(code(&answer), "valid");
+    assert_eq!(answer["key"]["id"], view["id"]);
+    assert_eq!(answer["key"]["tenant_id"], owner.tenant.as_str());
+    assert_eq!(answer["key"]["role"], "member");
+    assert_eq!(answer["key"]["scopes"], json!(["members.read"]));
+
+    // An action: within the scopes, or forbidden (the role alone would allow it); an
+    // unknown one is bad input.
+    assert_eq!(
+        code(
+            &verify(json!({"key": key, "action": "members.read"}))
+                .await
+                .1
+        ),
+        "valid"
+    );
+    let (_, forbidden) = verify(json!({"key": key, "action": "secrets.read"})).await;
+    assert_eq!(
+        (forbidden["valid"].clone(), code(&forbidden)),
+        (json!(false), "forbidden".to_owned())
+    );
+    let (status, _) = verify(json!({"key": key, "action": "workorder.teleport"})).await;
+    assert_eq!(status, 422);
+
+    // A limit per key: two uses a minute, the third refused and not charged.
+    let limited = json!({"key": key, "ratelimit": {"limit": 2, "window_seconds": 60}});
+    for remaining in [1, 0] {
+        let (_, answer) = verify(limited.clone()).await;
+        assert_eq!(code(&answer), "valid", "{answer}");
+        assert_eq!(answer["ratelimit"]["remaining"], remaining);
+    }
+    let (_, over) = verify(limited.clone()).await;
+    assert_eq!(code(&over), "rate_limited", "{over}");
+    assert_eq!(over["ratelimit"]["retry_after"], 30);
+    assert_eq!(over["key"]["id"], view["id"]);
+
+    // Not found: malformed, a wrong secret, another deployment's key — nothing more told.
+    let mut wrong = key.clone();
+    wrong.pop();
+    wrong.push(if key.ends_with('A') { 'B' } else { 'A' });
+    let other = spawn_app().await;
+    let stranger = other.signed_in("owner@example.com").await;
+    let (_, foreign) = create_key(&other, &stranger, json!({"name": "x", "role": "viewer"})).await;
+    for presented in ["garbage".to_owned(), wrong, foreign] {
+        let (status, answer) = verify(json!({"key": presented})).await;
+        assert_eq!(status, 200);
+        assert_eq!(answer, json!({"valid": false, "code": "not_found"}));
+    }
+    other.stop().await;
+
+    // Expired, a second after its last day.
+    let (_, short) = create_key(
+        &app,
+        &owner,
+        json!({"name": "Trial", "role": "viewer", "expires_in_days": 1}),
+    )
+    .await;
+    assert_eq!(code(&verify(json!({"key": short})).await.1), "valid");
+    app.clock.advance(Duration::from_secs(86_401));
+    assert_eq!(
+        verify(json!({"key": short})).await.1,
+        json!({"valid": false, "code": "expired"})
+    );
+    // The day has also ended the Owner's access token.
+    let owner = app.login("owner@example.com").await;
+
+    // Revoked: on the next call, on every instance (PostgreSQL: a second server).
+    let sibling = other_instance(&app).await;
+    if let Some(sibling) = &sibling {
+        assert_eq!(
+            code(
+                &verify_on(
+                    &sibling.base,
+                    &sibling.client,
+                    &service,
+                    json!({"key": key})
+                )
+                .await
+                .1
+            ),
+            "valid"
+        );
+    }
+    let revoked = app
+        .client
+        .delete(app.url(&format!(
+            "/api/v1/api-keys/{}",
+            view["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&owner.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    assert_eq!(code(&verify(json!({"key": key})).await.1), "revoked");
+    if let Some(sibling) = sibling {
+        let (_, answer) = verify_on(
+            &sibling.base,
+            &sibling.client,
+            &service,
+            json!({"key": key}),
+        )
+        .await;
+        assert_eq!(code(&answer), "revoked", "the other instance at once");
+        sibling.stop().await;
+    }
+
+    // Disabled: the key's tenant suspended.
+    let (_, live) = create_key(&app, &owner, json!({"name": "Live", "role": "viewer"})).await;
+    let (ok, output) =
+        crate::platform::as_operator(&app, "admin", &["tenants", "suspend", &owner.tenant]).await;
+    assert!(ok, "{output}");
+    crate::platform::after_external_change(&app).await;
+    assert_eq!(code(&verify(json!({"key": live})).await.1), "disabled");
+
+    // Only the app's backend asks; bad bodies are 4xx.
+    let (status, _) = verify_on(&app.base, &app.client, &owner.access, json!({"key": live})).await;
+    assert_eq!(status, 401);
+    let (status, _) = verify(json!({"key": live, "meta": {}})).await;
+    assert!((400..500).contains(&status));
+}
