@@ -13,14 +13,40 @@ fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
+/// Installs the pinned jose (package-lock.json, from the npm registry) the first time a
+/// test needs it, so `cargo test --workspace` on a fresh clone needs no step of its own.
+async fn install_jose_once(dir: &std::path::Path) {
+    static INSTALLED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    INSTALLED
+        .get_or_init(|| async {
+            if dir.join("node_modules/jose").is_dir() {
+                return;
+            }
+            let dir = dir.to_owned();
+            let output = tokio::task::spawn_blocking(move || {
+                Command::new("npm")
+                    .current_dir(&dir)
+                    .args(["ci", "--no-audit", "--no-fund"])
+                    .output()
+            })
+            .await
+            .unwrap();
+            match output {
+                Ok(output) if output.status.success() => {}
+                Ok(output) => panic!(
+                    "`npm ci` for the jose verifier failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                ),
+                Err(error) => panic!("node and npm are needed for the JWT interop test: {error}"),
+            }
+        })
+        .await;
+}
+
 /// Runs the jose verifier; `Ok(payload)` when it accepts the token.
 async fn verify_with_jose(app: &TestApp, token: &str) -> Result<Value, String> {
     let dir = interop_dir();
-    assert!(
-        dir.join("node_modules/jose").is_dir(),
-        "jose is not installed: run `npm ci` in {} (.ci/run does)",
-        dir.display()
-    );
+    install_jose_once(&dir).await;
     let jwks = app.url("/.well-known/jwks.json");
     let token = token.to_owned();
     let output = tokio::task::spawn_blocking(move || {

@@ -339,15 +339,18 @@ async fn revocation_ends_the_session_behind_an_access_or_refresh_token_and_tells
     assert_eq!(actors, vec![format!("service {service_id}"); 2]);
 }
 
-// claim: APP-6
+// claim: APP-5, APP-6
 #[tokio::test]
-async fn an_app_written_in_python_introspects_and_revokes_with_the_standard_library() {
+async fn an_app_written_in_python_verifies_a_key_introspects_and_revokes_with_the_standard_library()
+{
     let app = spawn_app().await;
     let owner = app.signed_in("owner@example.com").await;
     let (_, service) = service_credential(&app).await;
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/app_client.py");
-    let args = [app.base.clone(), service, owner.access.clone()];
+    let (_, key) =
+        crate::keys::create_key(&app, &owner, json!({"name": "Customer", "role": "member"})).await;
+    let args = [app.base.clone(), service, owner.access.clone(), key];
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new("python3")
             .arg(script)
@@ -363,6 +366,7 @@ async fn an_app_written_in_python_introspects_and_revokes_with_the_standard_libr
         "{printed}{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    assert!(printed.contains("valid, then rate_limited"), "{printed}");
     assert!(printed.contains("introspected active"), "{printed}");
     assert!(printed.ends_with("introspected inactive\n"), "{printed}");
 }
