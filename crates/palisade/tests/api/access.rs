@@ -40,16 +40,7 @@ pub async fn post_with_method(
     credential: &str,
     body: &Value,
 ) -> (u16, Value) {
-    let response = app
-        .client
-        .request(method, app.url(path))
-        .bearer_auth(credential)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    crate::helpers::json_call(&app.client, method, app.url(path), credential, body).await
 }
 
 pub fn user_subject(user: &str, session: &Session) -> Value {

@@ -576,6 +576,47 @@ impl Session {
 }
 
 /// The refresh token a response sets, if any (an empty value clears the cookie).
+/// POSTs `body` to `path` of the instance at `base` with `bearer`: the status and the JSON
+/// answer (Null when there is none).
+pub async fn post_json_on(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    bearer: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    json_call(
+        client,
+        reqwest::Method::POST,
+        format!("{base}{path}"),
+        bearer,
+        body,
+    )
+    .await
+}
+
+/// A JSON request with `bearer`: the status and the JSON answer (Null when there is none).
+pub async fn json_call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    bearer: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = client
+        .request(method, url)
+        .bearer_auth(bearer)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
 pub fn refresh_cookie(response: &reqwest::Response) -> Option<String> {
     response
         .headers()

@@ -49,6 +49,19 @@ async fn other_instance(app: &TestApp) -> Option<Instance> {
     }
 }
 
+/// The Owner revokes the key `view` shows.
+async fn revoke_key(app: &TestApp, owner: &Session, view: &Value) {
+    let id = view["id"].as_str().unwrap();
+    let revoked = app
+        .client
+        .delete(app.url(&format!("/api/v1/api-keys/{id}")))
+        .bearer_auth(&owner.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+}
+
 async fn status_with_key(app: &TestApp, path: &str, key: &str) -> u16 {
     get_with_key(app, path, key).await.status().as_u16()
 }
@@ -188,14 +201,7 @@ async fn a_revoked_key_fails_on_the_next_request_on_every_instance() {
         assert_eq!(status_on(sibling).await, 200);
     }
     let id = view["id"].as_str().unwrap();
-    let revoked = app
-        .client
-        .delete(app.url(&format!("/api/v1/api-keys/{id}")))
-        .bearer_auth(&owner.access)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoked.status(), 204);
+    revoke_key(&app, &owner, &view).await;
     assert_eq!(status_with_key(&app, "/api/v1/members", &key).await, 401);
     if let Some(sibling) = sibling {
         assert_eq!(
@@ -249,15 +255,7 @@ async fn a_key_revoked_while_its_request_body_is_still_arriving_is_refused_with_
     );
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(&body[..5]).await.unwrap();
-    let id = view["id"].as_str().unwrap();
-    let revoked = app
-        .client
-        .delete(app.url(&format!("/api/v1/api-keys/{id}")))
-        .bearer_auth(&owner.access)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoked.status(), 204);
+    revoke_key(&app, &owner, &view).await;
     stream.write_all(&body[5..]).await.unwrap();
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).await.unwrap();
@@ -622,15 +620,7 @@ async fn verify_on(
     service: &str,
     body: Value,
 ) -> (u16, Value) {
-    let response = client
-        .post(format!("{base}/api/v1/keys/verify"))
-        .bearer_auth(service)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    crate::helpers::post_json_on(client, base, "/api/v1/keys/verify", service, &body).await
 }
 
 // claim: APP-5
@@ -735,17 +725,7 @@ async fn the_app_verifies_a_customers_key_in_one_call_with_a_code_for_each_outco
             "valid"
         );
     }
-    let revoked = app
-        .client
-        .delete(app.url(&format!(
-            "/api/v1/api-keys/{}",
-            view["id"].as_str().unwrap()
-        )))
-        .bearer_auth(&owner.access)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoked.status(), 204);
+    revoke_key(&app, &owner, &view).await;
     assert_eq!(code(&verify(json!({"key": key})).await.1), "revoked");
     if let Some(sibling) = sibling {
         let (_, answer) = verify_on(

@@ -187,15 +187,7 @@ async fn app_check(
     service: &str,
     body: Value,
 ) -> (u16, Value) {
-    let response = client
-        .post(format!("{base}/api/v1/ratelimit/check"))
-        .bearer_auth(service)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    crate::helpers::post_json_on(client, base, "/api/v1/ratelimit/check", service, &body).await
 }
 
 fn three_a_minute(identifier: &str) -> Value {
