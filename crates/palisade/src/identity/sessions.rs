@@ -275,7 +275,7 @@ impl Identity {
             .await?;
         let access = match self.issue_token(session.id, session.tenant_id, now).await {
             Ok(access) => access,
-            Err(refused) => {
+            Err(refused @ IdentityError::Unauthenticated(_)) => {
                 // The membership ended between the session's write and its token: the
                 // session ends too, so a refused sign-in leaves no live session behind.
                 let event = origin
@@ -283,12 +283,17 @@ impl Identity {
                     .in_tenant(session.tenant_id)
                     .by(user.id)
                     .on("session", session.id);
-                self.store
+                match self
+                    .store
                     .revoke_session(session.id, user.id, "membership_ended", &event)
-                    .await?;
-                self.principals.changed();
+                    .await
+                {
+                    Ok(_) => self.principals.changed(),
+                    Err(error) => tracing::warn!(%error, "a refused sign-in's session stays open"),
+                }
                 return Err(refused);
             }
+            Err(other) => return Err(other),
         };
         Ok(SessionTokens {
             access,

@@ -16,6 +16,10 @@ use tokio::sync::watch;
 
 use super::StoreError;
 
+/// The longest one shared read may take before its waiters are told the database is
+/// unavailable (503) — the pool's acquire timeout.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 type Read<T> =
     dyn Fn() -> Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>> + Send + Sync;
 
@@ -142,7 +146,14 @@ impl<T: Clone + Send + Sync + 'static> SharedRead<T> {
                 rounds.started += 1;
                 rounds.started
             };
-            let value = (self.read)().await.map_err(Failure::from);
+            // A read that hangs (a half-open connection) must not hold every waiter.
+            let value = match tokio::time::timeout(READ_TIMEOUT, (self.read)()).await {
+                Ok(value) => value.map_err(Failure::from),
+                Err(_) => Err(Failure {
+                    kind: FailureKind::Unavailable,
+                    message: "the shared read timed out".into(),
+                }),
+            };
             self.finished.send_replace(Finished {
                 round: guard.round,
                 value,
@@ -174,6 +185,9 @@ impl<T> Drop for Reading<'_, T> {
             return;
         };
         rounds.reading = false;
+        // Everyone waiting — for this round or the next — is answered; the next caller
+        // starts afresh.
+        rounds.started = rounds.started.max(rounds.wanted);
         let round = rounds.started;
         drop(rounds);
         self.shared.finished.send_replace(Finished {
@@ -286,6 +300,38 @@ mod tests {
         });
         reads.recv().await.unwrap().send(Ok(3)).unwrap();
         assert_eq!(again.await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_read_that_dies_answers_its_caller_and_those_waiting_for_the_next() {
+        let (shared, mut reads) = manual();
+        let first = tokio::spawn({
+            let shared = shared.clone();
+            async move { shared.get().await }
+        });
+        let in_flight = reads.recv().await.unwrap();
+        let late = tokio::spawn({
+            let shared = shared.clone();
+            async move { shared.get().await }
+        });
+        until_waiting(&shared, 2).await;
+        // The read's task panics: nobody answers it.
+        drop(in_flight);
+        assert!(matches!(
+            first.await.unwrap(),
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(matches!(
+            late.await.unwrap(),
+            Err(StoreError::Unavailable(_))
+        ));
+        // And the next caller reads again.
+        let again = tokio::spawn({
+            let shared = shared.clone();
+            async move { shared.get().await.unwrap() }
+        });
+        reads.recv().await.unwrap().send(Ok(5)).unwrap();
+        assert_eq!(again.await.unwrap(), 5);
     }
 
     #[tokio::test]

@@ -25,15 +25,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke))
 }
 
-/// Which kind of token the caller believes it holds; a hint only (RFC 7009 §2.1): a token
-/// not found as that kind is looked for as the other.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenTypeHint {
-    AccessToken,
-    RefreshToken,
-}
-
 /// An introspection or revocation request (`application/x-www-form-urlencoded`).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -41,8 +32,12 @@ pub struct TokenForm {
     /// The access token (introspection, revocation) or refresh token (revocation).
     #[schema(value_type = String, min_length = 1, max_length = 4096)]
     token: SecretString,
+    /// Which kind of token the caller believes it holds (`access_token`, `refresh_token`): a
+    /// hint only (RFC 7662 §2.1, RFC 7009 §2.1). A token not found as that kind is looked
+    /// for as the other; an unknown hint is ignored.
     #[serde(default)]
-    token_type_hint: Option<TokenTypeHint>,
+    #[schema(example = "access_token", max_length = 64)]
+    token_type_hint: Option<String>,
 }
 
 /// The longest token either endpoint reads: access tokens are a few hundred bytes.
@@ -184,7 +179,7 @@ async fn revoke(
     Form(form): Form<TokenForm>,
 ) -> Result<Response, ApiError> {
     form.token()?;
-    let refresh_first = matches!(form.token_type_hint, Some(TokenTypeHint::RefreshToken));
+    let refresh_first = form.token_type_hint.as_deref() == Some("refresh_token");
     state
         .identity
         .revoke_for_app(&form.token, refresh_first, service.id(), &origin(context))
