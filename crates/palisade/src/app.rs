@@ -278,7 +278,7 @@ pub async fn upkeep_step(state: &AppState, minute: bool, hour: bool) {
             tracing::warn!(%error, "identity upkeep failed; retrying in a minute");
         }
         state.keys.flush_last_used().await;
-        let now_us = (state.clock.now().unix_timestamp_nanos() / 1_000) as i64;
+        let now_us = crate::audit::store::micros(state.clock.now());
         if let Err(error) = state.limiter.prune(now_us).await {
             tracing::warn!(%error, "pruning rate-limit state failed");
         }

@@ -121,7 +121,7 @@ pub async fn rate_limit(
         who: &subject.who,
     };
     let now = state.clock.now();
-    let now_us = (now.unix_timestamp_nanos() / 1_000) as i64;
+    let now_us = crate::audit::store::micros(now);
     let decision = match state
         .limiter
         .check(&bucket, class.per_minute(settings), now_us)

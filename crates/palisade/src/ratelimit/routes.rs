@@ -118,7 +118,7 @@ pub(crate) async fn charge(
         identifier,
         quota: (quota.limit, spec.window_seconds),
     };
-    let now_us = (state.clock.now().unix_timestamp_nanos() / 1_000) as i64;
+    let now_us = crate::audit::store::micros(state.clock.now());
     let decision = state
         .limiter
         .check_quota(&bucket, quota, cost, now_us)
