@@ -128,6 +128,7 @@ impl App {
         let services = ServiceCredentials::new(
             crate::services::store::for_database(&db),
             identity.epoch_source(),
+            clock.clone(),
         );
         let relations = Relations::new(
             crate::relations::store::for_database(&db),

@@ -172,6 +172,11 @@ typed_id!(
     "svc"
 );
 typed_id!(
+    /// A tenant token: five minutes of the app's work in one tenant (claim APP-8).
+    TenantTokenId,
+    "ttk"
+);
+typed_id!(
     /// One audit event.
     EventId,
     "evt"

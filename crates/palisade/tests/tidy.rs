@@ -137,7 +137,8 @@ fn access_imports_nothing_from_identity_keys_or_tenancy() {
 
 /// claim: TEN-2 — a tenant scope is made only where a credential has just been verified,
 /// by the named system entry in the few places no request names the tenant, or for the
-/// app's backend writing relations under its verified service credential.
+/// app's backend naming a tenant under its verified service credential (relations, tenant
+/// tokens).
 #[test]
 fn tenant_scopes_are_made_only_from_verified_credentials_or_by_the_system_entry() {
     let allowed: &[(&str, &[&str])] = &[
@@ -148,6 +149,7 @@ fn tenant_scopes_are_made_only_from_verified_credentials_or_by_the_system_entry(
                 "src/identity/sessions.rs",
                 "src/identity/store/sessions.rs",
                 "src/keys/mod.rs",
+                "src/services/tenant_tokens.rs",
             ],
         ),
         (
@@ -158,12 +160,17 @@ fn tenant_scopes_are_made_only_from_verified_credentials_or_by_the_system_entry(
                 "src/identity/store/accounts.rs",
                 "src/identity/store/mod.rs",
                 "src/keys/store.rs",
+                "src/services/store.rs",
                 "src/tenancy/store.rs",
             ],
         ),
         (
             "TenantScope::named_by_service(",
-            &["src/access/caller.rs", "src/relations/mod.rs"],
+            &[
+                "src/access/caller.rs",
+                "src/relations/mod.rs",
+                "src/services/store.rs",
+            ],
         ),
     ];
     for (path, text) in sources("src") {

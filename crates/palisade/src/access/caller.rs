@@ -43,8 +43,8 @@ impl TenantScope {
         TenantScope(tenant)
     }
 
-    /// A tenant the app's backend names for its own resources (relations), once its
-    /// service credential is verified: the deployment's most trusted caller, above any one
+    /// A tenant the app's backend names (its resources' relations, a tenant token), once
+    /// its service credential is verified: the deployment's most trusted caller, above any one
     /// tenant. Every user it relates must be a member of this tenant.
     pub fn named_by_service(tenant: TenantId) -> Self {
         TenantScope(tenant)

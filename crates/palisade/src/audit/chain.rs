@@ -36,6 +36,10 @@ pub struct ChainedEvent {
     pub request_id: String,
     /// Before and after of the fields that changed, as JSON text exactly as hashed.
     pub changes: String,
+    /// An app's event only (claim APP-4): the service that wrote it, every target and the
+    /// metadata, as JSON text exactly as hashed. Absent on Palisade's own events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
     #[serde(with = "hex_hash")]
     pub prev_hash: Hash,
     #[serde(with = "hex_hash")]
@@ -60,6 +64,9 @@ pub struct Fields<'a> {
     pub user_agent: Option<&'a str>,
     pub request_id: &'a str,
     pub changes: &'a str,
+    /// Hashed after `changes` only when present, so Palisade's own events keep the bytes
+    /// they always had; the length prefixes keep the two forms apart.
+    pub app: Option<&'a str>,
 }
 
 impl Fields<'_> {
@@ -102,6 +109,9 @@ impl Fields<'_> {
         put(self.user_agent.map(str::as_bytes));
         put(Some(self.request_id.as_bytes()));
         put(Some(self.changes.as_bytes()));
+        if let Some(app) = self.app {
+            put(Some(app.as_bytes()));
+        }
         let mut hash = [0u8; 32];
         hash.copy_from_slice(digest::digest(&digest::SHA256, buf).as_ref());
         hash
@@ -150,6 +160,7 @@ impl ChainedEvent {
             user_agent: self.user_agent.as_deref(),
             request_id: &self.request_id,
             changes: &self.changes,
+            app: self.app.as_deref(),
         }
     }
 
@@ -493,6 +504,8 @@ mod tests {
                     user_agent: None,
                     request_id: "req".into(),
                     changes: "{}".into(),
+                    // Every other event is an app's, so edits of both forms are tried.
+                    app: (seq % 2 == 0).then(|| r#"{"service":"svc_1"}"#.into()),
                     prev_hash: prev,
                     hash: GENESIS,
                 };
@@ -627,7 +640,7 @@ mod tests {
         fn an_edit_to_any_field_of_any_event_is_named_at_that_event(
             len in 2i64..10,
             at in 0usize..10,
-            field in 0usize..10,
+            field in 0usize..12,
             junk in proptest::collection::vec(proptest::char::range('a', 'z'), 1..8),
         ) {
             let mut events = chain(len);
@@ -644,7 +657,13 @@ mod tests {
                 6 => event.outcome.push_str(&junk),
                 7 => event.request_id.push_str(&junk),
                 8 => event.changes.push_str(&junk),
-                _ => event.occurred_at_us += 1,
+                9 => event.occurred_at_us += 1,
+                // Adding, editing or taking away the app's part.
+                10 => event.app = match event.app.take() {
+                    Some(app) => Some(app + &junk),
+                    None => Some(junk),
+                },
+                _ => event.app = event.app.take().map_or(Some(String::new()), |_| None),
             }
             let head = events.last().map(|e| (e.seq, e.hash));
             let found = walk(events, head).expect("the edit is found");

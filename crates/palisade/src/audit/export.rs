@@ -98,8 +98,10 @@ enum Line {
 }
 
 const CSV_HEADER: &str = "record,stream,seq,id,occurred_at_us,actor_type,actor_id,actor_role,\
-action,target_type,target_id,outcome,ip,user_agent,request_id,changes,prev_hash,hash\n";
-const CSV_COLUMNS: usize = 18;
+action,target_type,target_id,outcome,ip,user_agent,request_id,changes,app,prev_hash,hash\n";
+const CSV_COLUMNS: usize = 19;
+/// Exports written before the app's events had their column.
+const CSV_COLUMNS_BEFORE_APP: usize = 18;
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -270,6 +272,7 @@ fn write_csv_event(buf: &mut Vec<u8>, event: &ChainedEvent) {
         event.user_agent.as_deref(),
         Some(&event.request_id),
         Some(&event.changes),
+        event.app.as_deref(),
         Some(&prev),
         Some(&hash),
     ];
@@ -374,10 +377,13 @@ fn split_csv_record(line: &str) -> Option<Vec<Option<String>>> {
 
 fn csv_line(line: &str) -> Option<Line> {
     let fields = parse_csv_record(line)?;
-    if fields.len() != CSV_COLUMNS {
-        return None;
-    }
+    let has_app = match fields.len() {
+        CSV_COLUMNS => true,
+        CSV_COLUMNS_BEFORE_APP => false,
+        _ => return None,
+    };
     let text = |n: usize| fields[n].clone().unwrap_or_default();
+    let hashes = if has_app { 17 } else { 16 };
     match fields[0].as_deref()? {
         "checkpoint" => serde_json::from_str(fields[1].as_deref()?)
             .ok()
@@ -401,8 +407,9 @@ fn csv_line(line: &str) -> Option<Line> {
             user_agent: fields[13].clone(),
             request_id: text(14),
             changes: text(15),
-            prev_hash: hex_hash::parse(&text(16))?,
-            hash: hex_hash::parse(&text(17))?,
+            app: if has_app { fields[16].clone() } else { None },
+            prev_hash: hex_hash::parse(&text(hashes))?,
+            hash: hex_hash::parse(&text(hashes + 1))?,
         }))),
         _ => None,
     }
@@ -586,6 +593,10 @@ mod tests {
     }
 
     fn event_from(texts: Vec<String>, ip: Option<String>, agent: Option<String>) -> ChainedEvent {
+        // An app's part when the agent is absent, so both forms round-trip.
+        let app = agent
+            .is_none()
+            .then(|| r#"{"service":"svc_1","targets":[]}"#.to_owned());
         let mut t = texts.into_iter();
         let mut next = || t.next().unwrap_or_default();
         ChainedEvent {
@@ -604,6 +615,7 @@ mod tests {
             user_agent: agent,
             request_id: next(),
             changes: next(),
+            app,
             prev_hash: [1; 32],
             hash: [2; 32],
         }

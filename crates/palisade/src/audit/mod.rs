@@ -12,6 +12,8 @@
 //! - `service`: verification, checkpoints and retention as operations; `export`: the
 //!   streamed export and its offline verifier; `routes`: the HTTP surface.
 
+pub mod app;
+pub mod app_routes;
 pub mod chain;
 pub mod export;
 pub mod routes;
@@ -20,6 +22,7 @@ pub mod signing;
 pub mod store;
 pub mod writer;
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -124,8 +127,9 @@ pub struct AuditRecord {
     /// None: an event of no tenant, kept in the platform stream.
     pub tenant_id: Option<TenantId>,
     pub actor: Acting,
-    pub action: &'static str,
-    pub target_type: &'static str,
+    /// Palisade's own names are static; an app's event names one of the manifest's.
+    pub action: Cow<'static, str>,
+    pub target_type: Cow<'static, str>,
     pub target_id: String,
     pub outcome: &'static str,
     pub ip: Option<IpAddr>,
@@ -134,6 +138,8 @@ pub struct AuditRecord {
     pub occurred_at: OffsetDateTime,
     /// Before and after of each field the action changed (never a secret).
     pub changes: serde_json::Map<String, serde_json::Value>,
+    /// An app's event only: its part of the chain (`app::AppPart`), as the JSON text hashed.
+    pub app: Option<String>,
 }
 
 impl AuditRecord {
@@ -149,8 +155,8 @@ impl AuditRecord {
         Self {
             tenant_id: None,
             actor: Acting::Anonymous,
-            action,
-            target_type: "none",
+            action: Cow::Borrowed(action),
+            target_type: Cow::Borrowed("none"),
             target_id: String::new(),
             outcome,
             ip,
@@ -158,6 +164,7 @@ impl AuditRecord {
             request_id,
             occurred_at,
             changes: serde_json::Map::new(),
+            app: None,
         }
     }
 
@@ -172,7 +179,7 @@ impl AuditRecord {
     }
 
     pub fn on(mut self, target_type: &'static str, target_id: impl ToString) -> Self {
-        self.target_type = target_type;
+        self.target_type = Cow::Borrowed(target_type);
         self.target_id = target_id.to_string();
         self
     }

@@ -28,7 +28,8 @@ use crate::identity::routes::origin;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list_events))
+        .routes(routes!(list_events, super::app_routes::record_event))
+        .routes(routes!(super::app_routes::record_batch))
         .routes(routes!(verify))
         .routes(routes!(export))
         .routes(routes!(get_retention, set_retention))
@@ -70,7 +71,7 @@ pub struct EventQuery {
 pub struct EventPage {
     /// Newest first.
     #[schema(value_type = Vec<Object>)]
-    events: Vec<ChainedEvent>,
+    events: Vec<Listed>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
     next_cursor: Option<String>,
 }
@@ -141,9 +142,58 @@ async fn list_events(
         None
     };
     Ok(axum::Json(EventPage {
-        events,
+        events: events.into_iter().map(Listed).collect(),
         next_cursor,
     }))
+}
+
+/// An event as the API lists it: every field of the chain, with `changes` and an app's
+/// `app` part as JSON objects (the export keeps the exact text the chain hashes).
+pub struct Listed(ChainedEvent);
+
+impl Serialize for Listed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let event = &self.0;
+        let mut out = s.serialize_struct("Event", 18)?;
+        out.serialize_field("stream", &event.stream)?;
+        out.serialize_field("seq", &event.seq)?;
+        out.serialize_field("id", &event.id)?;
+        out.serialize_field("occurred_at_us", &event.occurred_at_us)?;
+        out.serialize_field("actor_type", &event.actor_type)?;
+        out.serialize_field("actor_id", &event.actor_id)?;
+        out.serialize_field("actor_role", &event.actor_role)?;
+        out.serialize_field("action", &event.action)?;
+        out.serialize_field("target_type", &event.target_type)?;
+        out.serialize_field("target_id", &event.target_id)?;
+        out.serialize_field("outcome", &event.outcome)?;
+        out.serialize_field("ip", &event.ip)?;
+        out.serialize_field("user_agent", &event.user_agent)?;
+        out.serialize_field("request_id", &event.request_id)?;
+        out.serialize_field("changes", &as_json(&event.changes))?;
+        if let Some(app) = &event.app {
+            out.serialize_field("app", &as_json(app))?;
+        }
+        out.serialize_field("prev_hash", &hex::encode(event.prev_hash))?;
+        out.serialize_field("hash", &hex::encode(event.hash))?;
+        out.end()
+    }
+}
+
+/// Stored JSON text as JSON; text that is not JSON (an edited row) stays a string, for
+/// `GET /api/v1/audit/verify` to name.
+fn as_json(text: &str) -> JsonOrText<'_> {
+    match serde_json::from_str::<&serde_json::value::RawValue>(text) {
+        Ok(raw) => JsonOrText::Json(raw),
+        Err(_) => JsonOrText::Text(text),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum JsonOrText<'a> {
+    Json(&'a serde_json::value::RawValue),
+    Text(&'a str),
 }
 
 /// Cursors are opaque to clients: `c` and the sequence number the next page starts below.

@@ -91,6 +91,21 @@ impl Audit {
         }
     }
 
+    /// Appends the app's events in one transaction (claim APP-4), once per idempotency key.
+    pub async fn record_app_events(
+        &self,
+        events: &[AuditRecord],
+        key: Option<&super::app::IdempotencyKey>,
+    ) -> Result<super::app::Recorded, StoreError> {
+        self.store
+            .append_app_events(events, key, self.clock.now())
+            .await
+    }
+
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
+    }
+
     pub fn public_key(&self) -> &PublicKey {
         self.key.public()
     }

@@ -20,6 +20,7 @@ use crate::app::AppState;
 use crate::identity::service::IdentityError;
 use crate::identity::sessions::Principal;
 use crate::keys::{self, KeyPrincipal};
+use crate::services::tenant_tokens::{looks_like_tenant_token, TenantTokenPrincipal};
 use crate::services::{looks_like_service_credential, ServicePrincipal};
 
 /// A live session, MFA policy met.
@@ -57,7 +58,9 @@ impl<A: AnyCredential> FromRequestParts<AppState> for Permitted<A> {
                     .await?
                     .0
                     .caller(),
-                Credential::Service(_) => return Err(service_not_here()),
+                Credential::Service(_) | Credential::TenantToken(_) => {
+                    return Err(service_not_here())
+                }
             }
         };
         allowed(&caller, A::ACTION)?;
@@ -105,6 +108,9 @@ pub enum Credential<'a> {
     ApiKey(&'a str),
     /// The app's service credential: good for the integration endpoints only (claim APP-2).
     Service(&'a str),
+    /// A tenant token the service credential obtained (claim APP-8): the integration
+    /// endpoints that work in one tenant.
+    TenantToken(&'a str),
 }
 
 /// The one credential of a request: an API key (either header) or a session's bearer token.
@@ -125,6 +131,7 @@ pub fn credential(headers: &HeaderMap) -> Result<Credential<'_>, ApiError> {
         (None, Some(token)) if looks_like_service_credential(token) => {
             Ok(Credential::Service(token))
         }
+        (None, Some(token)) if looks_like_tenant_token(token) => Ok(Credential::TenantToken(token)),
         (None, Some(token)) => Ok(Credential::Session(token)),
         (None, None) => Err(ApiError::Unauthenticated),
     }
@@ -145,9 +152,55 @@ impl FromRequestParts<AppState> for Service {
         }
         match credential(&parts.headers)? {
             Credential::Service(text) => Ok(Self(state.services.authenticate(text).await?)),
+            Credential::Session(_) | Credential::ApiKey(_) | Credential::TenantToken(_) => {
+                Err(service_required())
+            }
+        }
+    }
+}
+
+fn service_required() -> ApiError {
+    ApiError::coded(
+        ErrorCode::Unauthenticated,
+        "this endpoint takes the app's service credential (Authorization: Bearer pal_svc_…)",
+    )
+}
+
+/// The app's backend on an endpoint that works in one tenant (claims APP-4, APP-8): by its
+/// service credential, the tenant then coming from the end user's credential the request
+/// names, or by a tenant token, which names the tenant itself.
+pub enum AppCaller {
+    Service(ServicePrincipal),
+    Tenant(TenantTokenPrincipal),
+}
+
+impl AppCaller {
+    pub fn service(&self) -> crate::ids::ServiceId {
+        match self {
+            AppCaller::Service(service) => service.id(),
+            AppCaller::Tenant(token) => token.service(),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for AppCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(VerifiedService(service)) = parts.extensions.remove::<VerifiedService>() {
+            return Ok(Self::Service(service));
+        }
+        if let Some(VerifiedTenantToken(token)) = parts.extensions.remove::<VerifiedTenantToken>() {
+            return Ok(Self::Tenant(token));
+        }
+        match credential(&parts.headers)? {
+            Credential::Service(text) => Ok(Self::Service(state.services.authenticate(text).await?)),
+            Credential::TenantToken(text) => Ok(Self::Tenant(
+                state.services.authenticate_tenant_token(text).await?,
+            )),
             Credential::Session(_) | Credential::ApiKey(_) => Err(ApiError::coded(
                 ErrorCode::Unauthenticated,
-                "the integration endpoints take the app's service credential (Authorization: Bearer pal_svc_…)",
+                "this endpoint takes the app's service credential or a tenant token (Authorization: Bearer pal_svc_… or pal_tt_…)",
             )),
         }
     }
@@ -157,12 +210,16 @@ impl FromRequestParts<AppState> for Service {
 #[derive(Clone)]
 pub struct VerifiedService(pub ServicePrincipal);
 
+/// A tenant token the rate limiter already verified for this request.
+#[derive(Clone)]
+pub struct VerifiedTenantToken(pub TenantTokenPrincipal);
+
 /// A service credential on a tenant or session route: it is good for the integration
 /// endpoints only, so the request lacks the credential the route takes.
 fn service_not_here() -> ApiError {
     ApiError::coded(
         ErrorCode::Unauthenticated,
-        "service credentials are accepted on the integration endpoints (/access/v1/…, /oauth/…, /api/v1/ratelimit/…) only",
+        "the app's credentials (service credentials, tenant tokens) are accepted on the integration endpoints (docs/integration.md) only",
     )
 }
 
@@ -191,7 +248,7 @@ async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiErro
     // An Agent or any other key never has a session (claim RBAC-4).
     let token = match credential(&parts.headers)? {
         Credential::Session(token) => token,
-        Credential::Service(_) => return Err(service_not_here()),
+        Credential::Service(_) | Credential::TenantToken(_) => return Err(service_not_here()),
         Credential::ApiKey(_) => return Err(session_required()),
     };
     let principal = state

@@ -100,7 +100,9 @@ error_codes! {
     Forbidden => "forbidden", 403, "The caller's role does not allow this action.";
     MfaEnrollmentRequired => "mfa_enrollment_required", 403, "The tenant requires two-factor authentication and this session has none.";
     TenantSuspended => "tenant_suspended", 403, "The tenant is suspended by the platform operator.";
+    InvalidSubject => "invalid_subject", 422, "The end user's credential an app's event names as its actor is not live, not of this deployment, or of another tenant than the caller's tenant token.";
     Conflict => "conflict", 409, "The resource is not in a state that allows this action.";
+    IdempotencyKeyReused => "idempotency_key_reused", 409, "This Idempotency-Key was used in the last 24 hours with another body; nothing was written.";
     RateLimited => "rate_limited", 429, "This route's request limit for your key, user or address is used up; see Retry-After and the RateLimit-* headers.";
     TooManyAttempts => "too_many_attempts", 429, "Too many failed attempts; retry after the Retry-After delay.";
     NotFound => "not_found", 404, "No such resource in the caller's tenant.";
@@ -153,6 +155,15 @@ impl ApiError {
 
     pub fn internal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::Internal(error.into())
+    }
+
+    /// A coded refusal with its message reworded (a batch names the item it refuses);
+    /// any other error unchanged.
+    pub fn map_message(self, reword: impl FnOnce(String) -> String) -> Self {
+        match self {
+            Self::Coded { code, message } => Self::coded(code, reword(message.into_owned())),
+            other => other,
+        }
     }
 
     pub fn status(&self) -> StatusCode {

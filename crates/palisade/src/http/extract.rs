@@ -35,6 +35,32 @@ where
     }
 }
 
+/// [`Json`], with the SHA-256 of the body as sent: what an idempotency key is checked
+/// against (the same key with another body is refused).
+pub struct DigestedJson<T> {
+    pub value: T,
+    pub sha256: [u8; 32],
+}
+
+impl<T, S> FromRequest<S> for DigestedJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = body_bytes(req, state).await?;
+        Ok(Self {
+            value: parse_json(&bytes)?,
+            sha256: crate::crypto::sha256(&bytes),
+        })
+    }
+}
+
 fn is_json(headers: &HeaderMap) -> bool {
     has_media_type(headers, "application/json")
 }

@@ -33,6 +33,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(crate::decisions::routes::router())
         .merge(crate::relations::routes::router())
         .merge(crate::ratelimit::routes::router())
+        .merge(crate::services::routes::router())
 }
 
 /// The application: every route behind the request frame, with its OpenAPI document.

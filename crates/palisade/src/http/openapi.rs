@@ -58,6 +58,11 @@ impl utoipa::Modify for BearerAuth {
             "service",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // The app's backend in one tenant: `Authorization: Bearer pal_tt_…` (claim APP-8).
+        components.add_security_scheme(
+            "tenant_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 

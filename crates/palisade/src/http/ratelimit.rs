@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::auth::{credential, Credential, VerifiedKey, VerifiedService};
+use super::auth::{credential, Credential, VerifiedKey, VerifiedService, VerifiedTenantToken};
 use super::error::{ApiError, ErrorCode};
 use super::extract::RequestContext;
 use super::frame::ClientIp;
@@ -225,6 +225,20 @@ async fn subject(state: &AppState, parts: &mut Parts, class: Class) -> Subject {
                 }
                 Err(_) => address(),
             }
+        }
+        Ok(Credential::TenantToken(text)) => {
+            return match state.services.authenticate_tenant_token(text).await {
+                Ok(token) => {
+                    // The app's budget, whichever tenant it works in.
+                    let subject = Subject {
+                        who: Who::Service(token.service()),
+                        tenant: Some(token.tenant()),
+                    };
+                    parts.extensions.insert(VerifiedTenantToken(token));
+                    subject
+                }
+                Err(_) => address(),
+            };
         }
         Err(_) => return address(),
     };

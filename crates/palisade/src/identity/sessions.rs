@@ -367,7 +367,7 @@ impl Identity {
                 recorded = self
                     .audit
                     .record(AuditRecord {
-                        action,
+                        action: action.into(),
                         outcome: "locked",
                         ..event.clone()
                     })

@@ -1,7 +1,7 @@
 //! The text form of API keys (claim KEY-1) and of the app's service credentials (APP-2):
 //!
 //! `pal_live_<public id: 32 hex>_<secret: 43 base64url = 256 bits><check: 8 hex>`
-//! (`pal_svc_…` for a service credential)
+//! (`pal_svc_…` for a service credential, `pal_tt_…` for a tenant token)
 //!
 //! The fixed prefix lets secret scanners match a leaked key; the public id finds the key
 //! without revealing anything; the check (the first 32 bits of SHA-256 over everything
@@ -31,6 +31,8 @@ pub const API_KEY: Format = Format {
 };
 /// The app's service credentials, for the integration endpoints only.
 pub const SERVICE: Format = Format { prefix: "pal_svc_" };
+/// The five-minute tenant tokens a service credential obtains (claim APP-8).
+pub const TENANT_TOKEN: Format = Format { prefix: "pal_tt_" };
 
 pub const PREFIX: &str = API_KEY.prefix;
 /// Every key has exactly this many characters.

@@ -64,21 +64,30 @@ pub const OVERRIDES: &[(&str, &str, Class)] = &[
 ];
 
 /// The integration endpoints' paths: the AuthZEN decisions and relations, the OAuth token
-/// endpoints (introspection, revocation), the app's own limits and its customers' key
-/// verification. Only a service
-/// credential is taken there.
+/// endpoints (introspection, revocation), the app's own limits, its customers' key
+/// verification and its tenant tokens. Only the app's credentials (a service credential,
+/// and on some a tenant token) are taken there.
 pub const INTEGRATION_PREFIXES: &[&str] = &[
     "/access/v1/",
     "/oauth/",
     "/api/v1/ratelimit/",
     "/api/v1/keys/verify",
+    "/api/v1/services/",
 ];
 
-/// Whether a route is one of the integration endpoints.
-pub fn is_integration(route: &str) -> bool {
+/// Integration endpoints on a path a tenant route also serves with another method: the
+/// app writes its events where members read them.
+pub const INTEGRATION_ROUTES: &[(&str, &str)] = &[
+    ("POST", "/api/v1/audit/events"),
+    ("POST", "/api/v1/audit/events/batch"),
+];
+
+/// Whether a route (its method and path template) is one of the integration endpoints.
+pub fn is_integration(method: &str, route: &str) -> bool {
     INTEGRATION_PREFIXES
         .iter()
         .any(|prefix| route.starts_with(prefix))
+        || INTEGRATION_ROUTES.contains(&(method, route))
 }
 
 /// Never limited: load balancers and scrapers poll these, and they do no work per caller.
@@ -89,7 +98,7 @@ pub fn class_of(method: &str, route: &str) -> Option<Class> {
     if EXEMPT.contains(&route) {
         return None;
     }
-    if is_integration(route) {
+    if is_integration(method, route) {
         return Some(Class::Integration);
     }
     let class = OVERRIDES

@@ -8,19 +8,22 @@
 //! on SQLite the running server notices another process's revocation at its next poll
 //! (every second).
 
+pub mod routes;
 pub mod store;
+pub mod tenant_tokens;
 
 use std::sync::Arc;
 
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
+use crate::clock::Clock;
 use crate::crypto::constant_time_eq;
 use crate::identity::principals::EpochMap;
 use crate::identity::service::{EpochSource, IdentityError};
-use crate::ids::ServiceId;
+use crate::ids::{ServiceId, TenantTokenId};
 use crate::keys::secret::SERVICE;
-use store::{ServiceRecord, ServiceStore};
+use store::{ServiceRecord, ServiceStore, TenantTokenRecord};
 
 /// The app's backend, as a verified service credential names it.
 #[derive(Clone, Debug)]
@@ -66,15 +69,19 @@ pub fn issue(name: &str, operator: &str, now: OffsetDateTime) -> IssuedService {
 pub struct ServiceCredentials {
     store: Arc<dyn ServiceStore>,
     epoch: EpochSource,
+    clock: Arc<dyn Clock>,
     cache: EpochMap<ServiceId, Arc<ServiceRecord>>,
+    tenant_tokens: EpochMap<TenantTokenId, Arc<TenantTokenRecord>>,
 }
 
 impl ServiceCredentials {
-    pub fn new(store: Arc<dyn ServiceStore>, epoch: EpochSource) -> Self {
+    pub fn new(store: Arc<dyn ServiceStore>, epoch: EpochSource, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
             epoch,
+            clock,
             cache: EpochMap::new(),
+            tenant_tokens: EpochMap::new(),
         }
     }
 

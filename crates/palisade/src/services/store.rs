@@ -1,12 +1,42 @@
 //! The service credentials' table: read by the server, written by the operator's CLI
-//! through the platform credential, every write with its platform-stream event.
+//! through the platform credential, every write with its platform-stream event. And the
+//! tenant tokens the server issues to a credential, each with its events in the tenant's
+//! chain and the platform stream.
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::access::TenantScope;
 use crate::audit::{Append, AuditRecord};
-use crate::ids::ServiceId;
+use crate::ids::{ServiceId, TenantId, TenantTokenId};
 use crate::store::{for_both_backends, Begin, Database, StoreError};
+
+/// A tenant token as stored, with what its checks need of its credential and tenant as
+/// they were when it was read.
+#[derive(Clone, Debug)]
+pub struct TenantTokenRecord {
+    pub id: TenantTokenId,
+    pub service: ServiceId,
+    pub tenant: TenantId,
+    pub tenant_name: String,
+    /// SHA-256 of the whole token text.
+    pub secret_hash: Vec<u8>,
+    pub issued_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub service_revoked: bool,
+    pub tenant_suspended: bool,
+}
+
+/// Whether a tenant token was issued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TokenGrant {
+    /// Issued, in the tenant of this name.
+    Issued {
+        tenant_name: String,
+    },
+    NoSuchTenant,
+    Suspended,
+}
 
 #[derive(Clone, Debug)]
 pub struct ServiceRecord {
@@ -34,6 +64,19 @@ pub trait ServiceStore: Send + Sync {
         at: OffsetDateTime,
         event: &AuditRecord,
     ) -> Result<bool, StoreError>;
+    /// Stores a tenant token with its events (the tenant's, then the platform's), unless
+    /// the tenant is unknown or suspended; drops tokens expired before `forget_before`.
+    async fn issue_tenant_token(
+        &self,
+        record: &TenantTokenRecord,
+        events: [&AuditRecord; 2],
+        forget_before: OffsetDateTime,
+    ) -> Result<TokenGrant, StoreError>;
+    /// The tenant token a client presented, by its public id.
+    async fn presented_tenant_token(
+        &self,
+        id: TenantTokenId,
+    ) -> Result<Option<TenantTokenRecord>, StoreError>;
 }
 
 pub fn for_database(db: &Database) -> std::sync::Arc<dyn ServiceStore> {
@@ -133,6 +176,89 @@ for_both_backends! {
             }
             tx.commit_narrowing(event).await?;
             Ok(true)
+        }
+
+        async fn issue_tenant_token(
+            &self,
+            record: &TenantTokenRecord,
+            [in_tenant, in_platform]: [&AuditRecord; 2],
+            forget_before: OffsetDateTime,
+        ) -> Result<TokenGrant, StoreError> {
+            // The service names the tenant; the token is what a later request presents.
+            let mut tx = self.0.tenant(TenantScope::named_by_service(record.tenant)).await?;
+            let tenant: Option<(String, Option<OffsetDateTime>)> =
+                sqlx::query_as("SELECT name, suspended_at FROM tenants WHERE id = $1")
+                    .bind(record.tenant)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let tenant_name = match tenant {
+                None => return Ok(TokenGrant::NoSuchTenant),
+                Some((_, Some(_))) => return Ok(TokenGrant::Suspended),
+                Some((name, None)) => name,
+            };
+            sqlx::query("DELETE FROM tenant_tokens WHERE expires_at < $1")
+                .bind(forget_before)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO tenant_tokens (id, service_id, tenant_id, secret_hash, issued_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(record.id)
+            .bind(record.service)
+            .bind(record.tenant)
+            .bind(&record.secret_hash)
+            .bind(record.issued_at)
+            .bind(record.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            tx.append(in_tenant).await?;
+            tx.commit_with(in_platform).await?;
+            Ok(TokenGrant::Issued { tenant_name })
+        }
+
+        async fn presented_tenant_token(
+            &self,
+            id: TenantTokenId,
+        ) -> Result<Option<TenantTokenRecord>, StoreError> {
+            type TokenRow = (ServiceId, TenantId, Vec<u8>, OffsetDateTime, OffsetDateTime, bool);
+            let row: Option<TokenRow> = sqlx::query_as(
+                "SELECT t.service_id, t.tenant_id, t.secret_hash, t.issued_at, t.expires_at,
+                        s.revoked_at IS NOT NULL
+                 FROM tenant_tokens t JOIN service_credentials s ON s.id = t.service_id
+                 WHERE t.id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&self.0)
+            .await?;
+            let Some((service, tenant, secret_hash, issued_at, expires_at, service_revoked)) = row
+            else {
+                return Ok(None);
+            };
+            // The token's row names its tenant, read as a presented key's is: the server
+            // checks the secret before anything acts in that tenant.
+            let mut reader = self.0.tenant_reader(TenantScope::for_system(tenant)).await?;
+            let state: Option<(String, bool)> = sqlx::query_as(
+                "SELECT name, suspended_at IS NOT NULL FROM tenants WHERE id = $1",
+            )
+            .bind(tenant)
+            .fetch_optional(&mut *reader)
+            .await?;
+            <Pool as Begin>::end_read(reader).await?;
+            let Some((tenant_name, tenant_suspended)) = state else {
+                return Ok(None);
+            };
+            Ok(Some(TenantTokenRecord {
+                id,
+                service,
+                tenant,
+                tenant_name,
+                secret_hash,
+                issued_at,
+                expires_at,
+                service_revoked,
+                tenant_suspended,
+            }))
         }
     }
 }

@@ -38,6 +38,7 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     12 "0012_service_credentials",
     13 "0013_app_roles",
     14 "0014_relations",
+    15 "0015_app_events",
 );
 pub const POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
@@ -54,6 +55,7 @@ pub const POSTGRES: &[Migration] = migrations!("postgres":
     12 "0012_service_credentials",
     13 "0013_app_roles",
     14 "0014_relations",
+    15 "0015_app_events",
 );
 
 /// Serialises migrators across instances sharing one PostgreSQL database.

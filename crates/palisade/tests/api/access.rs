@@ -10,7 +10,7 @@ use crate::mfa::enable_totp;
 use crate::platform::{after_external_change, as_operator};
 use crate::tenancy::{staffed_tenant, user_id_of};
 
-async fn services(app: &TestApp, args: &[&str]) -> (bool, String) {
+pub async fn services(app: &TestApp, args: &[&str]) -> (bool, String) {
     as_operator(app, "services", args).await
 }
 

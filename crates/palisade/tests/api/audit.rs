@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::helpers::{spawn_app, spawn_app_with, Session, TestApp};
 
 /// Tenant chains only: the platform stream is the nil id.
-const TENANT_ROWS: &str = "tenant_id <> '00000000-0000-0000-0000-000000000000'";
+pub const TENANT_ROWS: &str = "tenant_id <> '00000000-0000-0000-0000-000000000000'";
 
 /// An Owner whose tenant chain holds 6 events: sign-up, sign-in and four invitations.
 async fn six_events(app: &TestApp) -> Session {
@@ -27,13 +27,13 @@ async fn six_events(app: &TestApp) -> Session {
     owner
 }
 
-async fn verdict(app: &TestApp, owner: &Session) -> Value {
+pub async fn verdict(app: &TestApp, owner: &Session) -> Value {
     let response = app.get_as("/api/v1/audit/verify", &owner.access).await;
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
 }
 
-async fn first_problem(app: &TestApp, owner: &Session) -> (i64, String) {
+pub async fn first_problem(app: &TestApp, owner: &Session) -> (i64, String) {
     let verdict = verdict(app, owner).await;
     assert_eq!(verdict["ok"], false, "{verdict}");
     let problem = &verdict["first_problem"];
@@ -85,9 +85,9 @@ async fn an_event_names_actor_role_target_origin_and_what_changed() {
     assert_eq!(event["ip"], "127.0.0.1");
     assert_eq!(event["user_agent"], "audit-test/1.0");
     assert_eq!(event["request_id"], request_id);
-    let changes: Value = serde_json::from_str(event["changes"].as_str().unwrap()).unwrap();
+    // An object, not the text the chain hashes (the export keeps that).
     assert_eq!(
-        changes,
+        event["changes"],
         json!({"role": {"before": "member", "after": "admin"}})
     );
     assert!(event["occurred_at_us"].as_i64().unwrap() > 0);
@@ -129,8 +129,15 @@ async fn nothing_updates_or_deletes_an_event_neither_the_api_nor_the_database_ro
         if !path.starts_with("/api/v1/audit") || path == "/api/v1/audit/retention" {
             continue;
         }
+        // Reads, and the app's appends (claim APP-4); no update or delete anywhere.
         let methods: Vec<&String> = item.as_object().unwrap().keys().collect();
-        assert_eq!(methods, ["get"], "{path} offers only reads");
+        let appends = path == "/api/v1/audit/events" || path == "/api/v1/audit/events/batch";
+        for method in methods {
+            assert!(
+                method == "get" || (appends && method == "post"),
+                "{path} offers {method}"
+            );
+        }
     }
     for statement in [
         format!("UPDATE audit_events SET action = 'edited' WHERE {TENANT_ROWS}"),
@@ -220,7 +227,7 @@ async fn an_inserted_event_is_named() {
     let forge = format!(
         "INSERT INTO audit_events SELECT tenant_id, 3, '0190aaaa-0000-7000-8000-000000000001',
            occurred_at_us, actor_type, actor_id, actor_role, action, target_type, 'forged',
-           outcome, ip, user_agent, request_id, changes, prev_hash, hash
+           outcome, ip, user_agent, request_id, changes, prev_hash, hash, app
          FROM audit_events WHERE seq = 2 AND {TENANT_ROWS}"
     );
     assert_eq!(
@@ -258,7 +265,7 @@ async fn a_checkpoint_whose_signature_fails_is_named() {
     app.stop().await;
 }
 
-async fn export(app: &TestApp, access: &str, query: &str) -> String {
+pub async fn export(app: &TestApp, access: &str, query: &str) -> String {
     let response = app
         .get_as(&format!("/api/v1/audit/export{query}"), access)
         .await;
@@ -266,7 +273,7 @@ async fn export(app: &TestApp, access: &str, query: &str) -> String {
     response.text().await.unwrap()
 }
 
-async fn published_key(app: &TestApp) -> PublicKey {
+pub async fn published_key(app: &TestApp) -> PublicKey {
     let key: Value = app
         .get("/api/v1/audit/checkpoint-key")
         .await
@@ -892,6 +899,37 @@ async fn every_state_changing_route_writes_an_event_with_its_request_id() {
         Body::Form(vec![("token", spare.access)]),
     )
     .await;
+    // The app's own events, one under a tenant token (its own work) and a batch under the
+    // service credential (a user's), and the tenant token itself.
+    let (issued, _) = walk
+        .call(
+            post.clone(),
+            "/api/v1/services/tenant-token",
+            "/api/v1/services/tenant-token",
+            Auth::Bearer(&service),
+            Some(json!({"tenant_id": tenant})),
+        )
+        .await;
+    let tenant_token = issued["token"].as_str().unwrap().to_owned();
+    let target = json!([{"type": "workorder", "id": "wo_1"}]);
+    walk.call(
+        post.clone(),
+        "/api/v1/audit/events",
+        "/api/v1/audit/events",
+        Auth::Bearer(&tenant_token),
+        Some(json!({"action": "workorder.update", "actor": "system", "targets": target})),
+    )
+    .await;
+    walk.call(
+        post.clone(),
+        "/api/v1/audit/events/batch",
+        "/api/v1/audit/events/batch",
+        Auth::Bearer(&service),
+        Some(json!({"events": [
+            {"action": "workorder.read", "actor": {"access_token": access}, "targets": target},
+        ]})),
+    )
+    .await;
 
     // The tenant: applications, keys, custom roles, invitations, members, policies.
     let (application, _) = walk
@@ -1146,8 +1184,15 @@ async fn every_state_changing_route_writes_an_event_with_its_request_id() {
             // Decisions, searches, introspection and the app's limit checks change no
             // stored state (`api::access` counts every table around a batch); relation
             // writes and token revocation do.
-            let decides = palisade::ratelimit::is_integration(path)
-                && !["/access/v1/relations", "/oauth/revoke"].contains(&path.as_str());
+            let writes = [
+                "/access/v1/relations",
+                "/oauth/revoke",
+                "/api/v1/services/tenant-token",
+                "/api/v1/audit/events",
+                "/api/v1/audit/events/batch",
+            ];
+            let decides = palisade::ratelimit::is_integration(&method.to_uppercase(), path)
+                && !writes.contains(&path.as_str());
             if method != "get" && !decides {
                 changing.insert(format!("{} {path}", method.to_uppercase()));
             }

@@ -50,7 +50,7 @@ async fn other_instance(app: &TestApp) -> Option<Instance> {
 }
 
 /// The Owner revokes the key `view` shows.
-async fn revoke_key(app: &TestApp, owner: &Session, view: &Value) {
+pub async fn revoke_key(app: &TestApp, owner: &Session, view: &Value) {
     let id = view["id"].as_str().unwrap();
     let revoked = app
         .client

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod access;
+mod app_events;
 mod audit;
 mod faults;
 mod grants;

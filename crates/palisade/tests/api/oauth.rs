@@ -348,11 +348,11 @@ async fn revocation_ends_the_session_behind_an_access_or_refresh_token_and_tells
     assert_eq!(actors, vec![format!("service {service_id}"); 2]);
 }
 
-// claim: APP-5, APP-6
+// claim: APP-4, APP-5, APP-6
 #[tokio::test]
-async fn an_app_written_in_python_verifies_a_key_introspects_and_revokes_with_the_standard_library()
-{
-    let app = spawn_app().await;
+async fn an_app_written_in_python_verifies_a_key_introspects_records_and_revokes_with_the_standard_library(
+) {
+    let app = crate::manifest::with_workorders().await;
     let owner = app.signed_in("owner@example.com").await;
     let (_, service) = service_credential(&app).await;
     let script =
@@ -377,5 +377,9 @@ async fn an_app_written_in_python_verifies_a_key_introspects_and_revokes_with_th
     );
     assert!(printed.contains("valid, then rate_limited"), "{printed}");
     assert!(printed.contains("introspected active"), "{printed}");
+    assert!(
+        printed.contains("with its diff and read it back"),
+        "{printed}"
+    );
     assert!(printed.ends_with("introspected inactive\n"), "{printed}");
 }

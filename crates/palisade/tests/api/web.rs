@@ -269,7 +269,7 @@ async fn a_hundred_malformed_bodies_get_4xx_errors_in_the_shape_and_write_nothin
     let session = app.signed_in("probe@example.com").await;
     let (_, service) = crate::access::service_credential(&app).await;
     for (method, path) in &json_operations {
-        let bearer = if palisade::ratelimit::is_integration(path) {
+        let bearer = if palisade::ratelimit::is_integration(method.as_str(), path) {
             &service
         } else {
             &session.access

@@ -4,8 +4,9 @@
 Usage: app_client.py BASE_URL SERVICE_CREDENTIAL ACCESS_TOKEN API_KEY
 
 Verifies a customer's API key (with an action and a per-key limit), introspects the user's
-access token (RFC 7662), checks the answer's shape, revokes the token's session (RFC 7009)
-and introspects again. Prints one line per step; exits non-zero
+access token (RFC 7662), checks the answer's shape, writes an audit event with a diff as
+that user (twice, under one Idempotency-Key) and reads it back, revokes the token's session
+(RFC 7009) and introspects again. The server runs the work-order manifest. Prints one line per step; exits non-zero
 on the first answer that is not what an RFC-following client expects.
 """
 
@@ -46,15 +47,52 @@ def introspect(base, credential, token):
     return json.loads(body)
 
 
-def post_json(base, path, credential, body):
+def post_json(base, path, credential, body, headers=None):
     request = urllib.request.Request(
         base + path,
         data=json.dumps(body).encode("utf-8"),
-        headers={"Authorization": "Bearer " + credential, "Content-Type": "application/json"},
+        headers={"Authorization": "Bearer " + credential, "Content-Type": "application/json",
+                 **(headers or {})},
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return response.status, json.loads(response.read())
+
+
+def get_json(base, path, credential):
+    request = urllib.request.Request(base + path, headers={"Authorization": "Bearer " + credential})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, json.loads(response.read())
+
+
+def record_event(base, credential, token):
+    event = {
+        "action": "workorder.update",
+        "actor": {"access_token": token},
+        "targets": [{"type": "workorder", "id": "wo_py"}],
+        "changes": {"before": {"status": "open", "priority": 2},
+                    "after": {"status": "closed", "priority": 2}},
+        "context": {"ip": "198.51.100.23", "user_agent": "python-app/1.0", "request_id": "py-1"},
+    }
+    once = {"Idempotency-Key": "py-wo-closed"}
+    status, first = post_json(base, "/api/v1/audit/events", credential, event, once)
+    if status != 201 or not first["id"].startswith("evt_") or len(first["hash"]) != 64:
+        fail("the event was not appended: %d %r" % (status, first))
+    status, again = post_json(base, "/api/v1/audit/events", credential, event, once)
+    if status != 200 or again != first:
+        fail("a retry under the same key is not the same event: %d %r" % (status, again))
+    status, page = get_json(base, "/api/v1/audit/events?action=workorder.update", token)
+    listed = [e for e in page["events"] if e["id"] == first["id"]]
+    if status != 200 or len(listed) != 1:
+        fail("the event is not listed once: %r" % page)
+    read = listed[0]
+    if read["changes"] != {"status": {"before": "open", "after": "closed"}}:
+        fail("the diff is not the fields that changed, as objects: %r" % read["changes"])
+    if (read["ip"], read["user_agent"], read["request_id"]) != ("198.51.100.23", "python-app/1.0", "py-1"):
+        fail("the forwarded context is not the event's: %r" % read)
+    if read["actor_type"] != "user" or read["app"]["targets"] != event["targets"]:
+        fail("the actor or the app's part is not as written: %r" % read)
+    print("recorded %s once (seq %d) with its diff and read it back" % (first["id"], first["seq"]))
 
 
 def verify_key(base, credential, key):
@@ -86,6 +124,7 @@ def main():
     if not live["sub"].startswith("usr_") or not live["tid"].startswith("ten_"):
         fail("unexpected subject or tenant: %r" % live)
     print("introspected active sub=%s tid=%s role=%s" % (live["sub"], live["tid"], live["role"]))
+    record_event(base, credential, token)
 
     status, _, body = post_form(base, "/oauth/revoke", credential,
                                 {"token": token, "token_type_hint": "access_token"})

@@ -7,8 +7,10 @@
 use std::collections::BTreeMap;
 
 use sqlx::{QueryBuilder, Row, Transaction};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::super::app::{Appended, IdempotencyKey, Recorded, IDEMPOTENCY_WINDOW};
 use super::super::chain::{Fields, Hash, GENESIS};
 use super::super::{stream_name, AuditRecord};
 use super::{hash_of, micros, Dialect, SqlAuditStore, BIND_TENANT};
@@ -36,6 +38,30 @@ pub trait BatchAppend: Send + Sync {
     async fn append_batch(&self, events: &[AuditRecord]) -> Result<(), StoreError>;
 }
 
+/// Appends the app's events (claim APP-4) in one transaction, honouring an
+/// `Idempotency-Key`: the key's row is written in the same transaction as the events, so a
+/// retry after a crash either finds both or neither.
+#[async_trait::async_trait]
+pub trait AppAppend: Send + Sync {
+    async fn append_app_events(
+        &self,
+        events: &[AuditRecord],
+        key: Option<&IdempotencyKey>,
+        now: OffsetDateTime,
+    ) -> Result<Recorded, StoreError>;
+}
+
+/// Claims a key; on PostgreSQL a concurrent claim of the same key waits for this one's end.
+const CLAIM_KEY: &str =
+    "INSERT INTO app_event_keys (service_id, key, body_hash, answer, created_at)
+     VALUES ($1, $2, $3, '', $4) ON CONFLICT (service_id, key) DO NOTHING";
+const CLAIMED_KEY: &str =
+    "SELECT body_hash, answer, created_at FROM app_event_keys WHERE service_id = $1 AND key = $2";
+/// A key older than the window is anyone's again.
+const RECLAIM_KEY: &str = "UPDATE app_event_keys SET body_hash = $3, answer = '', created_at = $4
+     WHERE service_id = $1 AND key = $2";
+const ANSWER_KEY: &str = "UPDATE app_event_keys SET answer = $3 WHERE service_id = $1 AND key = $2";
+
 /// Run inside every transaction that narrows (or changes) what a cached principal says.
 const BUMP_AUTH_EPOCH: &str = "UPDATE auth_epoch SET epoch = epoch + 1 WHERE id = 1";
 
@@ -49,10 +75,10 @@ const MOVED_HEADS: &str =
     " ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash";
 const EVENT_COLUMNS: &str = "INSERT INTO audit_events (tenant_id, seq, id, occurred_at_us,
      actor_type, actor_id, actor_role, action, target_type, target_id, outcome, ip,
-     user_agent, request_id, changes, prev_hash, hash) ";
+     user_agent, request_id, changes, app, prev_hash, hash) ";
 /// Rows per INSERT statement: 64, 16, 4 or 1, so a connection prepares at most four
 /// statements for any batch (a 64-row statement costs as much to prepare as to run), and
-/// 17 parameters a row stays far below both backends' limits.
+/// 18 parameters a row stays far below both backends' limits.
 fn statement_rows(remaining: usize) -> usize {
     [64, 16, 4, 1]
         .into_iter()
@@ -74,6 +100,8 @@ struct Rendered<'a> {
     seq: i64,
     prev_hash: Hash,
     hash: Hash,
+    /// Its place among the events the caller gave (a batch's answer keeps their order).
+    given_at: usize,
 }
 
 impl<'a> Rendered<'a> {
@@ -91,6 +119,7 @@ impl<'a> Rendered<'a> {
             seq: 0,
             prev_hash: GENESIS,
             hash: GENESIS,
+            given_at: 0,
         }
     }
 
@@ -106,14 +135,15 @@ impl<'a> Rendered<'a> {
             actor_type: record.actor.kind(),
             actor_id: &self.actor_id,
             actor_role: record.actor.role(),
-            action: record.action,
-            target_type: record.target_type,
+            action: &record.action,
+            target_type: &record.target_type,
             target_id: &record.target_id,
             outcome: record.outcome,
             ip: self.ip.as_deref(),
             user_agent: record.user_agent.as_deref(),
             request_id: &record.request_id,
             changes: &self.changes,
+            app: record.app.as_deref(),
         }
         .link_using(&prev, buf);
         self.hash
@@ -199,14 +229,15 @@ for_both_backends! {
                     .push_bind(record.actor.kind())
                     .push_bind(event.actor_id.as_str())
                     .push_bind(record.actor.role())
-                    .push_bind(record.action)
-                    .push_bind(record.target_type)
+                    .push_bind(record.action.as_ref())
+                    .push_bind(record.target_type.as_ref())
                     .push_bind(record.target_id.as_str())
                     .push_bind(record.outcome)
                     .push_bind(event.ip.as_deref())
                     .push_bind(record.user_agent.as_deref())
                     .push_bind(record.request_id.as_str())
                     .push_bind(event.changes.as_str())
+                    .push_bind(record.app.as_deref())
                     .push_bind(&event.prev_hash[..])
                     .push_bind(&event.hash[..]);
             });
@@ -237,15 +268,98 @@ for_both_backends! {
     #[async_trait::async_trait]
     impl BatchAppend for SqlAuditStore<Pool> {
         async fn append_batch(&self, events: &[AuditRecord]) -> Result<(), StoreError> {
-            let mut by_stream: BTreeMap<Uuid, Vec<Rendered<'_>>> = BTreeMap::new();
-            for event in events {
-                by_stream.entry(event.stream()).or_default().push(Rendered::new(event));
-            }
-            let mut chains: Vec<(Uuid, Vec<Rendered<'_>>)> = by_stream.into_iter().collect();
+            let mut chains = by_stream(events);
             let mut tx = self.0.write().await?;
             append_chained(&mut tx, &mut chains, BINDS_TENANT).await?;
             tx.commit().await?;
             Ok(())
         }
     }
+
+    #[async_trait::async_trait]
+    impl AppAppend for SqlAuditStore<Pool> {
+        async fn append_app_events(
+            &self,
+            events: &[AuditRecord],
+            key: Option<&IdempotencyKey>,
+            now: OffsetDateTime,
+        ) -> Result<Recorded, StoreError> {
+            let mut tx = self.0.write().await?;
+            if let Some(key) = key {
+                let claimed = sqlx::query(CLAIM_KEY)
+                    .bind(key.service)
+                    .bind(&key.key)
+                    .bind(&key.body_sha256[..])
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if claimed == 0 {
+                    let (body_hash, answer, created_at): (Vec<u8>, String, OffsetDateTime) =
+                        sqlx::query_as(CLAIMED_KEY)
+                            .bind(key.service)
+                            .bind(&key.key)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    if created_at > now - IDEMPOTENCY_WINDOW {
+                        if !crate::crypto::constant_time_eq(&body_hash, &key.body_sha256) {
+                            return Ok(Recorded::KeyReused);
+                        }
+                        let first = serde_json::from_str(&answer).map_err(|error| {
+                            StoreError::Other(format!("a stored idempotent answer: {error}").into())
+                        })?;
+                        return Ok(Recorded::Replayed(first));
+                    }
+                    sqlx::query(RECLAIM_KEY)
+                        .bind(key.service)
+                        .bind(&key.key)
+                        .bind(&key.body_sha256[..])
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            let mut chains = by_stream(events);
+            append_chained(&mut tx, &mut chains, BINDS_TENANT).await?;
+            let appended = in_given_order(events.len(), &chains);
+            if let Some(key) = key {
+                let answer = serde_json::to_string(&appended)
+                    .map_err(|error| StoreError::Other(error.to_string().into()))?;
+                sqlx::query(ANSWER_KEY)
+                    .bind(key.service)
+                    .bind(&key.key)
+                    .bind(answer)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(Recorded::Appended(appended))
+        }
+    }
+}
+
+/// Events grouped by chain, chains in stream order (the order their heads are locked in);
+/// each rendered event remembers its place in `events`.
+fn by_stream(events: &[AuditRecord]) -> Vec<(Uuid, Vec<Rendered<'_>>)> {
+    let mut by_stream: BTreeMap<Uuid, Vec<Rendered<'_>>> = BTreeMap::new();
+    for (at, event) in events.iter().enumerate() {
+        let mut rendered = Rendered::new(event);
+        rendered.given_at = at;
+        by_stream.entry(event.stream()).or_default().push(rendered);
+    }
+    by_stream.into_iter().collect()
+}
+
+/// Where each event landed, in the order the caller gave them.
+fn in_given_order(count: usize, chains: &[(Uuid, Vec<Rendered<'_>>)]) -> Vec<Appended> {
+    let mut appended: Vec<Option<Appended>> = vec![None; count];
+    for event in chains.iter().flat_map(|(_, events)| events) {
+        appended[event.given_at] = Some(Appended {
+            id: event.id,
+            tenant_id: event.tenant,
+            seq: event.seq,
+            hash: event.hash,
+        });
+    }
+    appended.into_iter().flatten().collect()
 }

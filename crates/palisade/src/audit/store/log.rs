@@ -103,6 +103,7 @@ for_both_backends! {
             user_agent: row.try_get("user_agent")?,
             request_id: row.try_get("request_id")?,
             changes: row.try_get("changes")?,
+            app: row.try_get("app")?,
             prev_hash: hash("prev_hash")?,
             hash: hash("hash")?,
         })

@@ -10,7 +10,7 @@ mod log;
 use uuid::Uuid;
 
 pub(crate) use append::Append;
-pub use append::BatchAppend;
+pub use append::{AppAppend, BatchAppend};
 pub use log::AuditLog;
 
 use super::chain::{Hash, SignedPoint};
@@ -54,9 +54,9 @@ impl Chain {
 }
 
 /// Everything the audit service needs of its store.
-pub trait AuditStore: BatchAppend + AuditLog {}
+pub trait AuditStore: BatchAppend + AppAppend + AuditLog {}
 
-impl<S: BatchAppend + AuditLog> AuditStore for S {}
+impl<S: BatchAppend + AppAppend + AuditLog> AuditStore for S {}
 
 pub fn micros(at: time::OffsetDateTime) -> i64 {
     (at.unix_timestamp_nanos() / 1_000) as i64
