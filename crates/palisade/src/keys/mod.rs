@@ -31,6 +31,7 @@ use crate::identity::sessions::Principal;
 use crate::ids::{ApiKeyId, ApplicationId, TenantId};
 use crate::store::StoreError;
 use crate::tenancy::members::{guarded, TenancyError};
+pub use store::KeyLimit;
 use store::{Creation, KeyRecord, KeyStore, PresentedRecord};
 
 /// The longest a key may live, and the longest overlap a rotation may grant.
@@ -86,6 +87,16 @@ impl KeyPrincipal {
         self.0.record.key.scopes.as_deref()
     }
 
+    /// The owner's metadata, as its JSON object text.
+    pub fn meta(&self) -> Option<&str> {
+        self.0.record.key.meta.as_deref()
+    }
+
+    /// The key's own limit, if its owner set one.
+    pub fn ratelimit(&self) -> Option<KeyLimit> {
+        self.0.record.key.ratelimit
+    }
+
     pub fn application(&self) -> Option<ApplicationId> {
         self.0.record.key.application
     }
@@ -132,6 +143,39 @@ pub struct NewKey {
     pub scopes: Option<Vec<String>>,
     pub application: Option<ApplicationId>,
     pub expires_in_days: Option<i64>,
+    /// The owner's metadata (claim APP-5): at most 16 keys and 1 KiB as JSON.
+    pub meta: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The limit key verification applies when the app names none.
+    pub ratelimit: Option<KeyLimit>,
+}
+
+/// Bounds of a key's metadata and of its own limit (the app's limit check's bounds).
+const MAX_META_KEYS: usize = 16;
+const MAX_META_BYTES: usize = 1024;
+const MAX_LIMIT: u32 = 1_000_000;
+const MAX_WINDOW_SECONDS: u32 = 86_400;
+
+fn checked_meta(
+    meta: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<Option<String>, InvalidInput> {
+    let Some(meta) = meta else { return Ok(None) };
+    let text = serde_json::to_string(meta).map_err(|_| InvalidInput("meta: not JSON"))?;
+    if meta.len() > MAX_META_KEYS || text.len() > MAX_META_BYTES {
+        return Err(InvalidInput("meta: at most 16 keys and 1 KiB as JSON"));
+    }
+    Ok(Some(text))
+}
+
+fn checked_limit(limit: Option<KeyLimit>) -> Result<Option<KeyLimit>, InvalidInput> {
+    match limit {
+        Some(l) if !(1..=MAX_LIMIT).contains(&l.limit) => {
+            Err(InvalidInput("ratelimit.limit: 1 to 1000000"))
+        }
+        Some(l) if !(1..=MAX_WINDOW_SECONDS).contains(&l.window_seconds) => {
+            Err(InvalidInput("ratelimit.window_seconds: 1 to 86400"))
+        }
+        other => Ok(other),
+    }
 }
 
 /// A key just created or rotated: the record and the key text, shown once.
@@ -300,6 +344,8 @@ impl ApiKeys {
             }
             Some(_) => return Err(InvalidInput("expires_in_days: 1 to 3650").into()),
         };
+        let meta = checked_meta(request.meta.as_ref())?;
+        let ratelimit = checked_limit(request.ratelimit)?;
         let id = ApiKeyId::generate();
         let (key, hash) = secret::issue(id);
         let record = KeyRecord {
@@ -318,6 +364,8 @@ impl ApiKeys {
             rotated_at: None,
             revoked_at: None,
             last_used_at: None,
+            meta,
+            ratelimit,
         };
         let event = origin
             .event("api_keys.created", "success", now)

@@ -55,6 +55,50 @@ pub struct KeyRequest {
     #[serde(default, deserialize_with = "whole_number::optional")]
     #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<i64>,
+    /// Your own data about the key (a customer id, a plan): an object of at most 16 keys and
+    /// 1 KiB, returned by `POST /api/v1/keys/verify`. Never put a secret here.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>, example = json!({"customer": "cus_123", "plan": "pro"}))]
+    meta: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The key's own rate limit, applied by `POST /api/v1/keys/verify` when the app names
+    /// none.
+    #[serde(default)]
+    ratelimit: Option<KeyLimitView>,
+}
+
+/// A key's own rate limit: requests per window.
+#[derive(Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyLimitView {
+    /// 1 to 1,000,000.
+    #[schema(example = 100, minimum = 1, maximum = 1_000_000)]
+    limit: u32,
+    /// 1 to 86,400.
+    #[schema(example = 60, minimum = 1, maximum = 86_400)]
+    window_seconds: u32,
+}
+
+impl From<KeyLimitView> for super::KeyLimit {
+    fn from(view: KeyLimitView) -> Self {
+        Self {
+            limit: view.limit,
+            window_seconds: view.window_seconds,
+        }
+    }
+}
+
+impl From<super::KeyLimit> for KeyLimitView {
+    fn from(limit: super::KeyLimit) -> Self {
+        Self {
+            limit: limit.limit,
+            window_seconds: limit.window_seconds,
+        }
+    }
+}
+
+/// Stored metadata as the JSON object it was given as.
+fn meta_json(text: Option<&str>) -> Option<Box<serde_json::value::RawValue>> {
+    text.and_then(|text| serde_json::value::RawValue::from_string(text.to_owned()).ok())
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -97,6 +141,11 @@ pub struct KeyView {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     last_used_at: Option<OffsetDateTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    meta: Option<Box<serde_json::value::RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratelimit: Option<KeyLimitView>,
 }
 
 impl KeyView {
@@ -122,6 +171,8 @@ impl KeyView {
             previous_secret_expires_at: record.previous_expires_at.filter(|at| now < *at),
             revoked_at: record.revoked_at,
             last_used_at: record.last_used_at,
+            meta: meta_json(record.meta.as_deref()),
+            ratelimit: record.ratelimit.map(KeyLimitView::from),
         }
     }
 }
@@ -196,6 +247,8 @@ async fn create_key(
         scopes: body.scopes,
         application: body.application_id,
         expires_in_days: body.expires_in_days,
+        meta: body.meta,
+        ratelimit: body.ratelimit.map(Into::into),
     };
     let key = state
         .keys
@@ -287,6 +340,7 @@ pub struct VerifyRequest {
     #[schema(example = "workorder.read")]
     action: Option<String>,
     /// A limit to charge this use of the key to, counted per key: `rate_limited` when over.
+    /// Omitted: the key's own limit, if its owner set one.
     #[serde(default)]
     ratelimit: Option<crate::ratelimit::routes::LimitSpec>,
 }
@@ -319,6 +373,10 @@ pub struct VerifiedKeyView {
     /// The key's scopes (action names), or none: its role's actions.
     #[serde(skip_serializing_if = "Option::is_none")]
     scopes: Option<Vec<String>>,
+    /// The metadata its owner stored with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    meta: Option<Box<serde_json::value::RawValue>>,
 }
 
 impl VerifyResponse {
@@ -375,6 +433,7 @@ async fn verify_key(
         application_id: key.application(),
         role: key.role(),
         scopes: key.stored_scopes().map(scope_names),
+        meta: meta_json(key.meta()),
     };
     let mut answer = VerifyResponse {
         valid: true,
@@ -387,7 +446,10 @@ async fn verify_key(
         answer.code = "forbidden";
         return Ok(axum::Json(answer));
     }
-    if let Some(spec) = &body.ratelimit {
+    let own = key
+        .ratelimit()
+        .map(|own| crate::ratelimit::routes::LimitSpec::per_window(own.limit, own.window_seconds));
+    if let Some(spec) = body.ratelimit.as_ref().or(own.as_ref()) {
         let decision =
             crate::ratelimit::routes::charge(&state, "api_key", &key.id().to_string(), spec)
                 .await?;

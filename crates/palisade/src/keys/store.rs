@@ -33,6 +33,17 @@ pub struct KeyRecord {
     pub rotated_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
     pub last_used_at: Option<OffsetDateTime>,
+    /// The owner's metadata, as the JSON object text it was given in.
+    pub meta: Option<String>,
+    /// The limit verification applies when the app names none.
+    pub ratelimit: Option<KeyLimit>,
+}
+
+/// A key's own rate limit: requests per window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyLimit {
+    pub limit: u32,
+    pub window_seconds: u32,
 }
 
 /// A presented key with what authenticating it needs of its tenant.
@@ -104,7 +115,7 @@ macro_rules! key_columns {
     () => {
         "id, tenant_id, application_id, name, role, scopes, secret_hash, previous_secret_hash,
          previous_expires_at, expires_at, created_by, created_at, rotated_at, revoked_at,
-         last_used_at"
+         last_used_at, meta, ratelimit_limit, ratelimit_window_seconds"
     };
 }
 
@@ -157,6 +168,9 @@ struct KeyRow {
     rotated_at: Option<OffsetDateTime>,
     revoked_at: Option<OffsetDateTime>,
     last_used_at: Option<OffsetDateTime>,
+    meta: Option<String>,
+    ratelimit_limit: Option<i64>,
+    ratelimit_window_seconds: Option<i64>,
 }
 
 struct PresentedRow {
@@ -183,7 +197,19 @@ fn key_from(row: KeyRow) -> Result<KeyRecord, StoreError> {
         rotated_at: row.rotated_at,
         revoked_at: row.revoked_at,
         last_used_at: row.last_used_at,
+        meta: row.meta,
+        ratelimit: match (row.ratelimit_limit, row.ratelimit_window_seconds) {
+            (Some(limit), Some(window)) => Some(KeyLimit {
+                limit: u32::try_from(limit).map_err(|_| bad_stored_limit())?,
+                window_seconds: u32::try_from(window).map_err(|_| bad_stored_limit())?,
+            }),
+            _ => None,
+        },
     })
+}
+
+fn bad_stored_limit() -> StoreError {
+    StoreError::Other("a stored key limit is out of range".into())
 }
 
 for_both_backends! {
@@ -206,6 +232,9 @@ for_both_backends! {
                 rotated_at: row.try_get("rotated_at")?,
                 revoked_at: row.try_get("revoked_at")?,
                 last_used_at: row.try_get("last_used_at")?,
+                meta: row.try_get("meta")?,
+                ratelimit_limit: row.try_get("ratelimit_limit")?,
+                ratelimit_window_seconds: row.try_get("ratelimit_window_seconds")?,
             })
         }
     }
@@ -265,8 +294,9 @@ for_both_backends! {
             }
             sqlx::query(
                 "INSERT INTO api_keys (id, tenant_id, application_id, name, role, scopes,
-                     secret_hash, expires_at, created_by, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                     secret_hash, expires_at, created_by, created_at, meta, ratelimit_limit,
+                     ratelimit_window_seconds)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(key.id)
             .bind(tenant)
@@ -278,6 +308,9 @@ for_both_backends! {
             .bind(key.expires_at)
             .bind(key.created_by)
             .bind(key.created_at)
+            .bind(&key.meta)
+            .bind(key.ratelimit.map(|l| i64::from(l.limit)))
+            .bind(key.ratelimit.map(|l| i64::from(l.window_seconds)))
             .execute(&mut *tx)
             .await?;
             tx.commit_with(event).await?;

@@ -85,6 +85,15 @@ pub struct LimitSpec {
 }
 
 impl LimitSpec {
+    /// `limit` units per `window_seconds`, one unit a use (a key's own limit).
+    pub(crate) fn per_window(limit: u32, window_seconds: u32) -> Self {
+        Self {
+            limit: u64::from(limit),
+            window_seconds: u64::from(window_seconds),
+            cost: None,
+        }
+    }
+
     fn validated(&self) -> Result<(Quota, u32), ApiError> {
         if !(1..=MAX_LIMIT).contains(&self.limit) {
             return Err(ApiError::invalid_field("limit must be 1 to 1000000"));

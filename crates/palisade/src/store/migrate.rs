@@ -39,6 +39,7 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     13 "0013_app_roles",
     14 "0014_relations",
     15 "0015_app_events",
+    16 "0016_key_meta",
 );
 pub const POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
@@ -56,6 +57,7 @@ pub const POSTGRES: &[Migration] = migrations!("postgres":
     13 "0013_app_roles",
     14 "0014_relations",
     15 "0015_app_events",
+    16 "0016_key_meta",
 );
 
 /// Serialises migrators across instances sharing one PostgreSQL database.

@@ -753,3 +753,64 @@ async fn the_app_verifies_a_customers_key_in_one_call_with_a_code_for_each_outco
     let (status, _) = verify(json!({"key": live, "meta": {}})).await;
     assert!((400..500).contains(&status));
 }
+
+// claim: APP-5
+#[tokio::test]
+async fn a_keys_owner_set_meta_and_its_own_limit_come_back_from_verification() {
+    let app = spawn_app().await;
+    let owner = app.signed_in("owner@example.com").await;
+    let (_, service) = crate::access::service_credential(&app).await;
+    let verify = |body: Value| verify_on(&app.base, &app.client, &service, body);
+    let (view, key) = create_key(
+        &app,
+        &owner,
+        json!({"name": "Customer", "role": "member",
+               "meta": {"customer": "cus_123", "plan": "pro", "seats": 12},
+               "ratelimit": {"limit": 2, "window_seconds": 60}}),
+    )
+    .await;
+    assert_eq!(view["meta"]["customer"], "cus_123");
+    assert_eq!(view["ratelimit"], json!({"limit": 2, "window_seconds": 60}));
+    let listed: Value = app
+        .get_as("/api/v1/api-keys", &owner.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed[0]["meta"]["seats"], 12, "{listed}");
+
+    // The key's own limit applies when the call names none; a named one replaces it.
+    let (_, first) = verify(json!({"key": key})).await;
+    assert_eq!(first["code"], "valid", "{first}");
+    assert_eq!(
+        first["key"]["meta"],
+        json!({"customer": "cus_123", "plan": "pro", "seats": 12})
+    );
+    assert_eq!(first["ratelimit"]["limit"], 2);
+    assert_eq!(first["ratelimit"]["remaining"], 1);
+    assert_eq!(verify(json!({"key": key})).await.1["code"], "valid");
+    let (_, third) = verify(json!({"key": key})).await;
+    assert_eq!(third["code"], "rate_limited", "{third}");
+    let named = json!({"key": key, "ratelimit": {"limit": 100, "window_seconds": 60}});
+    assert_eq!(verify(named).await.1["code"], "valid");
+
+    // Bounds: refused with nothing written.
+    let before = app.count_rows("api_keys").await;
+    let many: serde_json::Map<String, Value> =
+        (0..17).map(|n| (format!("k{n}"), json!(n))).collect();
+    for bad in [
+        json!({"name": "x", "role": "member", "meta": many}),
+        json!({"name": "x", "role": "member", "meta": {"blob": "x".repeat(1100)}}),
+        json!({"name": "x", "role": "member", "meta": "not an object"}),
+        json!({"name": "x", "role": "member", "ratelimit": {"limit": 0, "window_seconds": 60}}),
+        json!({"name": "x", "role": "member", "ratelimit": {"limit": 5, "window_seconds": 86401}}),
+        json!({"name": "x", "role": "member", "ratelimit": {"limit": 5}}),
+    ] {
+        let refused = app
+            .post_as("/api/v1/api-keys", &owner.access, Some(&bad))
+            .await;
+        assert_eq!(refused.status(), 422, "{bad}");
+    }
+    assert_eq!(app.count_rows("api_keys").await, before);
+    app.stop().await;
+}
