@@ -320,7 +320,7 @@ impl Database {
 
     pub async fn close(&self) {
         match self {
-            Self::Sqlite(pool) => pool.close().await,
+            Self::Sqlite(pool) => sqlite::close(pool).await,
             Self::Postgres(pool) => pool.close().await,
         }
     }

@@ -1,7 +1,9 @@
 //! The embedded backend: one SQLite file in the data directory, WAL mode, full fsync.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -25,15 +27,45 @@ pub async fn connect(path: &Path, settings: &Settings) -> Result<SqlitePool, Sta
         .pragma("wal_autocheckpoint", "16384")
         // Waiting for another writer's lock is waiting for the database, bounded alike.
         .busy_timeout(Duration::from_millis(settings.database.acquire_timeout_ms));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(settings.database.max_connections)
-        .acquire_timeout(Duration::from_millis(settings.database.acquire_timeout_ms))
-        .after_release(|connection, _| Box::pin(async move { still_usable(connection).await }))
-        .connect_with(options)
-        .await
-        .map_err(|e| StartupError::Connect(format!("{} ({e})", path.display())))?;
+    let pool_of = |connections: u32| {
+        SqlitePoolOptions::new()
+            .max_connections(connections)
+            .acquire_timeout(Duration::from_millis(settings.database.acquire_timeout_ms))
+            .after_release(|connection, _| Box::pin(async move { still_usable(connection).await }))
+            .connect_with(options.clone())
+    };
+    let failed = |e: sqlx::Error| StartupError::Connect(format!("{} ({e})", path.display()));
+    let pool = pool_of(settings.database.max_connections).await.map_err(failed)?;
+    let writer = pool_of(1).await.map_err(failed)?;
+    WRITERS
+        .lock()
+        .expect("the writers' registry")
+        .insert(path.to_owned(), writer);
     tokio::spawn(checkpoint_wal(pool.clone()));
     Ok(pool)
+}
+
+/// Each open database file's one connection for write transactions. SQLite takes one
+/// writer at a time; writers of this process queue for this connection in order (the
+/// pool's fair, async wait) rather than on the file lock, whose busy handler sleeps a
+/// loser for up to 100 ms at a time and lets a later writer overtake it. Another process
+/// (the operator's CLI) still waits on the lock, within the busy timeout.
+static WRITERS: LazyLock<Mutex<HashMap<PathBuf, SqlitePool>>> = LazyLock::new(Default::default);
+
+fn writer_of(pool: &SqlitePool) -> Option<SqlitePool> {
+    let options = pool.connect_options();
+    let writers = WRITERS.lock().expect("the writers' registry");
+    writers.get(options.get_filename()).cloned()
+}
+
+/// Closes the file's write connection with its pool.
+pub async fn close(pool: &SqlitePool) {
+    let path = pool.connect_options().get_filename().to_owned();
+    let writer = WRITERS.lock().expect("the writers' registry").remove(&path);
+    if let Some(writer) = writer {
+        writer.close().await;
+    }
+    pool.close().await;
 }
 
 /// Whether a released connection may go back to the pool. SQLite rolls a transaction back
@@ -66,10 +98,14 @@ async fn checkpoint_wal(pool: SqlitePool) {
     }
 }
 
-/// A write transaction. `BEGIN IMMEDIATE` takes the write lock up front, so two writers
-/// queue on the busy timeout instead of one failing when it upgrades from read to write.
+/// A write transaction, on the file's write connection ([`WRITERS`]). `BEGIN IMMEDIATE`
+/// takes the write lock up front, so a writer of another process makes it wait on the busy
+/// timeout instead of failing when it upgrades from read to write.
 pub async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, StoreError> {
-    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+    match writer_of(pool) {
+        Some(writer) => Ok(writer.begin_with("BEGIN IMMEDIATE").await?),
+        None => Ok(pool.begin_with("BEGIN IMMEDIATE").await?),
+    }
 }
 
 /// Healthy means the file is there and can take a write now. The probe opens its own
