@@ -7,6 +7,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+#[cfg(test)]
+mod reference;
+
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
@@ -179,6 +182,10 @@ pub struct HttpSettings {
     /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is believed when they are
     /// the peer. Empty: the peer address is always the client.
     pub trusted_proxies: Vec<String>,
+    /// Origins (`https://app.example.com`, scheme, host and port only) of browser apps that
+    /// may call the API from their pages, credentials included; their preflights are
+    /// answered. Empty: no cross-origin access.
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -243,12 +250,14 @@ pub struct AuthSettings {
     pub max_failures_per_email_ip: u32,
     /// Failed sign-ins allowed per IP, whatever the email, within the window.
     pub max_failures_per_ip: u32,
+    /// The window, in seconds, the two limits above count failed sign-ins over.
     pub failure_window_secs: u64,
     /// Past this many failures of one account within the window, from any addresses, its
     /// sign-ins are slowed, never locked out (claim ID-9): one attempt per
     /// `account_failure_spacing_secs`, so guesses spread over many addresses stay few and
     /// the owner still gets in after a short wait.
     pub slow_after_account_failures: u32,
+    /// Seconds between the sign-ins a slowed account is allowed (above).
     pub account_failure_spacing_secs: u64,
     /// Password-reset links expire after this long (claim ID-11: 30 minutes).
     pub reset_token_ttl_secs: u64,
@@ -315,6 +324,7 @@ impl Default for HttpSettings {
             max_connections: 4_096,
             shutdown_grace_ms: 30_000,
             trusted_proxies: Vec::new(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -520,6 +530,12 @@ impl Settings {
                 check(false, &format!("http.trusted_proxies: {problem}"));
             }
         }
+        for origin in &self.http.cors_origins {
+            check(
+                crate::http::cors::is_origin(origin),
+                &format!("http.cors_origins: {origin:?} is not an origin (scheme://host[:port], lower case, no path)"),
+            );
+        }
         check(
             self.http.max_connections > 0,
             "http.max_connections must be positive",
@@ -669,6 +685,7 @@ impl Settings {
                 "max_connections": self.http.max_connections,
                 "shutdown_grace_ms": self.http.shutdown_grace_ms,
                 "trusted_proxies": self.http.trusted_proxies,
+                "cors_origins": self.http.cors_origins,
             },
             "tls": {
                 "enabled": self.tls.enabled(),

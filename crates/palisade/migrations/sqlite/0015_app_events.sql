@@ -27,4 +27,4 @@ CREATE TABLE tenant_tokens (
     issued_at    TEXT NOT NULL,
     expires_at   TEXT NOT NULL
 );
-CREATE INDEX tenant_tokens_by_expiry ON tenant_tokens (expires_at);
+CREATE INDEX tenant_tokens_by_expiry ON tenant_tokens (tenant_id, expires_at);

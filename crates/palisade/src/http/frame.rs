@@ -57,6 +57,7 @@ pub struct FrameConfig {
     pub metrics: Arc<Metrics>,
     pub trusted_proxies: Vec<super::client_ip::Cidr>,
     pub body_limit_bytes: usize,
+    pub cors: super::cors::CorsOrigins,
 }
 
 /// The client's address as resolved by the frame (see `client_ip`).
@@ -117,8 +118,11 @@ pub async fn frame(
         if tracing::enabled!(tracing::Level::DEBUG) {
             tracing::debug!(path = req.uri().path(), headers = ?RedactedHeaders(req.headers()), "request received");
         }
+        let cors = config.cors.allowed(req.headers());
         let response = if let Some(refusal) = malformed(&req, config.body_limit_bytes) {
             refusal.into_response()
+        } else if cors.is_some() && super::cors::is_preflight(req.method(), req.headers()) {
+            super::cors::preflight()
         } else {
             let body_limit = config.body_limit_bytes;
             let handled = async move {
@@ -137,6 +141,7 @@ pub async fn frame(
         let mut response = render_error_body(response, &request_id);
         let headers = response.headers_mut();
         add_security_headers(headers, config.hsts);
+        super::cors::mark(headers, &config.cors, cors);
         headers.insert(X_REQUEST_ID, request_id.header_value());
 
         let elapsed = started.elapsed();

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod client_ip;
+pub mod cors;
 pub mod error;
 pub mod extract;
 pub mod frame;
@@ -67,6 +68,7 @@ fn with_frame<S: Clone + Send + Sync + 'static>(
         metrics: state.metrics.clone(),
         trusted_proxies: state.settings.trusted_proxies(),
         body_limit_bytes: state.settings.http.body_limit_bytes,
+        cors: cors::CorsOrigins::new(&state.settings.http.cors_origins),
     });
     router.layer(axum::middleware::from_fn_with_state(config, frame::frame))
 }

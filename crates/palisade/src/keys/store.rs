@@ -11,7 +11,7 @@ use crate::access::TenantScope;
 use crate::audit::{Append, AuditRecord};
 use crate::ids::{ApiKeyId, ApplicationId, TenantId, UserId};
 use crate::store::{
-    for_both_backends, stored_role, Begin, Database, Guarded, MayActOn, StoreError,
+    for_both_backends, stored_role, Begin, Database, Guarded, MayActOn, Presented, StoreError,
 };
 use crate::tenancy::store::LOCK_APPLICATION;
 
@@ -389,7 +389,7 @@ for_both_backends! {
         }
 
         async fn presented(&self, id: ApiKeyId) -> Result<Option<PresentedRecord>, StoreError> {
-            let mut tx = self.0.key_read(id).await?;
+            let mut tx = self.0.presented_read(Presented::ApiKey(id)).await?;
             let row: Option<PresentedRow> = sqlx::query_as(PRESENTED_KEY)
             .bind(id)
             .fetch_optional(&mut *tx)

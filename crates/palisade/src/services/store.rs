@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use crate::access::TenantScope;
 use crate::audit::{Append, AuditRecord};
 use crate::ids::{ServiceId, TenantId, TenantTokenId};
-use crate::store::{for_both_backends, Begin, Database, StoreError};
+use crate::store::{for_both_backends, Begin, Database, Presented, StoreError};
 
 /// A tenant token as stored, with what its checks need of its credential and tenant as
 /// they were when it was read.
@@ -196,7 +196,8 @@ for_both_backends! {
                 Some((_, Some(_))) => return Ok(TokenGrant::Suspended),
                 Some((name, None)) => name,
             };
-            sqlx::query("DELETE FROM tenant_tokens WHERE expires_at < $1")
+            sqlx::query("DELETE FROM tenant_tokens WHERE tenant_id = $1 AND expires_at < $2")
+                .bind(record.tenant)
                 .bind(forget_before)
                 .execute(&mut *tx)
                 .await?;
@@ -222,6 +223,7 @@ for_both_backends! {
             id: TenantTokenId,
         ) -> Result<Option<TenantTokenRecord>, StoreError> {
             type TokenRow = (ServiceId, TenantId, Vec<u8>, OffsetDateTime, OffsetDateTime, bool);
+            let mut tx = self.0.presented_read(Presented::TenantToken(id)).await?;
             let row: Option<TokenRow> = sqlx::query_as(
                 "SELECT t.service_id, t.tenant_id, t.secret_hash, t.issued_at, t.expires_at,
                         s.revoked_at IS NOT NULL
@@ -229,8 +231,9 @@ for_both_backends! {
                  WHERE t.id = $1",
             )
             .bind(id)
-            .fetch_optional(&self.0)
+            .fetch_optional(&mut *tx)
             .await?;
+            tx.commit().await?;
             let Some((service, tenant, secret_hash, issued_at, expires_at, service_revoked)) = row
             else {
                 return Ok(None);

@@ -82,8 +82,20 @@ pub(crate) trait Begin {
     ) -> Result<(), StoreError>;
     /// Reads a user's own memberships across tenants.
     async fn user_read(&self, user: UserId) -> Result<Transaction<'static, Self::Db>, StoreError>;
-    /// Reads the one API key a client presented, before its tenant is known.
-    async fn key_read(&self, key: ApiKeyId) -> Result<Transaction<'static, Self::Db>, StoreError>;
+    /// Reads the one credential a client presented (an API key, a tenant token), before
+    /// its tenant is known.
+    async fn presented_read(
+        &self,
+        presented: Presented,
+    ) -> Result<Transaction<'static, Self::Db>, StoreError>;
+}
+
+/// A credential a client presented, by its public id: what a [`Begin::presented_read`]
+/// may see.
+#[derive(Clone, Copy, Debug)]
+pub enum Presented {
+    ApiKey(ApiKeyId),
+    TenantToken(crate::ids::TenantTokenId),
 }
 
 impl Begin for SqlitePool {
@@ -116,7 +128,10 @@ impl Begin for SqlitePool {
     async fn user_read(&self, _user: UserId) -> Result<Transaction<'static, Sqlite>, StoreError> {
         Ok(self.begin().await?)
     }
-    async fn key_read(&self, _key: ApiKeyId) -> Result<Transaction<'static, Sqlite>, StoreError> {
+    async fn presented_read(
+        &self,
+        _presented: Presented,
+    ) -> Result<Transaction<'static, Sqlite>, StoreError> {
         Ok(self.begin().await?)
     }
 }
@@ -155,8 +170,15 @@ impl Begin for PgPool {
     async fn user_read(&self, user: UserId) -> Result<Transaction<'static, Postgres>, StoreError> {
         postgres::begin_bound(self, postgres::USER_SETTING, user.as_uuid()).await
     }
-    async fn key_read(&self, key: ApiKeyId) -> Result<Transaction<'static, Postgres>, StoreError> {
-        postgres::begin_bound(self, postgres::KEY_SETTING, key.as_uuid()).await
+    async fn presented_read(
+        &self,
+        presented: Presented,
+    ) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let (setting, id) = match presented {
+            Presented::ApiKey(key) => (postgres::KEY_SETTING, key.as_uuid()),
+            Presented::TenantToken(token) => (postgres::TENANT_TOKEN_SETTING, token.as_uuid()),
+        };
+        postgres::begin_bound(self, setting, id).await
     }
 }
 

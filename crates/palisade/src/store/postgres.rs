@@ -51,6 +51,10 @@ pub const USER_SETTING: &str = "palisade.user_id";
 /// known (through the view `presented_api_keys`).
 pub const KEY_SETTING: &str = "palisade.api_key_id";
 
+/// The setting that lets the one tenant token a client presented be read before its
+/// tenant is known.
+pub const TENANT_TOKEN_SETTING: &str = "palisade.tenant_token_id";
+
 /// Begins a transaction with `setting` bound to `id` for its duration only.
 pub async fn begin_bound(
     pool: &PgPool,

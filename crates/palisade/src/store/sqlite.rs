@@ -35,7 +35,9 @@ pub async fn connect(path: &Path, settings: &Settings) -> Result<SqlitePool, Sta
             .connect_with(options.clone())
     };
     let failed = |e: sqlx::Error| StartupError::Connect(format!("{} ({e})", path.display()));
-    let pool = pool_of(settings.database.max_connections).await.map_err(failed)?;
+    let pool = pool_of(settings.database.max_connections)
+        .await
+        .map_err(failed)?;
     let writer = pool_of(1).await.map_err(failed)?;
     WRITERS
         .lock()

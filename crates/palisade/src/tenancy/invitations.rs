@@ -8,7 +8,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::members::{guarded, Tenancy, TenancyError};
-use super::store::{Acceptance, InvitationRecord, NewInvitation};
+use super::store::{Acceptance, InvitationRecord, InvitedSignup, InvitedUser, NewInvitation};
 use crate::access::actions::Entitlement;
 use crate::access::Role;
 use crate::crypto::{random_token, sha256};
@@ -129,11 +129,7 @@ impl Tenancy {
             ));
         }
         let text = token.expose_secret();
-        let tenant: TenantId = text
-            .split_once('.')
-            .filter(|(_, secret)| secret.len() == 43)
-            .and_then(|(tenant, _)| tenant.parse().ok())
-            .ok_or(TenancyError::NotFound)?;
+        let tenant = invited_tenant(text)?;
         let event = origin
             .event("members.joined", "success", self.clock.now())
             .in_tenant(tenant)
@@ -158,4 +154,65 @@ impl Tenancy {
             }
         }
     }
+
+    /// Signs a person up into the tenant whose invitation they hold, and no other (no
+    /// tenant of their own). The mailed token proves the address, so the account signs in
+    /// at once. An address that already has an account is answered like a new one (claim
+    /// ID-10) and changes nothing: its owner signs in and accepts instead.
+    pub async fn sign_up_invited(
+        &self,
+        identity: &crate::identity::service::Identity,
+        email: &str,
+        password: SecretString,
+        token: &SecretString,
+        origin: &Origin,
+    ) -> Result<(), crate::identity::service::IdentityError> {
+        use crate::identity::service::IdentityError;
+        let email = Email::parse(email)?;
+        let password = crate::identity::domain::NewPassword::parse(password)?;
+        let text = token.expose_secret();
+        let tenant = invited_tenant(text).map_err(|_| IdentityError::NotFound)?;
+        let password_hash = identity.passwords().hash(password.into_secret()).await?;
+        let now = self.clock.now();
+        let user = InvitedUser {
+            id: crate::ids::UserId::generate(),
+            email: email.as_str().to_owned(),
+            password_hash,
+            tenant,
+            created_at: now,
+        };
+        let signed_up = origin
+            .event("account.signed_up", "success", now)
+            .in_tenant(tenant)
+            .by(user.id)
+            .on("user", user.id);
+        let joined = origin
+            .event("members.joined", "success", now)
+            .in_tenant(tenant)
+            .on("user", user.id);
+        let attempt = origin
+            .event("account.signup_existing_email", "refused", now)
+            .on("email", email.as_str());
+        let outcome = self
+            .store
+            .sign_up_invited(
+                &user,
+                &sha256(text.as_bytes()),
+                [&signed_up, &joined, &attempt],
+            )
+            .await?;
+        match outcome {
+            InvitedSignup::Joined(_) | InvitedSignup::EmailTaken => Ok(()),
+            InvitedSignup::NotFound => Err(IdentityError::NotFound),
+            InvitedSignup::Suspended => Err(IdentityError::TenantSuspended),
+        }
+    }
+}
+
+/// The tenant an invitation token names (`ten_….<secret>`).
+fn invited_tenant(text: &str) -> Result<TenantId, TenancyError> {
+    text.split_once('.')
+        .filter(|(_, secret)| secret.len() == 43)
+        .and_then(|(tenant, _)| tenant.parse().ok())
+        .ok_or(TenancyError::NotFound)
 }

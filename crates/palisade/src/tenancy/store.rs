@@ -88,6 +88,40 @@ pub enum Acceptance {
     Suspended,
 }
 
+/// A person signing up with an invitation.
+pub struct InvitedUser {
+    pub id: UserId,
+    pub email: String,
+    pub password_hash: String,
+    pub tenant: TenantId,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum InvitedSignup {
+    Joined(Role),
+    /// The address has an account: sign in and accept the invitation instead.
+    EmailTaken,
+    /// No live invitation with this token for this address.
+    NotFound,
+    Suspended,
+}
+
+/// Joins a user to a tenant by a live invitation for their email, inside the caller's
+/// transaction (bound to that tenant): the invitation accepted, the membership and its
+/// event written. Nothing is written unless it answers `Joined`; the caller commits.
+/// Shared by accepting an invitation and signing up with one.
+pub(crate) trait JoinByInvitation {
+    async fn join_by_invitation(
+        &mut self,
+        tenant: TenantId,
+        token_hash: &[u8; 32],
+        user: UserId,
+        email: &str,
+        event: &AuditRecord,
+    ) -> Result<Acceptance, StoreError>;
+}
+
 #[async_trait]
 pub trait TenancyStore: Send + Sync {
     async fn members(&self, scope: TenantScope) -> Result<Vec<MemberRecord>, StoreError>;
@@ -188,6 +222,16 @@ pub trait TenancyStore: Send + Sync {
         email: &str,
         event: &AuditRecord,
     ) -> Result<Acceptance, StoreError>;
+    /// Signs a person up into the tenant that invited them (no tenant of their own): the
+    /// user (its address proven by the mailed invitation), the membership, the invitation
+    /// accepted and both events, in one transaction. An address that already has an
+    /// account writes nothing but `attempt` and answers `EmailTaken`.
+    async fn sign_up_invited(
+        &self,
+        user: &InvitedUser,
+        token_hash: &[u8; 32],
+        [signed_up, joined, attempt]: [&AuditRecord; 3],
+    ) -> Result<InvitedSignup, StoreError>;
     /// Makes `to` an Owner and `from` an Admin, in one transaction.
     async fn transfer_ownership(
         &self,
@@ -742,71 +786,54 @@ for_both_backends! {
             email: &str,
             event: &AuditRecord,
         ) -> Result<Acceptance, StoreError> {
-            let now = event.occurred_at;
             // No tenant credential yet: the invitation's token, checked below, is the proof.
             let mut tx = self.0.tenant(TenantScope::for_system(tenant)).await?;
-            let found: Option<(InvitationId, String, OffsetDateTime)> = sqlx::query_as(
-                "SELECT id, role, expires_at FROM invitations
-                 WHERE token_hash = $1 AND tenant_id = $2 AND email = $3
-                   AND accepted_at IS NULL AND revoked_at IS NULL",
-            )
-            .bind(&token_hash[..])
-            .bind(tenant)
-            .bind(email)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some((id, role_text, _)) = found.filter(|row| now < row.2) else {
-                return Ok(Acceptance::NotFound);
-            };
-            let role = stored_role(&role_text)?;
-            // The inviter must still be a member who could grant this role now.
-            let inviter: Option<String> = sqlx::query_scalar(
-                "SELECT m.role FROM memberships m JOIN invitations i
-                   ON i.invited_by = m.user_id AND i.tenant_id = m.tenant_id
-                 WHERE i.id = $1 AND m.tenant_id = $2",
-            )
-            .bind(id)
-            .bind(tenant)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let inviter_rank = inviter.as_deref().and_then(Role::parse);
-            if inviter_rank.is_none_or(|rank| rank > role) {
-                return Ok(Acceptance::NotFound);
-            }
-            let suspended: Option<OffsetDateTime> =
-                sqlx::query_scalar("SELECT suspended_at FROM tenants WHERE id = $1")
-                    .bind(tenant)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            if suspended.is_some() {
-                return Ok(Acceptance::Suspended);
-            }
-            let joined = sqlx::query(
-                "INSERT INTO memberships (tenant_id, user_id, role, created_at)
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, user_id) DO NOTHING",
-            )
-            .bind(tenant)
-            .bind(user)
-            .bind(role.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if joined.rows_affected() != 1 {
-                return Ok(Acceptance::AlreadyMember);
-            }
-            sqlx::query("UPDATE invitations SET accepted_at = $1 WHERE id = $2 AND tenant_id = $3")
-                .bind(now)
-                .bind(id)
-                .bind(tenant)
-                .execute(&mut *tx)
+            let joined = tx
+                .join_by_invitation(tenant, token_hash, user, email, event)
                 .await?;
-            // The joiner acts in the role they join with, not one from another tenant.
-            let event = event
-                .clone()
-                .by(Acting::Principal(Actor::User(user), role.as_str()))
-                .changed("role", serde_json::Value::Null, role);
-            tx.commit_with(&event).await?;
-            Ok(Acceptance::Joined(role))
+            if matches!(joined, Acceptance::Joined(_)) {
+                tx.commit().await?;
+            }
+            Ok(joined)
+        }
+
+        async fn sign_up_invited(
+            &self,
+            user: &InvitedUser,
+            token_hash: &[u8; 32],
+            [signed_up, joined, attempt]: [&AuditRecord; 3],
+        ) -> Result<InvitedSignup, StoreError> {
+            // No credential yet: the invitation's token, checked in the join, is the proof.
+            let mut tx = self.0.tenant(TenantScope::for_system(user.tenant)).await?;
+            let inserted = sqlx::query(
+                "INSERT INTO users (id, email, password_hash, email_verified_at,
+                     tokens_valid_after, created_at)
+                 VALUES ($1, $2, $3, $4, $4, $4) ON CONFLICT (email) DO NOTHING",
+            )
+            .bind(user.id)
+            .bind(&user.email)
+            .bind(&user.password_hash)
+            .bind(user.created_at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                drop(tx);
+                self.0.write().await?.commit_with(attempt).await?;
+                return Ok(InvitedSignup::EmailTaken);
+            }
+            let outcome = tx
+                .join_by_invitation(user.tenant, token_hash, user.id, &user.email, joined)
+                .await?;
+            match outcome {
+                Acceptance::Joined(role) => {
+                    tx.commit_with(signed_up).await?;
+                    Ok(InvitedSignup::Joined(role))
+                }
+                // Rolled back: not even the user is left.
+                Acceptance::NotFound | Acceptance::AlreadyMember => Ok(InvitedSignup::NotFound),
+                Acceptance::Suspended => Ok(InvitedSignup::Suspended),
+            }
         }
 
         async fn transfer_ownership(
@@ -878,3 +905,81 @@ for_both_backends! {
 // Both pool types are stamped above; naming them keeps the imports honest.
 #[allow(dead_code)]
 type Stamped = (SqlTenancyStore<SqlitePool>, SqlTenancyStore<PgPool>);
+
+for_both_backends! {
+    impl JoinByInvitation for sqlx::Transaction<'static, Db> {
+        async fn join_by_invitation(
+            &mut self,
+            tenant: TenantId,
+            token_hash: &[u8; 32],
+            user: UserId,
+            email: &str,
+            event: &AuditRecord,
+        ) -> Result<Acceptance, StoreError> {
+            let now = event.occurred_at;
+            let tx = self;
+            let found: Option<(InvitationId, String, OffsetDateTime)> = sqlx::query_as(
+                "SELECT id, role, expires_at FROM invitations
+                 WHERE token_hash = $1 AND tenant_id = $2 AND email = $3
+                   AND accepted_at IS NULL AND revoked_at IS NULL",
+            )
+            .bind(&token_hash[..])
+            .bind(tenant)
+            .bind(email)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let Some((id, role_text, _)) = found.filter(|row| now < row.2) else {
+                return Ok(Acceptance::NotFound);
+            };
+            let role = stored_role(&role_text)?;
+            // The inviter must still be a member who could grant this role now.
+            let inviter: Option<String> = sqlx::query_scalar(
+                "SELECT m.role FROM memberships m JOIN invitations i
+                   ON i.invited_by = m.user_id AND i.tenant_id = m.tenant_id
+                 WHERE i.id = $1 AND m.tenant_id = $2",
+            )
+            .bind(id)
+            .bind(tenant)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let inviter_rank = inviter.as_deref().and_then(Role::parse);
+            if inviter_rank.is_none_or(|rank| rank > role) {
+                return Ok(Acceptance::NotFound);
+            }
+            let suspended: Option<OffsetDateTime> =
+                sqlx::query_scalar("SELECT suspended_at FROM tenants WHERE id = $1")
+                    .bind(tenant)
+                    .fetch_one(&mut **tx)
+                    .await?;
+            if suspended.is_some() {
+                return Ok(Acceptance::Suspended);
+            }
+            let joined = sqlx::query(
+                "INSERT INTO memberships (tenant_id, user_id, role, created_at)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, user_id) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(user)
+            .bind(role.as_str())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            if joined.rows_affected() != 1 {
+                return Ok(Acceptance::AlreadyMember);
+            }
+            sqlx::query("UPDATE invitations SET accepted_at = $1 WHERE id = $2 AND tenant_id = $3")
+                .bind(now)
+                .bind(id)
+                .bind(tenant)
+                .execute(&mut **tx)
+                .await?;
+            // The joiner acts in the role they join with, not one from another tenant.
+            let event = event
+                .clone()
+                .by(Acting::Principal(Actor::User(user), role.as_str()))
+                .changed("role", serde_json::Value::Null, role);
+            tx.append(&event).await?;
+            Ok(Acceptance::Joined(role))
+        }
+    }
+}

@@ -1070,3 +1070,49 @@ async fn ten_thousand_idle_connections_are_held_to_the_connection_limit() {
     server.terminate();
     assert!(server.wait().0);
 }
+
+/// The README's first session, run as written (curl, the outbox, python3) against a live
+/// server: what the README promises a newcomer exists.
+#[tokio::test]
+async fn the_readmes_first_session_works_as_written() {
+    let app = crate::helpers::spawn_app().await;
+    let readme = include_str!("../../../../README.md");
+    let block = readme
+        .split("<!-- first-session -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- /first-session -->").next())
+        .expect("the README's first-session block");
+    let script = block
+        .trim()
+        .trim_start_matches("```sh")
+        .trim_end_matches("```")
+        .to_owned();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let (base, outbox) = (app.base.clone(), app.outbox_dir());
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("bash")
+            .args(["-e", "-u", "-o", "pipefail", "-c", &script])
+            .current_dir(root)
+            .env("PALISADE_URL", base)
+            .env("PALISADE_OUTBOX", outbox)
+            .output()
+            .expect("bash runs")
+    })
+    .await
+    .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        printed.contains(r#""email":"ada@example.com""#),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(r#""action":"account.signed_up""#),
+        "{printed}"
+    );
+    app.stop().await;
+}

@@ -1238,3 +1238,94 @@ async fn applications_group_a_tenants_machine_access() {
         404
     );
 }
+
+// claim: RBAC-6, ID-10
+#[tokio::test]
+async fn an_invited_person_signs_up_into_the_inviting_tenant_only() {
+    let app = spawn_app().await;
+    let s = staffed_tenant(&app).await;
+    let (status, _) = invite(&app, &s["admin"], "grace@example.com", "manager").await;
+    assert_eq!(status, 201);
+    let token = invitation_token(&app, "grace@example.com", 6).await;
+    let tenants_before = app.count_rows("tenants").await;
+    let signup = |email: &str, token: &str| json!({"email": email, "password": PASSWORD, "invitation_token": token});
+
+    // Another address, a tampered token, both fields or neither: refused, nothing written.
+    let users_before = app.count_rows("users").await;
+    for (body, status) in [
+        (signup("mallory@example.com", &token), 404),
+        (
+            signup(
+                "grace@example.com",
+                &format!("{}x", &token[..token.len() - 1]),
+            ),
+            404,
+        ),
+        (signup("grace@example.com", "garbage"), 404),
+        (
+            json!({"email": "grace@example.com", "password": PASSWORD,
+                   "invitation_token": token, "tenant_name": "Spare"}),
+            422,
+        ),
+        (
+            json!({"email": "grace@example.com", "password": PASSWORD}),
+            422,
+        ),
+    ] {
+        let refused = app.post_json("/api/v1/auth/signup", &body).await;
+        assert_eq!(refused.status(), status, "{body}");
+    }
+    assert_eq!(app.count_rows("users").await, users_before);
+
+    // The invitation's token: an account in that tenant, in the invited role, signed in at
+    // once (the mail proved the address), and no tenant of its own.
+    let joined = app
+        .post_json("/api/v1/auth/signup", &signup("grace@example.com", &token))
+        .await;
+    assert_eq!(joined.status(), 201);
+    assert_eq!(app.count_rows("tenants").await, tenants_before);
+    let grace = app.login("grace@example.com").await;
+    assert_eq!(grace.tenant, s["owner"].tenant);
+    let me = app.me(&grace).await;
+    assert_eq!(me["role"], "manager", "{me}");
+    let memberships: Vec<i64> = app
+        .inspect(
+            "SELECT count(*) FROM memberships m JOIN users u ON u.id = m.user_id
+             WHERE u.email = $1",
+            Some("grace@example.com"),
+        )
+        .await;
+    assert_eq!(memberships, [1]);
+    let events: Value = app
+        .get_as(
+            "/api/v1/audit/events?action=members.joined",
+            &s["owner"].access,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events["events"][0]["actor_role"], "manager", "{events}");
+
+    // Single use; and an address that already has an account is answered alike, with
+    // nothing changed (its owner signs in and accepts instead).
+    let again = app
+        .post_json("/api/v1/auth/signup", &signup("grace@example.com", &token))
+        .await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(app.count_rows("users").await, users_before + 1);
+    app.sign_up("dora@example.com").await;
+    let users = app.count_rows("users").await;
+    let (status, _) = invite(&app, &s["admin"], "dora@example.com", "viewer").await;
+    assert_eq!(status, 201);
+    let existing = invitation_token(&app, "dora@example.com", 8).await;
+    let answered = app
+        .post_json(
+            "/api/v1/auth/signup",
+            &signup("dora@example.com", &existing),
+        )
+        .await;
+    assert_eq!(answered.status(), 201);
+    assert_eq!(app.count_rows("users").await, users);
+    app.stop().await;
+}

@@ -595,3 +595,88 @@ async fn malformed_requests_are_refused_by_the_frame_with_its_headers() {
     );
     app.stop().await;
 }
+
+// claim: WEB-2
+#[tokio::test]
+async fn listed_origins_may_call_with_credentials_and_no_other_origin_gets_a_cors_header() {
+    const LISTED: &str = "https://app.example.com";
+    let app = spawn_app_with(|s| s.http.cors_origins = vec![LISTED.to_owned()]).await;
+    let session = app.signed_in("owner@example.com").await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(Method::OPTIONS, app.url("/api/v1/me"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    // The listed origin's preflight: answered by the frame, with its headers.
+    let answered = preflight(LISTED).await.unwrap();
+    assert_eq!(answered.status(), 204);
+    let headers = answered.headers();
+    assert_eq!(headers["access-control-allow-origin"], LISTED);
+    assert_eq!(headers["access-control-allow-credentials"], "true");
+    assert!(headers["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("GET"));
+    assert!(headers["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("authorization"));
+    assert!(headers.contains_key("content-security-policy"));
+    assert!(headers.contains_key("x-request-id"));
+    // Another origin's: no CORS header, so the browser refuses.
+    let refused = preflight("https://evil.example").await.unwrap();
+    assert!(!refused
+        .headers()
+        .contains_key("access-control-allow-origin"));
+    assert!(!refused.status().is_success());
+
+    // Real calls: the listed origin is echoed (never `*`), others get nothing; every answer
+    // varies by Origin.
+    for (origin, echoed) in [(LISTED, true), ("https://evil.example", false)] {
+        let response = app
+            .client
+            .get(app.url("/api/v1/me"))
+            .header("origin", origin)
+            .bearer_auth(&session.access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let headers = response.headers();
+        assert_eq!(
+            headers.contains_key("access-control-allow-origin"),
+            echoed,
+            "{origin}"
+        );
+        if echoed {
+            assert_eq!(headers["access-control-allow-origin"], LISTED);
+            assert!(headers["access-control-expose-headers"]
+                .to_str()
+                .unwrap()
+                .contains("x-request-id"));
+        }
+        assert!(
+            headers.get_all("vary").iter().any(|v| v == "origin"),
+            "{origin}"
+        );
+    }
+    app.stop().await;
+
+    // By default no origin is listed: nothing cross-origin at all.
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url("/api/health"))
+        .header("origin", LISTED)
+        .send()
+        .await
+        .unwrap();
+    assert!(!response
+        .headers()
+        .contains_key("access-control-allow-origin"));
+    assert!(!response.headers().contains_key("vary"));
+    app.stop().await;
+}

@@ -33,13 +33,21 @@ pub struct SignupRequest {
     /// 12 to 128 characters.
     #[schema(value_type = String, min_length = 12, max_length = 128, format = Password)]
     password: SecretString,
+    /// The new tenant, of which the user becomes the Owner. Exactly one of `tenant_name`
+    /// and `invitation_token`.
+    #[serde(default)]
     #[schema(
         example = "Acme",
         min_length = 1,
         max_length = 100,
         pattern = "^[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]([^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000])?$"
     )]
-    tenant_name: String,
+    tenant_name: Option<String>,
+    /// The token of an invitation mailed to `email`: the account joins that tenant, with
+    /// the invited role, and no other; the link proved the address, so it signs in at once.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^ten_[0-9a-f]{32}\\.[A-Za-z0-9_-]{43}$")]
+    invitation_token: Option<SecretString>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -51,10 +59,14 @@ pub struct Accepted {
 
 const ACCEPTED: Accepted = Accepted { status: "accepted" };
 
-/// Sign up: create a user and a new tenant with that user as Owner.
+/// Sign up: create a user and a new tenant with that user as Owner, or, with an
+/// invitation's token, a user who joins the inviting tenant in the invited role and no
+/// other.
 ///
 /// The answer is the same whether or not the email is already registered; a new account
-/// is sent a verification link.
+/// of its own tenant is sent a verification link (an invited one was proven by the
+/// invitation's mail and signs in at once). An invitation token that is unknown, spent,
+/// expired or for another address is a 404.
 #[utoipa::path(
     post,
     path = "/api/v1/auth/signup",
@@ -64,6 +76,8 @@ const ACCEPTED: Accepted = Accepted { status: "accepted" };
         (status = 201, description = "Accepted", body = Accepted),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 403, description = "The inviting tenant is suspended", body = ErrorBody),
+        (status = 404, description = "No live invitation with this token for this address", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Invalid field", body = ErrorBody),
         (status = 503, description = "Busy or database unavailable", body = ErrorBody),
@@ -74,15 +88,31 @@ async fn signup(
     context: RequestContext,
     Json(body): Json<SignupRequest>,
 ) -> Result<(StatusCode, axum::Json<Accepted>), ApiError> {
-    state
-        .identity
-        .sign_up(
-            &body.email,
-            body.password,
-            &body.tenant_name,
-            &origin(context),
-        )
-        .await?;
+    match (&body.tenant_name, &body.invitation_token) {
+        (Some(tenant_name), None) => {
+            state
+                .identity
+                .sign_up(&body.email, body.password, tenant_name, &origin(context))
+                .await?;
+        }
+        (None, Some(token)) => {
+            state
+                .tenancy
+                .sign_up_invited(
+                    &state.identity,
+                    &body.email,
+                    body.password,
+                    token,
+                    &origin(context),
+                )
+                .await?;
+        }
+        _ => {
+            return Err(ApiError::invalid_field(
+                "send exactly one of tenant_name (a new tenant) and invitation_token (join the inviting one)",
+            ))
+        }
+    }
     Ok((StatusCode::CREATED, axum::Json(ACCEPTED)))
 }
 
