@@ -71,6 +71,10 @@ struct SoakArgs {
     /// the soak's accounts arrive.
     #[arg(long)]
     outbox: std::path::PathBuf,
+    /// The app's service credential (`palisade services create`): adds the app's calls to
+    /// the mix (the server needs the work-order manifest for the app's events).
+    #[arg(long)]
+    service_credential: Option<String>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -197,6 +201,7 @@ async fn soak(args: SoakArgs) -> Result<ExitCode> {
         window: args.window,
         server_pid: args.server_pid,
         outbox: args.outbox,
+        service: args.service_credential,
     };
     let report = loadtest::soak::run_soak(&args.url, &plan).await?;
     if args.json {

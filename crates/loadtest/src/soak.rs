@@ -1,6 +1,8 @@
 //! The soak profile: Palisade's mixed traffic (sign-ins, authenticated reads, writes, API
-//! key checks) at a fixed fraction of the capacity measured first, for a long time, with
-//! every write counted back at the end and the server's memory sampled as it goes.
+//! key checks, and with a service credential the app's calls: decisions, key
+//! verifications, introspections and audit events) at a fixed fraction of the capacity
+//! measured first, for a long time, with every write counted back at the end and the
+//! server's memory sampled as it goes.
 //!
 //! The load is open-loop: requests are scheduled at the target rate whatever the server
 //! does, and each latency runs from the scheduled moment, so a stall shows up as latency
@@ -21,6 +23,16 @@ use tokio::time::Instant;
 use crate::histogram::LatencyHistogram;
 use crate::load::{LiveConnection, StatusCounts};
 use crate::target::parse_loopback_url;
+
+/// With the app's calls, out of every 20: 1 sign-in, 3 writes, 5 reads, 3 key checks, 2
+/// decisions, 2 key verifications, 2 introspections and 2 of the app's audit events.
+const MIX_WITH_APP: [Kind; 20] = {
+    use Kind::*;
+    [
+        Read, Evaluate, Write, KeyCheck, Verify, Read, Introspect, AppEvent, Write, SignIn, Read,
+        Evaluate, KeyCheck, Verify, Read, Introspect, Write, AppEvent, Read, KeyCheck,
+    ]
+};
 
 /// Out of every 20 requests: 1 sign-in, 4 writes, 8 authenticated reads, 7 key checks.
 const MIX: [Kind; 20] = {
@@ -43,9 +55,22 @@ enum Kind {
     Read,
     Write,
     KeyCheck,
+    Evaluate,
+    Verify,
+    Introspect,
+    AppEvent,
 }
 
-const KINDS: [Kind; 4] = [Kind::SignIn, Kind::Read, Kind::Write, Kind::KeyCheck];
+const KINDS: [Kind; 8] = [
+    Kind::SignIn,
+    Kind::Read,
+    Kind::Write,
+    Kind::KeyCheck,
+    Kind::Evaluate,
+    Kind::Verify,
+    Kind::Introspect,
+    Kind::AppEvent,
+];
 
 impl Kind {
     fn index(self) -> usize {
@@ -58,6 +83,10 @@ impl Kind {
             Kind::Read => "read (GET /api/v1/members, bearer)",
             Kind::Write => "write (POST /api/v1/applications)",
             Kind::KeyCheck => "key check (GET /api/v1/tenant, X-Api-Key)",
+            Kind::Evaluate => "decision (POST /access/v1/evaluation)",
+            Kind::Verify => "key verify (POST /api/v1/keys/verify)",
+            Kind::Introspect => "introspection (POST /oauth/introspect)",
+            Kind::AppEvent => "app event (POST /api/v1/audit/events)",
         }
     }
 }
@@ -115,6 +144,9 @@ pub struct SoakPlan {
     /// The server's mail outbox (`<data_dir>/outbox`): the soak follows the verification
     /// links there, since an account signs in only once its address is verified.
     pub outbox: std::path::PathBuf,
+    /// The app's service credential: with it the mix includes the app's calls (the server
+    /// needs the work-order manifest for the app's events).
+    pub service: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -168,10 +200,23 @@ struct Session {
     emails: Vec<String>,
     access: Mutex<String>,
     key: String,
+    /// The Owner's user and tenant ids, for the decisions' subject and resource.
+    user: String,
+    tenant: String,
+    service: Option<String>,
 }
 
 impl Session {
+    fn mix(&self) -> &'static [Kind; 20] {
+        if self.service.is_some() {
+            &MIX_WITH_APP
+        } else {
+            &MIX
+        }
+    }
+
     fn request(&self, kind: Kind, n: u64) -> (Request<Full<Bytes>>, Option<String>) {
+        let access = self.access.lock().unwrap().clone();
         let (method, path, body, name) = match kind {
             Kind::SignIn => (
                 Method::POST,
@@ -193,6 +238,35 @@ impl Session {
                     Some(name),
                 )
             }
+            Kind::Evaluate => (
+                Method::POST,
+                "/access/v1/evaluation",
+                format!(
+                    r#"{{"subject":{{"type":"user","id":"{}","properties":{{"access_token":"{access}"}}}},"action":{{"name":"members.read"}},"resource":{{"type":"tenant","id":"{}"}}}}"#,
+                    self.user, self.tenant
+                ),
+                None,
+            ),
+            Kind::Verify => (
+                Method::POST,
+                "/api/v1/keys/verify",
+                format!(r#"{{"key":"{}","action":"members.read"}}"#, self.key),
+                None,
+            ),
+            Kind::Introspect => (
+                Method::POST,
+                "/oauth/introspect",
+                format!("token={access}"),
+                None,
+            ),
+            Kind::AppEvent => (
+                Method::POST,
+                "/api/v1/audit/events",
+                format!(
+                    r#"{{"action":"workorder.update","actor":{{"access_token":"{access}"}},"targets":[{{"type":"workorder","id":"wo_{n}"}}],"changes":{{"before":{{"status":"open"}},"after":{{"status":"closed"}}}},"context":{{"ip":"203.0.113.7","user_agent":"soak","request_id":"soak-{n}"}}}}"#
+                ),
+                None,
+            ),
         };
         let mut builder = Request::builder()
             .method(method)
@@ -200,13 +274,16 @@ impl Session {
             .header("host", &self.host);
         builder = match kind {
             Kind::KeyCheck => builder.header("x-api-key", &self.key),
-            Kind::Read | Kind::Write => builder.header(
+            Kind::Read | Kind::Write => builder.header("authorization", format!("Bearer {access}")),
+            Kind::Evaluate | Kind::Verify | Kind::Introspect | Kind::AppEvent => builder.header(
                 "authorization",
-                format!("Bearer {}", self.access.lock().unwrap()),
+                format!("Bearer {}", self.service.as_deref().unwrap_or_default()),
             ),
             Kind::SignIn => builder,
         };
-        if !body.is_empty() {
+        if kind == Kind::Introspect {
+            builder = builder.header("content-type", "application/x-www-form-urlencoded");
+        } else if !body.is_empty() {
             builder = builder.header("content-type", "application/json");
         }
         let request = builder
@@ -218,6 +295,17 @@ impl Session {
     /// Which account the `n`th request signs in as.
     fn signer(n: u64) -> usize {
         (n / MIX.len() as u64 % SIGN_IN_ACCOUNTS as u64) as usize
+    }
+
+    /// The Owner's user id, from `GET /api/v1/me`.
+    async fn user_of(&self, connection: &mut LiveConnection, access: &str) -> Result<String> {
+        let (status, me) = self
+            .call(connection, Method::GET, "/api/v1/me", Some(access), "")
+            .await?;
+        me["user"]["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("GET /api/v1/me answered {status}"))
     }
 
     async fn call(
@@ -242,7 +330,7 @@ impl Session {
     }
 
     /// Signs new Owners up, verifies their addresses, signs one in and makes an Admin key.
-    async fn create(base: &str, outbox: &std::path::Path) -> Result<Self> {
+    async fn create(base: &str, outbox: &std::path::Path, service: Option<String>) -> Result<Self> {
         let url = parse_loopback_url(base)?;
         let addr = match url.host {
             crate::target::LoopbackHost::Ip(ip) => SocketAddr::new(ip, url.port),
@@ -259,6 +347,9 @@ impl Session {
                 .collect(),
             access: Mutex::new(String::new()),
             key: String::new(),
+            user: String::new(),
+            tenant: String::new(),
+            service,
         };
         let mut connection = LiveConnection::connect(addr).await?;
         for email in &session.emails {
@@ -309,6 +400,8 @@ impl Session {
             .as_str()
             .ok_or_else(|| anyhow!("sign-in answered {status}"))?
             .to_owned();
+        session.tenant = login["tenant_id"].as_str().unwrap_or_default().to_owned();
+        session.user = session.user_of(&mut connection, &access).await?;
         let (status, key) = session
             .call(
                 &mut connection,
@@ -405,7 +498,8 @@ async fn work(
             },
         };
         let mut live = live;
-        let kind = MIX[(job.n % MIX.len() as u64) as usize];
+        let mix = session.mix();
+        let kind = mix[(job.n % mix.len() as u64) as usize];
         let (request, name) = session.request(kind, job.n);
         match live.send(request).await {
             Ok((status, body)) => {
@@ -545,7 +639,7 @@ async fn drive(
 }
 
 pub async fn run_soak(base: &str, plan: &SoakPlan) -> Result<SoakReport> {
-    let session = Arc::new(Session::create(base, &plan.outbox).await?);
+    let session = Arc::new(Session::create(base, &plan.outbox, plan.service.clone()).await?);
     // Capacity: the same mix, closed loop (each worker takes the next request as soon as
     // it has an answer), for a short run.
     let capacity = match plan.rate {
@@ -613,6 +707,7 @@ pub async fn run_soak(base: &str, plan: &SoakPlan) -> Result<SoakReport> {
         kinds: KINDS
             .iter()
             .zip(&kinds)
+            .filter(|(_, (histogram, _))| histogram.count() > 0)
             .map(|(kind, (histogram, client_errors))| KindSummary {
                 kind: kind.label(),
                 requests: histogram.count(),

@@ -27,12 +27,16 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !is_json(req.headers()) {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        let bytes = body_bytes(req, state).await?;
-        parse_json(&bytes).map(Json)
+        parse_json(&json_body(req, state).await?).map(Json)
     }
+}
+
+/// The body of a request that says it is JSON.
+async fn json_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    if !is_json(req.headers()) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    body_bytes(req, state).await
 }
 
 /// [`Json`], with the SHA-256 of the body as sent: what an idempotency key is checked
@@ -50,10 +54,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !is_json(req.headers()) {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        let bytes = body_bytes(req, state).await?;
+        let bytes = json_body(req, state).await?;
         Ok(Self {
             value: parse_json(&bytes)?,
             sha256: crate::crypto::sha256(&bytes),

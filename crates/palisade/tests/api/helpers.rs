@@ -955,3 +955,18 @@ pub async fn assert_error_shape(response: reqwest::Response) -> (u16, String) {
     assert_eq!(error["request_id"].as_str(), Some(request_id.as_str()));
     (status, error["code"].as_str().unwrap().to_owned())
 }
+
+/// Runs an outside program (an interop client, a documented shell session) off the async
+/// runtime; panics with its output unless it succeeds, and returns what it printed.
+pub async fn run_outside(mut command: std::process::Command) -> String {
+    let output = tokio::task::spawn_blocking(move || command.output().expect("the program runs"))
+        .await
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    printed
+}

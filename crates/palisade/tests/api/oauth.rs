@@ -360,21 +360,9 @@ async fn an_app_written_in_python_verifies_a_key_introspects_records_and_revokes
     let (_, key) =
         crate::keys::create_key(&app, &owner, json!({"name": "Customer", "role": "member"})).await;
     let args = [app.base.clone(), service, owner.access.clone(), key];
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .arg(script)
-            .args(args)
-            .output()
-            .expect("python3 runs")
-    })
-    .await
-    .unwrap();
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{printed}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut python = std::process::Command::new("python3");
+    python.arg(script).args(args);
+    let printed = crate::helpers::run_outside(python).await;
     assert!(printed.contains("valid, then rate_limited"), "{printed}");
     assert!(printed.contains("introspected active"), "{printed}");
     assert!(

@@ -1089,23 +1089,12 @@ async fn the_readmes_first_session_works_as_written() {
         .to_owned();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let (base, outbox) = (app.base.clone(), app.outbox_dir());
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("bash")
-            .args(["-e", "-u", "-o", "pipefail", "-c", &script])
-            .current_dir(root)
-            .env("PALISADE_URL", base)
-            .env("PALISADE_OUTBOX", outbox)
-            .output()
-            .expect("bash runs")
-    })
-    .await
-    .unwrap();
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{printed}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut bash = Command::new("bash");
+    bash.args(["-e", "-u", "-o", "pipefail", "-c", &script])
+        .current_dir(root)
+        .env("PALISADE_URL", base)
+        .env("PALISADE_OUTBOX", outbox);
+    let printed = crate::helpers::run_outside(bash).await;
     assert!(
         printed.contains(r#""email":"ada@example.com""#),
         "{printed}"
