@@ -56,6 +56,26 @@ impl<K: std::hash::Hash + Eq, V: Clone> EpochMap<K, V> {
         }
         entries.insert(key, (epoch, value));
     }
+
+    /// The record cached for `key` under `epoch`, or the one `load` reads (then cached);
+    /// `load`'s `None` is `missing`.
+    pub async fn get_or_load<E, F>(
+        &self,
+        key: K,
+        epoch: i64,
+        load: F,
+        missing: impl FnOnce() -> E,
+    ) -> Result<V, E>
+    where
+        F: std::future::Future<Output = Result<Option<V>, E>>,
+    {
+        if let Some(value) = self.get(&key, epoch) {
+            return Ok(value);
+        }
+        let value = load.await?.ok_or_else(missing)?;
+        self.put(key, epoch, value.clone());
+        Ok(value)
+    }
 }
 
 impl<K: std::hash::Hash + Eq, V: Clone> Default for EpochMap<K, V> {

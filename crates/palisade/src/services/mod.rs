@@ -92,19 +92,13 @@ impl ServiceCredentials {
         let (id, hash) = SERVICE.parse(text).map_err(|_| malformed())?;
         let id = ServiceId::from_uuid(id);
         let epoch = self.epoch.current().await?;
-        let record = match self.cache.get(&id, epoch) {
-            Some(record) => record,
-            None => {
-                let record = Arc::new(
-                    self.store
-                        .presented(id)
-                        .await?
-                        .ok_or(IdentityError::Unauthenticated("unknown service credential"))?,
-                );
-                self.cache.put(id, epoch, record.clone());
-                record
-            }
-        };
+        let load = async { Ok::<_, IdentityError>(self.store.presented(id).await?.map(Arc::new)) };
+        let record = self
+            .cache
+            .get_or_load(id, epoch, load, || {
+                IdentityError::Unauthenticated("unknown service credential")
+            })
+            .await?;
         if !constant_time_eq(&record.secret_hash, &hash) {
             return Err(IdentityError::Unauthenticated(
                 "wrong service credential secret",

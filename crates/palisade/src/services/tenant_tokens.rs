@@ -135,19 +135,15 @@ impl ServiceCredentials {
             .map_err(|_| IdentityError::Unauthenticated("malformed tenant token"))?;
         let id = TenantTokenId::from_uuid(id);
         let epoch = self.epoch.current().await?;
-        let record = match self.tenant_tokens.get(&id, epoch) {
-            Some(record) => record,
-            None => {
-                let record = Arc::new(
-                    self.store
-                        .presented_tenant_token(id)
-                        .await?
-                        .ok_or(IdentityError::Unauthenticated("unknown tenant token"))?,
-                );
-                self.tenant_tokens.put(id, epoch, record.clone());
-                record
-            }
+        let load = async {
+            Ok::<_, IdentityError>(self.store.presented_tenant_token(id).await?.map(Arc::new))
         };
+        let record = self
+            .tenant_tokens
+            .get_or_load(id, epoch, load, || {
+                IdentityError::Unauthenticated("unknown tenant token")
+            })
+            .await?;
         if !constant_time_eq(&record.secret_hash, &hash) {
             return Err(IdentityError::Unauthenticated("wrong tenant token secret"));
         }
