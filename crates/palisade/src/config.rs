@@ -3,6 +3,7 @@
 //! Every field is documented here, because this file is the reference an operator reads.
 //! Secret settings are `SecretString`: they never reach `Debug`, a log line or `config check`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -122,6 +123,20 @@ pub struct RateLimitSettings {
     /// service credential: the app calls
     /// them on its own users' requests, so the budget is a busy app's.
     pub integration_per_minute: u32,
+    /// Limits the app names instead of giving the numbers in each call
+    /// (`POST /api/v1/ratelimit/check`, key verification), so the operator tunes them in one
+    /// place. In the TOML file, a table `[rate_limits.named]` of
+    /// `"workorders.export" = { limit = 10, window_seconds = 60 }`, a name being 1–64 of
+    /// `a-z`, `0-9`, `.`, `_`, `-`, a limit 1 to 1,000,000 and a window 1 to 86,400 s.
+    pub named: BTreeMap<String, NamedLimit>,
+}
+
+/// One named limit of the app's: `limit` units per `window_seconds`.
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NamedLimit {
+    pub limit: u32,
+    pub window_seconds: u32,
 }
 
 impl Default for RateLimitSettings {
@@ -132,6 +147,7 @@ impl Default for RateLimitSettings {
             read_per_minute: 600,
             sign_in_per_minute: 10,
             integration_per_minute: 600_000,
+            named: BTreeMap::new(),
         }
     }
 }
@@ -480,6 +496,17 @@ impl Settings {
                 &format!("rate_limits.{name} must be 1 to 60000000"),
             );
         }
+        for (name, limit) in &self.rate_limits.named {
+            check(
+                crate::ratelimit::routes::is_limit_name(name),
+                &format!("rate_limits.named: {name:?} is not a name (1 to 64 of a-z, 0-9, '.', '_', '-')"),
+            );
+            check(
+                (1..=1_000_000).contains(&limit.limit)
+                    && (1..=86_400).contains(&limit.window_seconds),
+                &format!("rate_limits.named.{name}: limit 1 to 1000000, window_seconds 1 to 86400"),
+            );
+        }
         check(
             (1..=1_000_000).contains(&self.audit.checkpoint_every),
             "audit.checkpoint_every must be 1 to 1000000",
@@ -726,6 +753,7 @@ impl Settings {
                 "read_per_minute": self.rate_limits.read_per_minute,
                 "sign_in_per_minute": self.rate_limits.sign_in_per_minute,
                 "integration_per_minute": self.rate_limits.integration_per_minute,
+                "named": self.rate_limits.named,
             },
             "audit": {
                 "checkpoint_key_file": self.audit.key_path(&self.data_dir).display().to_string(),
@@ -1011,6 +1039,31 @@ mod tests {
         assert!(text.contains("argon2_memory_kib"), "{text}");
         assert!(text.contains("body_limit_bytes"), "{text}");
         assert!(text.contains("tls.cert and tls.key"), "{text}");
+    }
+
+    // claim: APP-7
+    #[test]
+    fn named_limits_are_read_from_the_file_and_each_bad_one_is_named() {
+        let settings = load(
+            Some("[rate_limits.named]\n\"workorders.export\" = { limit = 10, window_seconds = 60 }\n"),
+            &[],
+        )
+        .unwrap();
+        let export = settings.rate_limits.named["workorders.export"];
+        assert_eq!((export.limit, export.window_seconds), (10, 60));
+        let error = load(
+            Some("[rate_limits.named]\n\"Bad Name\" = { limit = 1, window_seconds = 1 }\nzero = { limit = 0, window_seconds = 60 }\n"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("\"Bad Name\" is not a name"), "{error}");
+        assert!(error.contains("rate_limits.named.zero"), "{error}");
+        let unknown = load(
+            Some("[rate_limits.named]\nx = { limit = 1, window_seconds = 1, burst = 2 }\n"),
+            &[],
+        );
+        assert!(unknown.is_err(), "an unknown field of a limit is refused");
     }
 
     #[test]

@@ -87,6 +87,32 @@ impl<A: PeopleOnly> FromRequestParts<AppState> for PermittedPerson<A> {
     }
 }
 
+/// A people-only action `A` by a member's session, or the app's backend under a tenant
+/// token, on the few tenant routes the app also takes (creating its customers' keys, claim
+/// APP-5); what the app may do there is the domain's rule.
+pub enum MemberOrApp<A> {
+    Member(Box<PermittedPerson<A>>),
+    App(TenantTokenPrincipal),
+}
+
+impl<A: PeopleOnly> FromRequestParts<AppState> for MemberOrApp<A> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(VerifiedTenantToken(token)) = parts.extensions.remove::<VerifiedTenantToken>() {
+            return Ok(Self::App(token));
+        }
+        if let Ok(Credential::TenantToken(text)) = credential(&parts.headers) {
+            return Ok(Self::App(
+                state.services.authenticate_tenant_token(text).await?,
+            ));
+        }
+        PermittedPerson::from_request_parts(parts, state)
+            .await
+            .map(|person| Self::Member(Box::new(person)))
+    }
+}
+
 /// The one check both extractors make, with a refusal that says whose grant fell short.
 fn allowed(caller: &Caller, action: Action) -> Result<(), ApiError> {
     if caller.may(action) {

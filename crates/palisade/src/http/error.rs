@@ -101,6 +101,7 @@ error_codes! {
     MfaEnrollmentRequired => "mfa_enrollment_required", 403, "The tenant requires two-factor authentication and this session has none.";
     TenantSuspended => "tenant_suspended", 403, "The tenant is suspended by the platform operator.";
     InvalidSubject => "invalid_subject", 422, "The end user's credential an app's event names as its actor is not live, not of this deployment, or of another tenant than the caller's tenant token.";
+    UnknownLimit => "unknown_limit", 422, "The limit's `name` is not one the operator configured under `rate_limits.named`.";
     Conflict => "conflict", 409, "The resource is not in a state that allows this action.";
     IdempotencyKeyReused => "idempotency_key_reused", 409, "This Idempotency-Key was used in the last 24 hours with another body; nothing was written.";
     RateLimited => "rate_limited", 429, "This route's request limit for your key, user or address is used up; see Retry-After and the RateLimit-* headers.";

@@ -115,6 +115,11 @@ pub async fn rate_limit(
     // Parts, unlike the body, can be borrowed across the awaits below.
     let (mut parts, body) = request.into_parts();
     let subject = subject(&state, &mut parts, class).await;
+    // The app's backend, wherever a tenant token takes it, spends a busy app's budget.
+    let class = match subject.who {
+        Who::Service(_) => Class::Integration,
+        _ => class,
+    };
     let bucket = Bucket {
         method: parts.method.as_str(),
         route: route.as_str(),

@@ -22,6 +22,7 @@ use crate::access::actions::Entitlement;
 use crate::access::Role;
 use crate::access::{ActionSet, ActionTable};
 use crate::access::{Caller, Grants, PrincipalKind, Subject, TenantScope};
+use crate::audit::Acting;
 use crate::clock::Clock;
 use crate::crypto::constant_time_eq;
 use crate::identity::domain::{display_name, InvalidInput};
@@ -29,8 +30,10 @@ use crate::identity::principals::EpochMap;
 use crate::identity::service::{EpochSource, IdentityError, Origin};
 use crate::identity::sessions::Principal;
 use crate::ids::{ApiKeyId, ApplicationId, TenantId};
+use crate::services::tenant_tokens::TenantTokenPrincipal;
 use crate::store::StoreError;
 use crate::tenancy::members::{guarded, TenancyError};
+pub use store::KeyCreator;
 pub use store::KeyLimit;
 use store::{Creation, KeyRecord, KeyStore, PresentedRecord};
 
@@ -40,6 +43,78 @@ pub const MAX_OVERLAP_SECS: i64 = 7 * 24 * 3600;
 
 /// Why a key may not be created, rotated or revoked by this caller (claim RBAC-6).
 const BEYOND_YOUR_OWN: &str = "the key's role or scopes go beyond what you may grant";
+
+/// Who asks for a new key: a member, bounded by what they may grant (claim KEY-5), or the
+/// app's backend under a tenant token, bounded to the app's own actions (claim APP-5).
+pub enum Issuer<'a> {
+    Member(&'a Principal),
+    App(&'a TenantTokenPrincipal),
+}
+
+impl Issuer<'_> {
+    fn tenant(&self) -> TenantId {
+        match self {
+            Issuer::Member(person) => person.tenant(),
+            Issuer::App(token) => token.tenant(),
+        }
+    }
+
+    fn scope(&self) -> TenantScope {
+        match self {
+            Issuer::Member(person) => person.scope(),
+            Issuer::App(token) => token.scope(),
+        }
+    }
+
+    fn creator(&self) -> KeyCreator {
+        match self {
+            Issuer::Member(person) => KeyCreator::Member(person.user()),
+            Issuer::App(token) => KeyCreator::Service(token.service()),
+        }
+    }
+
+    fn acting(&self) -> Acting {
+        match self {
+            Issuer::Member(person) => Acting::from(*person),
+            Issuer::App(token) => Acting::Service(token.service()),
+        }
+    }
+
+    /// Whether this issuer may make a key granting `role` narrowed to `scopes`. The app
+    /// makes keys for its customers to call its own API: scoped to the manifest's actions
+    /// only, so such a key can never manage the tenant through Palisade's.
+    fn may_issue(
+        &self,
+        access: &ActionTable,
+        role: Role,
+        scopes: Option<&str>,
+    ) -> Result<(), TenancyError> {
+        match self {
+            Issuer::Member(person) => {
+                if person.may_act_on(&Entitlement::key(role, scopes)) {
+                    Ok(())
+                } else {
+                    Err(TenancyError::Forbidden(BEYOND_YOUR_OWN))
+                }
+            }
+            Issuer::App(_) => {
+                let app_only = scopes.is_some_and(|names| {
+                    names
+                        .split(' ')
+                        .all(|name| access.find(name).is_some_and(|row| row.is_app()))
+                });
+                if app_only {
+                    Ok(())
+                } else {
+                    Err(InvalidInput(
+                        "scopes: a key the app makes is scoped to the manifest's actions only",
+                    )
+                    .into())
+                }
+            }
+        }
+    }
+}
 
 /// A key's row as cached under the auth epoch, its grants (role and scopes) parsed once.
 #[derive(Debug)]
@@ -313,10 +388,11 @@ impl ApiKeys {
         Ok(KeyPrincipal(cached))
     }
 
-    /// Creates a key with at most the creator's role and actions (claim KEY-5).
+    /// Creates a key with at most the creator's role and actions (claim KEY-5), or, for the
+    /// app, with the manifest's actions only (claim APP-5).
     pub async fn create(
         &self,
-        principal: &Principal,
+        issuer: &Issuer<'_>,
         request: NewKey,
         origin: &Origin,
     ) -> Result<IssuedKey, TenancyError> {
@@ -332,10 +408,7 @@ impl ApiKeys {
             None => None,
             Some(names) => Some(parse_scopes(&self.access, names, request.role)?),
         };
-        let grant = Entitlement::key(request.role, scopes.as_deref());
-        if !principal.may_act_on(&grant) {
-            return Err(TenancyError::Forbidden(BEYOND_YOUR_OWN));
-        }
+        issuer.may_issue(&self.access, request.role, scopes.as_deref())?;
         let now = self.clock.now();
         let expires_at = match request.expires_in_days {
             None => None,
@@ -350,7 +423,7 @@ impl ApiKeys {
         let (key, hash) = secret::issue(id);
         let record = KeyRecord {
             id,
-            tenant: principal.tenant(),
+            tenant: issuer.tenant(),
             application: request.application,
             name: name.to_owned(),
             role: request.role,
@@ -359,7 +432,7 @@ impl ApiKeys {
             previous_secret_hash: None,
             previous_expires_at: None,
             expires_at,
-            created_by: principal.user(),
+            created_by: issuer.creator(),
             created_at: now,
             rotated_at: None,
             revoked_at: None,
@@ -369,14 +442,10 @@ impl ApiKeys {
         };
         let event = origin
             .event("api_keys.created", "success", now)
-            .in_tenant(principal.tenant())
-            .by(principal)
+            .in_tenant(issuer.tenant())
+            .by(issuer.acting())
             .on("api_key", id);
-        match self
-            .store
-            .create(principal.scope(), &record, &event)
-            .await?
-        {
+        match self.store.create(issuer.scope(), &record, &event).await? {
             Creation::Created => Ok(IssuedKey { record, key }),
             // Another tenant's application is as absent as a missing one (claim TEN-4).
             Creation::NoSuchApplication => {

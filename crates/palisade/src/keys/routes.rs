@@ -11,17 +11,17 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::store::KeyRecord;
-use super::{IssuedKey, NewKey};
+use super::{IssuedKey, Issuer, NewKey};
 use crate::access::actions::act;
 use crate::access::Role;
 use crate::app::AppState;
-use crate::http::auth::{Permitted, PermittedPerson};
+use crate::http::auth::{MemberOrApp, Permitted, PermittedPerson};
 use crate::http::error::ApiError;
 use crate::http::extract::whole_number;
 use crate::http::extract::{id_or_404, Json, RequestContext};
 use crate::http::openapi::ErrorBody;
 use crate::identity::routes::origin;
-use crate::ids::{ApiKeyId, ApplicationId, UserId};
+use crate::ids::{ApiKeyId, ApplicationId, ServiceId, UserId};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -120,7 +120,11 @@ pub struct KeyView {
     application_id: Option<ApplicationId>,
     /// `active`, `expired` or `revoked`.
     status: &'static str,
-    created_by: UserId,
+    /// The member who made it; null when the app's backend made it (`created_by_service`).
+    created_by: Option<UserId>,
+    /// The app's service credential, when its backend made the key under a tenant token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_by_service: Option<ServiceId>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     created_at: OffsetDateTime,
@@ -164,7 +168,8 @@ impl KeyView {
             scopes: record.scopes.as_deref().map(scope_names),
             application_id: record.application,
             status,
-            created_by: record.created_by,
+            created_by: record.created_by.member(),
+            created_by_service: record.created_by.service(),
             created_at: record.created_at,
             expires_at: record.expires_at,
             rotated_at: record.rotated_at,
@@ -221,13 +226,14 @@ async fn list_keys(
 
 /// Create an API key: its text is in this response only.
 ///
-/// Action: `keys.create` (people only).
+/// Action: `keys.create` (people only), or the app's backend under a tenant token, for a key
+/// scoped to the manifest's actions only (claim APP-5).
 #[utoipa::path(
     post,
     path = "/api/v1/api-keys",
     tag = "api-keys",
     request_body = KeyRequest,
-    security(("bearer" = [])),
+    security(("bearer" = []), ("tenant_token" = [])),
     responses(
         (status = 201, description = "Created; `secret` is shown only now", body = IssuedKeyView),
         (status = 401, description = "Not signed in", body = ErrorBody),
@@ -237,7 +243,7 @@ async fn list_keys(
 )]
 async fn create_key(
     State(state): State<AppState>,
-    permitted: PermittedPerson<act::KeysCreate>,
+    caller: MemberOrApp<act::KeysCreate>,
     context: RequestContext,
     Json(body): Json<KeyRequest>,
 ) -> Result<(StatusCode, axum::Json<IssuedKeyView>), ApiError> {
@@ -250,9 +256,13 @@ async fn create_key(
         meta: body.meta,
         ratelimit: body.ratelimit.map(Into::into),
     };
+    let issuer = match &caller {
+        MemberOrApp::Member(permitted) => Issuer::Member(&permitted.person),
+        MemberOrApp::App(token) => Issuer::App(token),
+    };
     let key = state
         .keys
-        .create(&permitted.person, request, &origin(context))
+        .create(&issuer, request, &origin(context))
         .await?;
     Ok((
         StatusCode::CREATED,

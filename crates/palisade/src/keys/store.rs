@@ -9,7 +9,7 @@ use crate::access::actions::Entitlement;
 use crate::access::Role;
 use crate::access::TenantScope;
 use crate::audit::{Append, AuditRecord};
-use crate::ids::{ApiKeyId, ApplicationId, TenantId, UserId};
+use crate::ids::{ApiKeyId, ApplicationId, ServiceId, TenantId, UserId};
 use crate::store::{
     for_both_backends, stored_role, Begin, Database, Guarded, MayActOn, Presented, StoreError,
 };
@@ -28,7 +28,7 @@ pub struct KeyRecord {
     pub previous_secret_hash: Option<Vec<u8>>,
     pub previous_expires_at: Option<OffsetDateTime>,
     pub expires_at: Option<OffsetDateTime>,
-    pub created_by: UserId,
+    pub created_by: KeyCreator,
     pub created_at: OffsetDateTime,
     pub rotated_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
@@ -37,6 +37,29 @@ pub struct KeyRecord {
     pub meta: Option<String>,
     /// The limit verification applies when the app names none.
     pub ratelimit: Option<KeyLimit>,
+}
+
+/// Who made a key: a member, or the app's backend under a tenant token (claim APP-5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyCreator {
+    Member(UserId),
+    Service(ServiceId),
+}
+
+impl KeyCreator {
+    pub fn member(self) -> Option<UserId> {
+        match self {
+            KeyCreator::Member(user) => Some(user),
+            KeyCreator::Service(_) => None,
+        }
+    }
+
+    pub fn service(self) -> Option<ServiceId> {
+        match self {
+            KeyCreator::Service(service) => Some(service),
+            KeyCreator::Member(_) => None,
+        }
+    }
 }
 
 /// A key's own rate limit: requests per window.
@@ -115,7 +138,7 @@ macro_rules! key_columns {
     () => {
         "id, tenant_id, application_id, name, role, scopes, secret_hash, previous_secret_hash,
          previous_expires_at, expires_at, created_by, created_at, rotated_at, revoked_at,
-         last_used_at, meta, ratelimit_limit, ratelimit_window_seconds"
+         last_used_at, meta, ratelimit_limit, ratelimit_window_seconds, created_by_service"
     };
 }
 
@@ -163,7 +186,8 @@ struct KeyRow {
     previous_secret_hash: Option<Vec<u8>>,
     previous_expires_at: Option<OffsetDateTime>,
     expires_at: Option<OffsetDateTime>,
-    created_by: UserId,
+    created_by: Option<UserId>,
+    created_by_service: Option<ServiceId>,
     created_at: OffsetDateTime,
     rotated_at: Option<OffsetDateTime>,
     revoked_at: Option<OffsetDateTime>,
@@ -192,7 +216,15 @@ fn key_from(row: KeyRow) -> Result<KeyRecord, StoreError> {
         previous_secret_hash: row.previous_secret_hash,
         previous_expires_at: row.previous_expires_at,
         expires_at: row.expires_at,
-        created_by: row.created_by,
+        created_by: match (row.created_by, row.created_by_service) {
+            (Some(user), None) => KeyCreator::Member(user),
+            (None, Some(service)) => KeyCreator::Service(service),
+            _ => {
+                return Err(StoreError::Other(
+                    "a stored key names no single creator".into(),
+                ))
+            }
+        },
         created_at: row.created_at,
         rotated_at: row.rotated_at,
         revoked_at: row.revoked_at,
@@ -228,6 +260,7 @@ for_both_backends! {
                 previous_expires_at: row.try_get("previous_expires_at")?,
                 expires_at: row.try_get("expires_at")?,
                 created_by: row.try_get("created_by")?,
+                created_by_service: row.try_get("created_by_service")?,
                 created_at: row.try_get("created_at")?,
                 rotated_at: row.try_get("rotated_at")?,
                 revoked_at: row.try_get("revoked_at")?,
@@ -294,9 +327,9 @@ for_both_backends! {
             }
             sqlx::query(
                 "INSERT INTO api_keys (id, tenant_id, application_id, name, role, scopes,
-                     secret_hash, expires_at, created_by, created_at, meta, ratelimit_limit,
-                     ratelimit_window_seconds)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                     secret_hash, expires_at, created_by, created_by_service, created_at, meta,
+                     ratelimit_limit, ratelimit_window_seconds)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             )
             .bind(key.id)
             .bind(tenant)
@@ -306,7 +339,8 @@ for_both_backends! {
             .bind(&key.scopes)
             .bind(&key.secret_hash)
             .bind(key.expires_at)
-            .bind(key.created_by)
+            .bind(key.created_by.member())
+            .bind(key.created_by.service())
             .bind(key.created_at)
             .bind(&key.meta)
             .bind(key.ratelimit.map(|l| i64::from(l.limit)))

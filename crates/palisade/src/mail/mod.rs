@@ -110,12 +110,16 @@ fn write_to_outbox(dir: &std::path::Path, bytes: &[u8]) -> Result<(), MailError>
         time::OffsetDateTime::now_utc().unix_timestamp_nanos(),
         crate::crypto::base64url(&crate::crypto::random_bytes::<6>())
     );
+    // Written under a hidden name and renamed whole: a reader of the outbox never sees half
+    // a mail.
+    let partial = dir.join(format!(".{name}.partial"));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(dir.join(name)).map_err(fail)?;
+    let mut file = options.open(&partial).map_err(fail)?;
     file.write_all(bytes)
         .and_then(|_| file.sync_all())
+        .and_then(|_| std::fs::rename(&partial, dir.join(name)))
         .map_err(fail)
 }

@@ -8,10 +8,13 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use std::collections::BTreeMap;
+
 use super::{BucketName, Quota};
 use crate::app::AppState;
+use crate::config::NamedLimit;
 use crate::http::auth::Service;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorCode};
 use crate::http::extract::Json;
 use crate::http::openapi::ErrorBody;
 
@@ -22,7 +25,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 const MAX_LIMIT: u64 = 1_000_000;
 const MAX_WINDOW_SECONDS: u64 = 86_400;
 
-/// One request of the app's, to count against a limit.
+/// One request of the app's, to count against a limit: the numbers, or the name of a limit
+/// the operator configured (`rate_limits.named`).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckRequest {
@@ -36,13 +40,19 @@ pub struct CheckRequest {
         max_length = 256
     )]
     identifier: String,
-    /// Requests allowed per window: 1–1,000,000.
+    /// Requests allowed per window: 1–1,000,000. Not with `name`.
+    #[serde(default)]
     #[schema(example = 100, minimum = 1, maximum = 1_000_000)]
-    limit: u64,
-    /// The window in seconds: 1–86,400.
+    limit: Option<u64>,
+    /// The window in seconds: 1–86,400. Not with `name`.
+    #[serde(default)]
     #[schema(example = 60, minimum = 1, maximum = 86_400)]
-    window_seconds: u64,
-    /// Units this request uses, 1 to `limit` (default 1).
+    window_seconds: Option<u64>,
+    /// A limit configured under `rate_limits.named`, instead of `limit` and `window_seconds`.
+    #[serde(default)]
+    #[schema(example = "workorders.export")]
+    name: Option<String>,
+    /// Units this request uses, 1 to the limit (default 1).
     #[serde(default)]
     #[schema(minimum = 1)]
     cost: Option<u64>,
@@ -68,17 +78,24 @@ impl CheckResponse {
     }
 }
 
-/// A limit the app names for one check: units per window, and this request's cost.
+/// A limit for one check: `limit` and `window_seconds`, or the `name` of a configured limit;
+/// and this request's cost.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitSpec {
-    /// Requests allowed per window: 1–1,000,000.
+    /// Requests allowed per window: 1–1,000,000. Not with `name`.
+    #[serde(default)]
     #[schema(example = 100, minimum = 1, maximum = 1_000_000)]
-    limit: u64,
-    /// The window in seconds: 1–86,400.
+    limit: Option<u64>,
+    /// The window in seconds: 1–86,400. Not with `name`.
+    #[serde(default)]
     #[schema(example = 60, minimum = 1, maximum = 86_400)]
-    window_seconds: u64,
-    /// Units this request uses, 1 to `limit` (default 1).
+    window_seconds: Option<u64>,
+    /// A limit configured under `rate_limits.named`, instead of `limit` and `window_seconds`.
+    #[serde(default)]
+    #[schema(example = "workorders.export")]
+    name: Option<String>,
+    /// Units this request uses, 1 to the limit (default 1).
     #[serde(default)]
     #[schema(minimum = 1)]
     cost: Option<u64>,
@@ -88,29 +105,65 @@ impl LimitSpec {
     /// `limit` units per `window_seconds`, one unit a use (a key's own limit).
     pub(crate) fn per_window(limit: u32, window_seconds: u32) -> Self {
         Self {
-            limit: u64::from(limit),
-            window_seconds: u64::from(window_seconds),
+            limit: Some(u64::from(limit)),
+            window_seconds: Some(u64::from(window_seconds)),
+            name: None,
             cost: None,
         }
     }
 
-    fn validated(&self) -> Result<(Quota, u32), ApiError> {
-        if !(1..=MAX_LIMIT).contains(&self.limit) {
+    /// The quota, its window in seconds and this use's cost: the numbers given, or those
+    /// the operator configured under the name.
+    fn resolved(
+        &self,
+        named: &BTreeMap<String, NamedLimit>,
+    ) -> Result<(Quota, u64, u32), ApiError> {
+        let (limit, window_seconds) = match (&self.name, self.limit, self.window_seconds) {
+            (Some(name), None, None) => match named.get(name) {
+                Some(found) => (u64::from(found.limit), u64::from(found.window_seconds)),
+                None => {
+                    return Err(ApiError::coded(
+                        ErrorCode::UnknownLimit,
+                        "name: no limit of that name is configured (rate_limits.named)",
+                    ))
+                }
+            },
+            (None, Some(limit), Some(window_seconds)) => (limit, window_seconds),
+            (Some(_), _, _) => {
+                return Err(ApiError::invalid_field(
+                    "name: give either name or limit and window_seconds, not both",
+                ))
+            }
+            (None, _, _) => {
+                return Err(ApiError::invalid_field(
+                    "limit and window_seconds: both are needed unless a name is given",
+                ))
+            }
+        };
+        if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(ApiError::invalid_field("limit must be 1 to 1000000"));
         }
-        if !(1..=MAX_WINDOW_SECONDS).contains(&self.window_seconds) {
+        if !(1..=MAX_WINDOW_SECONDS).contains(&window_seconds) {
             return Err(ApiError::invalid_field("window_seconds must be 1 to 86400"));
         }
         let cost = self.cost.unwrap_or(1);
-        if !(1..=self.limit).contains(&cost) {
+        if !(1..=limit).contains(&cost) {
             return Err(ApiError::invalid_field("cost must be 1 to limit"));
         }
         let quota = Quota {
-            limit: self.limit as u32,
-            period_us: self.window_seconds as i64 * 1_000_000,
+            limit: limit as u32,
+            period_us: window_seconds as i64 * 1_000_000,
         };
-        Ok((quota, cost as u32))
+        Ok((quota, window_seconds, cost as u32))
     }
+}
+
+/// A namespace or a limit's name: 1–64 of `a-z`, `0-9`, `.`, `_`, `-`.
+pub(crate) fn is_limit_name(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
 }
 
 /// Charges one check of `spec` to the app's bucket `namespace`/`identifier` (already
@@ -121,11 +174,11 @@ pub(crate) async fn charge(
     identifier: &str,
     spec: &LimitSpec,
 ) -> Result<CheckResponse, ApiError> {
-    let (quota, cost) = spec.validated()?;
+    let (quota, window_seconds, cost) = spec.resolved(&state.settings.rate_limits.named)?;
     let bucket = AppBucket {
         namespace,
         identifier,
-        quota: (quota.limit, spec.window_seconds),
+        quota: (quota.limit, window_seconds),
     };
     let now_us = crate::audit::store::micros(state.clock.now());
     let decision = state
@@ -162,13 +215,9 @@ impl BucketName for AppBucket<'_> {
 }
 
 impl CheckRequest {
-    fn validated(&self) -> Result<LimitSpec, ApiError> {
-        let namespace_ok = (1..=64).contains(&self.namespace.len())
-            && self
-                .namespace
-                .bytes()
-                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'));
-        if !namespace_ok {
+    /// The request's bucket and its limit, once the bucket's names are valid.
+    fn validated(self) -> Result<(String, String, LimitSpec), ApiError> {
+        if !is_limit_name(&self.namespace) {
             return Err(ApiError::invalid_field(
                 "namespace must be 1 to 64 of a-z, 0-9, '.', '_' and '-'",
             ));
@@ -180,11 +229,13 @@ impl CheckRequest {
                 "identifier must be 1 to 256 characters without control characters",
             ));
         }
-        Ok(LimitSpec {
+        let spec = LimitSpec {
             limit: self.limit,
             window_seconds: self.window_seconds,
+            name: self.name,
             cost: self.cost,
-        })
+        };
+        Ok((self.namespace, self.identifier, spec))
     }
 }
 
@@ -202,7 +253,7 @@ impl CheckRequest {
     responses(
         (status = 200, description = "Whether the request is within the limit", body = CheckResponse),
         (status = 401, description = "No valid service credential", body = ErrorBody),
-        (status = 422, description = "A namespace, identifier, limit, window or cost out of bounds", body = ErrorBody),
+        (status = 422, description = "A namespace, identifier, limit, window or cost out of bounds, or an unknown limit name", body = ErrorBody),
     )
 )]
 async fn check(
@@ -210,7 +261,7 @@ async fn check(
     _service: Service,
     Json(body): Json<CheckRequest>,
 ) -> Result<axum::Json<CheckResponse>, ApiError> {
-    let spec = body.validated()?;
-    let answer = charge(&state, &body.namespace, &body.identifier, &spec).await?;
+    let (namespace, identifier, spec) = body.validated()?;
+    let answer = charge(&state, &namespace, &identifier, &spec).await?;
     Ok(axum::Json(answer))
 }

@@ -40,6 +40,7 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     14 "0014_relations",
     15 "0015_app_events",
     16 "0016_key_meta",
+    17 "0017_app_made_keys",
 );
 pub const POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
@@ -58,6 +59,7 @@ pub const POSTGRES: &[Migration] = migrations!("postgres":
     14 "0014_relations",
     15 "0015_app_events",
     16 "0016_key_meta",
+    17 "0017_app_made_keys",
 );
 
 /// Serialises migrators across instances sharing one PostgreSQL database.

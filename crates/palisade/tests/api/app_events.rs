@@ -60,7 +60,7 @@ async fn app_event_rows(app: &TestApp) -> i64 {
     rows[0]
 }
 
-async fn tenant_token(app: &TestApp, service: &str, tenant: &str) -> String {
+pub(crate) async fn tenant_token(app: &TestApp, service: &str, tenant: &str) -> String {
     let (status, issued) =
         post_with(app, TENANT_TOKEN, service, &json!({"tenant_id": tenant})).await;
     assert_eq!(status, 201, "{issued}");

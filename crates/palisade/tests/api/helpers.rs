@@ -355,7 +355,13 @@ impl TestApp {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
             let mut names: Vec<_> = std::fs::read_dir(&dir)
-                .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+                .map(|entries| {
+                    entries
+                        .filter_map(|e| e.ok())
+                        .map(|e| e.path())
+                        .filter(|path| path.extension().is_some_and(|ext| ext == "eml"))
+                        .collect()
+                })
                 .unwrap_or_default();
             names.sort();
             if names.len() >= count || std::time::Instant::now() > deadline {

@@ -814,3 +814,101 @@ async fn a_keys_owner_set_meta_and_its_own_limit_come_back_from_verification() {
     assert_eq!(app.count_rows("api_keys").await, before);
     app.stop().await;
 }
+
+// claim: APP-5, APP-8
+#[tokio::test]
+async fn the_app_makes_its_customers_keys_under_a_tenant_token_scoped_to_its_own_actions() {
+    let app = crate::manifest::with_workorders().await;
+    let owner = app.signed_in("owner@example.com").await;
+    let stranger = app.signed_in("stranger@example.com").await;
+    let (service_id, service) = crate::access::service_credential(&app).await;
+    let token = crate::app_events::tenant_token(&app, &service, &owner.tenant).await;
+    let make = |body: Value| {
+        let (app, token) = (&app, &token);
+        async move { crate::access::post_with(app, "/api/v1/api-keys", token, &body).await }
+    };
+    let customer = json!({"name": "Acme's integration", "role": "member",
+        "scopes": ["workorder.read"], "meta": {"customer": "cus_9"},
+        "ratelimit": {"limit": 5, "window_seconds": 60}});
+
+    let (status, made) = make(customer.clone()).await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["created_by"], Value::Null);
+    assert_eq!(made["created_by_service"], service_id.as_str());
+    let key = made["secret"].as_str().unwrap().to_owned();
+    // In the token's tenant, listed for its admins, audited as the service's.
+    let listed: Value = app
+        .get_as("/api/v1/api-keys", &owner.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed[0]["id"], made["id"], "{listed}");
+    assert_eq!(listed[0]["created_by_service"], service_id.as_str());
+    let events: Value = app
+        .get_as(
+            "/api/v1/audit/events?action=api_keys.created",
+            &owner.access,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events["events"][0]["actor_type"], "service", "{events}");
+    assert_eq!(events["events"][0]["actor_id"], service_id.as_str());
+    // The app verifies it: its tenant, its scopes, its meta and limit.
+    let (_, verified) = verify_on(
+        &app.base,
+        &app.client,
+        &service,
+        json!({"key": key, "action": "workorder.read"}),
+    )
+    .await;
+    assert_eq!(verified["code"], "valid", "{verified}");
+    assert_eq!(verified["key"]["tenant_id"], owner.tenant.as_str());
+    assert_eq!(verified["ratelimit"]["limit"], 5);
+    // Such a key never manages the tenant through Palisade's own API.
+    assert_eq!(status_with_key(&app, "/api/v1/members", &key).await, 403);
+
+    // Only the manifest's actions: no scopes, or one of Palisade's, is refused, nothing made.
+    for scopes in [
+        Value::Null,
+        json!(["members.read"]),
+        json!(["workorder.read", "keys.read"]),
+    ] {
+        let mut body = customer.clone();
+        body["scopes"] = scopes.clone();
+        let (status, refused) = make(body).await;
+        assert_eq!(status, 422, "{scopes}: {refused}");
+    }
+    let mut owner_role = customer.clone();
+    owner_role["role"] = json!("owner");
+    assert_eq!(make(owner_role).await.0, 422);
+    let listed: Value = app
+        .get_as("/api/v1/api-keys", &owner.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    // The other tenant sees none of it; the token makes nothing once it has expired.
+    let theirs: Value = app
+        .get_as("/api/v1/api-keys", &stranger.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs, json!([]));
+    app.clock.advance(Duration::from_secs(301));
+    assert_eq!(make(customer).await.0, 401);
+    // The service credential itself names no tenant: it makes no keys.
+    let (status, _) = crate::access::post_with(
+        &app,
+        "/api/v1/api-keys",
+        &service,
+        &json!({"name": "x", "role": "member", "scopes": ["workorder.read"]}),
+    )
+    .await;
+    assert_eq!(status, 401);
+    app.stop().await;
+}

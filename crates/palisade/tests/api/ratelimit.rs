@@ -292,3 +292,56 @@ async fn the_apps_limit_holds_across_two_instances_on_one_database() {
     );
     sibling.stop().await;
 }
+
+// claim: APP-7
+#[tokio::test]
+async fn a_limit_named_in_configuration_is_charged_like_its_numbers() {
+    let app = spawn_app_with(|settings: &mut Settings| {
+        settings.rate_limits.named.insert(
+            "workorders.export".to_owned(),
+            palisade::config::NamedLimit {
+                limit: 2,
+                window_seconds: 60,
+            },
+        );
+    })
+    .await;
+    let (_, service) = crate::access::service_credential(&app).await;
+    let check = |body: Value| app_check(&app.client, &app.base, &service, body);
+    let named = json!({"namespace": "exports", "identifier": "usr_a", "name": "workorders.export"});
+    for remaining in [1, 0] {
+        let (status, answer) = check(named.clone()).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            (answer["limit"].as_u64(), answer["remaining"].as_u64()),
+            (Some(2), Some(remaining))
+        );
+    }
+    assert_eq!(check(named.clone()).await.1["retry_after"], 30);
+    // The numbers it stands for share its bucket: the name is only the operator's handle.
+    let numbers =
+        json!({"namespace": "exports", "identifier": "usr_a", "limit": 2, "window_seconds": 60});
+    assert_eq!(check(numbers).await.1["allowed"], false);
+
+    // An unknown name, or a name with numbers, or neither: refused, nothing charged.
+    let (status, answer) =
+        check(json!({"namespace": "exports", "identifier": "usr_b", "name": "nope"})).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (422, Some("unknown_limit")),
+        "{answer}"
+    );
+    let mut both = named.clone();
+    both["limit"] = json!(5);
+    assert_eq!(check(both).await.0, 422);
+    let (status, _) =
+        check(json!({"namespace": "exports", "identifier": "usr_b", "limit": 5})).await;
+    assert_eq!(status, 422, "a limit without its window");
+    let mut fresh = named.clone();
+    fresh["identifier"] = json!("usr_b");
+    assert_eq!(
+        check(fresh).await.1["remaining"],
+        1,
+        "the refusals charged nothing"
+    );
+}
