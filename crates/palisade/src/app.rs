@@ -26,6 +26,7 @@ use crate::services::ServiceCredentials;
 use crate::store::{migrate, postgres, Database, StartupError};
 use crate::telemetry::metrics::Metrics;
 use crate::tenancy::members::Tenancy;
+use crate::vault::{Secrets, Vault};
 
 /// Everything a handler may use, shared by every request.
 #[derive(Clone)]
@@ -43,6 +44,8 @@ pub struct AppInner {
     pub services: ServiceCredentials,
     /// What the app says its users are to its resources (claim RBAC-5).
     pub relations: Relations,
+    /// A tenant's secrets in the vault (claims SEC-1, SEC-3).
+    pub secrets: Secrets,
     pub audit: Audit,
     pub limiter: Limiter,
     pub burst_log: BurstLog,
@@ -135,8 +138,19 @@ impl App {
             access.clone(),
             clock.clone(),
         );
+        let keks = crate::vault::keys::StaticKeys::load(
+            settings.vault.kek.as_ref(),
+            &settings.vault.kek_path(&settings.data_dir),
+        )
+        .map_err(|e| StartError::Other(e.to_string()))?;
+        let secrets = Secrets::new(
+            crate::vault::store::for_database(&db),
+            Arc::new(Vault::new(Box::new(keks))),
+            clock.clone(),
+        );
         let state = AppState(Arc::new(AppInner {
             relations,
+            secrets,
             access,
             identity,
             audit,

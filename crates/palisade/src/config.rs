@@ -43,6 +43,30 @@ pub struct Settings {
     pub rate_limits: RateLimitSettings,
     pub audit: AuditSettings,
     pub access: AccessSettings,
+    pub vault: VaultSettings,
+}
+
+/// The vault's key-encryption keys (claim SEC-1): they wrap every tenant's data key, and
+/// live outside the database.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VaultSettings {
+    /// The KEK file: one `VERSION:BASE64` line per 32-byte key, the highest version the one
+    /// new data keys are wrapped under. Created (0600, version 1) at first start; refused
+    /// when others may read it. Default: `vault-kek` in `data_dir`. Every instance of one
+    /// deployment needs the same file; keep a copy apart from the database's backups.
+    pub kek_file: Option<PathBuf>,
+    /// The KEKs as a value instead of a file (`1:BASE64,2:BASE64`), say from the platform's
+    /// secret store; when set, the file is not read.
+    pub kek: Option<SecretString>,
+}
+
+impl VaultSettings {
+    pub fn kek_path(&self, data_dir: &Path) -> PathBuf {
+        self.kek_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("vault-kek"))
+    }
 }
 
 /// The app's own authorization model (claim APP-1).
@@ -314,6 +338,7 @@ impl Default for Settings {
             rate_limits: RateLimitSettings::default(),
             audit: AuditSettings::default(),
             access: AccessSettings::default(),
+            vault: VaultSettings::default(),
         }
     }
 }
@@ -754,6 +779,10 @@ impl Settings {
                 "sign_in_per_minute": self.rate_limits.sign_in_per_minute,
                 "integration_per_minute": self.rate_limits.integration_per_minute,
                 "named": self.rate_limits.named,
+            },
+            "vault": {
+                "kek_file": self.vault.kek_path(&self.data_dir).display().to_string(),
+                "kek": secret(&self.vault.kek),
             },
             "audit": {
                 "checkpoint_key_file": self.audit.key_path(&self.data_dir).display().to_string(),

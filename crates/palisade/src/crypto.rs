@@ -52,15 +52,35 @@ pub enum MasterKeyError {
     File { path: String, reason: String },
 }
 
+/// A key file others may read or write is refused: what it protects is only as safe as it.
+pub fn refuse_loose_permissions(path: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| e.to_string())?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "permissions are {:o}; it must be owner-only (chmod 600)",
+                mode & 0o777
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("a sealed secret failed to open: wrong master key, or the stored bytes were altered")]
 pub struct Unsealable;
 
-/// The key that seals secrets stored in the database (signing keys, TOTP secrets). It
-/// lives in a file outside the database, so a copy of the database alone reveals nothing.
-pub struct MasterKey(LessSafeKey);
+/// An AES-256-GCM key that seals what is stored in the database: the master key of
+/// Palisade's own signing keys and TOTP secrets (a file outside the database, so a copy of
+/// the database alone reveals nothing), and the vault's KEKs and tenants' data keys.
+pub struct SealingKey(LessSafeKey);
 
-impl MasterKey {
+impl SealingKey {
     /// Reads the key file, or creates it (0600, 32 random bytes) when it does not exist.
     /// A file others can read is refused, as the data directory is.
     pub fn load_or_create(path: &Path) -> Result<Self, MasterKeyError> {
@@ -85,20 +105,7 @@ impl MasterKey {
                 Err(e) => return Err(fail(e.to_string())),
             }
         }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path)
-                .map_err(|e| fail(e.to_string()))?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
-                return Err(fail(format!(
-                    "permissions are {:o}; it must be owner-only (chmod 600)",
-                    mode & 0o777
-                )));
-            }
-        }
+        refuse_loose_permissions(path).map_err(fail)?;
         let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?);
         let bytes = Zeroizing::new(
             STANDARD
@@ -158,7 +165,7 @@ mod tests {
 
     #[test]
     fn sealed_secrets_open_only_with_the_same_key_and_purpose() {
-        let key = MasterKey::from_bytes(&[7u8; 32]).unwrap();
+        let key = SealingKey::from_bytes(&[7u8; 32]).unwrap();
         let sealed = key.seal(b"signing key", b"purpose-a");
         assert!(!sealed.windows(11).any(|w| w == b"signing key"));
         assert_eq!(
@@ -166,7 +173,7 @@ mod tests {
             b"signing key"
         );
         assert!(key.open(&sealed, b"purpose-b").is_err());
-        let other = MasterKey::from_bytes(&[8u8; 32]).unwrap();
+        let other = SealingKey::from_bytes(&[8u8; 32]).unwrap();
         assert!(other.open(&sealed, b"purpose-a").is_err());
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
@@ -177,9 +184,9 @@ mod tests {
     fn the_key_file_is_created_owner_only_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("master.key");
-        let first = MasterKey::load_or_create(&path).unwrap();
+        let first = SealingKey::load_or_create(&path).unwrap();
         let sealed = first.seal(b"x", b"p");
-        let second = MasterKey::load_or_create(&path).unwrap();
+        let second = SealingKey::load_or_create(&path).unwrap();
         assert_eq!(&second.open(&sealed, b"p").unwrap()[..], b"x");
         #[cfg(unix)]
         {
@@ -187,7 +194,7 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-            assert!(MasterKey::load_or_create(&path).is_err());
+            assert!(SealingKey::load_or_create(&path).is_err());
         }
     }
 

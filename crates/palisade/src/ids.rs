@@ -177,6 +177,11 @@ typed_id!(
     "ttk"
 );
 typed_id!(
+    /// A secret in a tenant's vault (claim SEC-3).
+    SecretId,
+    "sec"
+);
+typed_id!(
     /// One audit event.
     EventId,
     "evt"

@@ -111,6 +111,7 @@ actions! {
     SecretsRead => "secrets.read", Member, anyone, "Read the tenant's stored secrets and files.";
     SecretsWrite => "secrets.write", Manager, anyone, "Create and replace stored secrets and files.";
     SecretsDelete => "secrets.delete", Manager, anyone, "Delete stored secrets and files.";
+    SecretsReveal => "secrets.reveal", Admin, anyone, "Reveal a stored secret's value, with a reason the audit log keeps.";
 }
 
 impl Action {

@@ -113,6 +113,47 @@ impl<A: PeopleOnly> FromRequestParts<AppState> for MemberOrApp<A> {
     }
 }
 
+/// A tenant action `A` by a member or key allowed it, or by the app's backend under a tenant
+/// token (the routes that keep the app's data in one tenant: the vault).
+pub enum TenantActor<A> {
+    Caller(Permitted<A>),
+    App(TenantTokenPrincipal),
+}
+
+impl<A> TenantActor<A> {
+    pub fn scope(&self) -> crate::access::TenantScope {
+        match self {
+            TenantActor::Caller(permitted) => permitted.caller.scope(),
+            TenantActor::App(token) => token.scope(),
+        }
+    }
+
+    pub fn acting(&self) -> crate::audit::Acting {
+        match self {
+            TenantActor::Caller(permitted) => crate::audit::Acting::from(&permitted.caller),
+            TenantActor::App(token) => crate::audit::Acting::Service(token.service()),
+        }
+    }
+}
+
+impl<A: AnyCredential> FromRequestParts<AppState> for TenantActor<A> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(VerifiedTenantToken(token)) = parts.extensions.remove::<VerifiedTenantToken>() {
+            return Ok(Self::App(token));
+        }
+        if let Ok(Credential::TenantToken(text)) = credential(&parts.headers) {
+            return Ok(Self::App(
+                state.services.authenticate_tenant_token(text).await?,
+            ));
+        }
+        Permitted::from_request_parts(parts, state)
+            .await
+            .map(Self::Caller)
+    }
+}
+
 /// The one check both extractors make, with a refusal that says whose grant fell short.
 fn allowed(caller: &Caller, action: Action) -> Result<(), ApiError> {
     if caller.may(action) {

@@ -35,6 +35,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(crate::relations::routes::router())
         .merge(crate::ratelimit::routes::router())
         .merge(crate::services::routes::router())
+        .merge(crate::vault::routes::router())
 }
 
 /// The application: every route behind the request frame, with its OpenAPI document.

@@ -23,6 +23,7 @@ use crate::app::AppState;
         (name = "identity", description = "Accounts and sessions"),
         (name = "tenancy", description = "Roles, actions and members"),
         (name = "api-keys", description = "API keys: machine access to one tenant"),
+        (name = "secrets", description = "The vault: a tenant's secrets, sealed under its own data key"),
         (name = "operations", description = "Health, metrics and this document"),
         (name = "access", description = "Live authorization decisions for the app (OpenID AuthZEN 1.0), with its service credential"),
     )

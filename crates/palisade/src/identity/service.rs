@@ -14,7 +14,7 @@ use super::tokens::{AccessTokens, TokenError};
 use crate::audit::AuditRecord;
 use crate::clock::Clock;
 use crate::config::{AuthSettings, Settings};
-use crate::crypto::MasterKey;
+use crate::crypto::SealingKey;
 use crate::ids::{TenantId, UserId};
 use crate::mail::Mailer;
 use crate::store::{Database, StoreError};
@@ -127,7 +127,7 @@ pub struct Identity {
     pub(super) store: Arc<dyn IdentityStore>,
     pub(super) passwords: PasswordHasher,
     pub(super) tokens: AccessTokens,
-    pub(super) master: Arc<MasterKey>,
+    pub(super) master: Arc<SealingKey>,
     pub(super) throttle: Throttle,
     pub(super) principals: Arc<super::principals::PrincipalCache>,
     pub(super) mailer: Arc<Mailer>,
@@ -147,7 +147,7 @@ pub struct Identity {
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityStartError {
     #[error(transparent)]
-    MasterKey(#[from] crate::crypto::MasterKeyError),
+    SealingKey(#[from] crate::crypto::MasterKeyError),
     #[error(transparent)]
     Mail(#[from] crate::mail::MailError),
     #[error("{0}")]
@@ -168,7 +168,7 @@ impl Identity {
             .master_key_file
             .clone()
             .unwrap_or_else(|| settings.data_dir.join("master.key"));
-        let master = Arc::new(MasterKey::load_or_create(&master_path)?);
+        let master = Arc::new(SealingKey::load_or_create(&master_path)?);
         let passwords = PasswordHasher::new(&settings.passwords)
             .map_err(|e| IdentityStartError::Other(e.to_string()))?;
         let decoy = crate::crypto::random_token();

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use super::store::{IdentityStore, StoredSigningKey};
 use crate::config::AuthSettings;
-use crate::crypto::{self, MasterKey};
+use crate::crypto::{self, SealingKey};
 use crate::ids::{SessionId, TenantId, UserId};
 use crate::store::StoreError;
 
@@ -161,7 +161,7 @@ const VERIFIED_CACHE_CAPACITY: usize = 16_384;
 
 pub struct AccessTokens {
     verified: Mutex<HashMap<Box<str>, AccessClaims>>,
-    master: Arc<MasterKey>,
+    master: Arc<SealingKey>,
     issuer: String,
     audience: String,
     ttl: Duration,
@@ -176,7 +176,7 @@ impl AccessTokens {
     /// Loads the keys, creating the first one (or rotating an overdue one).
     pub async fn start(
         store: &dyn IdentityStore,
-        master: Arc<MasterKey>,
+        master: Arc<SealingKey>,
         settings: &AuthSettings,
         now: OffsetDateTime,
     ) -> Result<Self, TokenError> {
@@ -185,7 +185,7 @@ impl AccessTokens {
         Ok(tokens)
     }
 
-    fn without_keys(master: Arc<MasterKey>, settings: &AuthSettings) -> Self {
+    fn without_keys(master: Arc<SealingKey>, settings: &AuthSettings) -> Self {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
@@ -447,7 +447,7 @@ fn seal_purpose(kid: &str) -> Vec<u8> {
     format!("signing-key:{kid}").into_bytes()
 }
 
-fn generate_key(master: &MasterKey, now: OffsetDateTime) -> Result<StoredSigningKey, TokenError> {
+fn generate_key(master: &SealingKey, now: OffsetDateTime) -> Result<StoredSigningKey, TokenError> {
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
         .map_err(|_| TokenError::Keys("Ed25519 key generation failed".into()))?;
@@ -471,7 +471,7 @@ mod tests {
 
     fn tokens_with_a_key(now: OffsetDateTime) -> (AccessTokens, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let master = Arc::new(MasterKey::load_or_create(&dir.path().join("master.key")).unwrap());
+        let master = Arc::new(SealingKey::load_or_create(&dir.path().join("master.key")).unwrap());
         let tokens = AccessTokens::without_keys(master, &AuthSettings::default());
         let key = tokens
             .load(generate_key(&tokens.master, now).unwrap())

@@ -41,6 +41,7 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     15 "0015_app_events",
     16 "0016_key_meta",
     17 "0017_app_made_keys",
+    18 "0018_vault",
 );
 pub const POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
@@ -60,6 +61,7 @@ pub const POSTGRES: &[Migration] = migrations!("postgres":
     15 "0015_app_events",
     16 "0016_key_meta",
     17 "0017_app_made_keys",
+    18 "0018_vault",
 );
 
 /// Serialises migrators across instances sharing one PostgreSQL database.

@@ -968,6 +968,49 @@ async fn every_state_changing_route_writes_an_event_with_its_request_id() {
         None,
     )
     .await;
+    // The vault: a secret stored, replaced, revealed, a kept version and then it deleted.
+    let (secret, _) = walk
+        .call(
+            post.clone(),
+            "/api/v1/secrets",
+            "/api/v1/secrets",
+            Auth::Bearer(&access),
+            Some(json!({"name": "slack", "value": "xoxb-walked-value"})),
+        )
+        .await;
+    let secret = secret["id"].as_str().unwrap().to_owned();
+    walk.call(
+        Method::PUT,
+        "/api/v1/secrets/{secret_id}",
+        &format!("/api/v1/secrets/{secret}"),
+        Auth::Bearer(&access),
+        Some(json!({"value": "xoxb-walked-again"})),
+    )
+    .await;
+    walk.call(
+        post.clone(),
+        "/api/v1/secrets/{secret_id}/reveal",
+        &format!("/api/v1/secrets/{secret}/reveal"),
+        Auth::Bearer(&access),
+        Some(json!({"reason": "the walk", "version": 1})),
+    )
+    .await;
+    walk.call(
+        Method::DELETE,
+        "/api/v1/secrets/{secret_id}",
+        &format!("/api/v1/secrets/{secret}?version=1"),
+        Auth::Bearer(&access),
+        None,
+    )
+    .await;
+    walk.call(
+        Method::DELETE,
+        "/api/v1/secrets/{secret_id}",
+        &format!("/api/v1/secrets/{secret}"),
+        Auth::Bearer(&access),
+        None,
+    )
+    .await;
     walk.call(
         Method::DELETE,
         "/api/v1/applications/{application_id}",

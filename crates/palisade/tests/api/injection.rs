@@ -252,6 +252,14 @@ async fn real_ids_of(
             )
             .await,
         ),
+        (
+            "secret_id",
+            create(
+                "/api/v1/secrets",
+                json!({"name": "walked", "value": "a walked value"}),
+            )
+            .await,
+        ),
     ])
 }
 

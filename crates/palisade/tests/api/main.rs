@@ -28,4 +28,5 @@ mod sessions;
 mod signup;
 mod tenancy;
 mod tls;
+mod vault;
 mod web;

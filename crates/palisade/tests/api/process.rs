@@ -224,6 +224,33 @@ async fn the_real_credentials_of_an_accounts_whole_life_never_reach_the_debug_lo
     secrets.extend([refresh, refresh_cookie(&refreshed).unwrap(), access.clone()]);
     let refreshed: serde_json::Value = refreshed.json().await.unwrap();
     secrets.push(refreshed["access_token"].as_str().unwrap().to_owned());
+    // A secret stored in the vault, replaced and revealed: neither value is logged.
+    let (stored, replaced) = ("xoxb-first-value-0001", "xoxb-second-value-0002");
+    let created = post(
+        "/api/v1/secrets",
+        Some(&access),
+        json!({"name": "slack", "value": stored}),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let created: serde_json::Value = created.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    let put = client
+        .put(format!("{base}/api/v1/secrets/{id}"))
+        .bearer_auth(&access)
+        .json(&json!({ "value": replaced }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let revealed = post(
+        &format!("/api/v1/secrets/{id}/reveal"),
+        Some(&access),
+        json!({"reason": "checking the log", "version": 1}),
+    )
+    .await;
+    assert_eq!(revealed.status(), 200);
+    secrets.extend([stored.to_owned(), replaced.to_owned()]);
     // TOTP enrolment: the secret and the recovery codes.
     let enrolment = post(
         "/api/v1/auth/mfa/totp",

@@ -571,7 +571,11 @@ async fn another_tenants_invitation_answers_like_a_missing_one() {
 
 /// A body each walked operation accepts, so the answer is about the id, not the body.
 fn valid_body(path: &str) -> Value {
-    if path.ends_with("/rotate") {
+    if path.ends_with("/reveal") {
+        json!({ "reason": "isolation" })
+    } else if path.contains("/secrets/") {
+        json!({ "value": "a value" })
+    } else if path.ends_with("/rotate") {
         json!({ "overlap_seconds": 0 })
     } else if path.ends_with("/custom-role") {
         json!({ "custom_role_id": null })
@@ -727,6 +731,14 @@ async fn every_route_with_an_id_answers_another_tenants_ids_like_missing_ones() 
     )
     .await;
     let b_key = b_key["secret"].as_str().unwrap().to_owned();
+    let (_, secret) = send(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/secrets",
+        &a.access,
+        Some(json!({"name": "slack", "value": "tenant A's value"})),
+    )
+    .await;
     let a_me: Value = app
         .get_as("/api/v1/me", &a.access)
         .await
@@ -751,6 +763,7 @@ async fn every_route_with_an_id_answers_another_tenants_ids_like_missing_ones() 
             application["id"].as_str().unwrap().to_owned(),
         ),
         ("key_id", a_key["id"].as_str().unwrap().to_owned()),
+        ("secret_id", secret["id"].as_str().unwrap().to_owned()),
     ]);
     let missing_ids = HashMap::from([
         ("user_id", "usr_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
@@ -758,6 +771,7 @@ async fn every_route_with_an_id_answers_another_tenants_ids_like_missing_ones() 
         ("invitation_id", "inv_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
         ("role_id", "crl_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
         ("application_id", "app_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
+        ("secret_id", "sec_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
         ("key_id", "key_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
     ]);
     let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();

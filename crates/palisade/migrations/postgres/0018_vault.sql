@@ -1,0 +1,54 @@
+-- The vault (PostgreSQL; claims SEC-1, SEC-3). Each tenant's data key (DEK) is stored only
+-- wrapped by a key-encryption key (KEK) held outside the database, with the KEK's version;
+-- each secret's versions are sealed by its tenant's DEK, bound to tenant, secret and
+-- version. Nothing here opens without the KEK.
+CREATE TABLE tenant_data_keys (
+    tenant_id    uuid PRIMARY KEY REFERENCES tenants (id),
+    kek_version  integer NOT NULL CHECK (kek_version > 0),
+    wrapped      bytea NOT NULL,
+    created_at   timestamptz NOT NULL
+);
+ALTER TABLE tenant_data_keys ENABLE ROW LEVEL SECURITY;
+ALTER TABLE tenant_data_keys FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON tenant_data_keys
+    USING (tenant_id = (SELECT palisade_current_tenant()))
+    WITH CHECK (tenant_id = (SELECT palisade_current_tenant()));
+GRANT SELECT, INSERT ON tenant_data_keys TO palisade_runtime;
+
+CREATE TABLE secrets (
+    id           uuid PRIMARY KEY,
+    tenant_id    uuid NOT NULL REFERENCES tenants (id),
+    name         text NOT NULL,
+    description  text NOT NULL,
+    -- The version reads and reveals use unless they name another.
+    version      integer NOT NULL CHECK (version > 0),
+    expires_at   timestamptz,
+    created_by   text NOT NULL,
+    created_at   timestamptz NOT NULL,
+    updated_at   timestamptz NOT NULL,
+    UNIQUE (tenant_id, name)
+);
+ALTER TABLE secrets ENABLE ROW LEVEL SECURITY;
+ALTER TABLE secrets FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON secrets
+    USING (tenant_id = (SELECT palisade_current_tenant()))
+    WITH CHECK (tenant_id = (SELECT palisade_current_tenant()));
+GRANT SELECT, INSERT, UPDATE, DELETE ON secrets TO palisade_runtime;
+
+CREATE TABLE secret_versions (
+    tenant_id   uuid NOT NULL REFERENCES tenants (id),
+    secret_id   uuid NOT NULL REFERENCES secrets (id),
+    version     integer NOT NULL CHECK (version > 0),
+    -- nonce || ciphertext || tag under the tenant's DEK.
+    sealed      bytea NOT NULL,
+    -- The value's last four characters, kept only for values of 16 or more.
+    hint        text,
+    created_at  timestamptz NOT NULL,
+    PRIMARY KEY (secret_id, version)
+);
+ALTER TABLE secret_versions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE secret_versions FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON secret_versions
+    USING (tenant_id = (SELECT palisade_current_tenant()))
+    WITH CHECK (tenant_id = (SELECT palisade_current_tenant()));
+GRANT SELECT, INSERT, DELETE ON secret_versions TO palisade_runtime;

@@ -1,0 +1,33 @@
+-- The vault (SQLite; claims SEC-1, SEC-3). Each tenant's data key (DEK) is stored only
+-- wrapped by a key-encryption key (KEK) held outside the database, with the KEK's version;
+-- each secret's versions are sealed by its tenant's DEK, bound to tenant, secret and
+-- version. Nothing here opens without the KEK.
+CREATE TABLE tenant_data_keys (
+    tenant_id    TEXT PRIMARY KEY NOT NULL REFERENCES tenants (id),
+    kek_version  INTEGER NOT NULL CHECK (kek_version > 0),
+    wrapped      BLOB NOT NULL,
+    created_at   TEXT NOT NULL
+);
+
+CREATE TABLE secrets (
+    id           TEXT PRIMARY KEY NOT NULL,
+    tenant_id    TEXT NOT NULL REFERENCES tenants (id),
+    name         TEXT NOT NULL,
+    description  TEXT NOT NULL,
+    version      INTEGER NOT NULL CHECK (version > 0),
+    expires_at   TEXT,
+    created_by   TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    updated_at   TEXT NOT NULL,
+    UNIQUE (tenant_id, name)
+);
+
+CREATE TABLE secret_versions (
+    tenant_id   TEXT NOT NULL REFERENCES tenants (id),
+    secret_id   TEXT NOT NULL REFERENCES secrets (id),
+    version     INTEGER NOT NULL CHECK (version > 0),
+    sealed      BLOB NOT NULL,
+    hint        TEXT,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (secret_id, version)
+);

@@ -1,0 +1,477 @@
+//! The vault's storage, written once for both backends: tenants' wrapped data keys, their
+//! secrets and each secret's sealed versions, all tenant rows (row-level security on
+//! PostgreSQL). Every write is one transaction with its audit event; a value is sealed
+//! inside it by the caller's closure, once the version it becomes is known.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use super::keys::{VaultError, WrappedKey};
+use crate::access::TenantScope;
+use crate::audit::{Append, AuditRecord};
+use crate::ids::{SecretId, TenantId};
+use crate::store::{for_both_backends, Begin, Database, StoreError};
+
+/// A secret's metadata, as listed: never its value.
+#[derive(Clone, Debug)]
+pub struct SecretRecord {
+    pub id: SecretId,
+    pub tenant: TenantId,
+    pub name: String,
+    pub description: String,
+    /// The version reads and reveals use unless they name another.
+    pub version: u32,
+    /// The current version's last four characters, for values long enough to spare them.
+    pub hint: Option<String>,
+    pub expires_at: Option<OffsetDateTime>,
+    /// Who made it: a user's, a key's or the app's service credential's id.
+    pub created_by: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// One kept version of a secret.
+#[derive(Clone, Debug)]
+pub struct VersionRecord {
+    pub version: u32,
+    pub hint: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
+/// A version's sealed value with what opens it.
+pub struct SealedValue {
+    pub record: SecretRecord,
+    pub version: u32,
+    pub data_key: WrappedKey,
+    pub sealed: Vec<u8>,
+}
+
+/// How a write ended, when not done.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    NotFound,
+    NameTaken,
+    /// The version named is the current one: replace the secret or delete it whole.
+    CurrentVersion,
+}
+
+/// Seals the value as the given version under the tenant's data key.
+pub type SealAs<'a> = &'a (dyn Fn(&WrappedKey, u32) -> Result<Vec<u8>, VaultError> + Send + Sync);
+
+/// A new value for a secret: its hint, its expiry, and how to seal it.
+pub struct NewValue<'a> {
+    pub hint: Option<&'a str>,
+    pub expires_at: Option<OffsetDateTime>,
+    /// Stored as the tenant's data key when it has none yet.
+    pub fresh_key: &'a WrappedKey,
+    pub seal: SealAs<'a>,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    async fn create(
+        &self,
+        scope: TenantScope,
+        record: &SecretRecord,
+        value: NewValue<'_>,
+        event: &AuditRecord,
+    ) -> Result<Result<(), Refused>, WriteError>;
+    async fn list(&self, scope: TenantScope) -> Result<Vec<SecretRecord>, StoreError>;
+    async fn get(
+        &self,
+        scope: TenantScope,
+        id: SecretId,
+    ) -> Result<Option<(SecretRecord, Vec<VersionRecord>)>, StoreError>;
+    /// Adds the next version and makes it current; the previous ones are kept. The event
+    /// gains the version's before and after.
+    async fn replace(
+        &self,
+        scope: TenantScope,
+        id: SecretId,
+        value: NewValue<'_>,
+        event: &AuditRecord,
+    ) -> Result<Result<SecretRecord, Refused>, WriteError>;
+    /// Deletes the secret and every version of it.
+    async fn delete(
+        &self,
+        scope: TenantScope,
+        id: SecretId,
+        event: &AuditRecord,
+    ) -> Result<Result<(), Refused>, StoreError>;
+    /// Deletes one kept version (never the current one).
+    async fn delete_version(
+        &self,
+        scope: TenantScope,
+        id: SecretId,
+        version: u32,
+        event: &AuditRecord,
+    ) -> Result<Result<(), Refused>, StoreError>;
+    /// The sealed value of `version` (None: the current one), read in the transaction that
+    /// records `event` — a reveal is audited before its value leaves.
+    async fn reveal(
+        &self,
+        scope: TenantScope,
+        id: SecretId,
+        version: Option<u32>,
+        event: &AuditRecord,
+    ) -> Result<Option<SealedValue>, StoreError>;
+}
+
+pub fn for_database(db: &Database) -> std::sync::Arc<dyn SecretStore> {
+    match db {
+        Database::Sqlite(pool) => std::sync::Arc::new(SqlSecretStore(pool.clone())),
+        Database::Postgres(pool) => std::sync::Arc::new(SqlSecretStore(pool.clone())),
+    }
+}
+
+struct SqlSecretStore<P>(P);
+
+/// A secret's columns with its current version's hint (`v`).
+macro_rules! secret_columns {
+    () => {
+        "s.id, s.tenant_id, s.name, s.description, s.version, s.expires_at, s.created_by,
+         s.created_at, s.updated_at, v.hint"
+    };
+}
+
+const LIST: &str = concat!(
+    "SELECT ",
+    secret_columns!(),
+    " FROM secrets s
+     JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.version
+     WHERE s.tenant_id = $1 ORDER BY s.name"
+);
+
+const ONE: &str = concat!(
+    "SELECT ",
+    secret_columns!(),
+    " FROM secrets s
+     JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.version
+     WHERE s.tenant_id = $1 AND s.id = $2"
+);
+
+/// The secret with `$3`'s version (NULL: the current one), its sealed value and the
+/// tenant's data key.
+const SEALED: &str = concat!(
+    "SELECT ",
+    secret_columns!(),
+    ", w.version AS revealed, w.sealed, d.kek_version, d.wrapped
+     FROM secrets s
+     JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.version
+     JOIN secret_versions w ON w.secret_id = s.id AND w.version = coalesce($3, s.version)
+     JOIN tenant_data_keys d ON d.tenant_id = s.tenant_id
+     WHERE s.tenant_id = $1 AND s.id = $2"
+);
+
+const DATA_KEY: &str = "SELECT kek_version, wrapped FROM tenant_data_keys WHERE tenant_id = $1";
+const STORE_DATA_KEY: &str =
+    "INSERT INTO tenant_data_keys (tenant_id, kek_version, wrapped, created_at)
+     VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id) DO NOTHING";
+const INSERT_VERSION: &str =
+    "INSERT INTO secret_versions (tenant_id, secret_id, version, sealed, hint, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
+fn version_of(stored: i32) -> Result<u32, StoreError> {
+    u32::try_from(stored).map_err(|_| StoreError::Other("a stored version is out of range".into()))
+}
+
+fn stored_version(version: u32) -> i32 {
+    // Versions count writes of one secret; bounded far below i32::MAX by the API.
+    i32::try_from(version).unwrap_or(i32::MAX)
+}
+
+for_both_backends! {
+    fn secret_from(row: &DbRow) -> Result<SecretRecord, StoreError> {
+        Ok(SecretRecord {
+            id: row.try_get("id")?,
+            tenant: row.try_get("tenant_id")?,
+            name: row.try_get("name")?,
+            description: row.try_get("description")?,
+            version: version_of(row.try_get("version")?)?,
+            hint: row.try_get("hint")?,
+            expires_at: row.try_get("expires_at")?,
+            created_by: row.try_get("created_by")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+
+    fn key_from(row: &DbRow) -> Result<WrappedKey, StoreError> {
+        Ok(WrappedKey {
+            kek_version: u32::try_from(row.try_get::<i32, _>("kek_version")?)
+                .map_err(|_| StoreError::Other("a stored KEK version is out of range".into()))?,
+            wrapped: row.try_get("wrapped")?,
+        })
+    }
+
+    /// The tenant's data key, stored first from `fresh` when it has none.
+    async fn data_key(
+        conn: &mut <Db as sqlx::Database>::Connection,
+        tenant: TenantId,
+        fresh: &WrappedKey,
+        at: OffsetDateTime,
+    ) -> Result<WrappedKey, StoreError> {
+        if let Some(row) = sqlx::query(DATA_KEY).bind(tenant).fetch_optional(&mut *conn).await? {
+            return key_from(&row);
+        }
+        sqlx::query(STORE_DATA_KEY)
+            .bind(tenant)
+            .bind(i32::try_from(fresh.kek_version).unwrap_or(i32::MAX))
+            .bind(&fresh.wrapped)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+        // Ours, or a concurrent first secret's: whichever the row holds.
+        let row = sqlx::query(DATA_KEY).bind(tenant).fetch_one(&mut *conn).await?;
+        key_from(&row)
+    }
+
+    async fn insert_version(
+        conn: &mut <Db as sqlx::Database>::Connection,
+        tenant: TenantId,
+        id: SecretId,
+        version: u32,
+        value: &NewValue<'_>,
+    ) -> Result<(), WriteError> {
+        let key = data_key(&mut *conn, tenant, value.fresh_key, value.at).await?;
+        let sealed = (value.seal)(&key, version)?;
+        sqlx::query(INSERT_VERSION)
+            .bind(tenant)
+            .bind(id)
+            .bind(stored_version(version))
+            .bind(sealed)
+            .bind(value.hint)
+            .bind(value.at)
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    #[async_trait]
+    impl SecretStore for SqlSecretStore<Pool> {
+        async fn create(
+            &self,
+            scope: TenantScope,
+            record: &SecretRecord,
+            value: NewValue<'_>,
+            event: &AuditRecord,
+        ) -> Result<Result<(), Refused>, WriteError> {
+            let tenant = scope.tenant();
+            let mut tx = self.0.tenant(scope).await?;
+            let inserted = sqlx::query(
+                "INSERT INTO secrets (id, tenant_id, name, description, version, expires_at,
+                     created_by, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $7)
+                 ON CONFLICT (tenant_id, name) DO NOTHING",
+            )
+            .bind(record.id)
+            .bind(tenant)
+            .bind(&record.name)
+            .bind(&record.description)
+            .bind(record.expires_at)
+            .bind(&record.created_by)
+            .bind(record.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+            if inserted.rows_affected() != 1 {
+                return Ok(Err(Refused::NameTaken));
+            }
+            insert_version(&mut tx, tenant, record.id, 1, &value).await?;
+            tx.commit_with(event).await?;
+            Ok(Ok(()))
+        }
+
+        async fn list(&self, scope: TenantScope) -> Result<Vec<SecretRecord>, StoreError> {
+            let mut reader = self.0.tenant_reader(scope).await?;
+            let rows = sqlx::query(LIST)
+            .bind(scope.tenant())
+            .fetch_all(&mut *reader)
+            .await?;
+            <Pool as Begin>::end_read(reader).await?;
+            rows.iter().map(secret_from).collect()
+        }
+
+        async fn get(
+            &self,
+            scope: TenantScope,
+            id: SecretId,
+        ) -> Result<Option<(SecretRecord, Vec<VersionRecord>)>, StoreError> {
+            let tenant = scope.tenant();
+            let mut reader = self.0.tenant_reader(scope).await?;
+            let row = sqlx::query(ONE)
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&mut *reader)
+            .await?;
+            let Some(row) = row else {
+                <Pool as Begin>::end_read(reader).await?;
+                return Ok(None);
+            };
+            let versions = sqlx::query(
+                "SELECT version, hint, created_at FROM secret_versions
+                 WHERE tenant_id = $1 AND secret_id = $2 ORDER BY version DESC",
+            )
+            .bind(tenant)
+            .bind(id)
+            .fetch_all(&mut *reader)
+            .await?;
+            <Pool as Begin>::end_read(reader).await?;
+            let versions = versions
+                .iter()
+                .map(|row| {
+                    Ok(VersionRecord {
+                        version: version_of(row.try_get("version")?)?,
+                        hint: row.try_get("hint")?,
+                        created_at: row.try_get("created_at")?,
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?;
+            Ok(Some((secret_from(&row)?, versions)))
+        }
+
+        async fn replace(
+            &self,
+            scope: TenantScope,
+            id: SecretId,
+            value: NewValue<'_>,
+            event: &AuditRecord,
+        ) -> Result<Result<SecretRecord, Refused>, WriteError> {
+            let tenant = scope.tenant();
+            let mut tx = self.0.tenant(scope).await?;
+            // The newest version kept, not the current one: a deleted newer version's
+            // number is never reused.
+            let moved = sqlx::query(
+                "UPDATE secrets SET
+                     version = (SELECT max(version) FROM secret_versions
+                                WHERE tenant_id = $1 AND secret_id = $2) + 1,
+                     expires_at = $3, updated_at = $4
+                 WHERE tenant_id = $1 AND id = $2 RETURNING version",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(value.expires_at)
+            .bind(value.at)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+            let Some(moved) = moved else {
+                return Ok(Err(Refused::NotFound));
+            };
+            let version = version_of(moved.try_get("version").map_err(StoreError::from)?)?;
+            insert_version(&mut tx, tenant, id, version, &value).await?;
+            let row = sqlx::query(ONE)
+            .bind(tenant)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+            let record = secret_from(&row)?;
+            let event = event.clone().changed("version", version - 1, version);
+            tx.commit_with(&event).await?;
+            Ok(Ok(record))
+        }
+
+        async fn delete(
+            &self,
+            scope: TenantScope,
+            id: SecretId,
+            event: &AuditRecord,
+        ) -> Result<Result<(), Refused>, StoreError> {
+            let tenant = scope.tenant();
+            let mut tx = self.0.tenant(scope).await?;
+            sqlx::query("DELETE FROM secret_versions WHERE tenant_id = $1 AND secret_id = $2")
+                .bind(tenant)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let deleted = sqlx::query("DELETE FROM secrets WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            if deleted.rows_affected() != 1 {
+                return Ok(Err(Refused::NotFound));
+            }
+            tx.commit_with(event).await?;
+            Ok(Ok(()))
+        }
+
+        async fn delete_version(
+            &self,
+            scope: TenantScope,
+            id: SecretId,
+            version: u32,
+            event: &AuditRecord,
+        ) -> Result<Result<(), Refused>, StoreError> {
+            let tenant = scope.tenant();
+            let mut tx = self.0.tenant(scope).await?;
+            let current: Option<i32> =
+                sqlx::query_scalar("SELECT version FROM secrets WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match current {
+                None => return Ok(Err(Refused::NotFound)),
+                Some(current) if version_of(current)? == version => {
+                    return Ok(Err(Refused::CurrentVersion))
+                }
+                Some(_) => {}
+            }
+            let deleted = sqlx::query(
+                "DELETE FROM secret_versions WHERE tenant_id = $1 AND secret_id = $2 AND version = $3",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(stored_version(version))
+            .execute(&mut *tx)
+            .await?;
+            if deleted.rows_affected() != 1 {
+                return Ok(Err(Refused::NotFound));
+            }
+            tx.commit_with(event).await?;
+            Ok(Ok(()))
+        }
+
+        async fn reveal(
+            &self,
+            scope: TenantScope,
+            id: SecretId,
+            version: Option<u32>,
+            event: &AuditRecord,
+        ) -> Result<Option<SealedValue>, StoreError> {
+            let tenant = scope.tenant();
+            let mut tx = self.0.tenant(scope).await?;
+            let row = sqlx::query(SEALED)
+            .bind(tenant)
+            .bind(id)
+            .bind(version.map(stored_version))
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let revealed = version_of(row.try_get("revealed")?)?;
+            let event = event.clone().changed("version", None::<u32>, revealed);
+            tx.commit_with(&event).await?;
+            Ok(Some(SealedValue {
+                record: secret_from(&row)?,
+                version: revealed,
+                data_key: key_from(&row)?,
+                sealed: row.try_get("sealed")?,
+            }))
+        }
+    }
+}

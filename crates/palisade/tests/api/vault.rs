@@ -1,0 +1,441 @@
+//! The vault (claims SEC-1, SEC-3): a tenant's secrets sealed under its data key, masked on
+//! every read, revealed only with the action and a reason, and audited.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::TestApp;
+use crate::tenancy::{send, staffed_tenant};
+
+const SECRETS: &str = "/api/v1/secrets";
+const VALUE: &str = "xoxb-0123456789-SLACKsecretEFGH";
+
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    access: &str,
+    body: Value,
+) -> (u16, Value) {
+    let body = (!body.is_null()).then_some(body);
+    send(app, method, path, access, body).await
+}
+
+async fn reveal(app: &TestApp, access: &str, id: &str, body: Value) -> (u16, Value) {
+    call(
+        app,
+        Method::POST,
+        &format!("{SECRETS}/{id}/reveal"),
+        access,
+        body,
+    )
+    .await
+}
+
+/// Whether `needle` is anywhere in the database: SQLite's files (the WAL included) or
+/// every row of the vault's and the audit log's tables on PostgreSQL.
+async fn stored_anywhere(app: &TestApp, needle: &str) -> bool {
+    if let palisade::store::Database::Sqlite(_) = app.state.db {
+        let db = app.sqlite_path();
+        return [db.clone(), db.with_extension("db-wal")]
+            .iter()
+            .any(|file| {
+                std::fs::read(file)
+                    .unwrap_or_default()
+                    .windows(needle.len())
+                    .any(|w| w == needle.as_bytes())
+            });
+    }
+    for table in [
+        "secrets",
+        "secret_versions",
+        "tenant_data_keys",
+        "audit_events",
+    ] {
+        let rows: Vec<String> = app
+            .inspect(&format!("SELECT row_to_json(t)::text FROM {table} t"), None)
+            .await;
+        if rows.iter().any(|row| row.contains(needle)) {
+            return true;
+        }
+    }
+    false
+}
+
+// claim: SEC-1, SEC-3
+#[tokio::test]
+async fn a_secret_is_sealed_masked_on_every_read_and_revealed_only_with_the_action_and_a_reason() {
+    // Bodies big enough to carry a value over the vault's 64 KiB bound (by default the
+    // body limit, 64 KiB, refuses it first with 413).
+    let app =
+        crate::helpers::spawn_app_with(|settings| settings.http.body_limit_bytes = 256 * 1024)
+            .await;
+    let staff = staffed_tenant(&app).await;
+    let (owner, manager, member) = (&staff["owner"], &staff["manager"], &staff["member"]);
+    let (status, created) = call(
+        &app,
+        Method::POST,
+        SECRETS,
+        &manager.access,
+        json!({"name": "slack/acme-bot", "value": VALUE, "description": "Acme's Slack bot"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("sec_"), "{id}");
+    assert_eq!(created["masked"], "••••EFGH");
+    assert_eq!(created["version"], 1);
+    assert!(!created.to_string().contains(VALUE));
+
+    // Reads: masked, for members too; the one secret with its versions.
+    let (_, listed) = call(&app, Method::GET, SECRETS, &member.access, Value::Null).await;
+    assert_eq!(listed[0]["name"], "slack/acme-bot", "{listed}");
+    assert!(!listed.to_string().contains(VALUE));
+    let (_, one) = call(
+        &app,
+        Method::GET,
+        &format!("{SECRETS}/{id}"),
+        &member.access,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(one["versions"][0]["version"], 1, "{one}");
+
+    // Reveal: not a member's or a manager's; an admin's with a reason only.
+    for who in [member, manager] {
+        let (status, _) = reveal(&app, &who.access, &id, json!({"reason": "debugging"})).await;
+        assert_eq!(status, 403);
+    }
+    for bad in [
+        json!({}),
+        json!({"reason": ""}),
+        json!({"reason": "x".repeat(501)}),
+        json!({"reason": "ok", "extra": 1}),
+    ] {
+        let (status, refused) = reveal(&app, &staff["admin"].access, &id, bad.clone()).await;
+        assert_eq!(status, 422, "{bad}: {refused}");
+    }
+    let response = app
+        .client
+        .post(app.url(&format!("{SECRETS}/{id}/reveal")))
+        .bearer_auth(&staff["admin"].access)
+        .header("user-agent", "support-console/1.0")
+        .json(&json!({"reason": "re-connecting Slack for ticket 4411"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let revealed: Value = response.json().await.unwrap();
+    assert_eq!(revealed["value"], VALUE);
+    assert_eq!(revealed["revealed_version"], 1);
+    // Audited: who, why, from where; the value nowhere in the log.
+    let (_, events) = call(
+        &app,
+        Method::GET,
+        "/api/v1/audit/events?action=secrets.revealed",
+        &owner.access,
+        Value::Null,
+    )
+    .await;
+    let event = &events["events"][0];
+    assert_eq!(event["target_id"], id.as_str(), "{events}");
+    assert_eq!(event["actor_role"], "admin");
+    assert_eq!(event["user_agent"], "support-console/1.0");
+    assert!(event["ip"].is_string(), "{event}");
+    assert_eq!(
+        event["changes"]["reason"]["after"],
+        "re-connecting Slack for ticket 4411"
+    );
+    let (_, all) = call(
+        &app,
+        Method::GET,
+        "/api/v1/audit/events",
+        &owner.access,
+        Value::Null,
+    )
+    .await;
+    assert!(!all.to_string().contains(VALUE));
+    // Sealed at rest: not in the database file, its WAL or any row.
+    assert!(
+        !stored_anywhere(&app, VALUE).await,
+        "the plaintext is stored"
+    );
+    assert!(!stored_anywhere(&app, "SLACKsecret").await);
+
+    // Versions: a PUT adds one and keeps the previous until it is deleted.
+    let rotated = "xoxb-9876543210-ROTATEDvalueWXYZ";
+    let (status, replaced) = call(
+        &app,
+        Method::PUT,
+        &format!("{SECRETS}/{id}"),
+        &manager.access,
+        json!({"value": rotated}),
+    )
+    .await;
+    assert_eq!(status, 200, "{replaced}");
+    assert_eq!(
+        (replaced["version"].as_u64(), replaced["masked"].as_str()),
+        (Some(2), Some("••••WXYZ"))
+    );
+    let admin = &staff["admin"].access;
+    assert_eq!(
+        reveal(&app, admin, &id, json!({"reason": "r"})).await.1["value"],
+        rotated
+    );
+    assert_eq!(
+        reveal(&app, admin, &id, json!({"reason": "r", "version": 1}))
+            .await
+            .1["value"],
+        VALUE
+    );
+    assert_eq!(
+        reveal(&app, admin, &id, json!({"reason": "r", "version": 7}))
+            .await
+            .0,
+        404
+    );
+    let path = format!("{SECRETS}/{id}?version=2");
+    assert_eq!(
+        call(&app, Method::DELETE, &path, &manager.access, Value::Null)
+            .await
+            .0,
+        409,
+        "the current version"
+    );
+    let path = format!("{SECRETS}/{id}?version=1");
+    assert_eq!(
+        call(&app, Method::DELETE, &path, &member.access, Value::Null)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        call(&app, Method::DELETE, &path, &manager.access, Value::Null)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        reveal(&app, admin, &id, json!({"reason": "r", "version": 1}))
+            .await
+            .0,
+        404
+    );
+    // A new version after a deletion never reuses a number.
+    let (_, third) = call(
+        &app,
+        Method::PUT,
+        &format!("{SECRETS}/{id}"),
+        &manager.access,
+        json!({"value": "third value, long enough"}),
+    )
+    .await;
+    assert_eq!(third["version"], 3);
+
+    // Bad input: each a 4xx, nothing written.
+    let before: Vec<i64> = app
+        .inspect("SELECT count(*) FROM secret_versions", None)
+        .await;
+    for (body, status) in [
+        (json!({"name": "slack/acme-bot", "value": "dup"}), 409),
+        (json!({"name": "has space", "value": "v"}), 422),
+        (json!({"name": "-leading", "value": "v"}), 422),
+        (json!({"name": "empty", "value": ""}), 422),
+        (
+            json!({"name": "big", "value": "x".repeat(64 * 1024 + 1)}),
+            422,
+        ),
+        (
+            json!({"name": "extra", "value": "v", "plaintext": true}),
+            422,
+        ),
+        (json!({"name": "no-value"}), 422),
+    ] {
+        let (got, answer) = call(&app, Method::POST, SECRETS, &manager.access, body.clone()).await;
+        assert_eq!(got, status, "{answer}");
+        assert!(answer["error"]["code"].is_string(), "{answer}");
+    }
+    let (status, _) = call(
+        &app,
+        Method::PUT,
+        &format!("{SECRETS}/{id}"),
+        &manager.access,
+        json!({"value": "x".repeat(64 * 1024 + 1)}),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let after: Vec<i64> = app
+        .inspect("SELECT count(*) FROM secret_versions", None)
+        .await;
+    assert_eq!(before, after, "nothing half-written");
+
+    // Another tenant sees nothing of it; the whole secret goes at once.
+    let stranger = app.signed_in("stranger@example.com").await;
+    for (method, path) in [
+        (Method::GET, format!("{SECRETS}/{id}")),
+        (Method::DELETE, format!("{SECRETS}/{id}")),
+    ] {
+        assert_eq!(
+            call(&app, method, &path, &stranger.access, Value::Null)
+                .await
+                .0,
+            404
+        );
+    }
+    assert_eq!(
+        reveal(&app, &stranger.access, &id, json!({"reason": "r"}))
+            .await
+            .0,
+        404
+    );
+    let (_, theirs) = call(&app, Method::GET, SECRETS, &stranger.access, Value::Null).await;
+    assert_eq!(theirs, json!([]));
+    assert_eq!(
+        call(
+            &app,
+            Method::DELETE,
+            &format!("{SECRETS}/{id}"),
+            &manager.access,
+            Value::Null
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(
+        call(
+            &app,
+            Method::GET,
+            &format!("{SECRETS}/{id}"),
+            &owner.access,
+            Value::Null
+        )
+        .await
+        .0,
+        404
+    );
+    let left: Vec<i64> = app
+        .inspect("SELECT count(*) FROM secret_versions", None)
+        .await;
+    assert_eq!(left, [0]);
+}
+
+// claim: SEC-1
+#[tokio::test]
+async fn a_sealed_value_moved_to_another_row_or_tenant_does_not_open() {
+    let app = crate::helpers::spawn_app().await;
+    let owner = app.signed_in("owner@example.com").await;
+    let stranger = app.signed_in("stranger@example.com").await;
+    let make = |access: String, name: &'static str, value: &'static str| {
+        let app = &app;
+        async move {
+            let (status, made) = call(
+                app,
+                Method::POST,
+                SECRETS,
+                &access,
+                json!({"name": name, "value": value}),
+            )
+            .await;
+            assert_eq!(status, 201, "{made}");
+            made["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let ours = make(owner.access.clone(), "ours", "our value, sixteen+").await;
+    let decoy = make(owner.access.clone(), "decoy", "decoy value, sixteen+").await;
+    let theirs = make(stranger.access.clone(), "theirs", "their value, sixteen+").await;
+    // Each tenant has its own data key, stored wrapped only.
+    let keys: Vec<i64> = app
+        .inspect("SELECT count(*) FROM tenant_data_keys", None)
+        .await;
+    assert_eq!(keys, [2]);
+
+    // Someone with the database copies sealed bytes between rows: nothing opens.
+    let copy = |from: &str, to: &str| {
+        format!(
+            "UPDATE secret_versions SET sealed = (SELECT sealed FROM secret_versions WHERE secret_id = '{}')
+             WHERE secret_id = '{}' RETURNING 1",
+            uuid_of(from), uuid_of(to)
+        )
+    };
+    let _: Vec<i32> = app.inspect(&copy(&theirs, &decoy), None).await;
+    let (status, answer) = reveal(&app, &owner.access, &decoy, json!({"reason": "r"})).await;
+    assert_eq!(status, 500, "{answer}");
+    assert!(!answer.to_string().contains("their value"), "{answer}");
+    let _: Vec<i32> = app.inspect(&copy(&ours, &decoy), None).await;
+    assert_eq!(
+        reveal(&app, &owner.access, &decoy, json!({"reason": "r"}))
+            .await
+            .0,
+        500
+    );
+    // Nor does another tenant's data key, swapped in for ours.
+    let _: Vec<i32> = app
+        .inspect(
+            &format!(
+                "UPDATE tenant_data_keys SET wrapped = (SELECT wrapped FROM tenant_data_keys
+                   WHERE tenant_id = '{}') WHERE tenant_id = '{}' RETURNING 1",
+                uuid_of(&stranger.tenant),
+                uuid_of(&owner.tenant)
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        reveal(&app, &owner.access, &ours, json!({"reason": "r"}))
+            .await
+            .0,
+        500
+    );
+    // The untouched tenant's secret still opens.
+    let (status, opened) = reveal(&app, &stranger.access, &theirs, json!({"reason": "r"})).await;
+    assert_eq!(
+        (status, opened["value"].as_str()),
+        (200, Some("their value, sixteen+"))
+    );
+}
+
+/// The stored form of a public id (`sec_…`, `ten_…`): its UUID, as both backends hold it.
+fn uuid_of(public: &str) -> String {
+    let hex = public.split_once('_').unwrap().1;
+    uuid::Uuid::parse_str(hex).unwrap().hyphenated().to_string()
+}
+
+// claim: SEC-3, APP-8
+#[tokio::test]
+async fn the_app_keeps_a_customers_token_under_a_tenant_token() {
+    let app = crate::helpers::spawn_app().await;
+    let owner = app.signed_in("owner@example.com").await;
+    let (service_id, service) = crate::access::service_credential(&app).await;
+    let token = crate::app_events::tenant_token(&app, &service, &owner.tenant).await;
+    let oauth = json!({"name": "github/oauth", "value": "gho_16CharactersOrMore1234",
+        "expires_at": "2027-01-01T00:00:00Z"});
+    let (status, made) = call(&app, Method::POST, SECRETS, &token, oauth).await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["created_by"], service_id.as_str());
+    assert_eq!(made["expires_at"], "2027-01-01T00:00:00Z");
+    let id = made["id"].as_str().unwrap();
+    let (status, opened) =
+        reveal(&app, &token, id, json!({"reason": "syncing repositories"})).await;
+    assert_eq!(
+        (status, opened["value"].as_str()),
+        (200, Some("gho_16CharactersOrMore1234"))
+    );
+    let (_, events) = call(
+        &app,
+        Method::GET,
+        "/api/v1/audit/events?action=secrets.revealed",
+        &owner.access,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(events["events"][0]["actor_type"], "service", "{events}");
+    // The bare service credential names no tenant: no secrets.
+    assert_eq!(
+        call(&app, Method::GET, SECRETS, &service, Value::Null)
+            .await
+            .0,
+        401
+    );
+}
