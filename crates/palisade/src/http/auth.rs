@@ -99,13 +99,8 @@ impl<A: PeopleOnly> FromRequestParts<AppState> for MemberOrApp<A> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(VerifiedTenantToken(token)) = parts.extensions.remove::<VerifiedTenantToken>() {
-            return Ok(Self::App(token));
-        }
-        if let Ok(Credential::TenantToken(text)) = credential(&parts.headers) {
-            return Ok(Self::App(
-                state.services.authenticate_tenant_token(text).await?,
-            ));
+        if let Some(token) = tenant_token(parts, state).await {
+            return token.map(Self::App);
         }
         PermittedPerson::from_request_parts(parts, state)
             .await
@@ -140,17 +135,33 @@ impl<A: AnyCredential> FromRequestParts<AppState> for TenantActor<A> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(VerifiedTenantToken(token)) = parts.extensions.remove::<VerifiedTenantToken>() {
-            return Ok(Self::App(token));
-        }
-        if let Ok(Credential::TenantToken(text)) = credential(&parts.headers) {
-            return Ok(Self::App(
-                state.services.authenticate_tenant_token(text).await?,
-            ));
+        if let Some(token) = tenant_token(parts, state).await {
+            return token.map(Self::App);
         }
         Permitted::from_request_parts(parts, state)
             .await
             .map(Self::Caller)
+    }
+}
+
+/// The request's tenant token, verified (by the rate limiter already, or now), when it
+/// carries one; None: another credential or none.
+async fn tenant_token(
+    parts: &mut Parts,
+    state: &AppState,
+) -> Option<Result<TenantTokenPrincipal, ApiError>> {
+    if let Some(VerifiedTenantToken(token)) = parts.extensions.remove::<VerifiedTenantToken>() {
+        return Some(Ok(token));
+    }
+    match credential(&parts.headers) {
+        Ok(Credential::TenantToken(text)) => Some(
+            state
+                .services
+                .authenticate_tenant_token(text)
+                .await
+                .map_err(ApiError::from),
+        ),
+        _ => None,
     }
 }
 

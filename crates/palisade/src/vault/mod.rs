@@ -291,16 +291,13 @@ impl Secrets {
             .in_tenant(actor.tenant())
             .by(actor.acting.clone())
             .on("secret", id);
-        let outcome = match version {
-            None => self.store.delete(actor.scope, id, &event).await?,
-            Some(version) => {
-                event = event.changed("version", version, None::<u32>);
-                self.store
-                    .delete_version(actor.scope, id, version, &event)
-                    .await?
-            }
-        };
-        outcome.map_err(refused)
+        if let Some(version) = version {
+            event = event.changed("version", version, None::<u32>);
+        }
+        self.store
+            .delete(actor.scope, id, version, &event)
+            .await?
+            .map_err(refused)
     }
 
     /// Opens `version` (None: the current one) for the caller, recording who, why and from

@@ -101,19 +101,13 @@ pub trait SecretStore: Send + Sync {
         value: NewValue<'_>,
         event: &AuditRecord,
     ) -> Result<Result<SecretRecord, Refused>, WriteError>;
-    /// Deletes the secret and every version of it.
+    /// Deletes the secret and every version of it, or (`version`) one kept version, never
+    /// the current one.
     async fn delete(
         &self,
         scope: TenantScope,
         id: SecretId,
-        event: &AuditRecord,
-    ) -> Result<Result<(), Refused>, StoreError>;
-    /// Deletes one kept version (never the current one).
-    async fn delete_version(
-        &self,
-        scope: TenantScope,
-        id: SecretId,
-        version: u32,
+        version: Option<u32>,
         event: &AuditRecord,
     ) -> Result<Result<(), Refused>, StoreError>;
     /// The sealed value of `version` (None: the current one), read in the transaction that
@@ -387,32 +381,7 @@ for_both_backends! {
             &self,
             scope: TenantScope,
             id: SecretId,
-            event: &AuditRecord,
-        ) -> Result<Result<(), Refused>, StoreError> {
-            let tenant = scope.tenant();
-            let mut tx = self.0.tenant(scope).await?;
-            sqlx::query("DELETE FROM secret_versions WHERE tenant_id = $1 AND secret_id = $2")
-                .bind(tenant)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            let deleted = sqlx::query("DELETE FROM secrets WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            if deleted.rows_affected() != 1 {
-                return Ok(Err(Refused::NotFound));
-            }
-            tx.commit_with(event).await?;
-            Ok(Ok(()))
-        }
-
-        async fn delete_version(
-            &self,
-            scope: TenantScope,
-            id: SecretId,
-            version: u32,
+            version: Option<u32>,
             event: &AuditRecord,
         ) -> Result<Result<(), Refused>, StoreError> {
             let tenant = scope.tenant();
@@ -423,22 +392,40 @@ for_both_backends! {
                     .bind(id)
                     .fetch_optional(&mut *tx)
                     .await?;
-            match current {
-                None => return Ok(Err(Refused::NotFound)),
-                Some(current) if version_of(current)? == version => {
+            let Some(current) = current else {
+                return Ok(Err(Refused::NotFound));
+            };
+            let deleted = match version {
+                Some(version) if version_of(current)? == version => {
                     return Ok(Err(Refused::CurrentVersion))
                 }
-                Some(_) => {}
-            }
-            let deleted = sqlx::query(
-                "DELETE FROM secret_versions WHERE tenant_id = $1 AND secret_id = $2 AND version = $3",
-            )
-            .bind(tenant)
-            .bind(id)
-            .bind(stored_version(version))
-            .execute(&mut *tx)
-            .await?;
-            if deleted.rows_affected() != 1 {
+                Some(version) => sqlx::query(
+                    "DELETE FROM secret_versions
+                     WHERE tenant_id = $1 AND secret_id = $2 AND version = $3",
+                )
+                .bind(tenant)
+                .bind(id)
+                .bind(stored_version(version))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+                None => {
+                    sqlx::query(
+                        "DELETE FROM secret_versions WHERE tenant_id = $1 AND secret_id = $2",
+                    )
+                    .bind(tenant)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("DELETE FROM secrets WHERE tenant_id = $1 AND id = $2")
+                        .bind(tenant)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                }
+            };
+            if deleted != 1 {
                 return Ok(Err(Refused::NotFound));
             }
             tx.commit_with(event).await?;
