@@ -145,6 +145,15 @@ enum AdminTenantsCommand {
     Suspend { tenant: palisade::ids::TenantId },
     /// Lift a suspension.
     Unsuspend { tenant: palisade::ids::TenantId },
+    /// Crypto-shredding: destroy the tenant's vault keys, so every secret it stored can
+    /// never be read again (by the API, or by anyone with the database and the KEK).
+    /// Audited in the tenant's log and the platform stream. Needs --yes.
+    DestroyKeys {
+        tenant: palisade::ids::TenantId,
+        /// Confirms that the tenant's secrets are to be lost for good.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -377,6 +386,16 @@ async fn admin(
             command: AdminTenantsCommand::Unsuspend { tenant },
         } => platform.set_suspended(tenant, false).await.map(|()| {
             println!("unsuspended {tenant}");
+        }),
+        AdminCommand::Tenants {
+            command: AdminTenantsCommand::DestroyKeys { tenant, yes: false },
+        } => Err(palisade::platform::PlatformError::Invalid(format!(
+            "destroying {tenant}'s vault keys loses every secret it stored, for good: run again with --yes"
+        ))),
+        AdminCommand::Tenants {
+            command: AdminTenantsCommand::DestroyKeys { tenant, yes: true },
+        } => platform.destroy_data_keys(tenant).await.map(|destroyed| {
+            println!("destroyed {destroyed} vault key(s) of {tenant}: its secrets can no longer be read");
         }),
         AdminCommand::FindUser { email } => {
             platform.find_user(&email).await.map(|user| match user {

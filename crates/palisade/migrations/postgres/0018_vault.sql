@@ -3,17 +3,25 @@
 -- each secret's versions are sealed by its tenant's DEK, bound to tenant, secret and
 -- version. Nothing here opens without the KEK.
 CREATE TABLE tenant_data_keys (
-    tenant_id    uuid PRIMARY KEY REFERENCES tenants (id),
+    tenant_id    uuid NOT NULL REFERENCES tenants (id),
+    -- A tenant's DEKs by version; new values are sealed by the newest.
+    version      integer NOT NULL CHECK (version > 0),
     kek_version  integer NOT NULL CHECK (kek_version > 0),
-    wrapped      bytea NOT NULL,
-    created_at   timestamptz NOT NULL
+    -- NULL once destroyed (crypto-shredding): what it sealed opens no more.
+    wrapped      bytea,
+    created_at   timestamptz NOT NULL,
+    destroyed_at timestamptz,
+    PRIMARY KEY (tenant_id, version),
+    CHECK ((wrapped IS NULL) = (destroyed_at IS NOT NULL))
 );
+-- The re-wrap after a KEK rotation finds what an old KEK still wraps.
+CREATE INDEX tenant_data_keys_by_kek ON tenant_data_keys (kek_version);
 ALTER TABLE tenant_data_keys ENABLE ROW LEVEL SECURITY;
 ALTER TABLE tenant_data_keys FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON tenant_data_keys
     USING (tenant_id = (SELECT palisade_current_tenant()))
     WITH CHECK (tenant_id = (SELECT palisade_current_tenant()));
-GRANT SELECT, INSERT ON tenant_data_keys TO palisade_runtime;
+GRANT SELECT, INSERT, UPDATE, DELETE ON tenant_data_keys TO palisade_runtime;
 
 CREATE TABLE secrets (
     id           uuid PRIMARY KEY,
@@ -39,7 +47,8 @@ CREATE TABLE secret_versions (
     tenant_id   uuid NOT NULL REFERENCES tenants (id),
     secret_id   uuid NOT NULL REFERENCES secrets (id),
     version     integer NOT NULL CHECK (version > 0),
-    -- nonce || ciphertext || tag under the tenant's DEK.
+    -- The tenant's DEK version that sealed it: nonce || ciphertext || tag.
+    dek_version integer NOT NULL CHECK (dek_version > 0),
     sealed      bytea NOT NULL,
     -- The value's last four characters, kept only for values of 16 or more.
     hint        text,
@@ -52,3 +61,7 @@ CREATE POLICY tenant_isolation ON secret_versions
     USING (tenant_id = (SELECT palisade_current_tenant()))
     WITH CHECK (tenant_id = (SELECT palisade_current_tenant()));
 GRANT SELECT, INSERT, DELETE ON secret_versions TO palisade_runtime;
+
+-- Crypto-shredding is the operator's (`palisade admin tenants destroy-keys`): it clears a
+-- tenant's wrapped keys, and nothing else of the vault.
+GRANT SELECT, UPDATE (wrapped, destroyed_at) ON tenant_data_keys TO palisade_platform;

@@ -3,11 +3,16 @@
 -- each secret's versions are sealed by its tenant's DEK, bound to tenant, secret and
 -- version. Nothing here opens without the KEK.
 CREATE TABLE tenant_data_keys (
-    tenant_id    TEXT PRIMARY KEY NOT NULL REFERENCES tenants (id),
+    tenant_id    TEXT NOT NULL REFERENCES tenants (id),
+    version      INTEGER NOT NULL CHECK (version > 0),
     kek_version  INTEGER NOT NULL CHECK (kek_version > 0),
-    wrapped      BLOB NOT NULL,
-    created_at   TEXT NOT NULL
+    wrapped      BLOB,
+    created_at   TEXT NOT NULL,
+    destroyed_at TEXT,
+    PRIMARY KEY (tenant_id, version),
+    CHECK ((wrapped IS NULL) = (destroyed_at IS NOT NULL))
 );
+CREATE INDEX tenant_data_keys_by_kek ON tenant_data_keys (kek_version);
 
 CREATE TABLE secrets (
     id           TEXT PRIMARY KEY NOT NULL,
@@ -26,6 +31,7 @@ CREATE TABLE secret_versions (
     tenant_id   TEXT NOT NULL REFERENCES tenants (id),
     secret_id   TEXT NOT NULL REFERENCES secrets (id),
     version     INTEGER NOT NULL CHECK (version > 0),
+    dek_version INTEGER NOT NULL CHECK (dek_version > 0),
     sealed      BLOB NOT NULL,
     hint        TEXT,
     created_at  TEXT NOT NULL,

@@ -107,6 +107,7 @@ error_codes! {
     RateLimited => "rate_limited", 429, "This route's request limit for your key, user or address is used up; see Retry-After and the RateLimit-* headers.";
     TooManyAttempts => "too_many_attempts", 429, "Too many failed attempts; retry after the Retry-After delay.";
     NotFound => "not_found", 404, "No such resource in the caller's tenant.";
+    SecretDestroyed => "secret_destroyed", 410, "The tenant's data key that sealed this secret was destroyed (crypto-shredding): it can no longer be read.";
     MethodNotAllowed => "method_not_allowed", 405, "The path exists but not with this method.";
     Timeout => "timeout", 408, "The request was not completed within the request deadline.";
     PayloadTooLarge => "payload_too_large", 413, "The body exceeds the configured limit.";

@@ -48,6 +48,14 @@ trait PlatformStore: Send + Sync {
         email: &str,
         event: &AuditRecord,
     ) -> Result<Option<UserSummary>, StoreError>;
+    /// Destroys every live data key of `tenant`, recording `in_tenant` in its chain and
+    /// `event` in the platform stream; None: no such tenant.
+    async fn destroy_data_keys(
+        &self,
+        tenant: TenantId,
+        in_tenant: &AuditRecord,
+        event: &AuditRecord,
+    ) -> Result<Option<u64>, StoreError>;
 }
 
 struct SqlPlatformStore<P>(P);
@@ -96,6 +104,34 @@ for_both_backends! {
             }
             tx.commit_narrowing(event).await?;
             Ok(true)
+        }
+
+        async fn destroy_data_keys(
+            &self,
+            tenant: TenantId,
+            in_tenant: &AuditRecord,
+            event: &AuditRecord,
+        ) -> Result<Option<u64>, StoreError> {
+            let mut tx = self.0.write().await?;
+            let exists: Option<TenantId> = sqlx::query_scalar("SELECT id FROM tenants WHERE id = $1")
+                .bind(tenant)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return Ok(None);
+            }
+            let destroyed = sqlx::query(
+                "UPDATE tenant_data_keys SET wrapped = NULL, destroyed_at = $2
+                 WHERE tenant_id = $1 AND wrapped IS NOT NULL",
+            )
+            .bind(tenant)
+            .bind(event.occurred_at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.append(in_tenant).await?;
+            tx.commit_with(event).await?;
+            Ok(Some(destroyed))
         }
 
         async fn find_user(
@@ -255,6 +291,24 @@ impl Platform {
         } else {
             Err(PlatformError::NoSuchTenant)
         }
+    }
+
+    /// Crypto-shredding: destroys the tenant's data keys, so every secret they sealed is
+    /// unreadable at once, by the API or by anyone holding the database and the KEK. New
+    /// secrets get a new key. Returns how many keys were destroyed.
+    pub async fn destroy_data_keys(&self, tenant: TenantId) -> Result<u64, PlatformError> {
+        let event = self.event(
+            "platform.tenant_keys_destroyed",
+            "tenant",
+            tenant.to_string(),
+        );
+        let in_tenant = self
+            .event("vault.keys_destroyed", "tenant", tenant.to_string())
+            .in_tenant(tenant);
+        self.store
+            .destroy_data_keys(tenant, &in_tenant, &event)
+            .await?
+            .ok_or(PlatformError::NoSuchTenant)
     }
 
     pub async fn find_user(&self, email: &str) -> Result<Option<UserSummary>, PlatformError> {

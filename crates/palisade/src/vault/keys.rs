@@ -123,9 +123,11 @@ impl KeyProvider for StaticKeys {
     }
 }
 
-/// A tenant's data key as stored: wrapped, with the KEK version that wrapped it.
+/// A tenant's data key as stored: its version among the tenant's, wrapped, with the KEK
+/// version that wrapped it.
 #[derive(Clone, Debug)]
 pub struct WrappedKey {
+    pub version: u32,
     pub kek_version: u32,
     pub wrapped: Vec<u8>,
 }
@@ -149,8 +151,8 @@ impl From<Unsealable> for VaultError {
     }
 }
 
-fn dek_purpose(tenant: TenantId, kek_version: u32) -> Vec<u8> {
-    format!("palisade/dek/{}/{kek_version}", tenant.as_uuid()).into_bytes()
+fn dek_purpose(tenant: TenantId, version: u32, kek_version: u32) -> Vec<u8> {
+    format!("palisade/dek/{}/{version}/{kek_version}", tenant.as_uuid()).into_bytes()
 }
 
 fn value_purpose(tenant: TenantId, secret: SecretId, version: u32) -> Vec<u8> {
@@ -167,24 +169,57 @@ impl Vault {
         Self { keks }
     }
 
-    /// A fresh DEK for `tenant`, wrapped by the active KEK: what a tenant's first secret
-    /// stores, unless another request stored one first.
-    pub fn new_data_key(&self, tenant: TenantId) -> WrappedKey {
+    /// A fresh DEK for `tenant` as its `version`, wrapped by the active KEK: what a
+    /// tenant's first secret stores, unless another request stored one first.
+    pub fn new_data_key(&self, tenant: TenantId, version: u32) -> WrappedKey {
         let dek = Zeroizing::new(random_bytes::<32>());
         let (kek_version, kek) = self.keks.active();
         WrappedKey {
+            version,
             kek_version,
-            wrapped: kek.seal(&dek[..], &dek_purpose(tenant, kek_version)),
+            wrapped: kek.seal(&dek[..], &dek_purpose(tenant, version, kek_version)),
         }
     }
 
-    fn data_key(&self, tenant: TenantId, stored: &WrappedKey) -> Result<SealingKey, VaultError> {
+    fn unwrapped(
+        &self,
+        tenant: TenantId,
+        stored: &WrappedKey,
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
         let kek = self
             .keks
             .version(stored.kek_version)
             .ok_or(VaultError::Unsealable)?;
-        let dek = kek.open(&stored.wrapped, &dek_purpose(tenant, stored.kek_version))?;
+        Ok(kek.open(
+            &stored.wrapped,
+            &dek_purpose(tenant, stored.version, stored.kek_version),
+        )?)
+    }
+
+    fn data_key(&self, tenant: TenantId, stored: &WrappedKey) -> Result<SealingKey, VaultError> {
+        let dek = self.unwrapped(tenant, stored)?;
         SealingKey::from_bytes(&dek).ok_or(VaultError::Unsealable)
+    }
+
+    /// The active KEK version: what every DEK is wrapped under once the re-wrap is done.
+    pub fn active_kek_version(&self) -> u32 {
+        self.keks.active().0
+    }
+
+    /// `stored` wrapped again under the active KEK (SEC-2); the DEK itself is unchanged,
+    /// so nothing it sealed needs sealing again.
+    pub fn rewrapped(
+        &self,
+        tenant: TenantId,
+        stored: &WrappedKey,
+    ) -> Result<WrappedKey, VaultError> {
+        let dek = self.unwrapped(tenant, stored)?;
+        let (kek_version, kek) = self.keks.active();
+        Ok(WrappedKey {
+            version: stored.version,
+            kek_version,
+            wrapped: kek.seal(&dek[..], &dek_purpose(tenant, stored.version, kek_version)),
+        })
     }
 
     /// `value` sealed by `tenant`'s DEK as version `version` of `secret`.
@@ -229,7 +264,7 @@ mod tests {
         let vault = vault_of(KEK_1);
         let (tenant, other_tenant) = (TenantId::generate(), TenantId::generate());
         let (secret, other_secret) = (SecretId::generate(), SecretId::generate());
-        let dek = vault.new_data_key(tenant);
+        let dek = vault.new_data_key(tenant, 1);
         let sealed = vault.seal(tenant, &dek, secret, 1, b"xoxb-token").unwrap();
         assert!(!sealed.windows(10).any(|w| w == b"xoxb-token"));
         assert_eq!(
@@ -239,15 +274,20 @@ mod tests {
         assert!(vault.open(tenant, &dek, other_secret, 1, &sealed).is_err());
         assert!(vault.open(tenant, &dek, secret, 2, &sealed).is_err());
         // Another tenant's DEK, or this DEK's wrap presented as another tenant's.
-        let theirs = vault.new_data_key(other_tenant);
+        let theirs = vault.new_data_key(other_tenant, 1);
         assert!(vault.open(tenant, &theirs, secret, 1, &sealed).is_err());
         assert!(vault.open(other_tenant, &dek, secret, 1, &sealed).is_err());
         // A wrap claimed by another KEK version does not open.
         let relabelled = WrappedKey {
             kek_version: 2,
-            wrapped: dek.wrapped.clone(),
+            ..dek.clone()
         };
         assert!(vault.open(tenant, &relabelled, secret, 1, &sealed).is_err());
+        let renumbered = WrappedKey {
+            version: 2,
+            ..dek.clone()
+        };
+        assert!(vault.open(tenant, &renumbered, secret, 1, &sealed).is_err());
     }
 
     // claim: SEC-1
@@ -256,12 +296,19 @@ mod tests {
         let old = vault_of(KEK_1);
         let tenant = TenantId::generate();
         let secret = SecretId::generate();
-        let dek = old.new_data_key(tenant);
+        let dek = old.new_data_key(tenant, 1);
         let sealed = old.seal(tenant, &dek, secret, 1, b"value").unwrap();
         let both = vault_of(&format!("{KEK_1}\n2:{}", STANDARD.encode([9u8; 32])));
-        assert_eq!(both.new_data_key(tenant).kek_version, 2);
+        assert_eq!(both.new_data_key(tenant, 2).kek_version, 2);
         assert_eq!(
             &both.open(tenant, &dek, secret, 1, &sealed).unwrap()[..],
+            b"value"
+        );
+        // Re-wrapped under version 2, the same DEK opens what it sealed.
+        let rewrapped = both.rewrapped(tenant, &dek).unwrap();
+        assert_eq!((rewrapped.version, rewrapped.kek_version), (1, 2));
+        assert_eq!(
+            &both.open(tenant, &rewrapped, secret, 1, &sealed).unwrap()[..],
             b"value"
         );
     }

@@ -74,6 +74,9 @@ pub enum SecretError {
     Tenancy(#[from] TenancyError),
     #[error("a sealed value failed to open")]
     Unsealable,
+    /// The tenant's data key that sealed it was destroyed (crypto-shredding).
+    #[error("the key that sealed this secret was destroyed; it can no longer be read")]
+    Destroyed,
 }
 
 impl From<WriteError> for SecretError {
@@ -200,12 +203,12 @@ impl Secrets {
             created_at: now,
             updated_at: now,
         };
-        let fresh_key = self.vault.new_data_key(tenant);
+        let new_key = |version| self.vault.new_data_key(tenant, version);
         let seal = self.sealer(tenant, id, &request.value);
         let value = NewValue {
             hint: hint.as_deref(),
             expires_at: request.expires_at,
-            fresh_key: &fresh_key,
+            new_key: &new_key,
             seal: &seal,
             at: now,
         };
@@ -250,12 +253,12 @@ impl Secrets {
         let now = self.clock.now();
         let tenant = actor.tenant();
         let hint = hint_of(&value);
-        let fresh_key = self.vault.new_data_key(tenant);
+        let new_key = |version| self.vault.new_data_key(tenant, version);
         let seal = self.sealer(tenant, id, &value);
         let new_value = NewValue {
             hint: hint.as_deref(),
             expires_at,
-            fresh_key: &fresh_key,
+            new_key: &new_key,
             seal: &seal,
             at: now,
         };
@@ -327,9 +330,10 @@ impl Secrets {
             .reveal(actor.scope, id, version, &event)
             .await?
             .ok_or(TenancyError::NotFound)?;
+        let data_key = sealed.data_key.as_ref().ok_or(SecretError::Destroyed)?;
         let plaintext: Zeroizing<Vec<u8>> = self
             .vault
-            .open(tenant, &sealed.data_key, id, sealed.version, &sealed.sealed)
+            .open(tenant, data_key, id, sealed.version, &sealed.sealed)
             .map_err(|_| SecretError::Unsealable)?;
         let text = std::str::from_utf8(&plaintext).map_err(|_| SecretError::Unsealable)?;
         Ok(Revealed {

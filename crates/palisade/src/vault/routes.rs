@@ -17,7 +17,7 @@ use super::{NewSecret, SecretActor, SecretError};
 use crate::access::actions::act;
 use crate::app::AppState;
 use crate::http::auth::TenantActor;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorCode};
 use crate::http::extract::{id_or_404, Json, Query, RequestContext};
 use crate::http::openapi::ErrorBody;
 use crate::identity::routes::origin;
@@ -37,6 +37,9 @@ impl From<SecretError> for ApiError {
             // A stored value that does not open is the deployment's fault, never the
             // caller's; the message names nothing of it.
             SecretError::Unsealable => ApiError::internal("a stored secret failed to open"),
+            SecretError::Destroyed => {
+                ApiError::coded(ErrorCode::SecretDestroyed, error.to_string())
+            }
         }
     }
 }
@@ -374,6 +377,7 @@ async fn delete_secret(
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "The role does not allow this action", body = ErrorBody),
         (status = 404, description = "No such secret or version in this tenant", body = ErrorBody),
+        (status = 410, description = "The tenant's key that sealed it was destroyed", body = ErrorBody),
         (status = 422, description = "No reason, or a reason over 500 characters", body = ErrorBody),
     )
 )]

@@ -39,11 +39,12 @@ pub struct VersionRecord {
     pub created_at: OffsetDateTime,
 }
 
-/// A version's sealed value with what opens it.
+/// A version's sealed value with what opens it: None once the tenant's key that sealed it
+/// was destroyed.
 pub struct SealedValue {
     pub record: SecretRecord,
     pub version: u32,
-    pub data_key: WrappedKey,
+    pub data_key: Option<WrappedKey>,
     pub sealed: Vec<u8>,
 }
 
@@ -59,12 +60,16 @@ pub enum Refused {
 /// Seals the value as the given version under the tenant's data key.
 pub type SealAs<'a> = &'a (dyn Fn(&WrappedKey, u32) -> Result<Vec<u8>, VaultError> + Send + Sync);
 
+/// Makes the tenant's data key of the given version, wrapped.
+pub type NewKey<'a> = &'a (dyn Fn(u32) -> WrappedKey + Send + Sync);
+
 /// A new value for a secret: its hint, its expiry, and how to seal it.
 pub struct NewValue<'a> {
     pub hint: Option<&'a str>,
     pub expires_at: Option<OffsetDateTime>,
-    /// Stored as the tenant's data key when it has none yet.
-    pub fresh_key: &'a WrappedKey,
+    /// Called when the tenant has no live data key (its first secret, or after its keys
+    /// were destroyed), for the next version.
+    pub new_key: NewKey<'a>,
     pub seal: SealAs<'a>,
     pub at: OffsetDateTime,
 }
@@ -159,21 +164,23 @@ const ONE: &str = concat!(
 const SEALED: &str = concat!(
     "SELECT ",
     secret_columns!(),
-    ", w.version AS revealed, w.sealed, d.kek_version, d.wrapped
+    ", w.version AS revealed, w.sealed, w.dek_version, d.kek_version, d.wrapped
      FROM secrets s
      JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.version
      JOIN secret_versions w ON w.secret_id = s.id AND w.version = coalesce($3, s.version)
-     JOIN tenant_data_keys d ON d.tenant_id = s.tenant_id
+     JOIN tenant_data_keys d ON d.tenant_id = s.tenant_id AND d.version = w.dek_version
      WHERE s.tenant_id = $1 AND s.id = $2"
 );
 
-const DATA_KEY: &str = "SELECT kek_version, wrapped FROM tenant_data_keys WHERE tenant_id = $1";
+/// The tenant's newest data key (destroyed: `wrapped` is NULL).
+const DATA_KEY: &str = "SELECT version, kek_version, wrapped FROM tenant_data_keys
+     WHERE tenant_id = $1 ORDER BY version DESC LIMIT 1";
 const STORE_DATA_KEY: &str =
-    "INSERT INTO tenant_data_keys (tenant_id, kek_version, wrapped, created_at)
-     VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id) DO NOTHING";
-const INSERT_VERSION: &str =
-    "INSERT INTO secret_versions (tenant_id, secret_id, version, sealed, hint, created_at)
-     VALUES ($1, $2, $3, $4, $5, $6)";
+    "INSERT INTO tenant_data_keys (tenant_id, version, kek_version, wrapped, created_at)
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, version) DO NOTHING";
+const INSERT_VERSION: &str = "INSERT INTO secret_versions
+         (tenant_id, secret_id, version, dek_version, sealed, hint, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 fn version_of(stored: i32) -> Result<u32, StoreError> {
     u32::try_from(stored).map_err(|_| StoreError::Other("a stored version is out of range".into()))
@@ -200,26 +207,40 @@ for_both_backends! {
         })
     }
 
-    fn key_from(row: &DbRow) -> Result<WrappedKey, StoreError> {
-        Ok(WrappedKey {
+    /// A stored data key; None when it was destroyed.
+    fn key_from(row: &DbRow, version: &str) -> Result<Option<WrappedKey>, StoreError> {
+        let out_of_range = || StoreError::Other("a stored key version is out of range".into());
+        let wrapped: Option<Vec<u8>> = row.try_get("wrapped")?;
+        let Some(wrapped) = wrapped else {
+            return Ok(None);
+        };
+        Ok(Some(WrappedKey {
+            version: u32::try_from(row.try_get::<i32, _>(version)?).map_err(|_| out_of_range())?,
             kek_version: u32::try_from(row.try_get::<i32, _>("kek_version")?)
-                .map_err(|_| StoreError::Other("a stored KEK version is out of range".into()))?,
-            wrapped: row.try_get("wrapped")?,
-        })
+                .map_err(|_| out_of_range())?,
+            wrapped,
+        }))
     }
 
-    /// The tenant's data key, stored first from `fresh` when it has none.
+    /// The tenant's live data key; made with `new_key` as the next version when it has
+    /// none (its first secret) or its newest was destroyed.
     async fn data_key(
         conn: &mut <Db as sqlx::Database>::Connection,
         tenant: TenantId,
-        fresh: &WrappedKey,
+        new_key: NewKey<'_>,
         at: OffsetDateTime,
     ) -> Result<WrappedKey, StoreError> {
-        if let Some(row) = sqlx::query(DATA_KEY).bind(tenant).fetch_optional(&mut *conn).await? {
-            return key_from(&row);
-        }
+        let next = match sqlx::query(DATA_KEY).bind(tenant).fetch_optional(&mut *conn).await? {
+            None => 1,
+            Some(row) => match key_from(&row, "version")? {
+                Some(live) => return Ok(live),
+                None => row.try_get::<i32, _>("version")? + 1,
+            },
+        };
+        let fresh = new_key(u32::try_from(next).unwrap_or(u32::MAX));
         sqlx::query(STORE_DATA_KEY)
             .bind(tenant)
+            .bind(next)
             .bind(i32::try_from(fresh.kek_version).unwrap_or(i32::MAX))
             .bind(&fresh.wrapped)
             .bind(at)
@@ -227,7 +248,8 @@ for_both_backends! {
             .await?;
         // Ours, or a concurrent first secret's: whichever the row holds.
         let row = sqlx::query(DATA_KEY).bind(tenant).fetch_one(&mut *conn).await?;
-        key_from(&row)
+        key_from(&row, "version")?
+            .ok_or_else(|| StoreError::Other("a data key was destroyed as it was made".into()))
     }
 
     async fn insert_version(
@@ -237,12 +259,13 @@ for_both_backends! {
         version: u32,
         value: &NewValue<'_>,
     ) -> Result<(), WriteError> {
-        let key = data_key(&mut *conn, tenant, value.fresh_key, value.at).await?;
+        let key = data_key(&mut *conn, tenant, value.new_key, value.at).await?;
         let sealed = (value.seal)(&key, version)?;
         sqlx::query(INSERT_VERSION)
             .bind(tenant)
             .bind(id)
             .bind(stored_version(version))
+            .bind(stored_version(key.version))
             .bind(sealed)
             .bind(value.hint)
             .bind(value.at)
@@ -451,12 +474,16 @@ for_both_backends! {
                 return Ok(None);
             };
             let revealed = version_of(row.try_get("revealed")?)?;
-            let event = event.clone().changed("version", None::<u32>, revealed);
-            tx.commit_with(&event).await?;
+            let data_key = key_from(&row, "dek_version")?;
+            // A destroyed key reveals nothing, so there is nothing to record.
+            if data_key.is_some() {
+                let event = event.clone().changed("version", None::<u32>, revealed);
+                tx.commit_with(&event).await?;
+            }
             Ok(Some(SealedValue {
                 record: secret_from(&row)?,
                 version: revealed,
-                data_key: key_from(&row)?,
+                data_key,
                 sealed: row.try_get("sealed")?,
             }))
         }

@@ -439,3 +439,112 @@ async fn the_app_keeps_a_customers_token_under_a_tenant_token() {
         401
     );
 }
+
+// claim: SEC-1
+#[tokio::test]
+async fn destroying_a_tenants_keys_makes_every_one_of_its_secrets_unreadable_at_once() {
+    let app = crate::helpers::spawn_app().await;
+    let owner = app.signed_in("owner@example.com").await;
+    let stranger = app.signed_in("stranger@example.com").await;
+    let mut ours = Vec::new();
+    for name in ["one", "two"] {
+        let body = json!({"name": name, "value": format!("{name}: a value of ours")});
+        let (status, made) = call(&app, Method::POST, SECRETS, &owner.access, body).await;
+        assert_eq!(status, 201, "{made}");
+        ours.push(made["id"].as_str().unwrap().to_owned());
+    }
+    let body = json!({"name": "theirs", "value": "their value, untouched"});
+    let (_, theirs) = call(&app, Method::POST, SECRETS, &stranger.access, body).await;
+
+    // Refused without --yes; an unknown tenant is named.
+    let (ok, output) =
+        crate::platform::as_operator(&app, "admin", &["tenants", "destroy-keys", &owner.tenant])
+            .await;
+    assert!(!ok && output.contains("--yes"), "{output}");
+    let unknown = "ten_0192f5c4e1a87c3b9d2e4f6a8b0c1d2e";
+    let (ok, _) = crate::platform::as_operator(
+        &app,
+        "admin",
+        &["tenants", "destroy-keys", unknown, "--yes"],
+    )
+    .await;
+    assert!(!ok);
+    let (ok, output) = crate::platform::as_operator(
+        &app,
+        "admin",
+        &["tenants", "destroy-keys", &owner.tenant, "--yes"],
+    )
+    .await;
+    assert!(ok, "{output}");
+    assert!(output.contains("destroyed 1 vault key"), "{output}");
+
+    // Every secret of the tenant at once: 410 by the API, and no wrapped key left to open
+    // with the KEK.
+    for id in &ours {
+        let (status, refused) = reveal(&app, &owner.access, id, json!({"reason": "r"})).await;
+        assert_eq!(
+            (status, refused["error"]["code"].as_str()),
+            (410, Some("secret_destroyed")),
+            "{refused}"
+        );
+    }
+    let live: Vec<i64> = app
+        .inspect(
+            &format!(
+                "SELECT count(*) FROM tenant_data_keys WHERE wrapped IS NOT NULL AND tenant_id = '{}'",
+                uuid_of(&owner.tenant)
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(live, [0]);
+    // Audited in the tenant's log and the platform stream.
+    let (_, events) = call(
+        &app,
+        Method::GET,
+        "/api/v1/audit/events?action=vault.keys_destroyed",
+        &owner.access,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(events["events"][0]["actor_type"], "operator", "{events}");
+    let platform: Vec<i64> = app
+        .inspect(
+            "SELECT count(*) FROM audit_events WHERE action = 'platform.tenant_keys_destroyed'",
+            None,
+        )
+        .await;
+    assert_eq!(platform, [1]);
+    // Another tenant keeps its secrets; this one's next secret gets a new key.
+    let (status, opened) = reveal(
+        &app,
+        &stranger.access,
+        theirs["id"].as_str().unwrap(),
+        json!({"reason": "r"}),
+    )
+    .await;
+    assert_eq!(
+        (status, opened["value"].as_str()),
+        (200, Some("their value, untouched"))
+    );
+    let (status, fresh) = call(
+        &app,
+        Method::POST,
+        SECRETS,
+        &owner.access,
+        json!({"name": "after", "value": "a value after the shredding"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{fresh}");
+    let (status, opened) = reveal(
+        &app,
+        &owner.access,
+        fresh["id"].as_str().unwrap(),
+        json!({"reason": "r"}),
+    )
+    .await;
+    assert_eq!(
+        (status, opened["value"].as_str()),
+        (200, Some("a value after the shredding"))
+    );
+}
