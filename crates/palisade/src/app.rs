@@ -26,6 +26,8 @@ use crate::services::ServiceCredentials;
 use crate::store::{migrate, postgres, Database, StartupError};
 use crate::telemetry::metrics::Metrics;
 use crate::tenancy::members::Tenancy;
+use crate::vault::kek::FileOrSetting;
+use crate::vault::rotation::KekRotation;
 use crate::vault::{Secrets, Vault};
 
 /// Everything a handler may use, shared by every request.
@@ -46,6 +48,8 @@ pub struct AppInner {
     pub relations: Relations,
     /// A tenant's secrets in the vault (claims SEC-1, SEC-3).
     pub secrets: Secrets,
+    /// The vault's KEK versions and the re-wrap onto the newest (claim SEC-2).
+    pub kek_rotation: KekRotation,
     pub audit: Audit,
     pub limiter: Limiter,
     pub burst_log: BurstLog,
@@ -138,19 +142,11 @@ impl App {
             access.clone(),
             clock.clone(),
         );
-        let keks = crate::vault::keys::StaticKeys::load(
-            settings.vault.kek.as_ref(),
-            &settings.vault.kek_path(&settings.data_dir),
-        )
-        .map_err(|e| StartError::Other(e.to_string()))?;
-        let secrets = Secrets::new(
-            crate::vault::store::for_database(&db),
-            Arc::new(Vault::new(Box::new(keks))),
-            clock.clone(),
-        );
+        let (secrets, kek_rotation) = open_vault(&settings, &db, clock.clone())?;
         let state = AppState(Arc::new(AppInner {
             relations,
             secrets,
+            kek_rotation,
             access,
             identity,
             audit,
@@ -255,7 +251,8 @@ impl App {
 }
 
 /// Periodic work: every second, notice principal changes made by other processes and sign
-/// the audit chains that are due; every minute, reload and rotate signing keys, prune old
+/// the audit chains that are due, and re-wrap a batch of vault keys while a KEK rotation is
+/// under way; every minute, reload and rotate signing keys and the vault's KEKs, prune old
 /// failure counts and rate-limit state, and write API keys' last use; every hour, apply
 /// audit retention.
 async fn periodic_upkeep(state: AppState) {
@@ -283,6 +280,20 @@ pub async fn upkeep_step(state: &AppState, minute: bool, hour: bool) {
     if let Err(error) = state.audit.checkpoint_due().await {
         tracing::warn!(%error, "signing audit checkpoints failed");
     }
+    // While a re-wrap is under way, a batch a second; the minute's round notices new work.
+    if state
+        .kek_rotation
+        .last_status()
+        .is_some_and(|status| status.pending() > 0)
+    {
+        if let Err(error) = state
+            .kek_rotation
+            .rewrap_some(crate::vault::rotation::BATCH)
+            .await
+        {
+            tracing::warn!(%error, "re-wrapping vault keys failed");
+        }
+    }
     if hour {
         if let Err(error) = state.audit.enforce_retention().await {
             tracing::warn!(%error, "applying audit retention failed");
@@ -297,7 +308,39 @@ pub async fn upkeep_step(state: &AppState, minute: bool, hour: bool) {
         if let Err(error) = state.limiter.prune(now_us).await {
             tracing::warn!(%error, "pruning rate-limit state failed");
         }
+        if let Err(error) = state.kek_rotation.maintain().await {
+            tracing::warn!(%error, "vault KEK upkeep failed; retrying in a minute");
+        }
     }
+}
+
+/// The vault over `db`: its KEKs (the file made on first start, or the setting), the
+/// secrets and the KEK rotation sharing them.
+pub fn open_vault(
+    settings: &Settings,
+    db: &Database,
+    clock: Arc<dyn Clock>,
+) -> Result<(Secrets, KekRotation), StartError> {
+    let keks = FileOrSetting::load(
+        settings.vault.kek.as_ref(),
+        &settings.vault.kek_path(&settings.data_dir),
+        clock.now(),
+    )
+    .map_err(|e| StartError::Other(e.to_string()))?;
+    let vault = Arc::new(Vault::new(Arc::new(keks)));
+    let secrets = Secrets::new(
+        crate::vault::store::for_database(db),
+        vault.clone(),
+        clock.clone(),
+    );
+    let rotation = KekRotation::new(
+        crate::vault::store::data_keys_for_database(db),
+        vault,
+        clock,
+        settings.vault.kek_file_in_use(&settings.data_dir),
+        settings.vault.kek_rotation_days,
+    );
+    Ok((secrets, rotation))
 }
 
 /// The audit log over `db`, with its checkpoint key (created on first start).

@@ -48,7 +48,7 @@ pub struct Settings {
 
 /// The vault's key-encryption keys (claim SEC-1): they wrap every tenant's data key, and
 /// live outside the database.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VaultSettings {
     /// The KEK file: one `VERSION:BASE64` line per 32-byte key, the highest version the one
@@ -57,11 +57,31 @@ pub struct VaultSettings {
     /// deployment needs the same file; keep a copy apart from the database's backups.
     pub kek_file: Option<PathBuf>,
     /// The KEKs as a value instead of a file (`1:BASE64,2:BASE64`), say from the platform's
-    /// secret store; when set, the file is not read.
+    /// secret store; when set, the file is not read and rotation is the operator's (add a
+    /// version to the value, restart, then `palisade keys rewrap`).
     pub kek: Option<SecretString>,
+    /// A server adds a new KEK version to the file when the active one is older than this
+    /// many days, and re-wraps every data key onto it in the background (claim SEC-2). 0:
+    /// only `palisade keys rotate-kek` rotates.
+    pub kek_rotation_days: u32,
+}
+
+impl Default for VaultSettings {
+    fn default() -> Self {
+        Self {
+            kek_file: None,
+            kek: None,
+            kek_rotation_days: 90,
+        }
+    }
 }
 
 impl VaultSettings {
+    /// The KEK file, unless the KEKs come from the setting.
+    pub fn kek_file_in_use(&self, data_dir: &Path) -> Option<PathBuf> {
+        self.kek.is_none().then(|| self.kek_path(data_dir))
+    }
+
     pub fn kek_path(&self, data_dir: &Path) -> PathBuf {
         self.kek_file
             .clone()
@@ -533,6 +553,10 @@ impl Settings {
             );
         }
         check(
+            self.vault.kek_rotation_days <= 3650,
+            "vault.kek_rotation_days must be 0 (never automatically) to 3650",
+        );
+        check(
             (1..=1_000_000).contains(&self.audit.checkpoint_every),
             "audit.checkpoint_every must be 1 to 1000000",
         );
@@ -783,6 +807,7 @@ impl Settings {
             "vault": {
                 "kek_file": self.vault.kek_path(&self.data_dir).display().to_string(),
                 "kek": secret(&self.vault.kek),
+                "kek_rotation_days": self.vault.kek_rotation_days,
             },
             "audit": {
                 "checkpoint_key_file": self.audit.key_path(&self.data_dir).display().to_string(),

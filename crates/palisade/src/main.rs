@@ -161,6 +161,15 @@ enum KeysCommand {
     /// Create a new signing key now; the previous one stays published until its tokens
     /// expire. Running servers pick the new key up within a minute.
     Rotate,
+    /// Add a new vault KEK version to the KEK file; running servers take it within a minute
+    /// and re-wrap every tenant's data key onto it in the background.
+    RotateKek,
+    /// Re-wrap every data key still under an older KEK now, showing what is left.
+    Rewrap,
+    /// The vault's KEK versions and the data keys each wraps.
+    KekStatus,
+    /// Drop from the KEK file the versions below the active one that no data key uses.
+    RetireKeks,
 }
 
 #[derive(Subcommand)]
@@ -237,17 +246,7 @@ fn main() -> ExitCode {
                 eprintln!("palisade: configuration is valid");
                 Ok(())
             }
-            Command::Keys {
-                command: KeysCommand::Rotate,
-            } => {
-                let identity = identity(&settings).await?;
-                let kid = identity
-                    .tokens()
-                    .rotate(identity.store(), identity.now())
-                    .await?;
-                println!("new signing key {kid}");
-                Ok(())
-            }
+            Command::Keys { command } => keys(&settings, command).await,
             Command::Admin { operator, command } => admin(&settings, operator, command).await,
             Command::Access {
                 command: AccessCommand::Table,
@@ -492,6 +491,58 @@ async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<()>
 }
 
 /// The identity service over the configured database, for administrative commands.
+/// The signing keys' and the vault's key commands, with the server's own database
+/// credential.
+async fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
+    if let KeysCommand::Rotate = command {
+        let identity = identity(settings).await?;
+        let kid = identity
+            .tokens()
+            .rotate(identity.store(), identity.now())
+            .await?;
+        println!("new signing key {kid}");
+        return Ok(());
+    }
+    app::prepare_data_dir(&settings.data_dir)?;
+    let db = app::open_database(settings).await?;
+    let (_, rotation) = app::open_vault(settings, &db, Arc::new(SystemClock))?;
+    let print_status = |status: &palisade::vault::rotation::KekStatus| {
+        println!("active KEK version {}", status.active);
+        for (version, keys) in &status.usage {
+            println!("  version {version}: {keys} data key(s)");
+        }
+    };
+    match command {
+        KeysCommand::RotateKek => {
+            let version = rotation.rotate()?;
+            println!("new KEK version {version}; servers re-wrap onto it within minutes (`palisade keys rewrap` does it now)");
+        }
+        KeysCommand::Rewrap => {
+            let moved = rotation
+                .rewrap_all(|left| println!("{left} data key(s) left to re-wrap"))
+                .await?;
+            println!("re-wrapped {moved} data key(s)");
+            print_status(&rotation.status().await?);
+        }
+        KeysCommand::KekStatus => print_status(&rotation.status().await?),
+        KeysCommand::RetireKeks => {
+            let path = settings
+                .vault
+                .kek_file_in_use(&settings.data_dir)
+                .ok_or(palisade::vault::rotation::RotationError::NotAFile)?;
+            let in_use = rotation.status().await?.usage.into_keys().collect();
+            let retired = palisade::vault::kek::retire_unused(&path, &in_use)?;
+            if retired.is_empty() {
+                println!("nothing to retire: every older version still wraps a data key");
+            } else {
+                println!("retired KEK version(s) {retired:?}");
+            }
+        }
+        KeysCommand::Rotate => {}
+    }
+    Ok(())
+}
+
 async fn identity(settings: &Settings) -> anyhow::Result<Identity> {
     app::prepare_data_dir(&settings.data_dir)?;
     let db = app::open_database(settings).await?;

@@ -65,3 +65,12 @@ GRANT SELECT, INSERT, DELETE ON secret_versions TO palisade_runtime;
 -- Crypto-shredding is the operator's (`palisade admin tenants destroy-keys`): it clears a
 -- tenant's wrapped keys, and nothing else of the vault.
 GRANT SELECT, UPDATE (wrapped, destroyed_at) ON tenant_data_keys TO palisade_platform;
+
+-- The re-wrap after a KEK rotation (SEC-2) finds, across tenants, which live data keys an
+-- older KEK still wraps: through this owner-owned view, which shows the keys' tenants and
+-- versions only, never their wrapped bytes. Each re-wrap then runs bound to its tenant.
+CREATE POLICY vault_data_keys ON tenant_data_keys FOR SELECT TO CURRENT_USER
+    USING ((SELECT palisade_current_tenant()) IS NULL);
+CREATE VIEW vault_data_keys WITH (security_barrier) AS
+    SELECT tenant_id, version, kek_version FROM tenant_data_keys WHERE wrapped IS NOT NULL;
+GRANT SELECT ON vault_data_keys TO palisade_runtime;

@@ -37,3 +37,8 @@ CREATE TABLE secret_versions (
     created_at  TEXT NOT NULL,
     PRIMARY KEY (secret_id, version)
 );
+
+-- The same view as on PostgreSQL, where it is the re-wrap's only way to see keys across
+-- tenants (tenants and versions, never the wrapped bytes).
+CREATE VIEW vault_data_keys AS
+    SELECT tenant_id, version, kek_version FROM tenant_data_keys WHERE wrapped IS NOT NULL;

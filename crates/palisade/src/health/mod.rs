@@ -64,6 +64,9 @@ pub struct HealthReport {
 pub struct HealthChecks {
     database: Check,
     configuration: Check,
+    /// The vault's KEKs: the active version, and the data keys still to re-wrap onto it
+    /// after a rotation (claim SEC-2), as upkeep last counted them.
+    vault: Check,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -128,12 +131,28 @@ async fn health(State(state): State<AppState>) -> (StatusCode, axum::Json<Health
         latency_ms: round_ms(started.elapsed()),
         detail: None,
     };
+    let started = std::time::Instant::now();
+    let active = state.kek_rotation.active_kek_version();
+    let vault = Check {
+        // A re-wrap under way is work, not a fault: every key still opens.
+        status: "up",
+        latency_ms: round_ms(started.elapsed()),
+        detail: Some(match state.kek_rotation.last_status() {
+            Some(status) if status.pending() > 0 => format!(
+                "KEK version {active}; re-wrapping: {} data keys left",
+                status.pending()
+            ),
+            Some(_) => format!("KEK version {active}; every data key on it"),
+            None => format!("KEK version {active}"),
+        }),
+    };
     let healthy = probe.up && config_ok;
     let report = HealthReport {
         status: if healthy { "ok" } else { "unavailable" },
         checks: HealthChecks {
             database,
             configuration,
+            vault,
         },
     };
     let status = if healthy {

@@ -4,124 +4,14 @@
 //! version; values sealed by their tenant's DEK, bound to tenant, secret and version. A
 //! ciphertext moved to another row, tenant or version does not open.
 
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
+use super::kek::KeyProvider;
 use crate::crypto::{random_bytes, SealingKey, Unsealable};
 use crate::ids::{SecretId, TenantId};
-
-/// Where the KEKs come from. The file and the environment are built in; a KMS would be one
-/// more implementation (docs/decisions.md), its callers unchanged.
-pub trait KeyProvider: Send + Sync {
-    /// The version new data keys are wrapped under: the newest.
-    fn active(&self) -> (u32, &SealingKey);
-    /// An older or the active version, to unwrap what it wrapped.
-    fn version(&self, version: u32) -> Option<&SealingKey>;
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("vault key-encryption keys ({source_name}): {reason}")]
-pub struct KekError {
-    source_name: String,
-    reason: String,
-}
-
-/// KEK versions read once at start-up, from a file or a setting: one `VERSION:BASE64` per
-/// line (or comma-separated in the setting), 32 bytes each; the highest version is active.
-pub struct StaticKeys {
-    keys: BTreeMap<u32, SealingKey>,
-}
-
-impl StaticKeys {
-    /// Parses `VERSION:BASE64` entries, separated by new lines or commas.
-    pub fn parse(text: &str, source_name: &str) -> Result<Self, KekError> {
-        let fail = |reason: &str| KekError {
-            source_name: source_name.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let mut keys = BTreeMap::new();
-        for entry in text
-            .split([',', '\n'])
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-        {
-            let (version, key) = entry
-                .split_once(':')
-                .ok_or_else(|| fail("each entry is VERSION:BASE64"))?;
-            let version: u32 = version
-                .parse()
-                .ok()
-                .filter(|v| *v > 0)
-                .ok_or_else(|| fail("a version is a whole number from 1"))?;
-            let bytes = Zeroizing::new(
-                STANDARD
-                    .decode(key)
-                    .map_err(|_| fail("a key is not base64"))?,
-            );
-            let key =
-                SealingKey::from_bytes(&bytes).ok_or_else(|| fail("a key is not 32 bytes"))?;
-            if keys.insert(version, key).is_some() {
-                return Err(fail("a version appears twice"));
-            }
-        }
-        if keys.is_empty() {
-            return Err(fail("no key"));
-        }
-        Ok(Self { keys })
-    }
-
-    /// The KEKs of `setting` when set, else of the file at `path`, created (0600, version
-    /// 1) on first start. A file others may read is refused.
-    pub fn load(setting: Option<&SecretString>, path: &Path) -> Result<Self, KekError> {
-        if let Some(value) = setting {
-            return Self::parse(value.expose_secret(), "vault.kek");
-        }
-        let name = path.display().to_string();
-        let fail = |reason: String| KekError {
-            source_name: name.clone(),
-            reason,
-        };
-        if !path.exists() {
-            let line = Zeroizing::new(format!("1:{}\n", STANDARD.encode(random_bytes::<32>())));
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            match options.open(path) {
-                Ok(mut file) => file
-                    .write_all(line.as_bytes())
-                    .and_then(|_| file.sync_all())
-                    .map_err(|e| fail(e.to_string()))?,
-                // Another instance made it first: read theirs.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(fail(e.to_string())),
-            }
-        }
-        crate::crypto::refuse_loose_permissions(path).map_err(fail)?;
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?);
-        Self::parse(&text, &name)
-    }
-}
-
-impl KeyProvider for StaticKeys {
-    fn active(&self) -> (u32, &SealingKey) {
-        let (version, key) = self
-            .keys
-            .last_key_value()
-            .expect("at least one key, by parse");
-        (*version, key)
-    }
-
-    fn version(&self, version: u32) -> Option<&SealingKey> {
-        self.keys.get(&version)
-    }
-}
 
 /// A tenant's data key as stored: its version among the tenant's, wrapped, with the KEK
 /// version that wrapped it.
@@ -134,7 +24,11 @@ pub struct WrappedKey {
 
 /// The hierarchy's operations; holds the KEKs, never a plaintext DEK beyond one call.
 pub struct Vault {
-    keks: Box<dyn KeyProvider>,
+    keks: Arc<dyn KeyProvider>,
+    /// When the KEKs were last re-read for a version this instance did not hold (unix
+    /// seconds): at most once a second, so a forged version cannot make every request read
+    /// the file.
+    reloaded_for_unknown: AtomicI64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,8 +59,30 @@ fn value_purpose(tenant: TenantId, secret: SecretId, version: u32) -> Vec<u8> {
 }
 
 impl Vault {
-    pub fn new(keks: Box<dyn KeyProvider>) -> Self {
-        Self { keks }
+    pub fn new(keks: Arc<dyn KeyProvider>) -> Self {
+        Self {
+            keks,
+            reloaded_for_unknown: AtomicI64::new(0),
+        }
+    }
+
+    pub fn keks(&self) -> &dyn KeyProvider {
+        &*self.keks
+    }
+
+    /// KEK `version`, re-reading the source once when this instance does not hold it (a
+    /// rotation another process made).
+    fn kek(&self, version: u32) -> Result<Arc<SealingKey>, VaultError> {
+        if let Some(kek) = self.keks.version(version) {
+            return Ok(kek);
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        if self.reloaded_for_unknown.swap(now, Ordering::Relaxed) != now {
+            if let Err(error) = self.keks.reload() {
+                tracing::warn!(%error, "re-reading the vault's KEKs failed");
+            }
+        }
+        self.keks.version(version).ok_or(VaultError::Unsealable)
     }
 
     /// A fresh DEK for `tenant` as its `version`, wrapped by the active KEK: what a
@@ -186,10 +102,7 @@ impl Vault {
         tenant: TenantId,
         stored: &WrappedKey,
     ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
-        let kek = self
-            .keks
-            .version(stored.kek_version)
-            .ok_or(VaultError::Unsealable)?;
+        let kek = self.kek(stored.kek_version)?;
         Ok(kek.open(
             &stored.wrapped,
             &dek_purpose(tenant, stored.version, stored.kek_version),
@@ -252,8 +165,13 @@ impl Vault {
 mod tests {
     use super::*;
 
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+
+    use crate::vault::kek::FileOrSetting;
+
     fn vault_of(text: &str) -> Vault {
-        Vault::new(Box::new(StaticKeys::parse(text, "test").unwrap()))
+        Vault::new(Arc::new(FileOrSetting::parse(text).unwrap()))
     }
 
     const KEK_1: &str = "1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
@@ -311,32 +229,5 @@ mod tests {
             &both.open(tenant, &rewrapped, secret, 1, &sealed).unwrap()[..],
             b"value"
         );
-    }
-
-    #[test]
-    fn bad_kek_text_is_named_and_a_loose_file_refused() {
-        for text in [
-            "",
-            "1",
-            "0:AAAA",
-            "1:not-base64!",
-            "1:AAAA",
-            &format!("{KEK_1},{KEK_1}"),
-        ] {
-            assert!(StaticKeys::parse(text, "test").is_err(), "{text:?}");
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("vault.kek");
-        let made = StaticKeys::load(None, &path).unwrap();
-        assert_eq!(made.active().0, 1);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-            let refused = StaticKeys::load(None, &path).err().unwrap().to_string();
-            assert!(refused.contains("chmod 600"), "{refused}");
-        }
     }
 }

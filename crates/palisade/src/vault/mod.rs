@@ -6,7 +6,9 @@
 //! Plaintext stays in `Zeroizing`/`SecretString` buffers and never reaches a log, an error
 //! or an audit event.
 
+pub mod kek;
 pub mod keys;
+pub mod rotation;
 pub mod routes;
 pub mod store;
 

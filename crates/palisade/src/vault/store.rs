@@ -126,6 +126,38 @@ pub trait SecretStore: Send + Sync {
     ) -> Result<Option<SealedValue>, StoreError>;
 }
 
+/// Re-wraps one stored data key under the active KEK.
+pub type Rewrap<'a> = &'a (dyn Fn(&WrappedKey) -> Result<WrappedKey, VaultError> + Send + Sync);
+
+/// The vault's keys across tenants (claim SEC-2): what each KEK version wraps, and the
+/// re-wrap of one data key, each bound to its tenant.
+#[async_trait]
+pub trait DataKeyStore: Send + Sync {
+    /// How many live data keys each KEK version wraps.
+    async fn kek_usage(&self) -> Result<std::collections::BTreeMap<u32, u64>, StoreError>;
+    /// Up to `limit` live data keys wrapped by a version below `active`: (tenant, version).
+    async fn wrapped_below(
+        &self,
+        active: u32,
+        limit: u32,
+    ) -> Result<Vec<(TenantId, u32)>, StoreError>;
+    /// Re-wraps the tenant's data key `version` with `rewrap`, unless another instance did
+    /// first or it was destroyed; whether this call moved it.
+    async fn rewrap(
+        &self,
+        tenant: TenantId,
+        version: u32,
+        rewrap: Rewrap<'_>,
+    ) -> Result<bool, WriteError>;
+}
+
+pub fn data_keys_for_database(db: &Database) -> std::sync::Arc<dyn DataKeyStore> {
+    match db {
+        Database::Sqlite(pool) => std::sync::Arc::new(SqlSecretStore(pool.clone())),
+        Database::Postgres(pool) => std::sync::Arc::new(SqlSecretStore(pool.clone())),
+    }
+}
+
 pub fn for_database(db: &Database) -> std::sync::Arc<dyn SecretStore> {
     match db {
         Database::Sqlite(pool) => std::sync::Arc::new(SqlSecretStore(pool.clone())),
@@ -486,6 +518,78 @@ for_both_backends! {
                 data_key,
                 sealed: row.try_get("sealed")?,
             }))
+        }
+    }
+
+    #[async_trait]
+    impl DataKeyStore for SqlSecretStore<Pool> {
+        async fn kek_usage(&self) -> Result<std::collections::BTreeMap<u32, u64>, StoreError> {
+            let mut conn = self.0.acquire().await?;
+            let rows: Vec<(i32, i64)> = sqlx::query_as(
+                "SELECT kek_version, count(*) FROM vault_data_keys GROUP BY kek_version",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.into_iter()
+                .map(|(version, count)| Ok((version_of(version)?, count.max(0) as u64)))
+                .collect()
+        }
+
+        async fn wrapped_below(
+            &self,
+            active: u32,
+            limit: u32,
+        ) -> Result<Vec<(TenantId, u32)>, StoreError> {
+            let mut conn = self.0.acquire().await?;
+            let rows: Vec<(TenantId, i32)> = sqlx::query_as(
+                "SELECT tenant_id, version FROM vault_data_keys WHERE kek_version < $1
+                 ORDER BY tenant_id, version LIMIT $2",
+            )
+            .bind(stored_version(active))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.into_iter()
+                .map(|(tenant, version)| Ok((tenant, version_of(version)?)))
+                .collect()
+        }
+
+        async fn rewrap(
+            &self,
+            tenant: TenantId,
+            version: u32,
+            rewrap: Rewrap<'_>,
+        ) -> Result<bool, WriteError> {
+            let mut tx = self.0.tenant(TenantScope::for_system(tenant)).await?;
+            let row = sqlx::query(
+                "SELECT version, kek_version, wrapped FROM tenant_data_keys
+                 WHERE tenant_id = $1 AND version = $2",
+            )
+            .bind(tenant)
+            .bind(stored_version(version))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+            let Some(stored) = row.map(|row| key_from(&row, "version")).transpose()?.flatten() else {
+                return Ok(false);
+            };
+            let moved = rewrap(&stored)?;
+            // Only from the version read: a concurrent re-wrap or destruction wins.
+            let updated = sqlx::query(
+                "UPDATE tenant_data_keys SET kek_version = $3, wrapped = $4
+                 WHERE tenant_id = $1 AND version = $2 AND kek_version = $5
+                   AND wrapped IS NOT NULL",
+            )
+            .bind(tenant)
+            .bind(stored_version(version))
+            .bind(stored_version(moved.kek_version))
+            .bind(&moved.wrapped)
+            .bind(stored_version(stored.kek_version))
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+            tx.commit().await.map_err(StoreError::from)?;
+            Ok(updated.rows_affected() == 1)
         }
     }
 }

@@ -548,3 +548,144 @@ async fn destroying_a_tenants_keys_makes_every_one_of_its_secrets_unreadable_at_
         (200, Some("a value after the shredding"))
     );
 }
+
+async fn kek_versions_in_use(app: &TestApp) -> Vec<i32> {
+    app.inspect(
+        "SELECT DISTINCT kek_version FROM tenant_data_keys WHERE wrapped IS NOT NULL ORDER BY 1",
+        None,
+    )
+    .await
+}
+
+// claim: SEC-2
+#[tokio::test]
+async fn a_kek_rotation_rewraps_every_data_key_resuming_where_it_stopped_and_no_read_fails() {
+    let app = crate::helpers::spawn_app().await;
+    let mut secrets = Vec::new();
+    for n in 0..3 {
+        let who = app.signed_in(&format!("owner{n}@example.com")).await;
+        let value = format!("tenant {n}'s value, long enough");
+        let (status, made) = call(
+            &app,
+            Method::POST,
+            SECRETS,
+            &who.access,
+            json!({"name": "token", "value": value}),
+        )
+        .await;
+        assert_eq!(status, 201, "{made}");
+        secrets.push((who, made["id"].as_str().unwrap().to_owned(), value));
+    }
+    let all_open = |secrets: &Vec<(crate::helpers::Session, String, String)>| {
+        let app = &app;
+        let secrets = secrets.clone();
+        async move {
+            for (who, id, value) in &secrets {
+                let (status, opened) = reveal(app, &who.access, id, json!({"reason": "r"})).await;
+                assert_eq!(
+                    (status, opened["value"].as_str()),
+                    (200, Some(value.as_str())),
+                    "{opened}"
+                );
+            }
+        }
+    };
+    assert_eq!(kek_versions_in_use(&app).await, [1]);
+
+    // The operator adds version 2; the server keeps serving with what it holds.
+    let (ok, output) = crate::import::palisade_command(&app, &["keys", "rotate-kek"]).await;
+    assert!(ok, "{output}");
+    assert!(output.contains("new KEK version 2"), "{output}");
+    all_open(&secrets).await;
+
+    // A re-wrap that stops after one key (a crash, say) leaves a mix, and every read works.
+    app.state.kek_rotation.reload().unwrap();
+    assert_eq!(app.state.kek_rotation.rewrap_some(1).await.unwrap(), 1);
+    assert_eq!(kek_versions_in_use(&app).await, [1, 2]);
+    all_open(&secrets).await;
+    // Another process resumes from what the database says is left, and completes.
+    let (ok, output) = crate::import::palisade_command(&app, &["keys", "rewrap"]).await;
+    assert!(ok, "{output}");
+    assert!(output.contains("re-wrapped 2 data key(s)"), "{output}");
+    assert_eq!(
+        kek_versions_in_use(&app).await,
+        [2],
+        "no data key under the old KEK"
+    );
+    all_open(&secrets).await;
+    let (ok, output) = crate::import::palisade_command(&app, &["keys", "kek-status"]).await;
+    assert!(
+        ok && output.contains("active KEK version 2")
+            && output.contains("version 2: 3 data key(s)"),
+        "{output}"
+    );
+
+    // Health shows where the vault stands.
+    palisade::app::upkeep_step(&app.state, true, false).await;
+    let health: Value = app.get("/api/health").await.json().await.unwrap();
+    assert_eq!(
+        health["checks"]["vault"]["detail"], "KEK version 2; every data key on it",
+        "{health}"
+    );
+
+    // Version 1 wraps nothing now: retired from the file; a fresh server opens everything.
+    let (ok, output) = crate::import::palisade_command(&app, &["keys", "retire-keks"]).await;
+    assert!(
+        ok && output.contains("retired KEK version(s) [1]"),
+        "{output}"
+    );
+    let sibling = app.spawn_sibling().await;
+    for (who, id, value) in &secrets {
+        let (status, opened) = crate::helpers::json_call(
+            &sibling.client,
+            Method::POST,
+            format!("{}{SECRETS}/{id}/reveal", sibling.base),
+            &who.access,
+            &json!({"reason": "r"}),
+        )
+        .await;
+        assert_eq!(
+            (status, opened["value"].as_str()),
+            (200, Some(value.as_str()))
+        );
+    }
+    sibling.stop().await;
+}
+
+// claim: SEC-2
+#[tokio::test]
+async fn a_kek_older_than_its_period_is_rotated_by_the_server_and_every_key_moved_onto_the_new_one()
+{
+    let app =
+        crate::helpers::spawn_app_with(|settings| settings.vault.kek_rotation_days = 90).await;
+    let owner = app.signed_in("owner@example.com").await;
+    let (_, made) = call(
+        &app,
+        Method::POST,
+        SECRETS,
+        &owner.access,
+        json!({"name": "token", "value": "a value kept across rotations"}),
+    )
+    .await;
+    let id = made["id"].as_str().unwrap().to_owned();
+    palisade::app::upkeep_step(&app.state, true, false).await;
+    assert_eq!(
+        app.state.kek_rotation.active_kek_version(),
+        1,
+        "not yet due"
+    );
+    app.clock
+        .advance(std::time::Duration::from_secs(91 * 24 * 3600));
+    palisade::app::upkeep_step(&app.state, true, false).await;
+    assert_eq!(app.state.kek_rotation.active_kek_version(), 2);
+    assert_eq!(kek_versions_in_use(&app).await, [2]);
+    let owner = app.login("owner@example.com").await;
+    let (status, opened) = reveal(&app, &owner.access, &id, json!({"reason": "r"})).await;
+    assert_eq!(
+        (status, opened["value"].as_str()),
+        (200, Some("a value kept across rotations"))
+    );
+    // Once only: the new version is young.
+    palisade::app::upkeep_step(&app.state, true, false).await;
+    assert_eq!(app.state.kek_rotation.active_kek_version(), 2);
+}

@@ -1,0 +1,181 @@
+//! KEK rotation (claim SEC-2): a new KEK version is added to the file (by the operator's
+//! `palisade keys rotate-kek`, or by the server when the active one is older than
+//! `vault.kek_rotation_days`); every instance picks it up at its next reload; the re-wrap
+//! then moves each tenant's data keys onto it, one committed key at a time, so it resumes
+//! after a crash from what the database says is left; old versions keep unwrapping until
+//! nothing uses them and `palisade keys retire-keks` drops them. No request waits for any
+//! of it: values sealed by a data key never need sealing again.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use time::Duration;
+
+use super::kek::{self, KekError};
+use super::store::{DataKeyStore, WriteError};
+use super::Vault;
+use crate::clock::Clock;
+use crate::store::StoreError;
+
+/// Data keys re-wrapped per upkeep round (each its own transaction).
+pub const BATCH: u32 = 200;
+
+/// Where the vault's keys stand.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KekStatus {
+    /// The version new data keys are wrapped under.
+    pub active: u32,
+    /// Live data keys per KEK version.
+    pub usage: BTreeMap<u32, u64>,
+}
+
+impl KekStatus {
+    /// Live data keys still wrapped by an older version.
+    pub fn pending(&self) -> u64 {
+        self.usage
+            .iter()
+            .filter(|(version, _)| **version < self.active)
+            .map(|(_, count)| count)
+            .sum()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    #[error(transparent)]
+    Kek(#[from] KekError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("a data key failed to unwrap for its re-wrap: the KEK that wrapped it is missing or altered")]
+    Unsealable,
+    #[error("the KEKs come from the vault.kek setting: add the new version there, not with this command")]
+    NotAFile,
+}
+
+impl From<WriteError> for RotationError {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::Store(error) => RotationError::Store(error),
+            WriteError::Vault(_) => RotationError::Unsealable,
+        }
+    }
+}
+
+pub struct KekRotation {
+    store: Arc<dyn DataKeyStore>,
+    vault: Arc<Vault>,
+    clock: Arc<dyn Clock>,
+    /// The KEK file, when the KEKs come from one (rotation appends to it).
+    file: Option<PathBuf>,
+    /// 0: never automatically.
+    period: Duration,
+    /// The last status upkeep saw, for health.
+    last: Mutex<Option<KekStatus>>,
+}
+
+impl KekRotation {
+    pub fn new(
+        store: Arc<dyn DataKeyStore>,
+        vault: Arc<Vault>,
+        clock: Arc<dyn Clock>,
+        file: Option<PathBuf>,
+        rotation_days: u32,
+    ) -> Self {
+        Self {
+            store,
+            vault,
+            clock,
+            file,
+            period: Duration::days(i64::from(rotation_days)),
+            last: Mutex::new(None),
+        }
+    }
+
+    pub async fn status(&self) -> Result<KekStatus, RotationError> {
+        let status = KekStatus {
+            active: self.vault.active_kek_version(),
+            usage: self.store.kek_usage().await?,
+        };
+        *self.last.lock().expect("status lock") = Some(status.clone());
+        Ok(status)
+    }
+
+    pub fn active_kek_version(&self) -> u32 {
+        self.vault.active_kek_version()
+    }
+
+    /// What upkeep last saw: for health, without a query per call.
+    pub fn last_status(&self) -> Option<KekStatus> {
+        self.last.lock().expect("status lock").clone()
+    }
+
+    /// Re-reads the KEKs: a version another process added becomes this instance's active.
+    pub fn reload(&self) -> Result<(), RotationError> {
+        Ok(self.vault.keks().reload()?)
+    }
+
+    /// Adds the next KEK version to the file and makes it this instance's active one.
+    pub fn rotate(&self) -> Result<u32, RotationError> {
+        let file = self.file.as_ref().ok_or(RotationError::NotAFile)?;
+        let version = kek::rotate_file(file, self.clock.now())?;
+        self.reload()?;
+        Ok(version)
+    }
+
+    /// Re-wraps up to `limit` data keys under the active KEK; how many moved.
+    pub async fn rewrap_some(&self, limit: u32) -> Result<u32, RotationError> {
+        let active = self.vault.active_kek_version();
+        let stale = self.store.wrapped_below(active, limit).await?;
+        let mut moved = 0;
+        for (tenant, version) in &stale {
+            let rewrap = |stored: &super::keys::WrappedKey| self.vault.rewrapped(*tenant, stored);
+            if self.store.rewrap(*tenant, *version, &rewrap).await? {
+                moved += 1;
+            }
+        }
+        if stale.len() < limit as usize {
+            // The last batch: health says so at once, not at the next minute.
+            self.status().await?;
+        }
+        Ok(moved)
+    }
+
+    /// Re-wraps every data key still under an older KEK, reporting the keys left after
+    /// each batch; what the operator's `palisade keys rewrap` runs.
+    pub async fn rewrap_all(&self, mut progress: impl FnMut(u64)) -> Result<u64, RotationError> {
+        let mut total = 0;
+        loop {
+            let moved = self.rewrap_some(BATCH).await?;
+            total += u64::from(moved);
+            let left = self.status().await?.pending();
+            progress(left);
+            if left == 0 || moved == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Upkeep, once a minute: re-read the KEKs (another process may have rotated), rotate
+    /// when the active one is past its period, and re-wrap a batch.
+    pub async fn maintain(&self) -> Result<(), RotationError> {
+        self.reload()?;
+        let due = self.file.is_some()
+            && self.period > Duration::ZERO
+            && self
+                .vault
+                .keks()
+                .active_since()
+                .is_some_and(|since| self.clock.now() - since >= self.period);
+        if due {
+            let version = self.rotate()?;
+            tracing::info!(
+                version,
+                "vault KEK rotated: the active one was past vault.kek_rotation_days"
+            );
+        }
+        self.rewrap_some(BATCH).await?;
+        self.status().await?;
+        Ok(())
+    }
+}
