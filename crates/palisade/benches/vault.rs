@@ -1,0 +1,163 @@
+//! The vault's benchmarks (claims SEC-1, SEC-2; docs/benchmarks.md), in one process:
+//!  1. Sealing and opening a 1 KiB value through the vault (the tenant's DEK unwrapped by
+//!     the KEK each time, then AES-256-GCM with the value's binding) against raw
+//!     AES-256-GCM of the same 1 KiB in the same run.
+//!  2. A full KEK re-wrap of TENANTS tenants' data keys on SQLite (WAL, synchronous=FULL, as
+//!     the server runs it): the keys made under version 1, version 2 added, then
+//!     `KekRotation::rewrap_all` timed, and checked: no key left under version 1.
+//!
+//! `cargo bench -p palisade --bench vault [-- SECONDS [TENANTS]]`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use palisade::clock::{Clock, SystemClock};
+use palisade::config::Settings;
+use palisade::crypto::SealingKey;
+use palisade::ids::{SecretId, TenantId};
+use palisade::vault::kek::{self, FileOrSetting};
+use palisade::vault::Vault;
+
+const KEK_1: &str = "1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+fn main() {
+    let mut args = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse::<f64>().ok());
+    let seconds = args.next().unwrap_or(2.0);
+    let tenants = args.next().map_or(10_000, |t| t as usize);
+    let machine = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("vault benchmarks, {machine} cores, {seconds} s per crypto run, {tenants} tenants");
+    crypto(seconds);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(rewrap(tenants));
+}
+
+/// A new id of the public form `PREFIX_…`.
+fn fresh<T: std::str::FromStr>(prefix: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+        .parse()
+        .expect("an id")
+}
+
+/// Runs `op` for `seconds` after a tenth of that in warm-up; operations per second.
+fn rate(seconds: f64, mut op: impl FnMut()) -> f64 {
+    let warm = Instant::now() + Duration::from_secs_f64(seconds / 10.0);
+    while Instant::now() < warm {
+        op();
+    }
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed().as_secs_f64() < seconds {
+        for _ in 0..64 {
+            op();
+        }
+        n += 64;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+fn crypto(seconds: f64) {
+    let value = vec![0x5au8; 1024];
+    let raw = SealingKey::from_bytes(&[7u8; 32]).expect("a key");
+    let purpose = b"palisade/secret/bench";
+    let raw_seal = rate(seconds, || {
+        std::hint::black_box(raw.seal(&value, purpose));
+    });
+    let sealed = raw.seal(&value, purpose);
+    let raw_open = rate(seconds, || {
+        std::hint::black_box(raw.open(&sealed, purpose).expect("opens"));
+    });
+    let vault = Vault::new(Arc::new(FileOrSetting::parse(KEK_1).expect("kek")));
+    let tenant = fresh::<TenantId>("ten");
+    let secret = fresh::<SecretId>("sec");
+    let dek = vault.new_data_key(tenant, 1);
+    let vault_seal = rate(seconds, || {
+        std::hint::black_box(vault.seal(tenant, &dek, secret, 1, &value).expect("seals"));
+    });
+    let stored = vault.seal(tenant, &dek, secret, 1, &value).expect("seals");
+    let vault_open = rate(seconds, || {
+        std::hint::black_box(vault.open(tenant, &dek, secret, 1, &stored).expect("opens"));
+    });
+    println!("1 KiB value, one thread:");
+    println!("  raw AES-256-GCM seal   {raw_seal:>10.0}/s");
+    println!(
+        "  vault seal (DEK unwrap + seal)  {vault_seal:>10.0}/s  = {:.1}% of raw",
+        100.0 * vault_seal / raw_seal
+    );
+    println!("  raw AES-256-GCM open   {raw_open:>10.0}/s");
+    println!(
+        "  vault open (DEK unwrap + open)  {vault_open:>10.0}/s  = {:.1}% of raw",
+        100.0 * vault_open / raw_open
+    );
+}
+
+async fn rewrap(tenants: usize) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings = Settings {
+        data_dir: dir.path().join("data"),
+        ..Settings::default()
+    };
+    palisade::app::prepare_data_dir(&settings.data_dir).expect("data dir");
+    let db = palisade::app::open_database(&settings).await.expect("db");
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (_, rotation) = palisade::app::open_vault(&settings, &db, clock.clone()).expect("vault");
+    // The tenants and their version-1 data keys, written straight into the tables.
+    let keys = FileOrSetting::load(
+        None,
+        &settings.vault.kek_path(&settings.data_dir),
+        clock.now(),
+    )
+    .expect("the KEK file");
+    let vault = Vault::new(Arc::new(keys));
+    let palisade::store::Database::Sqlite(pool) = &db else {
+        unreachable!("the bench runs on SQLite")
+    };
+    let started = Instant::now();
+    let now = clock.now();
+    for chunk in (0..tenants).collect::<Vec<_>>().chunks(500) {
+        let mut tx = pool.begin().await.expect("begin");
+        for _ in chunk {
+            let tenant = fresh::<TenantId>("ten");
+            sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, 'bench', $2)")
+                .bind(tenant)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .expect("tenant");
+            let key = vault.new_data_key(tenant, 1);
+            sqlx::query(
+                "INSERT INTO tenant_data_keys (tenant_id, version, kek_version, wrapped, created_at)
+                 VALUES ($1, 1, 1, $2, $3)",
+            )
+            .bind(tenant)
+            .bind(&key.wrapped)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .expect("data key");
+        }
+        tx.commit().await.expect("commit");
+    }
+    println!(
+        "seeded {tenants} tenants' data keys in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let version =
+        kek::rotate_file(&settings.vault.kek_path(&settings.data_dir), now).expect("rotate");
+    rotation.reload().expect("reload");
+    let started = Instant::now();
+    let moved = rotation.rewrap_all(|_| {}).await.expect("re-wrap");
+    let elapsed = started.elapsed().as_secs_f64();
+    let status = rotation.status().await.expect("status");
+    assert_eq!(status.pending(), 0, "every key on version {version}");
+    println!(
+        "KEK re-wrap (SQLite, synchronous=FULL, one transaction a key): {moved} data keys onto \
+         version {version} in {elapsed:.2} s = {:.0} keys/s",
+        moved as f64 / elapsed
+    );
+    db.close().await;
+}
