@@ -27,6 +27,7 @@ use crate::store::{migrate, postgres, Database, StartupError};
 use crate::telemetry::metrics::Metrics;
 use crate::tenancy::members::Tenancy;
 use crate::vault::kek::FileOrSetting;
+use crate::vault::platform::PlatformSealer;
 use crate::vault::rotation::KekRotation;
 use crate::vault::{Secrets, Vault};
 
@@ -118,9 +119,27 @@ impl App {
         };
         let audit = open_audit(&settings, &db, clock.clone())?;
         audit.check_key_is_shared().await;
-        let identity = Identity::start(&settings, &db, clock.clone(), audit.clone(), &access)
+        let (secrets, kek_rotation, sealer) = open_vault(&settings, &db, clock.clone()).await?;
+        let identity = Identity::start(
+            &settings,
+            &db,
+            clock.clone(),
+            audit.clone(),
+            &access,
+            sealer,
+        )
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))?;
+        let resealed = identity
+            .reseal_legacy()
             .await
-            .map_err(|e| StartError::Other(e.to_string()))?;
+            .map_err(|e| StartError::Other(format!("re-sealing under the vault: {e}")))?;
+        if resealed > 0 {
+            tracing::info!(
+                resealed,
+                "signing keys and TOTP secrets moved from the master key file under the vault"
+            );
+        }
         let tenancy = Tenancy::new(
             crate::tenancy::store::for_database(&db),
             &identity,
@@ -142,7 +161,6 @@ impl App {
             access.clone(),
             clock.clone(),
         );
-        let (secrets, kek_rotation) = open_vault(&settings, &db, clock.clone())?;
         let state = AppState(Arc::new(AppInner {
             relations,
             secrets,
@@ -315,12 +333,13 @@ pub async fn upkeep_step(state: &AppState, minute: bool, hour: bool) {
 }
 
 /// The vault over `db`: its KEKs (the file made on first start, or the setting), the
-/// secrets and the KEK rotation sharing them.
-pub fn open_vault(
+/// secrets, the KEK rotation, and the platform's sealer for Palisade's own material (which
+/// still opens what the master key file sealed, while that file exists).
+pub async fn open_vault(
     settings: &Settings,
     db: &Database,
     clock: Arc<dyn Clock>,
-) -> Result<(Secrets, KekRotation), StartError> {
+) -> Result<(Secrets, KekRotation, Arc<PlatformSealer>), StartError> {
     let keks = FileOrSetting::load(
         settings.vault.kek.as_ref(),
         &settings.vault.kek_path(&settings.data_dir),
@@ -328,6 +347,22 @@ pub fn open_vault(
     )
     .map_err(|e| StartError::Other(e.to_string()))?;
     let vault = Arc::new(Vault::new(Arc::new(keks)));
+    let master_path = settings.auth.master_key_path(&settings.data_dir);
+    let legacy = match master_path.exists() {
+        true => Some(
+            crate::crypto::SealingKey::load_or_create(&master_path)
+                .map_err(|e| StartError::Other(e.to_string()))?,
+        ),
+        false => None,
+    };
+    let sealer = PlatformSealer::load(
+        &vault,
+        crate::vault::store::platform_keys_for_database(db).as_ref(),
+        legacy,
+        clock.now(),
+    )
+    .await
+    .map_err(|e| StartError::Other(e.to_string()))?;
     let secrets = Secrets::new(
         crate::vault::store::for_database(db),
         vault.clone(),
@@ -340,7 +375,7 @@ pub fn open_vault(
         settings.vault.kek_file_in_use(&settings.data_dir),
         settings.vault.kek_rotation_days,
     );
-    Ok((secrets, rotation))
+    Ok((secrets, rotation, Arc::new(sealer)))
 }
 
 /// The audit log over `db`, with its checkpoint key (created on first start).

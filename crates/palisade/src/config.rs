@@ -141,6 +141,15 @@ impl Default for AuditSettings {
     }
 }
 
+impl AuthSettings {
+    /// The master key file of deployments from before the vault (see `master_key_file`).
+    pub fn master_key_path(&self, data_dir: &Path) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("master.key"))
+    }
+}
+
 impl AuditSettings {
     pub fn key_path(&self, data_dir: &std::path::Path) -> PathBuf {
         self.checkpoint_key_file
@@ -323,9 +332,10 @@ pub struct AuthSettings {
     pub reset_token_ttl_secs: u64,
     /// Email-verification links expire after this long (claim ID-11: 24 hours).
     pub verification_token_ttl_secs: u64,
-    /// 32-byte key (base64) file that seals signing keys and TOTP secrets at rest. Unset:
-    /// `<data_dir>/master.key`, created on first start. Instances sharing one PostgreSQL
-    /// database must share this file.
+    /// The master key file (32 bytes, base64) that sealed signing keys and TOTP secrets
+    /// before the vault. Read only when it exists: what it sealed opens, and is re-sealed
+    /// under the vault's platform data key at start-up; after that it may be deleted. Never
+    /// created. Unset: `<data_dir>/master.key`.
     pub master_key_file: Option<PathBuf>,
 }
 

@@ -505,7 +505,7 @@ async fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
     }
     app::prepare_data_dir(&settings.data_dir)?;
     let db = app::open_database(settings).await?;
-    let (_, rotation) = app::open_vault(settings, &db, Arc::new(SystemClock))?;
+    let (_, rotation, _) = app::open_vault(settings, &db, Arc::new(SystemClock)).await?;
     let print_status = |status: &palisade::vault::rotation::KekStatus| {
         println!("active KEK version {}", status.active);
         for (version, keys) in &status.usage {
@@ -548,7 +548,8 @@ async fn identity(settings: &Settings) -> anyhow::Result<Identity> {
     let db = app::open_database(settings).await?;
     let audit = app::open_audit(settings, &db, Arc::new(SystemClock))?;
     let access = settings.access.table()?;
-    Ok(Identity::start(settings, &db, Arc::new(SystemClock), audit, &access).await?)
+    let (_, _, sealer) = app::open_vault(settings, &db, Arc::new(SystemClock)).await?;
+    Ok(Identity::start(settings, &db, Arc::new(SystemClock), audit, &access, sealer).await?)
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {

@@ -66,11 +66,23 @@ GRANT SELECT, INSERT, DELETE ON secret_versions TO palisade_runtime;
 -- tenant's wrapped keys, and nothing else of the vault.
 GRANT SELECT, UPDATE (wrapped, destroyed_at) ON tenant_data_keys TO palisade_platform;
 
+-- Palisade's own data key (not a tenant's): it seals the signing keys and TOTP secrets the
+-- master key file sealed before. Deployment-wide, like the signing keys.
+CREATE TABLE platform_data_keys (
+    version      integer PRIMARY KEY CHECK (version > 0),
+    kek_version  integer NOT NULL CHECK (kek_version > 0),
+    wrapped      bytea NOT NULL,
+    created_at   timestamptz NOT NULL
+);
+GRANT SELECT, INSERT, UPDATE ON platform_data_keys TO palisade_runtime;
+
 -- The re-wrap after a KEK rotation (SEC-2) finds, across tenants, which live data keys an
 -- older KEK still wraps: through this owner-owned view, which shows the keys' tenants and
 -- versions only, never their wrapped bytes. Each re-wrap then runs bound to its tenant.
 CREATE POLICY vault_data_keys ON tenant_data_keys FOR SELECT TO CURRENT_USER
     USING ((SELECT palisade_current_tenant()) IS NULL);
 CREATE VIEW vault_data_keys WITH (security_barrier) AS
-    SELECT tenant_id, version, kek_version FROM tenant_data_keys WHERE wrapped IS NOT NULL;
+    SELECT tenant_id, version, kek_version FROM tenant_data_keys WHERE wrapped IS NOT NULL
+    UNION ALL
+    SELECT NULL::uuid, version, kek_version FROM platform_data_keys;
 GRANT SELECT ON vault_data_keys TO palisade_runtime;

@@ -40,5 +40,14 @@ CREATE TABLE secret_versions (
 
 -- The same view as on PostgreSQL, where it is the re-wrap's only way to see keys across
 -- tenants (tenants and versions, never the wrapped bytes).
+CREATE TABLE platform_data_keys (
+    version      INTEGER PRIMARY KEY NOT NULL CHECK (version > 0),
+    kek_version  INTEGER NOT NULL CHECK (kek_version > 0),
+    wrapped      BLOB NOT NULL,
+    created_at   TEXT NOT NULL
+);
+
 CREATE VIEW vault_data_keys AS
-    SELECT tenant_id, version, kek_version FROM tenant_data_keys WHERE wrapped IS NOT NULL;
+    SELECT tenant_id, version, kek_version FROM tenant_data_keys WHERE wrapped IS NOT NULL
+    UNION ALL
+    SELECT NULL, version, kek_version FROM platform_data_keys;

@@ -111,7 +111,7 @@ fn new_recovery_code() -> String {
         .join("-")
 }
 
-fn seal_purpose(user: UserId) -> Vec<u8> {
+pub(super) fn seal_purpose(user: UserId) -> Vec<u8> {
     format!("totp:{user}").into_bytes()
 }
 
@@ -142,7 +142,7 @@ impl Identity {
         origin: &Origin,
     ) -> Result<Enrolment, IdentityError> {
         let secret = zeroize::Zeroizing::new(random_bytes::<20>());
-        let sealed = self.master.seal(&secret[..], &seal_purpose(principal.user));
+        let sealed = self.sealer.seal(&secret[..], &seal_purpose(principal.user));
         let now = self.now();
         let event = origin
             .event("mfa.totp_enrolment_started", "success", now)
@@ -301,7 +301,7 @@ impl Identity {
         now: OffsetDateTime,
     ) -> Result<Option<i64>, IdentityError> {
         let secret = self
-            .master
+            .sealer
             .open(&factor.sealed_secret, &seal_purpose(user))
             .map_err(|e| IdentityError::Store(crate::store::StoreError::Other(Box::new(e))))?;
         Ok(matching_step(&secret, code.expose_secret(), now)

@@ -8,16 +8,17 @@ use time::OffsetDateTime;
 
 use super::domain::{Email, InvalidInput, NewPassword, TenantName};
 use super::password::{HashError, PasswordHasher};
+use super::store::SealedPlace;
 use super::store::{self as identity_store, IdentityStore, NewAccount, SignupOutcome};
 use super::throttle::Throttle;
 use super::tokens::{AccessTokens, TokenError};
 use crate::audit::AuditRecord;
 use crate::clock::Clock;
 use crate::config::{AuthSettings, Settings};
-use crate::crypto::SealingKey;
 use crate::ids::{TenantId, UserId};
 use crate::mail::Mailer;
 use crate::store::{Database, StoreError};
+use crate::vault::platform::PlatformSealer;
 
 /// Reads the auth epoch and announces changes, for caches that must not outlive a
 /// narrowing write (API keys).
@@ -127,7 +128,7 @@ pub struct Identity {
     pub(super) store: Arc<dyn IdentityStore>,
     pub(super) passwords: PasswordHasher,
     pub(super) tokens: AccessTokens,
-    pub(super) master: Arc<SealingKey>,
+    pub(super) sealer: Arc<PlatformSealer>,
     pub(super) throttle: Throttle,
     pub(super) principals: Arc<super::principals::PrincipalCache>,
     pub(super) mailer: Arc<Mailer>,
@@ -147,28 +148,46 @@ pub struct Identity {
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityStartError {
     #[error(transparent)]
-    SealingKey(#[from] crate::crypto::MasterKeyError),
-    #[error(transparent)]
     Mail(#[from] crate::mail::MailError),
     #[error("{0}")]
     Other(String),
 }
 
 impl Identity {
+    /// Seals again, under the platform's data key, what the master key file sealed before
+    /// (signing keys, TOTP secrets): run at every start, it finds nothing once done. Each
+    /// value is replaced only if unchanged since it was read. Returns how many moved.
+    pub async fn reseal_legacy(&self) -> Result<usize, IdentityError> {
+        let mut moved = 0;
+        for (place, sealed) in self.store.sealed_material().await? {
+            if self.sealer.is_current(&sealed) {
+                continue;
+            }
+            let purpose = match &place {
+                SealedPlace::SigningKey(kid) => super::tokens::seal_purpose(kid),
+                SealedPlace::Totp(user) => super::mfa::seal_purpose(*user),
+            };
+            let plaintext = self
+                .sealer
+                .open(&sealed, &purpose)
+                .map_err(|e| IdentityError::Store(crate::store::StoreError::Other(Box::new(e))))?;
+            let resealed = self.sealer.seal(&plaintext, &purpose);
+            if self.store.reseal(&place, &sealed, &resealed).await? {
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+
     pub async fn start(
         settings: &Settings,
         db: &Database,
         clock: Arc<dyn Clock>,
         audit: crate::audit::Audit,
         access: &Arc<crate::access::ActionTable>,
+        sealer: Arc<PlatformSealer>,
     ) -> Result<Self, IdentityStartError> {
         let store = identity_store::for_database(db);
-        let master_path = settings
-            .auth
-            .master_key_file
-            .clone()
-            .unwrap_or_else(|| settings.data_dir.join("master.key"));
-        let master = Arc::new(SealingKey::load_or_create(&master_path)?);
         let passwords = PasswordHasher::new(&settings.passwords)
             .map_err(|e| IdentityStartError::Other(e.to_string()))?;
         let decoy = crate::crypto::random_token();
@@ -177,14 +196,14 @@ impl Identity {
             .await
             .map_err(|e| IdentityStartError::Other(e.to_string()))?;
         let tokens =
-            AccessTokens::start(store.as_ref(), master.clone(), &settings.auth, clock.now())
+            AccessTokens::start(store.as_ref(), sealer.clone(), &settings.auth, clock.now())
                 .await
                 .map_err(|e| IdentityStartError::Other(e.to_string()))?;
         Ok(Self {
             store: store.clone(),
             passwords,
             tokens,
-            master,
+            sealer,
             throttle: Throttle::new(&settings.auth),
             principals: Arc::new(super::principals::PrincipalCache::new(
                 matches!(db, Database::Sqlite(_)),

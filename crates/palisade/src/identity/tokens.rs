@@ -1,5 +1,5 @@
 //! Access tokens (claims ID-3, ID-8): EdDSA JWTs signed with keys that carry ids, rotate on
-//! a schedule and on demand, are sealed at rest by the master key, and stay published in
+//! a schedule and on demand, are sealed at rest by the platform's data key (`vault::platform`), and stay published in
 //! the JWKS until every token they signed has expired.
 //!
 //! Several instances share the keys through the database: each reloads them every minute,
@@ -16,9 +16,12 @@ use time::OffsetDateTime;
 
 use super::store::{IdentityStore, StoredSigningKey};
 use crate::config::AuthSettings;
-use crate::crypto::{self, SealingKey};
+use crate::crypto;
+#[cfg(test)]
+use crate::crypto::SealingKey;
 use crate::ids::{SessionId, TenantId, UserId};
 use crate::store::StoreError;
+use crate::vault::platform::PlatformSealer;
 
 /// How far a verifier's clock may run behind ours; a retired key stays published this much
 /// longer than the tokens it signed live.
@@ -161,7 +164,7 @@ const VERIFIED_CACHE_CAPACITY: usize = 16_384;
 
 pub struct AccessTokens {
     verified: Mutex<HashMap<Box<str>, AccessClaims>>,
-    master: Arc<SealingKey>,
+    sealer: Arc<PlatformSealer>,
     issuer: String,
     audience: String,
     ttl: Duration,
@@ -176,16 +179,16 @@ impl AccessTokens {
     /// Loads the keys, creating the first one (or rotating an overdue one).
     pub async fn start(
         store: &dyn IdentityStore,
-        master: Arc<SealingKey>,
+        sealer: Arc<PlatformSealer>,
         settings: &AuthSettings,
         now: OffsetDateTime,
     ) -> Result<Self, TokenError> {
-        let tokens = Self::without_keys(master, settings);
+        let tokens = Self::without_keys(sealer, settings);
         tokens.maintain(store, now).await?;
         Ok(tokens)
     }
 
-    fn without_keys(master: Arc<SealingKey>, settings: &AuthSettings) -> Self {
+    fn without_keys(sealer: Arc<PlatformSealer>, settings: &AuthSettings) -> Self {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
@@ -197,7 +200,7 @@ impl AccessTokens {
             .collect();
         Self {
             verified: Mutex::new(HashMap::new()),
-            master,
+            sealer,
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
             ttl: settings.access_token_ttl(),
@@ -236,7 +239,7 @@ impl AccessTokens {
         store: &dyn IdentityStore,
         now: OffsetDateTime,
     ) -> Result<String, TokenError> {
-        let key = generate_key(&self.master, now)?;
+        let key = generate_key(&self.sealer, now)?;
         let kid = key.kid.clone();
         store.add_signing_key(&key).await?;
         self.reload(store).await?;
@@ -260,7 +263,7 @@ impl AccessTokens {
             Some(_) => None,
             None => {
                 let private = self
-                    .master
+                    .sealer
                     .open(&key.sealed_private_key, &seal_purpose(&key.kid))
                     .map_err(|e| TokenError::Keys(format!("key {}: {e}", key.kid)))?;
                 Some(EncodingKey::from_ed_der(&private))
@@ -443,18 +446,21 @@ fn check_times(claims: AccessClaims, now: OffsetDateTime) -> Result<AccessClaims
     }
 }
 
-fn seal_purpose(kid: &str) -> Vec<u8> {
+pub(super) fn seal_purpose(kid: &str) -> Vec<u8> {
     format!("signing-key:{kid}").into_bytes()
 }
 
-fn generate_key(master: &SealingKey, now: OffsetDateTime) -> Result<StoredSigningKey, TokenError> {
+fn generate_key(
+    sealer: &PlatformSealer,
+    now: OffsetDateTime,
+) -> Result<StoredSigningKey, TokenError> {
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
         .map_err(|_| TokenError::Keys("Ed25519 key generation failed".into()))?;
     let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
         .map_err(|_| TokenError::Keys("Ed25519 key generation failed".into()))?;
     let kid = crypto::base64url(&crypto::random_bytes::<12>());
-    let sealed = master.seal(pkcs8.as_ref(), &seal_purpose(&kid));
+    let sealed = sealer.seal(pkcs8.as_ref(), &seal_purpose(&kid));
     Ok(StoredSigningKey {
         public_key: pair.public_key().as_ref().to_vec(),
         sealed_private_key: sealed,
@@ -471,10 +477,11 @@ mod tests {
 
     fn tokens_with_a_key(now: OffsetDateTime) -> (AccessTokens, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let master = Arc::new(SealingKey::load_or_create(&dir.path().join("master.key")).unwrap());
-        let tokens = AccessTokens::without_keys(master, &AuthSettings::default());
+        let key = SealingKey::from_bytes(&crypto::random_bytes::<32>()).unwrap();
+        let sealer = Arc::new(PlatformSealer::from_key(key, None));
+        let tokens = AccessTokens::without_keys(sealer, &AuthSettings::default());
         let key = tokens
-            .load(generate_key(&tokens.master, now).unwrap())
+            .load(generate_key(&tokens.sealer, now).unwrap())
             .unwrap();
         *tokens.keys.write().unwrap() = Arc::new(KeySet {
             keys: vec![Arc::new(key)],

@@ -109,6 +109,15 @@ impl Vault {
         )?)
     }
 
+    /// The data key itself, for a holder that keeps it in memory (the platform's).
+    pub fn unwrap_key(
+        &self,
+        tenant: TenantId,
+        stored: &WrappedKey,
+    ) -> Result<SealingKey, VaultError> {
+        self.data_key(tenant, stored)
+    }
+
     fn data_key(&self, tenant: TenantId, stored: &WrappedKey) -> Result<SealingKey, VaultError> {
         let dek = self.unwrapped(tenant, stored)?;
         SealingKey::from_bytes(&dek).ok_or(VaultError::Unsealable)

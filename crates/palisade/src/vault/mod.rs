@@ -8,6 +8,7 @@
 
 pub mod kek;
 pub mod keys;
+pub mod platform;
 pub mod rotation;
 pub mod routes;
 pub mod store;
@@ -110,6 +111,10 @@ fn refused(refusal: Refused) -> SecretError {
         }
         Refused::CurrentVersion => TenancyError::Conflict(
             "that is the current version: replace the secret first, or delete it whole",
+        )
+        .into(),
+        Refused::TooManyVersions => TenancyError::Conflict(
+            "the secret keeps 100 versions: delete old ones (DELETE …?version=N) first",
         )
         .into(),
     }

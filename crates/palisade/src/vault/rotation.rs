@@ -129,7 +129,8 @@ impl KekRotation {
         let stale = self.store.wrapped_below(active, limit).await?;
         let mut moved = 0;
         for (tenant, version) in &stale {
-            let rewrap = |stored: &super::keys::WrappedKey| self.vault.rewrapped(*tenant, stored);
+            let owner = tenant.unwrap_or_else(super::platform::platform_tenant);
+            let rewrap = |stored: &super::keys::WrappedKey| self.vault.rewrapped(owner, stored);
             if self.store.rewrap(*tenant, *version, &rewrap).await? {
                 moved += 1;
             }

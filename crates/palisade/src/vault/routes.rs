@@ -302,6 +302,7 @@ async fn get_secret(
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "The role does not allow this action", body = ErrorBody),
         (status = 404, description = "No such secret in this tenant", body = ErrorBody),
+        (status = 409, description = "The secret keeps 100 versions already", body = ErrorBody),
         (status = 422, description = "A value over 64 KiB", body = ErrorBody),
     )
 )]

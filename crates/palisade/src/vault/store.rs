@@ -55,7 +55,13 @@ pub enum Refused {
     NameTaken,
     /// The version named is the current one: replace the secret or delete it whole.
     CurrentVersion,
+    /// The secret keeps as many versions as it may: delete old ones first.
+    TooManyVersions,
 }
+
+/// The most versions one secret keeps: a PUT beyond them is refused until old ones are
+/// deleted, so neither storage nor a read of the secret grows without bound.
+pub const MAX_KEPT_VERSIONS: i64 = 100;
 
 /// Seals the value as the given version under the tenant's data key.
 pub type SealAs<'a> = &'a (dyn Fn(&WrappedKey, u32) -> Result<Vec<u8>, VaultError> + Send + Sync);
@@ -135,20 +141,39 @@ pub type Rewrap<'a> = &'a (dyn Fn(&WrappedKey) -> Result<WrappedKey, VaultError>
 pub trait DataKeyStore: Send + Sync {
     /// How many live data keys each KEK version wraps.
     async fn kek_usage(&self) -> Result<std::collections::BTreeMap<u32, u64>, StoreError>;
-    /// Up to `limit` live data keys wrapped by a version below `active`: (tenant, version).
+    /// Up to `limit` live data keys wrapped by a version below `active`: (tenant, version);
+    /// no tenant: the platform's own.
     async fn wrapped_below(
         &self,
         active: u32,
         limit: u32,
-    ) -> Result<Vec<(TenantId, u32)>, StoreError>;
-    /// Re-wraps the tenant's data key `version` with `rewrap`, unless another instance did
-    /// first or it was destroyed; whether this call moved it.
+    ) -> Result<Vec<(Option<TenantId>, u32)>, StoreError>;
+    /// Re-wraps the tenant's (or the platform's) data key `version` with `rewrap`, unless
+    /// another instance did first or it was destroyed; whether this call moved it.
     async fn rewrap(
         &self,
-        tenant: TenantId,
+        tenant: Option<TenantId>,
         version: u32,
         rewrap: Rewrap<'_>,
     ) -> Result<bool, WriteError>;
+}
+
+/// Palisade's own data key (the platform's), deployment-wide.
+#[async_trait]
+pub trait PlatformKeyStore: Send + Sync {
+    /// The newest platform data key; made with `new_key` (version 1) on the first start.
+    async fn platform_key(
+        &self,
+        new_key: NewKey<'_>,
+        at: OffsetDateTime,
+    ) -> Result<WrappedKey, StoreError>;
+}
+
+pub fn platform_keys_for_database(db: &Database) -> std::sync::Arc<dyn PlatformKeyStore> {
+    match db {
+        Database::Sqlite(pool) => std::sync::Arc::new(SqlSecretStore(pool.clone())),
+        Database::Postgres(pool) => std::sync::Arc::new(SqlSecretStore(pool.clone())),
+    }
 }
 
 pub fn data_keys_for_database(db: &Database) -> std::sync::Arc<dyn DataKeyStore> {
@@ -399,6 +424,17 @@ for_both_backends! {
         ) -> Result<Result<SecretRecord, Refused>, WriteError> {
             let tenant = scope.tenant();
             let mut tx = self.0.tenant(scope).await?;
+            let kept: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM secret_versions WHERE tenant_id = $1 AND secret_id = $2",
+            )
+            .bind(tenant)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+            if kept >= MAX_KEPT_VERSIONS {
+                return Ok(Err(Refused::TooManyVersions));
+            }
             // The newest version kept, not the current one: a deleted newer version's
             // number is never reused.
             let moved = sqlx::query(
@@ -539,9 +575,9 @@ for_both_backends! {
             &self,
             active: u32,
             limit: u32,
-        ) -> Result<Vec<(TenantId, u32)>, StoreError> {
+        ) -> Result<Vec<(Option<TenantId>, u32)>, StoreError> {
             let mut conn = self.0.acquire().await?;
-            let rows: Vec<(TenantId, i32)> = sqlx::query_as(
+            let rows: Vec<(Option<TenantId>, i32)> = sqlx::query_as(
                 "SELECT tenant_id, version FROM vault_data_keys WHERE kek_version < $1
                  ORDER BY tenant_id, version LIMIT $2",
             )
@@ -556,10 +592,13 @@ for_both_backends! {
 
         async fn rewrap(
             &self,
-            tenant: TenantId,
+            tenant: Option<TenantId>,
             version: u32,
             rewrap: Rewrap<'_>,
         ) -> Result<bool, WriteError> {
+            let Some(tenant) = tenant else {
+                return rewrap_platform_key(&self.0, version, rewrap).await;
+            };
             let mut tx = self.0.tenant(TenantScope::for_system(tenant)).await?;
             let row = sqlx::query(
                 "SELECT version, kek_version, wrapped FROM tenant_data_keys
@@ -590,6 +629,70 @@ for_both_backends! {
             .map_err(StoreError::from)?;
             tx.commit().await.map_err(StoreError::from)?;
             Ok(updated.rows_affected() == 1)
+        }
+    }
+
+    async fn rewrap_platform_key(
+        pool: &Pool,
+        version: u32,
+        rewrap: Rewrap<'_>,
+    ) -> Result<bool, WriteError> {
+        let mut tx = pool.write().await?;
+        let row = sqlx::query(
+            "SELECT version, kek_version, wrapped FROM platform_data_keys WHERE version = $1",
+        )
+        .bind(stored_version(version))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::from)?;
+        let Some(stored) = row.map(|row| key_from(&row, "version")).transpose()?.flatten() else {
+            return Ok(false);
+        };
+        let moved = rewrap(&stored)?;
+        let updated = sqlx::query(
+            "UPDATE platform_data_keys SET kek_version = $2, wrapped = $3
+             WHERE version = $1 AND kek_version = $4",
+        )
+        .bind(stored_version(version))
+        .bind(stored_version(moved.kek_version))
+        .bind(&moved.wrapped)
+        .bind(stored_version(stored.kek_version))
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from)?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    #[async_trait]
+    impl PlatformKeyStore for SqlSecretStore<Pool> {
+        async fn platform_key(
+            &self,
+            new_key: NewKey<'_>,
+            at: OffsetDateTime,
+        ) -> Result<WrappedKey, StoreError> {
+            const NEWEST: &str = "SELECT version, kek_version, wrapped FROM platform_data_keys
+                 ORDER BY version DESC LIMIT 1";
+            let mut tx = self.0.write().await?;
+            if let Some(row) = sqlx::query(NEWEST).fetch_optional(&mut *tx).await? {
+                if let Some(key) = key_from(&row, "version")? {
+                    return Ok(key);
+                }
+            }
+            let fresh = new_key(1);
+            sqlx::query(
+                "INSERT INTO platform_data_keys (version, kek_version, wrapped, created_at)
+                 VALUES (1, $1, $2, $3) ON CONFLICT (version) DO NOTHING",
+            )
+            .bind(stored_version(fresh.kek_version))
+            .bind(&fresh.wrapped)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            let row = sqlx::query(NEWEST).fetch_one(&mut *tx).await?;
+            tx.commit().await?;
+            key_from(&row, "version")?
+                .ok_or_else(|| StoreError::Other("the platform's data key is missing".into()))
         }
     }
 }

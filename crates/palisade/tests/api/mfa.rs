@@ -24,7 +24,7 @@ pub(crate) fn base32_decode(text: &str) -> Vec<u8> {
 }
 
 /// The code an authenticator app shows now.
-fn code(app: &TestApp, secret: &[u8]) -> String {
+pub fn code(app: &TestApp, secret: &[u8]) -> String {
     format!("{:06}", hotp(secret, time_step(app.clock_now()) as u64, 6))
 }
 

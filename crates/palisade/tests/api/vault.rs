@@ -549,9 +549,10 @@ async fn destroying_a_tenants_keys_makes_every_one_of_its_secrets_unreadable_at_
     );
 }
 
+/// The KEK versions that wrap a live data key: the tenants' and the platform's own.
 async fn kek_versions_in_use(app: &TestApp) -> Vec<i32> {
     app.inspect(
-        "SELECT DISTINCT kek_version FROM tenant_data_keys WHERE wrapped IS NOT NULL ORDER BY 1",
+        "SELECT DISTINCT kek_version FROM vault_data_keys ORDER BY 1",
         None,
     )
     .await
@@ -598,9 +599,10 @@ async fn a_kek_rotation_rewraps_every_data_key_resuming_where_it_stopped_and_no_
     assert!(output.contains("new KEK version 2"), "{output}");
     all_open(&secrets).await;
 
-    // A re-wrap that stops after one key (a crash, say) leaves a mix, and every read works.
+    // A re-wrap that stops after two keys of four (three tenants' and the platform's; a
+    // crash, say) leaves a mix, and every read works.
     app.state.kek_rotation.reload().unwrap();
-    assert_eq!(app.state.kek_rotation.rewrap_some(1).await.unwrap(), 1);
+    assert_eq!(app.state.kek_rotation.rewrap_some(2).await.unwrap(), 2);
     assert_eq!(kek_versions_in_use(&app).await, [1, 2]);
     all_open(&secrets).await;
     // Another process resumes from what the database says is left, and completes.
@@ -616,7 +618,7 @@ async fn a_kek_rotation_rewraps_every_data_key_resuming_where_it_stopped_and_no_
     let (ok, output) = crate::import::palisade_command(&app, &["keys", "kek-status"]).await;
     assert!(
         ok && output.contains("active KEK version 2")
-            && output.contains("version 2: 3 data key(s)"),
+            && output.contains("version 2: 4 data key(s)"),
         "{output}"
     );
 
@@ -688,4 +690,149 @@ async fn a_kek_older_than_its_period_is_rotated_by_the_server_and_every_key_move
     // Once only: the new version is young.
     palisade::app::upkeep_step(&app.state, true, false).await;
     assert_eq!(app.state.kek_rotation.active_kek_version(), 2);
+}
+
+// claim: SEC-1, ID-12
+#[tokio::test]
+async fn what_the_master_key_file_sealed_is_sealed_again_under_the_vault_at_start_up() {
+    // A deployment from before the vault: its master key file, and a TOTP secret it sealed.
+    let legacy_dir = tempfile::tempdir().unwrap();
+    let master_path = legacy_dir.path().join("master.key");
+    let master = palisade::crypto::SealingKey::load_or_create(&master_path).unwrap();
+    let with_master = |settings: &mut palisade::config::Settings| {
+        settings.auth.master_key_file = Some(master_path.clone());
+    };
+    let app = crate::helpers::spawn_app_with(with_master).await;
+    let session = app.signed_in("ada@example.com").await;
+    let (secret, _) = crate::mfa::enable_totp(&app, &session).await;
+    let user = crate::tenancy::user_id_of(&app, &session).await;
+    let legacy = master.seal(&secret, format!("totp:{user}").as_bytes());
+    let hex: String = legacy.iter().map(|b| format!("{b:02x}")).collect();
+    let literal = match app.db.as_postgres() {
+        Some(_) => format!("'\\x{hex}'::bytea"),
+        None => format!("X'{hex}'"),
+    };
+    let _: Vec<i32> = app
+        .inspect(
+            &format!("UPDATE totp_factors SET sealed_secret = {literal} RETURNING 1"),
+            None,
+        )
+        .await;
+
+    // The next start re-seals it under the platform's data key; the factor still works.
+    let sibling = app.spawn_sibling_with(with_master).await;
+    let stored: Vec<Vec<u8>> = app
+        .inspect("SELECT sealed_secret FROM totp_factors", None)
+        .await;
+    assert!(stored[0].starts_with(b"pdk\x01"), "re-sealed");
+    assert_ne!(stored[0], legacy);
+    let keys: Vec<Vec<u8>> = app
+        .inspect("SELECT sealed_private_key FROM signing_keys", None)
+        .await;
+    assert!(
+        keys.iter().all(|k| k.starts_with(b"pdk\x01")),
+        "signing keys under the vault"
+    );
+    app.clock.advance(std::time::Duration::from_secs(30));
+    let login = sibling
+        .client
+        .post(format!("{}/api/v1/auth/login", sibling.base))
+        .json(
+            &json!({"email": "ada@example.com", "password": crate::helpers::PASSWORD,
+                      "totp": crate::mfa::code(&app, &secret)}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    sibling.stop().await;
+    // Without the master key file, everything still opens: it is no longer needed.
+    std::fs::remove_file(&master_path).unwrap();
+    let without = app.spawn_sibling_with(with_master).await;
+    let jwks = without
+        .client
+        .get(format!("{}/.well-known/jwks.json", without.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(jwks.status(), 200);
+    app.clock.advance(std::time::Duration::from_secs(30));
+    let login = without
+        .client
+        .post(format!("{}/api/v1/auth/login", without.base))
+        .json(
+            &json!({"email": "ada@example.com", "password": crate::helpers::PASSWORD,
+                      "totp": crate::mfa::code(&app, &secret)}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    without.stop().await;
+}
+
+// claim: SEC-3
+#[tokio::test]
+async fn a_secret_keeps_at_most_a_hundred_versions_until_old_ones_are_deleted() {
+    let app = crate::helpers::spawn_app_with(|settings| {
+        settings.rate_limits.default_per_minute = 1_000;
+    })
+    .await;
+    let owner = app.signed_in("owner@example.com").await;
+    let (_, made) = call(
+        &app,
+        Method::POST,
+        SECRETS,
+        &owner.access,
+        json!({"name": "rotated", "value": "version 1"}),
+    )
+    .await;
+    let path = format!("{SECRETS}/{}", made["id"].as_str().unwrap());
+    for n in 2..=100 {
+        let (status, _) = call(
+            &app,
+            Method::PUT,
+            &path,
+            &owner.access,
+            json!({"value": format!("version {n}")}),
+        )
+        .await;
+        assert_eq!(status, 200, "version {n}");
+    }
+    let (status, refused) = call(
+        &app,
+        Method::PUT,
+        &path,
+        &owner.access,
+        json!({"value": "one more"}),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{refused}"
+    );
+    let (_, one) = call(&app, Method::GET, &path, &owner.access, Value::Null).await;
+    assert_eq!(one["versions"].as_array().unwrap().len(), 100);
+    assert_eq!(
+        call(
+            &app,
+            Method::DELETE,
+            &format!("{path}?version=1"),
+            &owner.access,
+            Value::Null
+        )
+        .await
+        .0,
+        204
+    );
+    let (status, replaced) = call(
+        &app,
+        Method::PUT,
+        &path,
+        &owner.access,
+        json!({"value": "one more"}),
+    )
+    .await;
+    assert_eq!((status, replaced["version"].as_u64()), (200, Some(101)));
 }

@@ -172,7 +172,7 @@ pub use accounts::AccountStore;
 pub use email_tokens::EmailTokenStore;
 pub use mfa::MfaStore;
 pub use sessions::SessionStore;
-pub use signing_keys::SigningKeyStore;
+pub use signing_keys::{SealedPlace, SigningKeyStore};
 pub use throttle::ThrottleStore;
 
 /// Everything identity stores, one trait per concern (each in its own file), written once
