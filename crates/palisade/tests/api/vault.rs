@@ -733,18 +733,7 @@ async fn what_the_master_key_file_sealed_is_sealed_again_under_the_vault_at_star
         keys.iter().all(|k| k.starts_with(b"pdk\x01")),
         "signing keys under the vault"
     );
-    app.clock.advance(std::time::Duration::from_secs(30));
-    let login = sibling
-        .client
-        .post(format!("{}/api/v1/auth/login", sibling.base))
-        .json(
-            &json!({"email": "ada@example.com", "password": crate::helpers::PASSWORD,
-                      "totp": crate::mfa::code(&app, &secret)}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), 200);
+    assert_eq!(totp_sign_in(&app, &sibling, &secret).await, 200);
     sibling.stop().await;
     // Without the master key file, everything still opens: it is no longer needed.
     std::fs::remove_file(&master_path).unwrap();
@@ -756,19 +745,23 @@ async fn what_the_master_key_file_sealed_is_sealed_again_under_the_vault_at_star
         .await
         .unwrap();
     assert_eq!(jwks.status(), 200);
+    assert_eq!(totp_sign_in(&app, &without, &secret).await, 200);
+    without.stop().await;
+}
+
+/// Ada signs in at `instance` with her password and the next window's TOTP code.
+async fn totp_sign_in(app: &TestApp, instance: &crate::helpers::Instance, secret: &[u8]) -> u16 {
     app.clock.advance(std::time::Duration::from_secs(30));
-    let login = without
+    let body = json!({"email": "ada@example.com", "password": crate::helpers::PASSWORD,
+                      "totp": crate::mfa::code(app, secret)});
+    let login = instance
         .client
-        .post(format!("{}/api/v1/auth/login", without.base))
-        .json(
-            &json!({"email": "ada@example.com", "password": crate::helpers::PASSWORD,
-                      "totp": crate::mfa::code(&app, &secret)}),
-        )
+        .post(format!("{}/api/v1/auth/login", instance.base))
+        .json(&body)
         .send()
         .await
         .unwrap();
-    assert_eq!(login.status(), 200);
-    without.stop().await;
+    login.status().as_u16()
 }
 
 // claim: SEC-3
