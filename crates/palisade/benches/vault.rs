@@ -104,7 +104,8 @@ async fn rewrap(tenants: usize) {
     palisade::app::prepare_data_dir(&settings.data_dir).expect("data dir");
     let db = palisade::app::open_database(&settings).await.expect("db");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (_, rotation, _) = palisade::app::open_vault(&settings, &db, clock.clone())
+    let audit = palisade::app::open_audit(&settings, &db, clock.clone()).expect("audit");
+    let (_, rotation, _) = palisade::app::open_vault(&settings, &db, clock.clone(), &audit)
         .await
         .expect("vault");
     // The tenants and their version-1 data keys, written straight into the tables.

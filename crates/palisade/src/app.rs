@@ -119,7 +119,8 @@ impl App {
         };
         let audit = open_audit(&settings, &db, clock.clone())?;
         audit.check_key_is_shared().await;
-        let (secrets, kek_rotation, sealer) = open_vault(&settings, &db, clock.clone()).await?;
+        let (secrets, kek_rotation, sealer) =
+            open_vault(&settings, &db, clock.clone(), &audit).await?;
         let identity = Identity::start(
             &settings,
             &db,
@@ -339,6 +340,7 @@ pub async fn open_vault(
     settings: &Settings,
     db: &Database,
     clock: Arc<dyn Clock>,
+    audit: &Audit,
 ) -> Result<(Secrets, KekRotation, Arc<PlatformSealer>), StartError> {
     let keks = FileOrSetting::load(
         settings.vault.kek.as_ref(),
@@ -366,6 +368,7 @@ pub async fn open_vault(
     let secrets = Secrets::new(
         crate::vault::store::for_database(db),
         vault.clone(),
+        audit.clone(),
         clock.clone(),
     );
     let rotation = KekRotation::new(

@@ -68,6 +68,9 @@ pub struct Revealed {
 pub struct Secrets {
     store: Arc<dyn SecretStore>,
     vault: Arc<Vault>,
+    /// Reveals are recorded through the audit log's group commit, each acknowledged
+    /// (durable) before its value is returned.
+    audit: crate::audit::Audit,
     clock: Arc<dyn Clock>,
 }
 
@@ -148,10 +151,16 @@ fn hint_of(value: &SecretString) -> Option<String> {
 }
 
 impl Secrets {
-    pub fn new(store: Arc<dyn SecretStore>, vault: Arc<Vault>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        store: Arc<dyn SecretStore>,
+        vault: Arc<Vault>,
+        audit: crate::audit::Audit,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             store,
             vault,
+            audit,
             clock,
         }
     }
@@ -311,7 +320,8 @@ impl Secrets {
     }
 
     /// Opens `version` (None: the current one) for the caller, recording who, why and from
-    /// where before the value is returned.
+    /// where — durably, before the value is returned. A value that does not open, or whose
+    /// key was destroyed, reveals nothing and so records nothing.
     pub async fn reveal(
         &self,
         actor: &SecretActor,
@@ -326,15 +336,9 @@ impl Secrets {
             "reason: 1 to 500 characters, no control characters or surrounding spaces",
         )?;
         let tenant = actor.tenant();
-        let event = origin
-            .event("secrets.revealed", "success", self.clock.now())
-            .in_tenant(tenant)
-            .by(actor.acting.clone())
-            .on("secret", id)
-            .changed("reason", None::<&str>, reason);
         let sealed = self
             .store
-            .reveal(actor.scope, id, version, &event)
+            .reveal(actor.scope, id, version)
             .await?
             .ok_or(TenancyError::NotFound)?;
         let data_key = sealed.data_key.as_ref().ok_or(SecretError::Destroyed)?;
@@ -343,10 +347,19 @@ impl Secrets {
             .open(tenant, data_key, id, sealed.version, &sealed.sealed)
             .map_err(|_| SecretError::Unsealable)?;
         let text = std::str::from_utf8(&plaintext).map_err(|_| SecretError::Unsealable)?;
+        let value = SecretString::from(text.to_owned());
+        let event = origin
+            .event("secrets.revealed", "success", self.clock.now())
+            .in_tenant(tenant)
+            .by(actor.acting.clone())
+            .on("secret", id)
+            .changed("reason", None::<&str>, reason)
+            .changed("version", None::<u32>, sealed.version);
+        self.audit.record(event).await?;
         Ok(Revealed {
             record: sealed.record,
             version: sealed.version,
-            value: SecretString::from(text.to_owned()),
+            value,
         })
     }
 }

@@ -121,14 +121,12 @@ pub trait SecretStore: Send + Sync {
         version: Option<u32>,
         event: &AuditRecord,
     ) -> Result<Result<(), Refused>, StoreError>;
-    /// The sealed value of `version` (None: the current one), read in the transaction that
-    /// records `event` — a reveal is audited before its value leaves.
+    /// The sealed value of `version` (None: the current one), with what opens it.
     async fn reveal(
         &self,
         scope: TenantScope,
         id: SecretId,
         version: Option<u32>,
-        event: &AuditRecord,
     ) -> Result<Option<SealedValue>, StoreError>;
 }
 
@@ -528,30 +526,23 @@ for_both_backends! {
             scope: TenantScope,
             id: SecretId,
             version: Option<u32>,
-            event: &AuditRecord,
         ) -> Result<Option<SealedValue>, StoreError> {
             let tenant = scope.tenant();
-            let mut tx = self.0.tenant(scope).await?;
+            let mut reader = self.0.tenant_reader(scope).await?;
             let row = sqlx::query(SEALED)
-            .bind(tenant)
-            .bind(id)
-            .bind(version.map(stored_version))
-            .fetch_optional(&mut *tx)
-            .await?;
+                .bind(tenant)
+                .bind(id)
+                .bind(version.map(stored_version))
+                .fetch_optional(&mut *reader)
+                .await?;
+            <Pool as Begin>::end_read(reader).await?;
             let Some(row) = row else {
                 return Ok(None);
             };
-            let revealed = version_of(row.try_get("revealed")?)?;
-            let data_key = key_from(&row, "dek_version")?;
-            // A destroyed key reveals nothing, so there is nothing to record.
-            if data_key.is_some() {
-                let event = event.clone().changed("version", None::<u32>, revealed);
-                tx.commit_with(&event).await?;
-            }
             Ok(Some(SealedValue {
                 record: secret_from(&row)?,
-                version: revealed,
-                data_key,
+                version: version_of(row.try_get("revealed")?)?,
+                data_key: key_from(&row, "dek_version")?,
                 sealed: row.try_get("sealed")?,
             }))
         }
