@@ -377,6 +377,7 @@ pub async fn open_vault(
         clock,
         settings.vault.kek_file_in_use(&settings.data_dir),
         settings.vault.kek_rotation_days,
+        matches!(db, Database::Sqlite(_)),
     );
     Ok((secrets, rotation, Arc::new(sealer)))
 }

@@ -60,9 +60,11 @@ pub struct VaultSettings {
     /// secret store; when set, the file is not read and rotation is the operator's (add a
     /// version to the value, restart, then `palisade keys rewrap`).
     pub kek: Option<SecretString>,
-    /// A server adds a new KEK version to the file when the active one is older than this
-    /// many days, and re-wraps every data key onto it in the background (claim SEC-2). 0:
-    /// only `palisade keys rotate-kek` rotates.
+    /// KEK age, in days, past which a new version is due (claim SEC-2). On SQLite (one
+    /// server per file) the server adds it and re-wraps every data key onto it in the
+    /// background; on PostgreSQL, where each instance holds a copy of the file, servers only
+    /// warn: run `palisade keys rotate-kek` and give every instance the new file. 0: never
+    /// due.
     pub kek_rotation_days: u32,
 }
 

@@ -1,6 +1,6 @@
 //! KEK rotation (claim SEC-2): a new KEK version is added to the file (by the operator's
-//! `palisade keys rotate-kek`, or by the server when the active one is older than
-//! `vault.kek_rotation_days`); every instance picks it up at its next reload; the re-wrap
+//! `palisade keys rotate-kek`, or, on SQLite, by the server when the active one is older
+//! than `vault.kek_rotation_days`); every instance picks it up at its next reload; the re-wrap
 //! then moves each tenant's data keys onto it, one committed key at a time, so it resumes
 //! after a crash from what the database says is left; old versions keep unwrapping until
 //! nothing uses them and `palisade keys retire-keks` drops them. No request waits for any
@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use time::Duration;
@@ -70,6 +71,11 @@ pub struct KekRotation {
     file: Option<PathBuf>,
     /// 0: never automatically.
     period: Duration,
+    /// Whether this server adds a version itself when the active one is past its period:
+    /// only where it is the one server of its file (SQLite). Instances on PostgreSQL each
+    /// hold a copy, which rotating alone would fork; they warn instead.
+    rotates_itself: bool,
+    warned_overdue: AtomicBool,
     /// The last status upkeep saw, for health.
     last: Mutex<Option<KekStatus>>,
 }
@@ -81,6 +87,7 @@ impl KekRotation {
         clock: Arc<dyn Clock>,
         file: Option<PathBuf>,
         rotation_days: u32,
+        rotates_itself: bool,
     ) -> Self {
         Self {
             store,
@@ -88,6 +95,8 @@ impl KekRotation {
             clock,
             file,
             period: Duration::days(i64::from(rotation_days)),
+            rotates_itself,
+            warned_overdue: AtomicBool::new(false),
             last: Mutex::new(None),
         }
     }
@@ -168,11 +177,15 @@ impl KekRotation {
                 .keks()
                 .active_since()
                 .is_some_and(|since| self.clock.now() - since >= self.period);
-        if due {
+        if due && self.rotates_itself {
             let version = self.rotate()?;
             tracing::info!(
                 version,
                 "vault KEK rotated: the active one was past vault.kek_rotation_days"
+            );
+        } else if due && !self.warned_overdue.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "the vault's active KEK is past vault.kek_rotation_days: run `palisade keys rotate-kek` and give every instance the new file"
             );
         }
         self.rewrap_some(BATCH).await?;

@@ -656,8 +656,8 @@ async fn a_kek_rotation_rewraps_every_data_key_resuming_where_it_stopped_and_no_
 
 // claim: SEC-2
 #[tokio::test]
-async fn a_kek_older_than_its_period_is_rotated_by_the_server_and_every_key_moved_onto_the_new_one()
-{
+async fn a_kek_older_than_its_period_is_rotated_by_a_sqlite_server_and_every_key_moved_onto_the_new_one(
+) {
     let app =
         crate::helpers::spawn_app_with(|settings| settings.vault.kek_rotation_days = 90).await;
     let owner = app.signed_in("owner@example.com").await;
@@ -679,6 +679,12 @@ async fn a_kek_older_than_its_period_is_rotated_by_the_server_and_every_key_move
     app.clock
         .advance(std::time::Duration::from_secs(91 * 24 * 3600));
     palisade::app::upkeep_step(&app.state, true, false).await;
+    if app.db.as_postgres().is_some() {
+        // Each instance holds a copy of the file: rotating alone would fork it, so the
+        // server only warns, and the operator rotates (the test above).
+        assert_eq!(app.state.kek_rotation.active_kek_version(), 1);
+        return;
+    }
     assert_eq!(app.state.kek_rotation.active_kek_version(), 2);
     assert_eq!(kek_versions_in_use(&app).await, [2]);
     let owner = app.login("owner@example.com").await;
