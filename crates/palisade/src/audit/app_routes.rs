@@ -199,7 +199,7 @@ async fn proven_actor(
 ) -> Result<(TenantId, Acting), ApiError> {
     let (tenant, actor) = match claim {
         ActorClaim::System => match caller {
-            AppCaller::Tenant(token) => (token.tenant(), Acting::Service(token.service())),
+            AppCaller::Tenant(token) => (token.tenant(), Acting::from(token)),
             AppCaller::Service(_) => {
                 return Err(ApiError::invalid_field(
                     "a system actor needs a tenant token (POST /api/v1/services/tenant-token): the service credential names no tenant",

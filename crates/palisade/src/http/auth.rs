@@ -126,7 +126,7 @@ impl<A> TenantActor<A> {
     pub fn acting(&self) -> crate::audit::Acting {
         match self {
             TenantActor::Caller(permitted) => crate::audit::Acting::from(&permitted.caller),
-            TenantActor::App(token) => crate::audit::Acting::Service(token.service()),
+            TenantActor::App(token) => crate::audit::Acting::from(token),
         }
     }
 }

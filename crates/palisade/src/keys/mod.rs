@@ -76,7 +76,7 @@ impl Issuer<'_> {
     fn acting(&self) -> Acting {
         match self {
             Issuer::Member(person) => Acting::from(*person),
-            Issuer::App(token) => Acting::Service(token.service()),
+            Issuer::App(token) => Acting::from(*token),
         }
     }
 

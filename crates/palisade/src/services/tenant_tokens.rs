@@ -52,6 +52,13 @@ impl TenantTokenPrincipal {
     }
 }
 
+/// The audit trail names the app's service for work done under its tenant token.
+impl From<&TenantTokenPrincipal> for Acting {
+    fn from(token: &TenantTokenPrincipal) -> Self {
+        Acting::Service(token.service())
+    }
+}
+
 /// A token just issued: its text, shown once, and when it stops working.
 pub struct IssuedTenantToken {
     pub token: SecretString,

@@ -21,6 +21,16 @@ async fn call(
     send(app, method, path, access, body).await
 }
 
+/// Reveals `id` as `access` (with a reason) and checks it opens to `value`.
+async fn assert_reveals(app: &TestApp, access: &str, id: &str, value: &str) {
+    let (status, opened) = reveal(app, access, id, json!({"reason": "r"})).await;
+    assert_eq!(
+        (status, opened["value"].as_str()),
+        (200, Some(value)),
+        "{opened}"
+    );
+}
+
 async fn reveal(app: &TestApp, access: &str, id: &str, body: Value) -> (u16, Value) {
     call(
         app,
@@ -389,11 +399,7 @@ async fn a_sealed_value_moved_to_another_row_or_tenant_does_not_open() {
         500
     );
     // The untouched tenant's secret still opens.
-    let (status, opened) = reveal(&app, &stranger.access, &theirs, json!({"reason": "r"})).await;
-    assert_eq!(
-        (status, opened["value"].as_str()),
-        (200, Some("their value, sixteen+"))
-    );
+    assert_reveals(&app, &stranger.access, &theirs, "their value, sixteen+").await;
 }
 
 /// The stored form of a public id (`sec_…`, `ten_…`): its UUID, as both backends hold it.
@@ -516,17 +522,13 @@ async fn destroying_a_tenants_keys_makes_every_one_of_its_secrets_unreadable_at_
         .await;
     assert_eq!(platform, [1]);
     // Another tenant keeps its secrets; this one's next secret gets a new key.
-    let (status, opened) = reveal(
+    assert_reveals(
         &app,
         &stranger.access,
         theirs["id"].as_str().unwrap(),
-        json!({"reason": "r"}),
+        "their value, untouched",
     )
     .await;
-    assert_eq!(
-        (status, opened["value"].as_str()),
-        (200, Some("their value, untouched"))
-    );
     let (status, fresh) = call(
         &app,
         Method::POST,
@@ -536,17 +538,13 @@ async fn destroying_a_tenants_keys_makes_every_one_of_its_secrets_unreadable_at_
     )
     .await;
     assert_eq!(status, 201, "{fresh}");
-    let (status, opened) = reveal(
+    assert_reveals(
         &app,
         &owner.access,
         fresh["id"].as_str().unwrap(),
-        json!({"reason": "r"}),
+        "a value after the shredding",
     )
     .await;
-    assert_eq!(
-        (status, opened["value"].as_str()),
-        (200, Some("a value after the shredding"))
-    );
 }
 
 /// The KEK versions that wrap a live data key: the tenants' and the platform's own.
@@ -582,12 +580,7 @@ async fn a_kek_rotation_rewraps_every_data_key_resuming_where_it_stopped_and_no_
         let secrets = secrets.clone();
         async move {
             for (who, id, value) in &secrets {
-                let (status, opened) = reveal(app, &who.access, id, json!({"reason": "r"})).await;
-                assert_eq!(
-                    (status, opened["value"].as_str()),
-                    (200, Some(value.as_str())),
-                    "{opened}"
-                );
+                assert_reveals(app, &who.access, id, value).await;
             }
         }
     };
@@ -688,11 +681,7 @@ async fn a_kek_older_than_its_period_is_rotated_by_a_sqlite_server_and_every_key
     assert_eq!(app.state.kek_rotation.active_kek_version(), 2);
     assert_eq!(kek_versions_in_use(&app).await, [2]);
     let owner = app.login("owner@example.com").await;
-    let (status, opened) = reveal(&app, &owner.access, &id, json!({"reason": "r"})).await;
-    assert_eq!(
-        (status, opened["value"].as_str()),
-        (200, Some("a value kept across rotations"))
-    );
+    assert_reveals(&app, &owner.access, &id, "a value kept across rotations").await;
     // Once only: the new version is young.
     palisade::app::upkeep_step(&app.state, true, false).await;
     assert_eq!(app.state.kek_rotation.active_kek_version(), 2);
