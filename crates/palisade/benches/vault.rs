@@ -105,9 +105,10 @@ async fn rewrap(tenants: usize) {
     let db = palisade::app::open_database(&settings).await.expect("db");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let audit = palisade::app::open_audit(&settings, &db, clock.clone()).expect("audit");
-    let (_, rotation, _) = palisade::app::open_vault(&settings, &db, clock.clone(), &audit)
+    let rotation = palisade::app::open_vault(&settings, &db, clock.clone(), &audit)
         .await
-        .expect("vault");
+        .expect("vault")
+        .rotation;
     // The tenants and their version-1 data keys, written straight into the tables.
     let keys = FileOrSetting::load(
         None,

@@ -30,6 +30,7 @@ use crate::vault::kek::FileOrSetting;
 use crate::vault::platform::PlatformSealer;
 use crate::vault::rotation::KekRotation;
 use crate::vault::{Secrets, Vault};
+use crate::webhooks::Webhooks;
 
 /// Everything a handler may use, shared by every request.
 #[derive(Clone)]
@@ -51,6 +52,8 @@ pub struct AppInner {
     pub secrets: Secrets,
     /// The vault's KEK versions and the re-wrap onto the newest (claim SEC-2).
     pub kek_rotation: KekRotation,
+    /// Webhook endpoints, messages and their dispatcher (claims HOOK-1 to HOOK-4).
+    pub webhooks: Arc<Webhooks>,
     pub audit: Audit,
     pub limiter: Limiter,
     pub burst_log: BurstLog,
@@ -119,8 +122,12 @@ impl App {
         };
         let audit = open_audit(&settings, &db, clock.clone())?;
         audit.check_key_is_shared().await;
-        let (secrets, kek_rotation, sealer) =
-            open_vault(&settings, &db, clock.clone(), &audit).await?;
+        let OpenedVault {
+            vault,
+            secrets,
+            rotation: kek_rotation,
+            sealer,
+        } = open_vault(&settings, &db, clock.clone(), &audit).await?;
         let identity = Identity::start(
             &settings,
             &db,
@@ -162,7 +169,22 @@ impl App {
             access.clone(),
             clock.clone(),
         );
+        let sender = crate::webhooks::sender::Sender::new(
+            crate::webhooks::guard::AddressPolicy::new(settings.webhooks.allowed()),
+            settings.webhooks.ca_file.as_deref(),
+            Arc::new(crate::webhooks::sender::SystemResolver),
+        )
+        .map_err(StartError::Other)?;
+        let webhooks = Arc::new(Webhooks::new(
+            crate::webhooks::store::for_database(&db),
+            vault,
+            Arc::new(sender),
+            access.clone(),
+            clock.clone(),
+            &settings.webhooks,
+        ));
         let state = AppState(Arc::new(AppInner {
+            webhooks,
             relations,
             secrets,
             kek_rotation,
@@ -235,9 +257,12 @@ impl App {
     {
         let shutdown = futures_util::future::FutureExt::shared(Box::pin(shutdown));
         let api_port = self.local_addr().port();
-        let upkeep = match upkeep {
-            Upkeep::Periodic => tokio::spawn(periodic_upkeep(self.state.clone())),
-            Upkeep::Manual => tokio::spawn(async {}),
+        let (upkeep, dispatcher) = match upkeep {
+            Upkeep::Periodic => (
+                tokio::spawn(periodic_upkeep(self.state.clone())),
+                tokio::spawn(self.state.webhooks.clone().run()),
+            ),
+            Upkeep::Manual => (tokio::spawn(async {}), tokio::spawn(async {})),
         };
         let redirect = self.redirect.map(|listener| {
             let shutdown = shutdown.clone();
@@ -254,6 +279,8 @@ impl App {
             let _ = redirect.await;
         }
         upkeep.abort();
+        // A round cut short loses nothing: its leases lapse and the next start sends again.
+        dispatcher.abort();
         self.state.keys.flush_last_used().await;
         if let Err(error) = self.state.audit.checkpoint_due().await {
             tracing::warn!(%error, "signing audit checkpoints at shutdown failed");
@@ -341,7 +368,7 @@ pub async fn open_vault(
     db: &Database,
     clock: Arc<dyn Clock>,
     audit: &Audit,
-) -> Result<(Secrets, KekRotation, Arc<PlatformSealer>), StartError> {
+) -> Result<OpenedVault, StartError> {
     let keks = FileOrSetting::load(
         settings.vault.kek.as_ref(),
         &settings.vault.kek_path(&settings.data_dir),
@@ -371,6 +398,7 @@ pub async fn open_vault(
         audit.clone(),
         clock.clone(),
     );
+    let vault_for_others = vault.clone();
     let rotation = KekRotation::new(
         crate::vault::store::data_keys_for_database(db),
         vault,
@@ -379,7 +407,21 @@ pub async fn open_vault(
         settings.vault.kek_rotation_days,
         matches!(db, Database::Sqlite(_)),
     );
-    Ok((secrets, rotation, Arc::new(sealer)))
+    Ok(OpenedVault {
+        vault: vault_for_others,
+        secrets,
+        rotation,
+        sealer: Arc::new(sealer),
+    })
+}
+
+/// The vault as start-up opens it: the hierarchy itself (for the webhooks' signing
+/// secrets), the secrets service, the KEK rotation and the platform's sealer.
+pub struct OpenedVault {
+    pub vault: Arc<Vault>,
+    pub secrets: Secrets,
+    pub rotation: KekRotation,
+    pub sealer: Arc<PlatformSealer>,
 }
 
 /// The audit log over `db`, with its checkpoint key (created on first start).

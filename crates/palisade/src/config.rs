@@ -44,6 +44,47 @@ pub struct Settings {
     pub audit: AuditSettings,
     pub access: AccessSettings,
     pub vault: VaultSettings,
+    pub webhooks: WebhookSettings,
+}
+
+/// Webhooks out (claims HOOK-1 to HOOK-4): where Palisade may deliver, and how long it keeps
+/// trying.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Networks (CIDR, or one address) a delivery may reach although they are private,
+    /// loopback, link-local or otherwise refused (claim HOOK-4): say an internal receiver
+    /// at `10.2.0.0/16`. Empty (the default): only public addresses. Checked on the
+    /// connection actually made, every attempt, not only when an endpoint is registered.
+    pub allowed_networks: Vec<String>,
+    /// A PEM file of certificate authorities a receiver's certificate may chain to, besides
+    /// the public web's (an internal CA). Deliveries are https only.
+    pub ca_file: Option<PathBuf>,
+    /// Days an endpoint may fail every attempt before it is disabled (audited, and itself
+    /// emitted as `webhook_endpoint.disabled`). 0: never.
+    pub disable_after_days: u32,
+    /// Deliveries in flight at once per server process.
+    pub concurrency: usize,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            allowed_networks: Vec::new(),
+            ca_file: None,
+            disable_after_days: 5,
+            concurrency: 64,
+        }
+    }
+}
+
+impl WebhookSettings {
+    pub fn allowed(&self) -> Vec<crate::http::client_ip::Cidr> {
+        self.allowed_networks
+            .iter()
+            .filter_map(|cidr| cidr.parse().ok())
+            .collect()
+    }
 }
 
 /// The vault's key-encryption keys (claim SEC-1): they wrap every tenant's data key, and
@@ -371,6 +412,7 @@ impl Default for Settings {
             audit: AuditSettings::default(),
             access: AccessSettings::default(),
             vault: VaultSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -567,6 +609,19 @@ impl Settings {
         check(
             self.vault.kek_rotation_days <= 3650,
             "vault.kek_rotation_days must be 0 (never automatically) to 3650",
+        );
+        for network in &self.webhooks.allowed_networks {
+            if let Err(problem) = network.parse::<crate::http::client_ip::Cidr>() {
+                check(false, &format!("webhooks.allowed_networks: {problem}"));
+            }
+        }
+        check(
+            self.webhooks.disable_after_days <= 365,
+            "webhooks.disable_after_days must be 0 (never) to 365",
+        );
+        check(
+            (1..=1024).contains(&self.webhooks.concurrency),
+            "webhooks.concurrency must be 1 to 1024",
         );
         check(
             (1..=1_000_000).contains(&self.audit.checkpoint_every),
@@ -821,6 +876,12 @@ impl Settings {
                 "kek": secret(&self.vault.kek),
                 "kek_rotation_days": self.vault.kek_rotation_days,
             },
+            "webhooks": {
+                "allowed_networks": self.webhooks.allowed_networks,
+                "ca_file": self.webhooks.ca_file.as_ref().map(|p| p.display().to_string()),
+                "disable_after_days": self.webhooks.disable_after_days,
+                "concurrency": self.webhooks.concurrency,
+            },
             "audit": {
                 "checkpoint_key_file": self.audit.key_path(&self.data_dir).display().to_string(),
                 "checkpoint_every": self.audit.checkpoint_every,
@@ -840,6 +901,9 @@ impl Settings {
         let mut out = Vec::new();
         if !self.rate_limits.enabled {
             out.push("WEB-5: rate limits are off (rate_limits.enabled = false)");
+        }
+        if !self.webhooks.allowed_networks.is_empty() {
+            out.push("HOOK-4: webhook deliveries may reach the private networks in webhooks.allowed_networks");
         }
         if self.tls.enabled() && self.tls.redirect_listen.is_none() {
             out.push(

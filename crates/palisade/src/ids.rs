@@ -182,6 +182,30 @@ typed_id!(
     "sec"
 );
 typed_id!(
+    /// A tenant's webhook endpoint (claim HOOK-1).
+    EndpointId,
+    "whk"
+);
+
+typed_id!(
+    /// One webhook message: an event sent to every endpoint subscribed to its type.
+    MessageId,
+    "msg"
+);
+
+typed_id!(
+    /// One attempt to deliver a message to an endpoint (claim HOOK-3).
+    AttemptId,
+    "att"
+);
+
+typed_id!(
+    /// One of an endpoint's signing secrets (two while a rotation overlaps).
+    SigningSecretId,
+    "wss"
+);
+
+typed_id!(
     /// One audit event.
     EventId,
     "evt"

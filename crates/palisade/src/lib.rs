@@ -25,3 +25,4 @@ pub mod store;
 pub mod telemetry;
 pub mod tenancy;
 pub mod vault;
+pub mod webhooks;

@@ -506,7 +506,9 @@ async fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
     app::prepare_data_dir(&settings.data_dir)?;
     let db = app::open_database(settings).await?;
     let audit = app::open_audit(settings, &db, Arc::new(SystemClock))?;
-    let (_, rotation, _) = app::open_vault(settings, &db, Arc::new(SystemClock), &audit).await?;
+    let rotation = app::open_vault(settings, &db, Arc::new(SystemClock), &audit)
+        .await?
+        .rotation;
     let print_status = |status: &palisade::vault::rotation::KekStatus| {
         println!("active KEK version {}", status.active);
         for (version, keys) in &status.usage {
@@ -549,7 +551,9 @@ async fn identity(settings: &Settings) -> anyhow::Result<Identity> {
     let db = app::open_database(settings).await?;
     let audit = app::open_audit(settings, &db, Arc::new(SystemClock))?;
     let access = settings.access.table()?;
-    let (_, _, sealer) = app::open_vault(settings, &db, Arc::new(SystemClock), &audit).await?;
+    let sealer = app::open_vault(settings, &db, Arc::new(SystemClock), &audit)
+        .await?
+        .sealer;
     Ok(Identity::start(settings, &db, Arc::new(SystemClock), audit, &access, sealer).await?)
 }
 

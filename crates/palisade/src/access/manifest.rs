@@ -30,6 +30,18 @@ struct ManifestFile {
     actions: Vec<ActionEntry>,
     #[serde(default)]
     roles: Vec<RoleEntry>,
+    /// The app's webhook event types (claim HOOK-2).
+    #[serde(default)]
+    events: Vec<EventEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventEntry {
+    /// `<resource type>.<what happened>`: `workorder.status_changed`.
+    name: String,
+    #[serde(default)]
+    description: String,
 }
 
 #[derive(Deserialize)]
@@ -80,6 +92,7 @@ struct RoleEntry {
 
 const MAX_RESOURCE_TYPES: usize = 64;
 const MAX_ROLES: usize = 64;
+const MAX_EVENTS: usize = 128;
 const MAX_RELATIONS: usize = 16;
 const MAX_DESCRIPTION: usize = 300;
 
@@ -202,6 +215,39 @@ pub fn parse(text: &str) -> Result<Arc<ActionTable>, Vec<String>> {
             people_only: entry.people_only,
             destructive: entry.destructive,
             resource_type: Arc::from(resource_type),
+        });
+    }
+
+    if file.events.len() > MAX_EVENTS {
+        problems.push(format!("events: at most {MAX_EVENTS}"));
+    }
+    let mut event_names = HashSet::new();
+    for entry in &file.events {
+        let at = format!("event `{}`", entry.name);
+        match entry.name.split_once('.') {
+            Some((resource_type, what)) if is_identifier(resource_type) && is_identifier(what) => {
+                if !type_names.contains(resource_type) {
+                    problems.push(format!(
+                        "{at}: `{resource_type}` is not a resource type of the manifest"
+                    ));
+                }
+            }
+            _ => {
+                problems.push(format!(
+                    "{at}: a name is `<resource type>.<what happened>`, lowercase letters, digits and `_`"
+                ));
+                continue;
+            }
+        }
+        if super::events::own_event(&entry.name).is_some() {
+            problems.push(format!("{at}: the name is Palisade's own"));
+        } else if !event_names.insert(entry.name.as_str()) {
+            problems.push(format!("{at}: declared twice"));
+        }
+        check_description(&at, &entry.description, &mut problems);
+        table.push_event(super::events::AppEvent {
+            name: Arc::from(entry.name.as_str()),
+            description: Arc::from(entry.description.as_str()),
         });
     }
 

@@ -7,6 +7,7 @@
 
 pub mod actions;
 mod caller;
+pub mod events;
 mod grants;
 pub mod manifest;
 mod role;

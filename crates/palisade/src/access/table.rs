@@ -157,6 +157,8 @@ pub struct ActionTable {
     by_name: HashMap<Arc<str>, ActionId>,
     resource_types: Vec<ResourceType>,
     roles: Vec<AppRole>,
+    /// The app's webhook event types (its manifest's `[[events]]`).
+    events: Vec<super::events::AppEvent>,
 }
 
 /// Palisade's own actions apply to this resource type.
@@ -188,6 +190,7 @@ impl ActionTable {
             by_name,
             resource_types: Vec::new(),
             roles: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -207,6 +210,26 @@ impl ActionTable {
 
     pub(super) fn push_resource_type(&mut self, resource_type: ResourceType) {
         self.resource_types.push(resource_type);
+    }
+
+    pub(super) fn push_event(&mut self, event: super::events::AppEvent) {
+        self.events.push(event);
+    }
+
+    /// The app's event types, in the manifest's order.
+    pub fn app_events(&self) -> &[super::events::AppEvent] {
+        &self.events
+    }
+
+    /// Whether an endpoint may subscribe to `name` and a message may carry it: one of
+    /// Palisade's event types or the manifest's.
+    pub fn is_event_type(&self, name: &str) -> bool {
+        super::events::own_event(name).is_some() || self.is_app_event(name)
+    }
+
+    /// Whether the manifest declares `name`: what the app may send itself.
+    pub fn is_app_event(&self, name: &str) -> bool {
+        self.events.iter().any(|event| &*event.name == name)
     }
 
     pub(super) fn push_role(&mut self, role: AppRole) {

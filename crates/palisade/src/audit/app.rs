@@ -336,6 +336,15 @@ pub struct IdempotencyKey {
 impl IdempotencyKey {
     /// 1–255 visible ASCII characters, as the IETF draft and Stripe take.
     pub fn parse(service: ServiceId, text: &str, body_sha256: [u8; 32]) -> Result<Self, Refused> {
+        Ok(Self {
+            service,
+            key: Self::checked(text)?.to_owned(),
+            body_sha256,
+        })
+    }
+
+    /// The key's text, if it is one: every idempotent route takes the same.
+    pub fn checked(text: &str) -> Result<&str, Refused> {
         let ok =
             !text.is_empty() && text.len() <= 255 && text.bytes().all(|b| b.is_ascii_graphic());
         if !ok {
@@ -343,11 +352,7 @@ impl IdempotencyKey {
                 "Idempotency-Key must be 1-255 visible ASCII characters",
             ));
         }
-        Ok(Self {
-            service,
-            key: text.to_owned(),
-            body_sha256,
-        })
+        Ok(text)
     }
 }
 

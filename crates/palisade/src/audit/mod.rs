@@ -121,6 +121,21 @@ impl From<ApiKeyId> for Acting {
     }
 }
 
+/// Who acts in one tenant: a member or key allowed the action, or the app's backend under a
+/// tenant token (the HTTP layer checks the action). What a tenant's stores write in, and
+/// its events name.
+#[derive(Clone, Debug)]
+pub struct TenantActing {
+    pub scope: crate::access::TenantScope,
+    pub acting: Acting,
+}
+
+impl TenantActing {
+    pub fn tenant(&self) -> TenantId {
+        self.scope.tenant()
+    }
+}
+
 /// One event, as the caller describes it. Secrets never go in here.
 #[derive(Clone, Debug)]
 pub struct AuditRecord {

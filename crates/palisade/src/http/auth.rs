@@ -131,6 +131,15 @@ impl<A> TenantActor<A> {
     }
 }
 
+impl<A> From<&TenantActor<A>> for crate::audit::TenantActing {
+    fn from(actor: &TenantActor<A>) -> Self {
+        Self {
+            scope: actor.scope(),
+            acting: actor.acting(),
+        }
+    }
+}
+
 impl<A: AnyCredential> FromRequestParts<AppState> for TenantActor<A> {
     type Rejection = ApiError;
 

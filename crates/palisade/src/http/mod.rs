@@ -36,6 +36,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(crate::ratelimit::routes::router())
         .merge(crate::services::routes::router())
         .merge(crate::vault::routes::router())
+        .merge(crate::webhooks::routes::router())
 }
 
 /// The application: every route behind the request frame, with its OpenAPI document.

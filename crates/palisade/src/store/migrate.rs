@@ -42,6 +42,7 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     16 "0016_key_meta",
     17 "0017_app_made_keys",
     18 "0018_vault",
+    19 "0019_webhooks",
 );
 pub const POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
@@ -62,6 +63,7 @@ pub const POSTGRES: &[Migration] = migrations!("postgres":
     16 "0016_key_meta",
     17 "0017_app_made_keys",
     18 "0018_vault",
+    19 "0019_webhooks",
 );
 
 /// Serialises migrators across instances sharing one PostgreSQL database.

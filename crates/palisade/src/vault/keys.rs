@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 use super::kek::KeyProvider;
 use crate::crypto::{random_bytes, SealingKey, Unsealable};
-use crate::ids::{SecretId, TenantId};
+use crate::ids::{SecretId, SigningSecretId, TenantId};
 
 /// A tenant's data key as stored: its version among the tenant's, wrapped, with the KEK
 /// version that wrapped it.
@@ -54,6 +54,15 @@ fn value_purpose(tenant: TenantId, secret: SecretId, version: u32) -> Vec<u8> {
         "palisade/secret/{}/{}/{version}",
         tenant.as_uuid(),
         secret.as_uuid()
+    )
+    .into_bytes()
+}
+
+fn signing_secret_purpose(tenant: TenantId, id: SigningSecretId) -> Vec<u8> {
+    format!(
+        "palisade/webhook-secret/{}/{}",
+        tenant.as_uuid(),
+        id.as_uuid()
     )
     .into_bytes()
 }
@@ -167,6 +176,30 @@ impl Vault {
     ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
         let key = self.data_key(tenant, dek)?;
         Ok(key.open(sealed, &value_purpose(tenant, secret, version))?)
+    }
+
+    /// A webhook endpoint's signing secret sealed by `tenant`'s DEK, bound to its id: it
+    /// falls with the tenant's key like every secret of the tenant's.
+    pub fn seal_signing_secret(
+        &self,
+        tenant: TenantId,
+        dek: &WrappedKey,
+        id: SigningSecretId,
+        value: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
+        let key = self.data_key(tenant, dek)?;
+        Ok(key.seal(value, &signing_secret_purpose(tenant, id)))
+    }
+
+    pub fn open_signing_secret(
+        &self,
+        tenant: TenantId,
+        dek: &WrappedKey,
+        id: SigningSecretId,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let key = self.data_key(tenant, dek)?;
+        Ok(key.open(sealed, &signing_secret_purpose(tenant, id))?)
     }
 }
 

@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use crate::access::TenantScope;
-use crate::audit::Acting;
+use crate::audit::TenantActing;
 use crate::clock::Clock;
 use crate::identity::domain::InvalidInput;
 use crate::identity::service::Origin;
@@ -36,19 +36,6 @@ pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 const HINT_FROM_CHARS: usize = 16;
 /// Versions one secret may reach: a bound, not a quota anyone meets.
 const MAX_VERSION: u32 = 1_000_000;
-
-/// Who acts on a secret: a member or key allowed the action, or the app's backend under a
-/// tenant token; the HTTP layer checks the action.
-pub struct SecretActor {
-    pub scope: TenantScope,
-    pub acting: Acting,
-}
-
-impl SecretActor {
-    fn tenant(&self) -> TenantId {
-        self.scope.tenant()
-    }
-}
 
 /// A new secret as asked for.
 pub struct NewSecret {
@@ -188,7 +175,7 @@ impl Secrets {
 
     pub async fn create(
         &self,
-        actor: &SecretActor,
+        actor: &TenantActing,
         request: NewSecret,
         origin: &Origin,
     ) -> Result<SecretRecord, SecretError> {
@@ -259,7 +246,7 @@ impl Secrets {
     /// A new version, made current; the previous stays until it is deleted.
     pub async fn replace(
         &self,
-        actor: &SecretActor,
+        actor: &TenantActing,
         id: SecretId,
         value: SecretString,
         expires_at: Option<OffsetDateTime>,
@@ -294,7 +281,7 @@ impl Secrets {
     /// Deletes the secret whole, or one kept version of it.
     pub async fn delete(
         &self,
-        actor: &SecretActor,
+        actor: &TenantActing,
         id: SecretId,
         version: Option<u32>,
         origin: &Origin,
@@ -324,7 +311,7 @@ impl Secrets {
     /// key was destroyed, reveals nothing and so records nothing.
     pub async fn reveal(
         &self,
-        actor: &SecretActor,
+        actor: &TenantActing,
         id: SecretId,
         version: Option<u32>,
         reason: &str,

@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::store::{SecretRecord, VersionRecord};
-use super::{NewSecret, SecretActor, SecretError};
+use super::{NewSecret, SecretError};
 use crate::access::actions::act;
 use crate::app::AppState;
 use crate::http::auth::TenantActor;
@@ -40,15 +40,6 @@ impl From<SecretError> for ApiError {
             SecretError::Destroyed => {
                 ApiError::coded(ErrorCode::SecretDestroyed, error.to_string())
             }
-        }
-    }
-}
-
-impl<A> From<&TenantActor<A>> for SecretActor {
-    fn from(actor: &TenantActor<A>) -> Self {
-        SecretActor {
-            scope: actor.scope(),
-            acting: actor.acting(),
         }
     }
 }

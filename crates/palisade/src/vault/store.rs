@@ -67,6 +67,18 @@ pub const MAX_KEPT_VERSIONS: i64 = 100;
 pub type SealAs<'a> = &'a (dyn Fn(&WrappedKey, u32) -> Result<Vec<u8>, VaultError> + Send + Sync);
 
 /// Makes the tenant's data key of the given version, wrapped.
+/// The tenant's live data key, read (or made, as its first secret's transaction makes it)
+/// inside another store's transaction bound to the tenant: what a webhook endpoint's
+/// signing secret is sealed by.
+pub(crate) trait TenantDataKey {
+    async fn tenant_data_key(
+        &mut self,
+        tenant: TenantId,
+        new_key: NewKey<'_>,
+        at: OffsetDateTime,
+    ) -> Result<WrappedKey, StoreError>;
+}
+
 pub type NewKey<'a> = &'a (dyn Fn(u32) -> WrappedKey + Send + Sync);
 
 /// A new value for a secret: its hint, its expiry, and how to seal it.
@@ -305,6 +317,17 @@ for_both_backends! {
         let row = sqlx::query(DATA_KEY).bind(tenant).fetch_one(&mut *conn).await?;
         key_from(&row, "version")?
             .ok_or_else(|| StoreError::Other("a data key was destroyed as it was made".into()))
+    }
+
+    impl TenantDataKey for sqlx::Transaction<'static, Db> {
+        async fn tenant_data_key(
+            &mut self,
+            tenant: TenantId,
+            new_key: NewKey<'_>,
+            at: OffsetDateTime,
+        ) -> Result<WrappedKey, StoreError> {
+            data_key(self, tenant, new_key, at).await
+        }
     }
 
     async fn insert_version(

@@ -1011,6 +1011,67 @@ async fn every_state_changing_route_writes_an_event_with_its_request_id() {
         None,
     )
     .await;
+    // Webhooks: an endpoint registered (a public address: nothing is delivered in this
+    // test), changed, its secret rotated, a message sent, replayed, recovered, deleted.
+    let (endpoint, _) = walk
+        .call(
+            post.clone(),
+            "/api/v1/webhooks/endpoints",
+            "/api/v1/webhooks/endpoints",
+            Auth::Bearer(&access),
+            Some(json!({"url": "https://93.184.216.34/hooks", "event_types": ["member.added"]})),
+        )
+        .await;
+    let endpoint = endpoint["id"].as_str().unwrap().to_owned();
+    walk.call(
+        Method::PATCH,
+        "/api/v1/webhooks/endpoints/{endpoint_id}",
+        &format!("/api/v1/webhooks/endpoints/{endpoint}"),
+        Auth::Bearer(&access),
+        Some(json!({"event_types": ["member.added", "workorder.status_changed"]})),
+    )
+    .await;
+    walk.call(
+        post.clone(),
+        "/api/v1/webhooks/endpoints/{endpoint_id}/rotate-secret",
+        &format!("/api/v1/webhooks/endpoints/{endpoint}/rotate-secret"),
+        Auth::Bearer(&access),
+        Some(json!({})),
+    )
+    .await;
+    let (message, _) = walk
+        .call(
+            post.clone(),
+            "/api/v1/webhooks/messages",
+            "/api/v1/webhooks/messages",
+            Auth::Bearer(&access),
+            Some(json!({"event_type": "workorder.status_changed", "payload": {"status": "done"}})),
+        )
+        .await;
+    walk.call(
+        post.clone(),
+        "/api/v1/webhooks/endpoints/{endpoint_id}/replay",
+        &format!("/api/v1/webhooks/endpoints/{endpoint}/replay"),
+        Auth::Bearer(&access),
+        Some(json!({"message_id": message["id"]})),
+    )
+    .await;
+    walk.call(
+        post.clone(),
+        "/api/v1/webhooks/endpoints/{endpoint_id}/recover",
+        &format!("/api/v1/webhooks/endpoints/{endpoint}/recover"),
+        Auth::Bearer(&access),
+        Some(json!({"since": "2020-01-01T00:00:00Z"})),
+    )
+    .await;
+    walk.call(
+        Method::DELETE,
+        "/api/v1/webhooks/endpoints/{endpoint_id}",
+        &format!("/api/v1/webhooks/endpoints/{endpoint}"),
+        Auth::Bearer(&access),
+        None,
+    )
+    .await;
     walk.call(
         Method::DELETE,
         "/api/v1/applications/{application_id}",

@@ -260,6 +260,14 @@ async fn real_ids_of(
             )
             .await,
         ),
+        (
+            "endpoint_id",
+            create(
+                "/api/v1/webhooks/endpoints",
+                json!({"url": "https://93.184.216.34/walked", "event_types": ["member.added"]}),
+            )
+            .await,
+        ),
     ])
 }
 

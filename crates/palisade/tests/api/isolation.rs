@@ -320,8 +320,14 @@ async fn the_server_refuses_a_role_that_can_become_the_owner_or_bypass_rls() {
 /// tenant column is tenant data.
 /// The audit chains' heads and signed checkpoints hold positions, hashes and signatures, no
 /// event content, and every instance's checkpoint and retention work reads all of them
-/// (docs/decisions.md).
-const USER_TABLES_WITH_A_TENANT_COLUMN: &[&str] = &["sessions", "audit_heads", "audit_checkpoints"];
+/// (docs/decisions.md). The webhook delivery queue holds ids, states and times, no payload
+/// or URL, and every instance's dispatcher claims from it across tenants.
+const USER_TABLES_WITH_A_TENANT_COLUMN: &[&str] = &[
+    "sessions",
+    "audit_heads",
+    "audit_checkpoints",
+    "webhook_deliveries",
+];
 
 // claim: TEN-3
 #[tokio::test]

@@ -9,17 +9,21 @@ use serde_json::Value;
 
 use crate::helpers::{spawn_app, TestApp};
 
-fn interop_dir() -> PathBuf {
+pub(crate) fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
-/// Installs the pinned jose (package-lock.json, from the npm registry) the first time a
-/// test needs it, so `cargo test --workspace` on a fresh clone needs no step of its own.
-async fn install_jose_once(dir: &std::path::Path) {
+/// Installs the pinned verifiers (jose, standardwebhooks: package-lock.json, from the npm
+/// registry) the first time a test needs them, so `cargo test --workspace` on a fresh
+/// clone needs no step of its own.
+pub(crate) async fn install_interop_once(dir: &std::path::Path) {
     static INSTALLED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     INSTALLED
         .get_or_init(|| async {
-            if dir.join("node_modules/jose").is_dir() {
+            if ["jose", "standardwebhooks"]
+                .iter()
+                .all(|package| dir.join("node_modules").join(package).is_dir())
+            {
                 return;
             }
             let dir = dir.to_owned();
@@ -34,10 +38,10 @@ async fn install_jose_once(dir: &std::path::Path) {
             match output {
                 Ok(output) if output.status.success() => {}
                 Ok(output) => panic!(
-                    "`npm ci` for the jose verifier failed: {}",
+                    "`npm ci` for the interop verifiers failed: {}",
                     String::from_utf8_lossy(&output.stderr)
                 ),
-                Err(error) => panic!("node and npm are needed for the JWT interop test: {error}"),
+                Err(error) => panic!("node and npm are needed for the interop tests: {error}"),
             }
         })
         .await;
@@ -46,7 +50,7 @@ async fn install_jose_once(dir: &std::path::Path) {
 /// Runs the jose verifier; `Ok(payload)` when it accepts the token.
 async fn verify_with_jose(app: &TestApp, token: &str) -> Result<Value, String> {
     let dir = interop_dir();
-    install_jose_once(&dir).await;
+    install_interop_once(&dir).await;
     let jwks = app.url("/.well-known/jwks.json");
     let token = token.to_owned();
     let output = tokio::task::spawn_blocking(move || {

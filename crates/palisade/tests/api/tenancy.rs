@@ -575,6 +575,14 @@ fn valid_body(path: &str) -> Value {
         json!({ "reason": "isolation" })
     } else if path.contains("/secrets/") {
         json!({ "value": "a value" })
+    } else if path.ends_with("/replay") {
+        json!({ "message_id": "msg_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0" })
+    } else if path.ends_with("/recover") {
+        json!({ "since": "2020-01-01T00:00:00Z" })
+    } else if path.ends_with("/rotate-secret") {
+        json!({})
+    } else if path.contains("/webhooks/endpoints/") {
+        json!({ "enabled": true })
     } else if path.ends_with("/rotate") {
         json!({ "overlap_seconds": 0 })
     } else if path.ends_with("/custom-role") {
@@ -739,6 +747,14 @@ async fn every_route_with_an_id_answers_another_tenants_ids_like_missing_ones() 
         Some(json!({"name": "slack", "value": "tenant A's value"})),
     )
     .await;
+    let (_, endpoint) = send(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/webhooks/endpoints",
+        &a.access,
+        Some(json!({"url": "https://93.184.216.34/a", "event_types": ["member.added"]})),
+    )
+    .await;
     let a_me: Value = app
         .get_as("/api/v1/me", &a.access)
         .await
@@ -764,6 +780,7 @@ async fn every_route_with_an_id_answers_another_tenants_ids_like_missing_ones() 
         ),
         ("key_id", a_key["id"].as_str().unwrap().to_owned()),
         ("secret_id", secret["id"].as_str().unwrap().to_owned()),
+        ("endpoint_id", endpoint["id"].as_str().unwrap().to_owned()),
     ]);
     let missing_ids = HashMap::from([
         ("user_id", "usr_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
@@ -773,6 +790,7 @@ async fn every_route_with_an_id_answers_another_tenants_ids_like_missing_ones() 
         ("application_id", "app_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
         ("secret_id", "sec_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
         ("key_id", "key_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
+        ("endpoint_id", "whk_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0"),
     ]);
     let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();
     let mut walked = 0;

@@ -16,6 +16,7 @@ use super::super::{stream_name, AuditRecord};
 use super::{hash_of, micros, Dialect, SqlAuditStore, BIND_TENANT};
 use crate::ids::{EventId, TenantId};
 use crate::store::{for_both_backends, Begin, StoreError};
+use crate::webhooks::store::Outbox;
 
 /// Appends events inside the caller's transaction. Tenant events go to the tenant's chain
 /// (the transaction must be bound to that tenant on PostgreSQL); events without a tenant go
@@ -188,6 +189,8 @@ for_both_backends! {
             }
             moved.push((TenantId::from_uuid(*stream), seq, prev));
         }
+        // Each change's webhook announcement (HOOK-2) is written beside its event, in the
+        // same transaction, bound to the same tenant.
         if bind_each {
             for (stream, events) in chains.iter() {
                 sqlx::query(BIND_TENANT)
@@ -195,9 +198,15 @@ for_both_backends! {
                     .execute(&mut **tx)
                     .await?;
                 insert_rows(tx, events.iter()).await?;
+                for event in events {
+                    tx.announce(event.record).await?;
+                }
             }
         } else {
             insert_rows(tx, chains.iter().flat_map(|(_, events)| events.iter())).await?;
+            for event in chains.iter().flat_map(|(_, events)| events.iter()) {
+                tx.announce(event.record).await?;
+            }
         }
         let mut advance = QueryBuilder::<Db>::new(MOVE_HEADS);
         advance.push_values(moved.iter(), |mut row, (tenant, seq, hash)| {
