@@ -1,9 +1,12 @@
 //! One delivery over the wire (claims HOOK-3, HOOK-4): https only; the host resolved here,
 //! every address checked by the guard, and the connection made to a checked address — so
-//! what was checked is what is reached. A 2xx within the timeout is success; anything
+//! what was checked is what is reached. A connection is kept for the next delivery to the
+//! same host (up to 30 s idle), and reused only when its address is among the ones the
+//! guard has just passed for that delivery. A 2xx within the timeout is success; anything
 //! else (a redirect included: never followed) is a failure, with the answer's first KiB
 //! kept.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -109,7 +112,22 @@ pub struct Sender {
     policy: AddressPolicy,
     tls: tokio_rustls::TlsConnector,
     resolver: Arc<dyn Resolve>,
+    /// Connections kept open after a delivery, by host and port.
+    idle: std::sync::Mutex<HashMap<(String, u16), Vec<Idle>>>,
 }
+
+type Connection = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// A connection kept for the next delivery to its host, with the address it was made to.
+struct Idle {
+    address: SocketAddr,
+    sender: Connection,
+    since: Instant,
+}
+
+/// A kept connection is used again within this long, and at most this many per host.
+const IDLE_FOR: Duration = Duration::from_secs(30);
+const IDLE_PER_HOST: usize = 64;
 
 impl Sender {
     /// Trusts the public web's certificate authorities, and those in `ca_file`.
@@ -141,6 +159,7 @@ impl Sender {
             policy,
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
             resolver,
+            idle: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -199,6 +218,76 @@ impl Sender {
         }
     }
 
+    /// An idle connection to `target` at one of `addresses` (all checked just now): a
+    /// connection is reused only to an address the guard passed for this attempt.
+    fn take_idle(
+        &self,
+        target: &Target,
+        addresses: &[SocketAddr],
+    ) -> Option<(SocketAddr, Connection)> {
+        let mut pool = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = pool.get_mut(&(target.host.clone(), target.port))?;
+        while let Some(connection) = idle.pop() {
+            if connection.since.elapsed() < IDLE_FOR
+                && !connection.sender.is_closed()
+                && addresses.contains(&connection.address)
+            {
+                return Some((connection.address, connection.sender));
+            }
+        }
+        None
+    }
+
+    fn put_back(&self, target: &Target, address: SocketAddr, sender: Connection) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut pool = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = pool.entry((target.host.clone(), target.port)).or_default();
+        idle.retain(|c| c.since.elapsed() < IDLE_FOR && !c.sender.is_closed());
+        if idle.len() < IDLE_PER_HOST {
+            idle.push(Idle {
+                address,
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// A new connection to the first of `addresses` that answers: TCP, TLS for the URL's
+    /// host, HTTP/1.1.
+    async fn connect(
+        &self,
+        target: &Target,
+        addresses: &[SocketAddr],
+    ) -> Result<(SocketAddr, Connection), String> {
+        let mut last_error = String::from("no address");
+        for &address in addresses {
+            let stream = match TcpStream::connect(address).await {
+                Ok(stream) => stream,
+                Err(error) => {
+                    last_error = format!("connecting to {address}: {error}");
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+                .map_err(|_| "the url's host is not a TLS server name".to_owned())?;
+            let tls = self
+                .tls
+                .connect(name, stream)
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
+            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .map_err(|e| format!("HTTP: {e}"))?;
+            // Ends when the receiver closes it or its sender is dropped.
+            tokio::spawn(connection);
+            return Ok((address, sender));
+        }
+        Err(last_error)
+    }
+
     async fn attempt(
         &self,
         url: &str,
@@ -207,63 +296,76 @@ impl Sender {
     ) -> Result<(u16, String), String> {
         let target = Target::parse(url).map_err(|e| e.to_string())?;
         let addresses = self.addresses(&target).await.map_err(|e| e.to_string())?;
-        let mut stream = None;
-        let mut last_error = String::from("no address");
-        for address in addresses {
-            match TcpStream::connect(address).await {
-                Ok(connected) => {
-                    stream = Some(connected);
-                    break;
-                }
-                Err(error) => last_error = format!("connecting to {address}: {error}"),
+        let request = || {
+            let mut request = Request::post(target.path.as_str())
+                .header("host", target.authority.as_str())
+                .header("content-type", "application/json")
+                .header(
+                    "user-agent",
+                    concat!("Palisade-Webhooks/", env!("CARGO_PKG_VERSION")),
+                );
+            for (name, value) in headers {
+                request = request.header(*name, value.as_str());
             }
-        }
-        let stream = stream.ok_or(last_error)?;
-        let _ = stream.set_nodelay(true);
-        let name = rustls::pki_types::ServerName::try_from(target.host.clone())
-            .map_err(|_| "the url's host is not a TLS server name".to_owned())?;
-        let tls = self
-            .tls
-            .connect(name, stream)
-            .await
-            .map_err(|e| format!("TLS: {e}"))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| format!("HTTP: {e}"))?;
-        let connection = tokio::spawn(connection);
-        let mut request = Request::post(target.path.as_str())
-            .header("host", target.authority.as_str())
-            .header("content-type", "application/json")
-            .header(
-                "user-agent",
-                concat!("Palisade-Webhooks/", env!("CARGO_PKG_VERSION")),
-            );
-        for (name, value) in headers {
-            request = request.header(*name, value.as_str());
-        }
-        let request = request
-            .body(Full::new(body))
-            .map_err(|e| format!("building the request: {e}"))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("HTTP: {e}"))?;
+            request
+                .body(Full::new(body.clone()))
+                .map_err(|e| format!("building the request: {e}"))
+        };
+        // A kept connection the receiver closed meanwhile fails before any answer: the
+        // request goes once more, on a new connection.
+        let (address, mut sender, response) = match self.take_idle(&target, &addresses) {
+            Some((address, mut sender)) => match sender.send_request(request()?).await {
+                Ok(response) => (address, sender, response),
+                Err(_) => {
+                    let (address, mut sender) = self.connect(&target, &addresses).await?;
+                    let response = sender
+                        .send_request(request()?)
+                        .await
+                        .map_err(|e| format!("HTTP: {e}"))?;
+                    (address, sender, response)
+                }
+            },
+            None => {
+                let (address, mut sender) = self.connect(&target, &addresses).await?;
+                let response = sender
+                    .send_request(request()?)
+                    .await
+                    .map_err(|e| format!("HTTP: {e}"))?;
+                (address, sender, response)
+            }
+        };
         let status = response.status().as_u16();
         let mut kept = Vec::with_capacity(256);
         let mut body = response.into_body();
-        while kept.len() < KEPT_RESPONSE_BYTES {
+        // Kept for the next delivery only when its answer was read to the end.
+        let mut reusable = false;
+        loop {
             match body.frame().await {
                 Some(Ok(frame)) => {
                     if let Some(data) = frame.data_ref() {
-                        let room = KEPT_RESPONSE_BYTES - kept.len();
-                        kept.extend_from_slice(&data[..data.len().min(room)]);
+                        if kept.len() + data.len() > KEPT_RESPONSE_BYTES {
+                            let room = KEPT_RESPONSE_BYTES - kept.len();
+                            kept.extend_from_slice(&data[..room]);
+                            break;
+                        }
+                        kept.extend_from_slice(data);
                     }
                 }
+                None => {
+                    reusable = true;
+                    break;
+                }
                 // The status is the answer; a body cut short does not change it.
-                Some(Err(_)) | None => break,
+                Some(Err(_)) => break,
             }
         }
-        connection.abort();
+        drop(body);
+        if reusable {
+            let ready = tokio::time::timeout(Duration::from_secs(1), sender.ready()).await;
+            if matches!(ready, Ok(Ok(()))) {
+                self.put_back(&target, address, sender);
+            }
+        }
         Ok((status, String::from_utf8_lossy(&kept).into_owned()))
     }
 }

@@ -882,58 +882,107 @@ for_both_backends! {
             let mut tx = self.0.write().await?;
             for tenant in tenants {
                 bind_tenant(&mut tx, tenant).await?;
-                let mut failing = Vec::new();
-                for done in finished.iter().filter(|f| f.claimed.tenant == tenant) {
-                    let c = done.claimed;
-                    if let Some(attempt) = &done.attempt {
-                        sqlx::query(
-                            "INSERT INTO webhook_attempts (id, tenant_id, endpoint_id, message_id,
-                                 attempted_us, succeeded, status_code, latency_ms, response)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                        )
-                        .bind(attempt.id)
-                        .bind(tenant)
-                        .bind(c.endpoint)
-                        .bind(c.message)
-                        .bind(attempt.attempted_us)
-                        .bind(attempt.succeeded)
-                        .bind(attempt.status_code)
-                        .bind(attempt.latency_ms)
-                        .bind(&attempt.response)
-                        .execute(&mut *tx)
-                        .await?;
-                        // A success ends the endpoint's run of failures; a failure starts one.
-                        let failing_since = (!attempt.succeeded).then_some(now_us);
-                        sqlx::query(
-                            "UPDATE webhook_endpoints
-                             SET failing_since_us = CASE WHEN $3 IS NULL THEN NULL
-                                 ELSE coalesce(failing_since_us, $3) END
-                             WHERE tenant_id = $1 AND id = $2",
-                        )
-                        .bind(tenant)
-                        .bind(c.endpoint)
-                        .bind(failing_since)
-                        .execute(&mut *tx)
-                        .await?;
-                        if !attempt.succeeded && !failing.contains(&c.endpoint) {
-                            failing.push(c.endpoint);
-                        }
+                let mine: Vec<&Finished> =
+                    finished.iter().filter(|f| f.claimed.tenant == tenant).collect();
+                // Every attempt, in statements of up to 64 rows.
+                let attempts: Vec<(&Claimed, &AttemptRecord)> = mine
+                    .iter()
+                    .filter_map(|f| f.attempt.as_ref().map(|a| (&f.claimed, a)))
+                    .collect();
+                for chunk in attempts.chunks(64) {
+                    let mut insert = QueryBuilder::<Db>::new(
+                        "INSERT INTO webhook_attempts (id, tenant_id, endpoint_id, message_id,
+                             attempted_us, succeeded, status_code, latency_ms, response) ",
+                    );
+                    insert.push_values(chunk, |mut row, (c, attempt)| {
+                        row.push_bind(attempt.id)
+                            .push_bind(tenant)
+                            .push_bind(c.endpoint)
+                            .push_bind(c.message)
+                            .push_bind(attempt.attempted_us)
+                            .push_bind(attempt.succeeded)
+                            .push_bind(attempt.status_code)
+                            .push_bind(attempt.latency_ms)
+                            .push_bind(attempt.response.as_str());
+                    });
+                    insert.build().execute(&mut *tx).await?;
+                }
+                // Each endpoint once: a success ends its run of failures, a failure (with
+                // no success in this round) starts one.
+                let mut endpoints: Vec<(EndpointId, bool)> = Vec::new();
+                for (c, attempt) in &attempts {
+                    match endpoints.iter_mut().find(|(e, _)| *e == c.endpoint) {
+                        Some((_, succeeded)) => *succeeded |= attempt.succeeded,
+                        None => endpoints.push((c.endpoint, attempt.succeeded)),
                     }
-                    let (state, next_us) = match done.next {
-                        Next::Succeeded => ("succeeded", now_us),
-                        Next::RetryAt(at) => ("pending", at),
-                        Next::Failed => ("failed", now_us),
+                }
+                let mut failing = Vec::new();
+                for &(endpoint, succeeded) in &endpoints {
+                    let failing_since = (!succeeded).then_some(now_us);
+                    sqlx::query(
+                        "UPDATE webhook_endpoints
+                         SET failing_since_us = CASE WHEN $3 IS NULL THEN NULL
+                             ELSE coalesce(failing_since_us, $3) END
+                         WHERE tenant_id = $1 AND id = $2",
+                    )
+                    .bind(tenant)
+                    .bind(endpoint)
+                    .bind(failing_since)
+                    .execute(&mut *tx)
+                    .await?;
+                    if !succeeded {
+                        failing.push(endpoint);
+                    }
+                }
+                // Deliveries that end (succeeded, failed for good) in one statement per
+                // endpoint and state; each retry at its own time.
+                for state in ["succeeded", "failed"] {
+                    for &(endpoint, _) in &endpoints {
+                        let done: Vec<MessageId> = mine
+                            .iter()
+                            .filter(|f| {
+                                f.claimed.endpoint == endpoint
+                                    && f.attempt.is_some()
+                                    && matches!(
+                                        (f.next, state),
+                                        (Next::Succeeded, "succeeded") | (Next::Failed, "failed")
+                                    )
+                            })
+                            .map(|f| f.claimed.message)
+                            .collect();
+                        if done.is_empty() {
+                            continue;
+                        }
+                        let mut update = QueryBuilder::<Db>::new("UPDATE webhook_deliveries SET state = ");
+                        update.push_bind(state);
+                        update.push(", attempts = attempts + 1, leased_until_us = 0 WHERE endpoint_id = ");
+                        update.push_bind(endpoint);
+                        update.push(" AND message_id IN (");
+                        let mut ids = update.separated(", ");
+                        for id in &done {
+                            ids.push_bind(*id);
+                        }
+                        update.push(")");
+                        update.build().execute(&mut *tx).await?;
+                    }
+                }
+                for done in &mine {
+                    let (state, next_us, counted) = match (done.next, &done.attempt) {
+                        (Next::RetryAt(at), _) => ("pending", at, 1),
+                        // No attempt was made (a disabled endpoint, a gone message).
+                        (Next::Failed, None) => ("failed", now_us, 0),
+                        _ => continue,
                     };
                     sqlx::query(
                         "UPDATE webhook_deliveries SET state = $3, next_attempt_us = $4,
                              attempts = attempts + $5, leased_until_us = 0
                          WHERE message_id = $1 AND endpoint_id = $2",
                     )
-                    .bind(c.message)
-                    .bind(c.endpoint)
+                    .bind(done.claimed.message)
+                    .bind(done.claimed.endpoint)
                     .bind(state)
                     .bind(next_us)
-                    .bind(i32::from(done.attempt.is_some()))
+                    .bind(counted)
                     .execute(&mut *tx)
                     .await?;
                 }
