@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -26,6 +26,8 @@ pub struct Receiver {
     pub addr: SocketAddr,
     pub received: Arc<Mutex<Vec<Received>>>,
     failing: Arc<AtomicUsize>,
+    /// While set, a request is recorded and never answered (a receiver that hangs).
+    stalling: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -42,20 +44,22 @@ impl Receiver {
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let failing = Arc::new(AtomicUsize::new(failing));
-        let (log, left) = (received.clone(), failing.clone());
+        let stalling = Arc::new(AtomicBool::new(false));
+        let (log, left, stall) = (received.clone(), failing.clone(), stalling.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (acceptor, log, left) = (acceptor.clone(), log.clone(), left.clone());
+                let (acceptor, log, left, stall) =
+                    (acceptor.clone(), log.clone(), left.clone(), stall.clone());
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(stream).await else {
                         return;
                     };
                     let service =
                         service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                            let (log, left) = (log.clone(), left.clone());
+                            let (log, left, stall) = (log.clone(), left.clone(), stall.clone());
                             async move {
                                 use http_body_util::BodyExt;
                                 let headers = request
@@ -78,6 +82,9 @@ impl Receiver {
                                     body: String::from_utf8_lossy(&body).into_owned(),
                                     status,
                                 });
+                                if stall.load(Ordering::SeqCst) {
+                                    std::future::pending::<()>().await;
+                                }
                                 let answer = if fail { "receiver down" } else { "" };
                                 Ok::<_, std::convert::Infallible>(
                                     hyper::Response::builder()
@@ -97,6 +104,7 @@ impl Receiver {
             addr,
             received,
             failing,
+            stalling,
             task,
         }
     }
@@ -115,6 +123,11 @@ impl Receiver {
             .into_iter()
             .filter(|r| r.status == 204)
             .collect()
+    }
+
+    /// While `on`, requests are recorded and never answered.
+    pub fn stall(&self, on: bool) {
+        self.stalling.store(on, Ordering::SeqCst);
     }
 
     pub fn fail_next(&self, count: usize) {

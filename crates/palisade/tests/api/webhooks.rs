@@ -677,3 +677,59 @@ async fn another_tenants_endpoints_are_not_found() {
     let (_, listed) = call(&app, Method::GET, ENDPOINTS, &stranger.access, Value::Null).await;
     assert_eq!(listed, json!([]));
 }
+
+// claim: HOOK-3
+#[tokio::test]
+async fn a_dispatcher_killed_between_sending_and_recording_loses_nothing() {
+    let app = app_with_receivers().await;
+    let receiver = Receiver::start(0).await;
+    let owner = app.signed_in("owner@example.com").await;
+    let (id, _) = endpoint(
+        &app,
+        &owner.access,
+        &receiver.url(),
+        &["workorder.assigned"],
+    )
+    .await;
+    let (_, sent) = call(
+        &app,
+        Method::POST,
+        MESSAGES,
+        &owner.access,
+        json!({"event_type": "workorder.assigned", "payload": {"workorder_id": "wo_9"}}),
+    )
+    .await;
+    // The receiver takes the request and hangs; the process dies before it records.
+    receiver.stall(true);
+    let state = app.state.clone();
+    let round = tokio::spawn(async move { state.webhooks.dispatch_due().await });
+    for _ in 0..500 {
+        if !receiver.received().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(receiver.received().len(), 1, "the request was sent");
+    round.abort();
+    let _ = round.await;
+    receiver.stall(false);
+    // Its lease holds the delivery for a minute; then another round sends it again, with
+    // the same webhook-id for the receiver to drop the duplicate.
+    assert_eq!(dispatch(&app).await, 0);
+    app.clock.advance(Duration::from_secs(61));
+    assert_eq!(dispatch(&app).await, 1);
+    let got = receiver.received();
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|r| r.headers["webhook-id"] == sent["id"]));
+    let owner = app.login("owner@example.com").await;
+    let (_, attempts) = call(
+        &app,
+        Method::GET,
+        &format!("{ENDPOINTS}/{id}/attempts"),
+        &owner.access,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(attempts.as_array().unwrap().len(), 1, "{attempts}");
+    assert_eq!(attempts[0]["succeeded"], true);
+}
