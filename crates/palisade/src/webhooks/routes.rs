@@ -521,15 +521,28 @@ async fn replay_message(
     Path(raw): Path<String>,
     Json(body): Json<ReplayRequest>,
 ) -> Result<(StatusCode, axum::Json<RequeuedView>), ApiError> {
-    let id: EndpointId = id_or_404(&raw)?;
+    requeue(
+        &state,
+        &actor,
+        context,
+        &raw,
+        Retry::Message(body.message_id),
+    )
+    .await
+}
+
+/// Puts `which` of the endpoint `raw` back in the queue: replay and recovery alike.
+async fn requeue(
+    state: &AppState,
+    actor: &Manage,
+    context: RequestContext,
+    raw: &str,
+    which: Retry,
+) -> Result<(StatusCode, axum::Json<RequeuedView>), ApiError> {
+    let id: EndpointId = id_or_404(raw)?;
     let requeued = state
         .webhooks
-        .retry(
-            &TenantActing::from(&actor),
-            id,
-            Retry::Message(body.message_id),
-            &origin(context),
-        )
+        .retry(&TenantActing::from(actor), id, which, &origin(context))
         .await?;
     Ok((StatusCode::ACCEPTED, axum::Json(RequeuedView { requeued })))
 }
@@ -568,17 +581,8 @@ async fn recover_failed(
     Path(raw): Path<String>,
     Json(body): Json<RecoverRequest>,
 ) -> Result<(StatusCode, axum::Json<RequeuedView>), ApiError> {
-    let id: EndpointId = id_or_404(&raw)?;
-    let requeued = state
-        .webhooks
-        .retry(
-            &TenantActing::from(&actor),
-            id,
-            Retry::FailedSince(crate::audit::store::micros(body.since)),
-            &origin(context),
-        )
-        .await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(RequeuedView { requeued })))
+    let since = Retry::FailedSince(crate::audit::store::micros(body.since));
+    requeue(&state, &actor, context, &raw, since).await
 }
 
 #[derive(Deserialize, ToSchema)]

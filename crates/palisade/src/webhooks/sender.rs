@@ -313,18 +313,16 @@ impl Sender {
         };
         // A kept connection the receiver closed meanwhile fails before any answer: the
         // request goes once more, on a new connection.
-        let (address, mut sender, response) = match self.take_idle(&target, &addresses) {
-            Some((address, mut sender)) => match sender.send_request(request()?).await {
-                Ok(response) => (address, sender, response),
-                Err(_) => {
-                    let (address, mut sender) = self.connect(&target, &addresses).await?;
-                    let response = sender
-                        .send_request(request()?)
-                        .await
-                        .map_err(|e| format!("HTTP: {e}"))?;
-                    (address, sender, response)
-                }
-            },
+        let pooled = match self.take_idle(&target, &addresses) {
+            Some((address, mut sender)) => sender
+                .send_request(request()?)
+                .await
+                .ok()
+                .map(|response| (address, sender, response)),
+            None => None,
+        };
+        let (address, mut sender, response) = match pooled {
+            Some(sent) => sent,
             None => {
                 let (address, mut sender) = self.connect(&target, &addresses).await?;
                 let response = sender

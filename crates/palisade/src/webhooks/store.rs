@@ -393,6 +393,21 @@ for_both_backends! {
         Ok(())
     }
 
+    async fn endpoint_exists(
+        conn: &mut <Db as sqlx::Database>::Connection,
+        tenant: TenantId,
+        endpoint: EndpointId,
+    ) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query("SELECT 1 FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant)
+                .bind(endpoint)
+                .fetch_optional(&mut *conn)
+                .await?
+                .is_some(),
+        )
+    }
+
     async fn bind_tenant(
         conn: &mut <Db as sqlx::Database>::Connection,
         tenant: TenantId,
@@ -662,12 +677,7 @@ for_both_backends! {
         ) -> Result<Option<Vec<AttemptRecord>>, StoreError> {
             let tenant = scope.tenant();
             let mut reader = self.0.tenant_reader(scope).await?;
-            let exists = sqlx::query("SELECT 1 FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant)
-                .bind(endpoint)
-                .fetch_optional(&mut *reader)
-                .await?
-                .is_some();
+            let exists = endpoint_exists(&mut reader, tenant, endpoint).await?;
             let rows = if exists {
                 sqlx::query(
                     "SELECT id, endpoint_id, message_id, attempted_us, succeeded, status_code,
@@ -702,12 +712,7 @@ for_both_backends! {
         ) -> Result<Option<u64>, StoreError> {
             let tenant = scope.tenant();
             let mut tx = self.0.tenant(scope).await?;
-            let exists = sqlx::query("SELECT 1 FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant)
-                .bind(endpoint)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some();
+            let exists = endpoint_exists(&mut tx, tenant, endpoint).await?;
             if !exists {
                 return Ok(None);
             }

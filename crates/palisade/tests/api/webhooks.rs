@@ -58,6 +58,30 @@ pub async fn endpoint(app: &TestApp, access: &str, url: &str, types: &[&str]) ->
     )
 }
 
+/// A server, a receiver answering 500 to its first `failing` requests, a tenant's owner,
+/// and the owner's endpoint to the receiver for `types`.
+pub struct SetUp {
+    pub app: TestApp,
+    pub receiver: Receiver,
+    pub owner: crate::helpers::Session,
+    pub id: String,
+    pub secret: String,
+}
+
+pub async fn set_up(failing: usize, types: &[&str]) -> SetUp {
+    let app = app_with_receivers().await;
+    let receiver = Receiver::start(failing).await;
+    let owner = app.signed_in("owner@example.com").await;
+    let (id, secret) = endpoint(&app, &owner.access, &receiver.url(), types).await;
+    SetUp {
+        app,
+        receiver,
+        owner,
+        id,
+        secret,
+    }
+}
+
 /// Runs dispatch rounds until one finds nothing due.
 pub async fn dispatch(app: &TestApp) -> usize {
     let mut total = 0;
@@ -107,13 +131,14 @@ async fn verified_by_the_reference_library(
 // claim: HOOK-1, HOOK-2, APP-6
 #[tokio::test]
 async fn deliveries_verify_with_the_standard_webhooks_library_and_carry_no_personal_data() {
-    let app = app_with_receivers().await;
-    let receiver = Receiver::start(0).await;
-    let owner = app.signed_in("owner@example.com").await;
-    let (_, secret) = endpoint(
-        &app,
-        &owner.access,
-        &receiver.url(),
+    let SetUp {
+        app,
+        receiver,
+        owner,
+        secret,
+        ..
+    } = set_up(
+        0,
         &[
             "session.revoked",
             "workorder.status_changed",
@@ -191,16 +216,14 @@ async fn deliveries_verify_with_the_standard_webhooks_library_and_carry_no_perso
 // claim: HOOK-1
 #[tokio::test]
 async fn during_a_secret_rotation_both_secrets_sign_each_delivery() {
-    let app = app_with_receivers().await;
-    let receiver = Receiver::start(0).await;
-    let owner = app.signed_in("owner@example.com").await;
-    let (id, old) = endpoint(
-        &app,
-        &owner.access,
-        &receiver.url(),
-        &["workorder.assigned"],
-    )
-    .await;
+    let SetUp {
+        app,
+        receiver,
+        owner,
+        id,
+        secret: old,
+        ..
+    } = set_up(0, &["workorder.assigned"]).await;
     let (status, rotated) = call(
         &app,
         Method::POST,
@@ -235,16 +258,13 @@ async fn during_a_secret_rotation_both_secrets_sign_each_delivery() {
 // claim: HOOK-3
 #[tokio::test]
 async fn a_receiver_that_fails_for_a_while_gets_every_message_once_after_it_recovers() {
-    let app = app_with_receivers().await;
-    let receiver = Receiver::start(6).await;
-    let owner = app.signed_in("owner@example.com").await;
-    let (id, _) = endpoint(
-        &app,
-        &owner.access,
-        &receiver.url(),
-        &["workorder.status_changed"],
-    )
-    .await;
+    let SetUp {
+        app,
+        receiver,
+        owner,
+        id,
+        ..
+    } = set_up(6, &["workorder.status_changed"]).await;
     let mut sent = Vec::new();
     for n in 0..3 {
         let (_, message) = call(
@@ -440,16 +460,13 @@ async fn private_and_plain_http_urls_are_refused_when_the_operator_allows_none()
 async fn the_guard_runs_again_at_delivery_on_the_connection_made() {
     // Registered where loopback is allowed; delivered by an instance that allows none: the
     // delivery is refused, though the registration was fine.
-    let app = app_with_receivers().await;
-    let receiver = Receiver::start(0).await;
-    let owner = app.signed_in("owner@example.com").await;
-    let (id, _) = endpoint(
-        &app,
-        &owner.access,
-        &receiver.url(),
-        &["workorder.assigned"],
-    )
-    .await;
+    let SetUp {
+        app,
+        receiver,
+        owner,
+        id,
+        ..
+    } = set_up(0, &["workorder.assigned"]).await;
     let strict = app
         .spawn_sibling_with(|settings| {
             settings.access.manifest = Some(crate::manifest::workorders_manifest());
@@ -681,16 +698,13 @@ async fn another_tenants_endpoints_are_not_found() {
 // claim: HOOK-3
 #[tokio::test]
 async fn a_dispatcher_killed_between_sending_and_recording_loses_nothing() {
-    let app = app_with_receivers().await;
-    let receiver = Receiver::start(0).await;
-    let owner = app.signed_in("owner@example.com").await;
-    let (id, _) = endpoint(
-        &app,
-        &owner.access,
-        &receiver.url(),
-        &["workorder.assigned"],
-    )
-    .await;
+    let SetUp {
+        app,
+        receiver,
+        owner,
+        id,
+        ..
+    } = set_up(0, &["workorder.assigned"]).await;
     let (_, sent) = call(
         &app,
         Method::POST,
