@@ -48,7 +48,7 @@ pub struct BatchResponse {
     path = "/api/v1/audit/events",
     tag = "audit",
     security(("service" = []), ("tenant_token" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; honoured for 24 hours")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "1-255 visible ASCII characters; honoured for 24 hours")),
     request_body = AppEventRequest,
     responses(
         (status = 201, description = "The event, appended", body = Appended),
@@ -83,7 +83,7 @@ pub async fn record_event(
     path = "/api/v1/audit/events/batch",
     tag = "audit",
     security(("service" = []), ("tenant_token" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; honoured for 24 hours")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "1-255 visible ASCII characters; honoured for 24 hours")),
     request_body = BatchRequest,
     responses(
         (status = 201, description = "The events, appended", body = BatchResponse),

@@ -616,7 +616,7 @@ pub struct MessageView {
     tag = "webhooks",
     request_body = MessageRequest,
     security(("tenant_token" = []), ("bearer" = []), ("api_key" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "1-255 visible ASCII characters")),
     responses(
         (status = 202, description = "Written to the outbox", body = MessageView),
         (status = 200, description = "A retry with the same Idempotency-Key and body: the first message", body = MessageView),

@@ -25,6 +25,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(15);
 /// Of the receiver's answer, this much is kept with the attempt.
 pub const KEPT_RESPONSE_BYTES: usize = 1024;
 const MAX_URL_LEN: usize = 2048;
+/// A host that does not resolve within this is unresolvable (registration answers 422).
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Turns a host into addresses; the system's resolver, or a test's.
 #[async_trait::async_trait]
@@ -168,11 +170,13 @@ impl Sender {
     async fn addresses(&self, target: &Target) -> Result<Vec<SocketAddr>, UrlProblem> {
         let addresses = match target.host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, target.port)],
-            Err(_) => self
-                .resolver
-                .resolve(&target.host, target.port)
-                .await
-                .map_err(|_| UrlProblem::Unresolvable)?,
+            Err(_) => tokio::time::timeout(
+                RESOLVE_TIMEOUT,
+                self.resolver.resolve(&target.host, target.port),
+            )
+            .await
+            .map_err(|_| UrlProblem::Unresolvable)?
+            .map_err(|_| UrlProblem::Unresolvable)?,
         };
         if addresses.is_empty() {
             return Err(UrlProblem::Unresolvable);
