@@ -145,6 +145,20 @@ pub fn display_name<'a>(
     Ok(raw)
 }
 
+/// An optional description for the people who manage something (a secret, a webhook
+/// endpoint): absent or empty is none, else a display name of up to 500 characters.
+pub fn description(raw: Option<&str>) -> Result<String, InvalidInput> {
+    match raw {
+        None | Some("") => Ok(String::new()),
+        Some(text) => Ok(display_name(
+            text,
+            500,
+            "description: up to 500 characters, no control characters or surrounding spaces",
+        )?
+        .to_owned()),
+    }
+}
+
 /// A tenant's display name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TenantName(String);

@@ -181,15 +181,7 @@ impl Secrets {
     ) -> Result<SecretRecord, SecretError> {
         let name = checked_name(&request.name)?;
         checked_value(&request.value)?;
-        let description = match request.description.as_deref() {
-            None | Some("") => String::new(),
-            Some(text) => crate::identity::domain::display_name(
-                text,
-                500,
-                "description: up to 500 characters, no control characters or surrounding spaces",
-            )?
-            .to_owned(),
-        };
+        let description = crate::identity::domain::description(request.description.as_deref())?;
         let now = self.clock.now();
         let tenant = actor.tenant();
         let id = SecretId::generate();

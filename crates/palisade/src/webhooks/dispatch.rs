@@ -33,9 +33,10 @@ impl Webhooks {
             return Ok(0);
         }
         let jobs = self.store.jobs(&claimed, now_us).await?;
+        let found: std::collections::HashSet<_> = jobs.iter().map(|job| job.claimed).collect();
         let mut finished: Vec<Finished> = claimed
             .iter()
-            .filter(|c| !jobs.iter().any(|job| job.claimed == **c))
+            .filter(|c| !found.contains(*c))
             .map(|&claimed| Finished {
                 claimed,
                 attempt: None,

@@ -170,7 +170,7 @@ impl Webhooks {
         origin: &Origin,
     ) -> Result<(EndpointRecord, Zeroizing<String>), WebhookError> {
         let event_types = self.checked_types(&request.event_types)?;
-        let description = checked_description(request.description.as_deref())?;
+        let description = crate::identity::domain::description(request.description.as_deref())?;
         let url = self.checked_url(&request.url).await?;
         if self.store.endpoints(actor.scope).await?.len() >= MAX_ENDPOINTS {
             return Err(WebhookError::TooManyEndpoints);
@@ -232,7 +232,7 @@ impl Webhooks {
             after.event_types = self.checked_types(types)?;
         }
         if let Some(description) = change.description.as_deref() {
-            after.description = checked_description(Some(description))?;
+            after.description = crate::identity::domain::description(Some(description))?;
         }
         if let Some(url) = &change.url {
             after.url = self.checked_url(url).await?;
@@ -418,22 +418,5 @@ impl Webhooks {
             .ok_or(WebhookError::NotFound)?;
         self.wake.notify_one();
         Ok(requeued)
-    }
-
-    /// Deliveries waiting for their next attempt, on every instance.
-    pub async fn pending(&self) -> Result<i64, WebhookError> {
-        Ok(self.store.pending().await?)
-    }
-}
-
-fn checked_description(text: Option<&str>) -> Result<String, InvalidInput> {
-    match text {
-        None | Some("") => Ok(String::new()),
-        Some(text) => Ok(crate::identity::domain::display_name(
-            text,
-            500,
-            "description: up to 500 characters, no control characters or surrounding spaces",
-        )?
-        .to_owned()),
     }
 }

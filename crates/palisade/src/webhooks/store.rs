@@ -4,6 +4,8 @@
 //! delivery queue, ids and times only, that every instance's dispatcher claims from
 //! (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite's one writer serialises claims).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Row};
 use time::OffsetDateTime;
@@ -107,6 +109,7 @@ pub struct Claimed {
 }
 
 /// A signing secret as stored, with what opens it (None: the tenant's key was destroyed).
+#[derive(Clone)]
 pub struct StoredSecret {
     pub id: SigningSecretId,
     pub data_key: Option<WrappedKey>,
@@ -221,8 +224,6 @@ pub trait WebhookStore: Send + Sync {
         disable_before_us: Option<i64>,
         disabled: DisabledEvent<'_>,
     ) -> Result<Vec<EndpointId>, StoreError>;
-    /// Deliveries not yet succeeded or failed for good, for health and the benchmarks.
-    async fn pending(&self) -> Result<i64, StoreError>;
 }
 
 /// Writes Palisade's own announcement of an audited change (HOOK-2) in the change's
@@ -794,76 +795,86 @@ for_both_backends! {
             for tenant in tenants {
                 bind_tenant(&mut tx, tenant).await?;
                 let mine: Vec<&Claimed> = claimed.iter().filter(|c| c.tenant == tenant).collect();
+                let mut messages: Vec<MessageId> = mine.iter().map(|c| c.message).collect();
+                messages.sort();
+                messages.dedup();
+                let mut endpoints: Vec<EndpointId> = mine.iter().map(|c| c.endpoint).collect();
+                endpoints.sort();
+                endpoints.dedup();
+                // Each message's body, each endpoint's url (None: disabled) and live
+                // secrets, read and decoded once for every delivery that needs them.
                 let mut query = QueryBuilder::<Db>::new(
-                    "SELECT m.id AS message_id, m.body, e.id AS endpoint_id, e.url, e.enabled
-                     FROM webhook_messages m, webhook_endpoints e
-                     WHERE m.tenant_id = ",
+                    "SELECT id, body FROM webhook_messages WHERE tenant_id = ",
                 );
-                query.push_bind(tenant).push(" AND e.tenant_id = ").push_bind(tenant);
-                query.push(" AND m.id IN (");
+                query.push_bind(tenant).push(" AND id IN (");
                 let mut ids = query.separated(", ");
-                for c in &mine {
-                    ids.push_bind(c.message);
-                }
-                query.push(") AND e.id IN (");
-                let mut ids = query.separated(", ");
-                for c in &mine {
-                    ids.push_bind(c.endpoint);
+                for id in &messages {
+                    ids.push_bind(*id);
                 }
                 query.push(")");
-                let rows = query.build().fetch_all(&mut *tx).await?;
-                let mut secrets = QueryBuilder::<Db>::new(
+                let mut bodies: HashMap<MessageId, String> = HashMap::new();
+                for row in query.build().fetch_all(&mut *tx).await? {
+                    bodies.insert(row.try_get(0)?, row.try_get(1)?);
+                }
+                let mut query = QueryBuilder::<Db>::new(
+                    "SELECT id, url, enabled FROM webhook_endpoints WHERE tenant_id = ",
+                );
+                query.push_bind(tenant).push(" AND id IN (");
+                let mut ids = query.separated(", ");
+                for id in &endpoints {
+                    ids.push_bind(*id);
+                }
+                query.push(")");
+                let mut urls: HashMap<EndpointId, Option<String>> = HashMap::new();
+                for row in query.build().fetch_all(&mut *tx).await? {
+                    let enabled: bool = row.try_get(2)?;
+                    urls.insert(row.try_get(0)?, enabled.then(|| row.try_get(1)).transpose()?);
+                }
+                let mut query = QueryBuilder::<Db>::new(
                     "SELECT s.endpoint_id, s.id, s.sealed, s.dek_version, k.kek_version, k.wrapped
                      FROM webhook_signing_secrets s
                      LEFT JOIN tenant_data_keys k
                          ON k.tenant_id = s.tenant_id AND k.version = s.dek_version
                      WHERE s.tenant_id = ",
                 );
-                secrets.push_bind(tenant);
-                secrets.push(" AND (s.expires_us IS NULL OR s.expires_us > ");
-                secrets.push_bind(now_us);
-                secrets.push(") AND s.endpoint_id IN (");
-                let mut ids = secrets.separated(", ");
-                for c in &mine {
-                    ids.push_bind(c.endpoint);
+                query.push_bind(tenant);
+                query.push(" AND (s.expires_us IS NULL OR s.expires_us > ");
+                query.push_bind(now_us);
+                query.push(") AND s.endpoint_id IN (");
+                let mut ids = query.separated(", ");
+                for id in &endpoints {
+                    ids.push_bind(*id);
                 }
-                secrets.push(") ORDER BY s.created_at DESC, s.id DESC");
-                let secret_rows = secrets.build().fetch_all(&mut *tx).await?;
+                query.push(") ORDER BY s.created_at DESC, s.id DESC");
+                let mut secrets: HashMap<EndpointId, Vec<StoredSecret>> = HashMap::new();
+                for secret in query.build().fetch_all(&mut *tx).await? {
+                    let wrapped: Option<Vec<u8>> = secret.try_get(5)?;
+                    let kek_version: Option<i32> = secret.try_get(4)?;
+                    let dek_version: i32 = secret.try_get(3)?;
+                    secrets.entry(secret.try_get(0)?).or_default().push(StoredSecret {
+                        id: secret.try_get(1)?,
+                        sealed: secret.try_get(2)?,
+                        data_key: match (wrapped, kek_version) {
+                            (Some(wrapped), Some(kek_version)) => Some(WrappedKey {
+                                version: u32::try_from(dek_version).unwrap_or(0),
+                                kek_version: u32::try_from(kek_version).unwrap_or(0),
+                                wrapped,
+                            }),
+                            _ => None,
+                        },
+                    });
+                }
                 for c in mine {
-                    let Some(row) = rows.iter().find(|row| {
-                        row.try_get::<MessageId, _>("message_id").ok() == Some(c.message)
-                            && row.try_get::<EndpointId, _>("endpoint_id").ok() == Some(c.endpoint)
-                    }) else {
+                    let (Some(body), Some(url)) = (bodies.get(&c.message), urls.get(&c.endpoint))
+                    else {
                         continue;
                     };
-                    let enabled: bool = row.try_get("enabled")?;
-                    let mut job = Job {
+                    jobs.push(Job {
                         claimed: *c,
-                        url: enabled.then(|| row.try_get("url")).transpose()?,
-                        body: row.try_get("body")?,
-                        secrets: Vec::new(),
-                    };
-                    for secret in &secret_rows {
-                        if secret.try_get::<EndpointId, _>(0)? != c.endpoint {
-                            continue;
-                        }
-                        let wrapped: Option<Vec<u8>> = secret.try_get(5)?;
-                        let kek_version: Option<i32> = secret.try_get(4)?;
-                        let dek_version: i32 = secret.try_get(3)?;
-                        job.secrets.push(StoredSecret {
-                            id: secret.try_get(1)?,
-                            sealed: secret.try_get(2)?,
-                            data_key: match (wrapped, kek_version) {
-                                (Some(wrapped), Some(kek_version)) => Some(WrappedKey {
-                                    version: u32::try_from(dek_version).unwrap_or(0),
-                                    kek_version: u32::try_from(kek_version).unwrap_or(0),
-                                    wrapped,
-                                }),
-                                _ => None,
-                            },
-                        });
-                    }
-                    jobs.push(job);
+                        url: url.clone(),
+                        body: body.clone(),
+                        secrets: secrets.get(&c.endpoint).cloned().unwrap_or_default(),
+                    });
                 }
             }
             tx.commit().await?;
@@ -1013,15 +1024,6 @@ for_both_backends! {
             }
             tx.commit().await?;
             Ok(disabled_now)
-        }
-
-        async fn pending(&self) -> Result<i64, StoreError> {
-            let (count,): (i64,) = sqlx::query_as(
-                "SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'",
-            )
-            .fetch_one(&self.0)
-            .await?;
-            Ok(count)
         }
     }
 }

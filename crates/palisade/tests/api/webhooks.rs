@@ -23,12 +23,19 @@ fn fixture(name: &str) -> PathBuf {
 
 /// A server whose deliveries may reach loopback and trust the fixtures' CA.
 pub async fn app_with_receivers() -> TestApp {
-    spawn_app_with(|settings| {
-        settings.access.manifest = Some(crate::manifest::workorders_manifest());
-        settings.webhooks.allowed_networks = vec!["127.0.0.1/32".into()];
-        settings.webhooks.ca_file = Some(fixture("tls-ca.pem"));
-    })
-    .await
+    spawn_app_with(allow_receivers).await
+}
+
+/// The work-order manifest, loopback allowed, the fixtures' CA trusted.
+fn allow_receivers(settings: &mut palisade::config::Settings) {
+    trust_receivers(settings);
+    settings.webhooks.allowed_networks = vec!["127.0.0.1/32".into()];
+}
+
+/// The work-order manifest and the fixtures' CA, with the guard as the operator left it.
+fn trust_receivers(settings: &mut palisade::config::Settings) {
+    settings.access.manifest = Some(crate::manifest::workorders_manifest());
+    settings.webhooks.ca_file = Some(fixture("tls-ca.pem"));
 }
 
 async fn call(
@@ -467,12 +474,7 @@ async fn the_guard_runs_again_at_delivery_on_the_connection_made() {
         id,
         ..
     } = set_up(0, &["workorder.assigned"]).await;
-    let strict = app
-        .spawn_sibling_with(|settings| {
-            settings.access.manifest = Some(crate::manifest::workorders_manifest());
-            settings.webhooks.ca_file = Some(fixture("tls-ca.pem"));
-        })
-        .await;
+    let strict = app.spawn_sibling_with(trust_receivers).await;
     call(
         &app,
         Method::POST,
@@ -506,23 +508,13 @@ async fn the_guard_runs_again_at_delivery_on_the_connection_made() {
 // claim: HOOK-3
 #[tokio::test]
 async fn two_instances_sharing_the_outbox_deliver_each_message_exactly_once() {
-    let app = app_with_receivers().await;
-    let receiver = Receiver::start(0).await;
-    let owner = app.signed_in("owner@example.com").await;
-    endpoint(
-        &app,
-        &owner.access,
-        &receiver.url(),
-        &["workorder.assigned"],
-    )
-    .await;
-    let sibling = app
-        .spawn_sibling_with(|settings| {
-            settings.access.manifest = Some(crate::manifest::workorders_manifest());
-            settings.webhooks.allowed_networks = vec!["127.0.0.1/32".into()];
-            settings.webhooks.ca_file = Some(fixture("tls-ca.pem"));
-        })
-        .await;
+    let SetUp {
+        app,
+        receiver,
+        owner,
+        ..
+    } = set_up(0, &["workorder.assigned"]).await;
+    let sibling = app.spawn_sibling_with(allow_receivers).await;
     for n in 0..40 {
         call(
             &app,
@@ -626,16 +618,12 @@ async fn bad_endpoints_and_messages_are_refused_and_nothing_is_written() {
 // claim: HOOK-2
 #[tokio::test]
 async fn an_idempotency_key_sends_a_message_once() {
-    let app = app_with_receivers().await;
-    let receiver = Receiver::start(0).await;
-    let owner = app.signed_in("owner@example.com").await;
-    endpoint(
-        &app,
-        &owner.access,
-        &receiver.url(),
-        &["workorder.assigned"],
-    )
-    .await;
+    let SetUp {
+        app,
+        receiver,
+        owner,
+        ..
+    } = set_up(0, &["workorder.assigned"]).await;
     let post = |body: Value| {
         app.client
             .post(app.url(MESSAGES))
