@@ -65,6 +65,34 @@ pub struct WebhookSettings {
     pub disable_after_days: u32,
     /// Deliveries in flight at once per server process.
     pub concurrency: usize,
+    /// Senders whose webhooks Palisade receives (claim HOOK-5) at
+    /// `POST /api/v1/webhooks/inbound/{name}`, verifies and hands on to the app as
+    /// `inbound.{name}` messages signed by Palisade. In the TOML file, a table
+    /// `[webhooks.inbound.billing]` with `scheme` (`standard`: a Standard Webhooks sender;
+    /// `stripe`: `Stripe-Signature: t=…,v1=…`), `secret` (the sender's signing secret;
+    /// `PALISADE_WEBHOOKS__INBOUND__BILLING__SECRET` keeps it out of the file) and `tenant`
+    /// (the id of the tenant whose endpoints subscribed to `inbound.billing` receive them).
+    /// A name is 1–32 of `a-z`, `0-9`, `_`, starting with a letter.
+    pub inbound: BTreeMap<String, InboundSource>,
+}
+
+/// One sender of inbound webhooks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundSource {
+    pub scheme: InboundScheme,
+    pub secret: SecretString,
+    pub tenant: String,
+}
+
+/// How an inbound source signs.
+#[derive(Clone, Copy, Debug, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InboundScheme {
+    /// `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>` (Standard Webhooks).
+    Standard,
+    /// `Stripe-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">`.
+    Stripe,
 }
 
 impl Default for WebhookSettings {
@@ -74,6 +102,7 @@ impl Default for WebhookSettings {
             ca_file: None,
             disable_after_days: 5,
             concurrency: 64,
+            inbound: BTreeMap::new(),
         }
     }
 }
@@ -623,6 +652,15 @@ impl Settings {
             (1..=1024).contains(&self.webhooks.concurrency),
             "webhooks.concurrency must be 1 to 1024",
         );
+        for (name, source) in &self.webhooks.inbound {
+            check(
+                crate::webhooks::inbound::is_source_name(name),
+                &format!("webhooks.inbound: {name:?} is not a name (1 to 32 of a-z, 0-9, '_', starting with a letter)"),
+            );
+            if let Some(problem) = crate::webhooks::inbound::source_problem(source) {
+                check(false, &format!("webhooks.inbound.{name}: {problem}"));
+            }
+        }
         check(
             (1..=1_000_000).contains(&self.audit.checkpoint_every),
             "audit.checkpoint_every must be 1 to 1000000",
@@ -881,6 +919,13 @@ impl Settings {
                 "ca_file": self.webhooks.ca_file.as_ref().map(|p| p.display().to_string()),
                 "disable_after_days": self.webhooks.disable_after_days,
                 "concurrency": self.webhooks.concurrency,
+                "inbound": self.webhooks.inbound.iter().map(|(name, source)| {
+                    (name.clone(), serde_json::json!({
+                        "scheme": source.scheme,
+                        "secret": "[set, not shown]",
+                        "tenant": source.tenant,
+                    }))
+                }).collect::<serde_json::Map<_, _>>(),
             },
             "audit": {
                 "checkpoint_key_file": self.audit.key_path(&self.data_dir).display().to_string(),

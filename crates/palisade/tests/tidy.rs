@@ -163,6 +163,7 @@ fn tenant_scopes_are_made_only_from_verified_credentials_or_by_the_system_entry(
                 "src/services/store.rs",
                 "src/tenancy/store.rs",
                 "src/vault/store.rs",
+                "src/webhooks/store.rs",
             ],
         ),
         (

@@ -95,6 +95,7 @@ error_codes! {
     InvalidCredentials => "invalid_credentials", 401, "The email or password is incorrect (the same answer for an unknown email).";
     MfaRequired => "mfa_required", 401, "The account uses two-factor authentication: send `totp` or `recovery_code`.";
     InvalidMfaCode => "invalid_mfa_code", 401, "The two-factor code is wrong, expired or already used.";
+    InvalidSignature => "invalid_signature", 400, "An inbound webhook's signature headers are missing or malformed, no signature matches the body, or the signed timestamp is more than 5 minutes from the server's clock; nothing was written.";
     InvalidToken => "invalid_token", 400, "A verification or reset link is invalid, expired or already used.";
     InvalidCode => "invalid_code", 422, "The two-factor code is wrong, expired or already used.";
     Forbidden => "forbidden", 403, "The caller's role does not allow this action.";

@@ -62,6 +62,17 @@ where
     }
 }
 
+/// A JSON body's exact bytes, unparsed: what a webhook's sender signed.
+pub struct RawJson(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawJson {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        json_body(req, state).await.map(RawJson)
+    }
+}
+
 fn is_json(headers: &HeaderMap) -> bool {
     has_media_type(headers, "application/json")
 }

@@ -61,6 +61,13 @@ pub const OVERRIDES: &[(&str, &str, Class)] = &[
     // Reads that walk a whole audit chain: a write's budget, not a read's.
     ("GET", "/api/v1/audit/verify", Class::Default),
     ("GET", "/api/v1/audit/export", Class::Default),
+    // A provider's bursts come from few addresses, and a forged request costs one HMAC:
+    // an integration budget, per address.
+    (
+        "POST",
+        "/api/v1/webhooks/inbound/{source}",
+        Class::Integration,
+    ),
 ];
 
 /// The integration endpoints' paths: the AuthZEN decisions and relations, the OAuth token

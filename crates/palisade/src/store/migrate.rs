@@ -43,6 +43,7 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     17 "0017_app_made_keys",
     18 "0018_vault",
     19 "0019_webhooks",
+    20 "0020_inbound_webhooks",
 );
 pub const POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
@@ -64,6 +65,7 @@ pub const POSTGRES: &[Migration] = migrations!("postgres":
     17 "0017_app_made_keys",
     18 "0018_vault",
     19 "0019_webhooks",
+    20 "0020_inbound_webhooks",
 );
 
 /// Serialises migrators across instances sharing one PostgreSQL database.

@@ -7,10 +7,12 @@
 //! - `guard`: the addresses a delivery may reach; `sender`: one delivery over the wire.
 //! - `events`: Palisade's own events, derived from the audit record of the change.
 //! - `dispatch`: claim, send, record, retry; `store`: the SQL; `routes`: the HTTP surface.
+//! - `inbound`: webhooks in (claim HOOK-5), verified and handed on as messages.
 
 pub mod dispatch;
 pub mod events;
 pub mod guard;
+pub mod inbound;
 pub mod routes;
 pub mod sender;
 pub mod signing;
@@ -33,8 +35,8 @@ use crate::vault::Vault;
 use sender::{Sender, UrlProblem};
 use signing::SigningKey;
 use store::{
-    AttemptRecord, EndpointRecord, MessageKey, NewMessage, NewSigningSecret, Retry, Sent,
-    WebhookStore,
+    AttemptRecord, EndpointRecord, InboundEvent, MessageKey, NewMessage, NewSigningSecret,
+    Received, Retry, Sent, WebhookStore,
 };
 
 /// Subscriptions one endpoint may hold.
@@ -52,6 +54,7 @@ pub struct Webhooks {
     vault: Arc<Vault>,
     sender: Arc<Sender>,
     access: Arc<ActionTable>,
+    inbound: inbound::Sources,
     clock: Arc<dyn Clock>,
     /// Endpoints failing this long are disabled; None: never.
     disable_after: Option<Duration>,
@@ -81,6 +84,12 @@ pub enum WebhookError {
     NotFound,
     #[error("this Idempotency-Key was used with another request; nothing was written")]
     KeyReused,
+    #[error("no such inbound webhook source")]
+    UnknownSource,
+    #[error("{0}; nothing was written")]
+    Refused(#[from] inbound::Refused),
+    #[error("an inbound webhook's body is at most 64 KiB")]
+    InboundTooLarge,
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
@@ -116,6 +125,7 @@ impl Webhooks {
             vault,
             sender,
             access,
+            inbound: inbound::Sources::from_settings(&settings.inbound),
             clock,
             disable_after: (settings.disable_after_days > 0)
                 .then(|| Duration::days(i64::from(settings.disable_after_days))),
@@ -134,7 +144,7 @@ impl Webhooks {
         }
         let mut checked: Vec<String> = Vec::with_capacity(types.len());
         for (at, name) in types.iter().enumerate() {
-            if !self.access.is_event_type(name) {
+            if !self.access.is_event_type(name) && !self.inbound.is_event_type(name) {
                 return Err(WebhookError::UnknownEventType(format!("event_types[{at}]")));
             }
             if !checked.contains(name) {
@@ -375,6 +385,70 @@ impl Webhooks {
             }
             Sent::Replayed(first) => Ok((first, true)),
             Sent::KeyReused => Err(WebhookError::KeyReused),
+        }
+    }
+
+    /// The event types the inbound sources' events are handed on as.
+    pub fn inbound_event_types(&self) -> impl Iterator<Item = &str> {
+        self.inbound.event_types()
+    }
+
+    /// An inbound webhook (claim HOOK-5): verified against its source's secret, then
+    /// handed on to the source's tenant as an `inbound.<source>` message — once per event
+    /// id; a replay answers the first message. `header` reads a request header.
+    pub async fn receive<'h>(
+        &self,
+        source_name: &str,
+        header: impl Fn(&str) -> Option<&'h str>,
+        body: &[u8],
+        origin: &Origin,
+    ) -> Result<(MessageId, bool), WebhookError> {
+        let source = self
+            .inbound
+            .get(source_name)
+            .ok_or(WebhookError::UnknownSource)?;
+        if body.len() > inbound::MAX_BODY_BYTES {
+            return Err(WebhookError::InboundTooLarge);
+        }
+        let headers: Vec<Option<&str>> = source.headers().iter().map(|h| header(h)).collect();
+        let now = self.clock.now();
+        let verified = source.verify(&headers, body, now)?;
+        let data = serde_json::json!({
+            "source": source_name,
+            "event_id": verified.event_id,
+            "payload": verified.payload,
+        });
+        let message = NewMessage {
+            id: MessageId::generate(),
+            event_type: source.event_type.clone(),
+            body: events::body(&source.event_type, now, &data),
+            created_at_us: crate::audit::store::micros(now),
+        };
+        let event = origin
+            .event("webhooks.inbound_received", "success", now)
+            .in_tenant(source.tenant)
+            .by(crate::audit::Acting::System)
+            .on("webhook_message", message.id)
+            .changed("source", None::<&str>, source_name)
+            .changed("event_id", None::<&str>, &verified.event_id);
+        let inbound = InboundEvent {
+            tenant: source.tenant,
+            source: source_name,
+            event_id: &verified.event_id,
+        };
+        match self.store.receive(&inbound, &message, &event).await? {
+            Received::New => {
+                self.wake.notify_one();
+                Ok((message.id, false))
+            }
+            Received::Duplicate(first) => Ok((first, true)),
+            Received::NoTenant => {
+                tracing::warn!(
+                    source = source_name,
+                    "webhooks.inbound names a tenant that does not exist; the event was refused"
+                );
+                Err(WebhookError::UnknownSource)
+            }
         }
     }
 

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::inbound::Refused;
 use super::store::{AttemptRecord, EndpointRecord, MessageKey, Retry};
 use super::{EndpointChange, NewEndpoint, WebhookError};
 use crate::access::actions::act;
@@ -18,7 +19,7 @@ use crate::app::AppState;
 use crate::audit::TenantActing;
 use crate::http::auth::TenantActor;
 use crate::http::error::{ApiError, ErrorCode};
-use crate::http::extract::{id_or_404, DigestedJson, Json, Query, RequestContext};
+use crate::http::extract::{id_or_404, DigestedJson, Json, Query, RawJson, RequestContext};
 use crate::http::openapi::ErrorBody;
 use crate::identity::routes::origin;
 use crate::ids::{AttemptId, EndpointId, MessageId};
@@ -35,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(replay_message))
         .routes(routes!(recover_failed))
         .routes(routes!(send_message))
+        .routes(routes!(receive_inbound))
 }
 
 impl From<WebhookError> for ApiError {
@@ -47,7 +49,16 @@ impl From<WebhookError> for ApiError {
             WebhookError::TooManyEndpoints => {
                 ApiError::coded(ErrorCode::Conflict, error.to_string())
             }
-            WebhookError::NotFound => ApiError::NotFound,
+            WebhookError::NotFound | WebhookError::UnknownSource => ApiError::NotFound,
+            WebhookError::Refused(Refused::NotJson) => ApiError::coded(
+                ErrorCode::MalformedJson,
+                "the body is not valid JSON; nothing was written",
+            ),
+            WebhookError::Refused(Refused::NoEventId) => ApiError::invalid_field(error.to_string()),
+            WebhookError::Refused(_) => {
+                ApiError::coded(ErrorCode::InvalidSignature, error.to_string())
+            }
+            WebhookError::InboundTooLarge => ApiError::PayloadTooLarge,
             WebhookError::KeyReused => {
                 ApiError::coded(ErrorCode::IdempotencyKeyReused, error.to_string())
             }
@@ -65,7 +76,8 @@ pub struct EventTypeView {
     #[schema(example = "session.revoked")]
     name: String,
     description: String,
-    /// `palisade` (Palisade's own) or `app` (the manifest's: what the app may send).
+    /// `palisade` (Palisade's own), `app` (the manifest's: what the app may send) or
+    /// `inbound` (a configured inbound source's events, handed on).
     #[schema(example = "palisade")]
     source: &'static str,
 }
@@ -100,7 +112,15 @@ async fn event_types(
         description: e.description.to_string(),
         source: "app",
     });
-    axum::Json(own.chain(app).collect())
+    let inbound = state
+        .webhooks
+        .inbound_event_types()
+        .map(|name| EventTypeView {
+            name: name.to_owned(),
+            description: "A verified webhook of this inbound source, handed on".to_owned(),
+            source: "inbound",
+        });
+    axum::Json(own.chain(app).chain(inbound).collect())
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -669,4 +689,73 @@ async fn send_message(
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InboundView {
+    /// The message that hands the event on: every delivery's `webhook-id`.
+    message_id: MessageId,
+    /// True when this event id was received before: nothing new was written.
+    duplicate: bool,
+}
+
+/// Receive a webhook from a configured source (claim HOOK-5).
+///
+/// The operator configures each source under `webhooks.inbound.<source>`: its scheme
+/// (Standard Webhooks' `webhook-id`/`webhook-timestamp`/`webhook-signature`, or
+/// Stripe's `Stripe-Signature: t=…,v1=…`), its secret and its tenant. The signature is
+/// checked against the raw body, with a 5-minute tolerance on its timestamp; the event
+/// id (`webhook-id`, or the body's `id` for Stripe) is recorded once, and the event is
+/// handed on to the tenant's endpoints subscribed to `inbound.<source>` as a message
+/// signed by Palisade, its `data` being `{"source", "event_id", "payload"}`. A replay
+/// of an event id is acknowledged with 200 and the first message's id.
+///
+/// No credential: the signature is the proof.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/inbound/{source}",
+    tag = "webhooks",
+    params(
+        ("source" = String, Path, description = "The source's name in `webhooks.inbound`"),
+        ("webhook-id" = Option<String>, Header, description = "Standard Webhooks sources: the event id"),
+        ("webhook-timestamp" = Option<String>, Header, description = "Standard Webhooks sources: unix seconds"),
+        ("webhook-signature" = Option<String>, Header, description = "Standard Webhooks sources: `v1,<base64>` entries"),
+        ("Stripe-Signature" = Option<String>, Header, description = "Stripe-style sources: `t=<unix seconds>,v1=<hex>`"),
+    ),
+    request_body(content = Object, content_type = "application/json", description = "The sender's event, exactly as signed"),
+    responses(
+        (status = 202, description = "Verified, recorded, and handed on", body = InboundView),
+        (status = 200, description = "A replay of an event already received: nothing new was written", body = InboundView),
+        (status = 400, description = "A missing, forged or stale signature, or a body that is not JSON", body = ErrorBody),
+        (status = 404, description = "No such source", body = ErrorBody),
+        (status = 413, description = "A body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "A Stripe-style event without a string `id`", body = ErrorBody),
+    )
+)]
+async fn receive_inbound(
+    State(state): State<AppState>,
+    Path(source): Path<String>,
+    context: RequestContext,
+    headers: HeaderMap,
+    RawJson(body): RawJson,
+) -> Result<Response, ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (message_id, duplicate) = state
+        .webhooks
+        .receive(&source, header, &body, &origin(context))
+        .await?;
+    let status = if duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((
+        status,
+        axum::Json(InboundView {
+            message_id,
+            duplicate,
+        }),
+    )
+        .into_response())
 }

@@ -79,6 +79,23 @@ pub struct MessageKey<'a> {
     pub request_sha256: [u8; 32],
 }
 
+/// A verified inbound event (HOOK-5): which source's, and the sender's id for it.
+pub struct InboundEvent<'a> {
+    pub tenant: TenantId,
+    pub source: &'a str,
+    pub event_id: &'a str,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Received {
+    /// Recorded, and handed on as the message.
+    New,
+    /// Received before: the message that handed it on then.
+    Duplicate(MessageId),
+    /// The source's tenant does not exist.
+    NoTenant,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Sent {
     New,
@@ -188,6 +205,14 @@ pub trait WebhookStore: Send + Sync {
         key: Option<MessageKey<'_>>,
         event: &AuditRecord,
     ) -> Result<Sent, StoreError>;
+    /// A verified inbound event, recorded once per source and event id in the same
+    /// transaction as `message`, which hands it on to the source's tenant's endpoints.
+    async fn receive(
+        &self,
+        inbound: &InboundEvent<'_>,
+        message: &NewMessage,
+        event: &AuditRecord,
+    ) -> Result<Received, StoreError>;
     /// An endpoint's attempts, newest first, older than `before_us`; None if it is gone.
     async fn attempts(
         &self,
@@ -392,6 +417,42 @@ for_both_backends! {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Writes `message` and a delivery to each endpoint subscribed; false (nothing written)
+    /// when `key` was used before.
+    async fn insert_message(
+        conn: &mut <Db as sqlx::Database>::Connection,
+        tenant: TenantId,
+        message: &NewMessage,
+        key: Option<&MessageKey<'_>>,
+    ) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO webhook_messages
+                 (id, tenant_id, event_type, body, idempotency_key, request_sha256, created_at_us)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING",
+        )
+        .bind(message.id)
+        .bind(tenant)
+        .bind(&message.event_type)
+        .bind(&message.body)
+        .bind(key.map(|k| k.key))
+        .bind(key.map(|k| k.request_sha256.to_vec()))
+        .bind(message.created_at_us)
+        .execute(&mut *conn)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(FAN_OUT)
+            .bind(message.id)
+            .bind(tenant)
+            .bind(&message.event_type)
+            .bind(message.created_at_us)
+            .execute(&mut *conn)
+            .await?;
+        Ok(true)
     }
 
     async fn endpoint_exists(
@@ -627,22 +688,7 @@ for_both_backends! {
         ) -> Result<Sent, StoreError> {
             let tenant = scope.tenant();
             let mut tx = self.0.tenant(scope).await?;
-            let inserted = sqlx::query(
-                "INSERT INTO webhook_messages
-                     (id, tenant_id, event_type, body, idempotency_key, request_sha256, created_at_us)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (tenant_id, idempotency_key) DO NOTHING",
-            )
-            .bind(message.id)
-            .bind(tenant)
-            .bind(&message.event_type)
-            .bind(&message.body)
-            .bind(key.as_ref().map(|k| k.key))
-            .bind(key.as_ref().map(|k| k.request_sha256.to_vec()))
-            .bind(message.created_at_us)
-            .execute(&mut *tx)
-            .await?;
-            if inserted.rows_affected() == 0 {
+            if !insert_message(&mut tx, tenant, message, key.as_ref()).await? {
                 let key = key.ok_or_else(|| StoreError::Other("a message id was reused".into()))?;
                 let (first, hash): (MessageId, Vec<u8>) = sqlx::query_as(
                     "SELECT id, request_sha256 FROM webhook_messages
@@ -658,15 +704,55 @@ for_both_backends! {
                     Sent::KeyReused
                 });
             }
-            sqlx::query(FAN_OUT)
-                .bind(message.id)
-                .bind(tenant)
-                .bind(&message.event_type)
-                .bind(message.created_at_us)
-                .execute(&mut *tx)
-                .await?;
             tx.commit_with(event).await?;
             Ok(Sent::New)
+        }
+
+        async fn receive(
+            &self,
+            inbound: &InboundEvent<'_>,
+            message: &NewMessage,
+            event: &AuditRecord,
+        ) -> Result<Received, StoreError> {
+            let tenant = inbound.tenant;
+            let mut tx = self.0.tenant(TenantScope::for_system(tenant)).await?;
+            let exists = sqlx::query("SELECT 1 FROM tenants WHERE id = $1")
+                .bind(tenant)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            if !exists {
+                return Ok(Received::NoTenant);
+            }
+            // A concurrent duplicate waits here for the first one's commit, then finds it.
+            let recorded = sqlx::query(
+                "INSERT INTO webhook_inbound_events
+                     (tenant_id, source, event_id, message_id, received_at_us)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (tenant_id, source, event_id) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(inbound.source)
+            .bind(inbound.event_id)
+            .bind(message.id)
+            .bind(message.created_at_us)
+            .execute(&mut *tx)
+            .await?;
+            if recorded.rows_affected() == 0 {
+                let first: MessageId = sqlx::query_scalar(
+                    "SELECT message_id FROM webhook_inbound_events
+                     WHERE tenant_id = $1 AND source = $2 AND event_id = $3",
+                )
+                .bind(tenant)
+                .bind(inbound.source)
+                .bind(inbound.event_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                return Ok(Received::Duplicate(first));
+            }
+            insert_message(&mut tx, tenant, message, None).await?;
+            tx.commit_with(event).await?;
+            Ok(Received::New)
         }
 
         async fn attempts(

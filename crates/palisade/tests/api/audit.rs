@@ -1295,6 +1295,11 @@ async fn every_state_changing_route_writes_an_event_with_its_request_id() {
                 "/api/v1/audit/events",
                 "/api/v1/audit/events/batch",
             ];
+            // Its sources are settings naming a tenant made before the start:
+            // `api::inbound` checks its event and request id on an instance of its own.
+            if path == "/api/v1/webhooks/inbound/{source}" {
+                continue;
+            }
             let decides = palisade::ratelimit::is_integration(&method.to_uppercase(), path)
                 && !writes.contains(&path.as_str());
             if method != "get" && !decides {

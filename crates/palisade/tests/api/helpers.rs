@@ -135,6 +135,19 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     }
 }
 
+/// An inbound webhook source, `walk`, of a tenant that does not exist: a walk of the
+/// routes reaches the inbound handler, which refuses what it sends as unsigned.
+pub fn with_an_inbound_source(settings: &mut Settings) {
+    settings.webhooks.inbound.insert(
+        "walk".to_owned(),
+        palisade::config::InboundSource {
+            scheme: palisade::config::InboundScheme::Stripe,
+            secret: "whsec_the_walks_inbound_source".to_owned().into(),
+            tenant: "ten_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0".to_owned(),
+        },
+    );
+}
+
 fn test_settings(data_dir: &std::path::Path, db: &TestDatabase) -> Settings {
     let mut settings = Settings::load_from(
         None,

@@ -222,6 +222,7 @@ async fn real_ids_of(
         .unwrap()
         .to_owned();
     std::collections::HashMap::from([
+        ("source", "walk".to_owned()),
         ("user_id", target),
         ("session_id", me["session_id"].as_str().unwrap().to_owned()),
         (
@@ -293,6 +294,7 @@ async fn injection_payloads_in_every_field_and_parameter_behave_as_inert_text() 
         s.auth.max_failures_per_email_ip = 1_000_000;
         s.auth.max_failures_per_ip = 1_000_000;
         s.auth.slow_after_account_failures = 1_000_000;
+        crate::helpers::with_an_inbound_source(s);
     })
     .await;
     let owner = app.signed_in("owner@example.com").await;

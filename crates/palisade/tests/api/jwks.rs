@@ -20,7 +20,7 @@ pub(crate) async fn install_interop_once(dir: &std::path::Path) {
     static INSTALLED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     INSTALLED
         .get_or_init(|| async {
-            if ["jose", "standardwebhooks"]
+            if ["jose", "standardwebhooks", "stripe"]
                 .iter()
                 .all(|package| dir.join("node_modules").join(package).is_dir())
             {

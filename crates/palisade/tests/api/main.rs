@@ -10,6 +10,7 @@ mod faults;
 mod grants;
 mod health;
 mod import;
+mod inbound;
 mod injection;
 mod isolation;
 mod jwks;

@@ -2,11 +2,9 @@
 
 use serde_json::Value;
 
-use crate::helpers::spawn_app;
-
 #[tokio::test]
 async fn the_openapi_document_is_3_1_and_every_operation_in_it_is_served() {
-    let app = spawn_app().await;
+    let app = crate::helpers::spawn_app_with(crate::helpers::with_an_inbound_source).await;
     let response = app.get("/api/openapi.json").await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
@@ -36,7 +34,10 @@ async fn the_openapi_document_is_3_1_and_every_operation_in_it_is_served() {
             // A route that is documented but not served would fall through to 404 or 405.
             let response = app
                 .client
-                .request(method.to_uppercase().parse().unwrap(), app.url(path))
+                .request(
+                    method.to_uppercase().parse().unwrap(),
+                    app.url(&path.replace("{source}", "walk")),
+                )
                 .json(&serde_json::json!({}))
                 .send()
                 .await

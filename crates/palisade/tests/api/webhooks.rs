@@ -27,7 +27,7 @@ pub async fn app_with_receivers() -> TestApp {
 }
 
 /// The work-order manifest, loopback allowed, the fixtures' CA trusted.
-fn allow_receivers(settings: &mut palisade::config::Settings) {
+pub(crate) fn allow_receivers(settings: &mut palisade::config::Settings) {
     trust_receivers(settings);
     settings.webhooks.allowed_networks = vec!["127.0.0.1/32".into()];
 }
@@ -50,14 +50,26 @@ async fn call(
 
 /// Registers an endpoint for `types`; answers its id and secret.
 pub async fn endpoint(app: &TestApp, access: &str, url: &str, types: &[&str]) -> (String, String) {
-    let (status, made) = call(
-        app,
-        Method::POST,
-        ENDPOINTS,
-        access,
-        json!({"url": url, "event_types": types, "description": "ops"}),
-    )
-    .await;
+    endpoint_on(&app.client, &app.base, access, url, types).await
+}
+
+/// [`endpoint`], through the instance at `base`.
+pub async fn endpoint_on(
+    client: &reqwest::Client,
+    base: &str,
+    access: &str,
+    url: &str,
+    types: &[&str],
+) -> (String, String) {
+    let response = client
+        .post(format!("{base}{ENDPOINTS}"))
+        .bearer_auth(access)
+        .json(&json!({"url": url, "event_types": types, "description": "ops"}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let made: Value = response.json().await.unwrap();
     assert_eq!(status, 201, "{made}");
     (
         made["id"].as_str().unwrap().to_owned(),
@@ -102,7 +114,7 @@ pub async fn dispatch(app: &TestApp) -> usize {
 }
 
 /// Verifies deliveries with the npm `standardwebhooks` package; answers each one's type.
-async fn verified_by_the_reference_library(
+pub(crate) async fn verified_by_the_reference_library(
     secret: &str,
     deliveries: &[Received],
 ) -> Result<Vec<String>, String> {
