@@ -6,6 +6,10 @@
 //!     rounds timed until none is due (claim, read, sign, send, record each attempt).
 //!  3. End-to-end latency: with the dispatcher running as it does in `serve`, one message
 //!     every 5 ms; from the write's commit to its arrival at the receiver, p50 and p99.
+//!  4. Inbound (HOOK-5): MESSAGES Stripe-signed events received (verify, record the event
+//!     id, hand on as a message: one transaction each), against 2's message writes (the
+//!     same transaction without the verification and the dedupe row); then as many
+//!     replays (verified, found, nothing written).
 //!
 //! `cargo bench -p palisade --bench webhooks [-- MESSAGES]`
 
@@ -90,6 +94,17 @@ async fn run(messages: usize) {
     settings.access.manifest = Some(fixtures().join("workorders-manifest.toml"));
     settings.webhooks.allowed_networks = vec!["127.0.0.1/32".into()];
     settings.webhooks.ca_file = Some(fixtures().join("tls-ca.pem"));
+    let tenant: TenantId = format!("ten_{}", uuid::Uuid::now_v7().simple())
+        .parse()
+        .expect("an id");
+    settings.webhooks.inbound.insert(
+        "billing".into(),
+        palisade::config::InboundSource {
+            scheme: palisade::config::InboundScheme::Stripe,
+            secret: INBOUND_SECRET.to_owned().into(),
+            tenant: tenant.to_string(),
+        },
+    );
     let app = App::build_with_clock(settings, Arc::new(SystemClock))
         .await
         .expect("the app starts");
@@ -97,9 +112,6 @@ async fn run(messages: usize) {
     let palisade::store::Database::Sqlite(pool) = &state.db else {
         unreachable!("the bench runs on SQLite")
     };
-    let tenant: TenantId = format!("ten_{}", uuid::Uuid::now_v7().simple())
-        .parse()
-        .expect("an id");
     sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, 'bench', $2)")
         .bind(tenant)
         .bind(time::OffsetDateTime::now_utc())
@@ -122,7 +134,7 @@ async fn run(messages: usize) {
             NewEndpoint {
                 url: url.clone(),
                 description: None,
-                event_types: vec!["workorder.assigned".into()],
+                event_types: vec!["workorder.assigned".into(), "inbound.billing".into()],
                 enabled: true,
             },
             &origin,
@@ -190,5 +202,49 @@ async fn run(messages: usize) {
         percentile(&latencies, 0.50).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3
     );
+
+    // 4. Inbound: verified, recorded once, handed on.
+    let events: Vec<(String, String)> = (0..messages)
+        .map(|n| {
+            let body = format!(r#"{{"id":"evt_{n:024}","type":"invoice.paid"}}"#);
+            let at = time::OffsetDateTime::now_utc().unix_timestamp();
+            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, INBOUND_SECRET.as_bytes());
+            let tag = ring::hmac::sign(&key, format!("{at}.{body}").as_bytes());
+            let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+            (format!("t={at},v1={hex}"), body)
+        })
+        .collect();
+    let receive_all = || async {
+        let started = Instant::now();
+        let mut duplicates = 0;
+        for (header, body) in &events {
+            let (_, duplicate) = state
+                .webhooks
+                .receive(
+                    "billing",
+                    |name| (name == "stripe-signature").then_some(header.as_str()),
+                    body.as_bytes(),
+                    &origin,
+                )
+                .await
+                .expect("received");
+            duplicates += usize::from(duplicate);
+        }
+        (
+            messages as f64 / started.elapsed().as_secs_f64(),
+            duplicates,
+        )
+    };
+    let (received, duplicates) = receive_all().await;
+    assert_eq!(duplicates, 0);
+    let (replayed, duplicates) = receive_all().await;
+    assert_eq!(duplicates, messages);
+    println!(
+        "inbound events received (verified, recorded, handed on): {received:.0}/s = {:.1}% of the message writes",
+        100.0 * received / written
+    );
+    println!("inbound replays (verified, found, nothing written): {replayed:.0}/s");
     state.db.close().await;
 }
+
+const INBOUND_SECRET: &str = "whsec_the_benchmarks_billing_source";

@@ -225,6 +225,11 @@ impl Instance {
 }
 
 impl TestApp {
+    /// The data directory: the SQLite file and the key files a second instance shares.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._data_dir.path().join("data")
+    }
+
     /// A second server on the same database, data directory and clock: another instance
     /// behind the same load balancer.
     pub async fn spawn_sibling(&self) -> Instance {
@@ -233,8 +238,7 @@ impl TestApp {
 
     /// [`TestApp::spawn_sibling`] with adjusted settings (the same adjustments as this app's).
     pub async fn spawn_sibling_with(&self, configure: impl FnOnce(&mut Settings)) -> Instance {
-        let data_dir = self._data_dir.path().join("data");
-        let mut settings = test_settings(&data_dir, &self.db);
+        let mut settings = test_settings(&self.data_dir(), &self.db);
         configure(&mut settings);
         Instance::start(settings, self.clock.clone()).await
     }

@@ -13,7 +13,7 @@ use crate::helpers::{verification_token, TestDatabase};
 
 const BIN: &str = env!("CARGO_BIN_EXE_palisade");
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
     addr: String,
     data_dir: std::path::PathBuf,
@@ -22,7 +22,11 @@ struct Server {
 }
 
 /// Runs `palisade serve --listen 127.0.0.1:0` in `cwd` and waits for its address.
-fn start(cwd: &std::path::Path, env: &[(String, String)], extra_args: &[&str]) -> Server {
+pub(crate) fn start(
+    cwd: &std::path::Path,
+    env: &[(String, String)],
+    extra_args: &[&str],
+) -> Server {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(extra_args)
@@ -72,6 +76,12 @@ fn start(cwd: &std::path::Path, env: &[(String, String)], extra_args: &[&str]) -
 }
 
 impl Server {
+    /// SIGKILL: the process dies where it stands, nothing flushed or finished.
+    pub(crate) fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     fn terminate(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])

@@ -2,6 +2,7 @@
 //! messages and Palisade's own, delivered to a real https receiver on loopback (allowed by
 //! `webhooks.allowed_networks`), verified by the Standard Webhooks reference library.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use reqwest::Method;
@@ -746,4 +747,146 @@ async fn a_dispatcher_killed_between_sending_and_recording_loses_nothing() {
     .await;
     assert_eq!(attempts.as_array().unwrap().len(), 1, "{attempts}");
     assert_eq!(attempts[0]["succeeded"], true);
+}
+
+/// The real `palisade serve` on `app`'s database and data directory, its dispatcher running
+/// on the real clock, delivering to loopback receivers.
+fn serve_beside(app: &TestApp, dir: &std::path::Path) -> crate::process::Server {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.join("palisade.toml");
+    let settings = format!(
+        "[access]\nmanifest = {:?}\n[webhooks]\nallowed_networks = [\"127.0.0.1/32\"]\nca_file = {:?}\n",
+        crate::manifest::workorders_manifest(),
+        fixture("tls-ca.pem"),
+    );
+    std::fs::write(&config, settings).unwrap();
+    let data_dir = app.data_dir();
+    crate::process::start(
+        dir,
+        &app.db.env(),
+        &[
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    )
+}
+
+/// Sends `count` messages through `app`; answers their ids.
+async fn send_messages(app: &TestApp, access: &str, count: usize) -> BTreeSet<String> {
+    let mut sent = BTreeSet::new();
+    for n in 0..count {
+        let (status, message) = call(
+            app,
+            Method::POST,
+            MESSAGES,
+            access,
+            json!({"event_type": "workorder.assigned", "payload": {"workorder_id": format!("wo_{n}")}}),
+        )
+        .await;
+        assert_eq!(status, 202, "{message}");
+        sent.insert(message["id"].as_str().unwrap().to_owned());
+    }
+    sent
+}
+
+/// Waits (real time: the processes' dispatchers run on it) until `done`, at most 30 s.
+async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !done().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn webhook_ids(deliveries: &[Received]) -> Vec<String> {
+    deliveries
+        .iter()
+        .map(|d| d.headers["webhook-id"].clone())
+        .collect()
+}
+
+// claim: HOOK-3
+#[tokio::test]
+async fn a_server_process_killed_mid_dispatch_loses_nothing() {
+    let SetUp {
+        app,
+        receiver,
+        owner,
+        id,
+        ..
+    } = set_up(0, &["workorder.assigned"]).await;
+    // The receiver takes every request and hangs: the process has sent, not recorded.
+    receiver.stall(true);
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_beside(&app, dir.path());
+    let sent = send_messages(&app, &owner.access, 5).await;
+    until("the process sent all five", async || {
+        receiver.received().len() >= 5
+    })
+    .await;
+    server.kill();
+    receiver.stall(false);
+    assert_eq!(
+        dispatch(&app).await,
+        0,
+        "the dead process's leases still hold"
+    );
+    // Past its 60-second leases (the process claimed on the real clock, after this app's
+    // clock started), another instance sends each again, with the same webhook-id.
+    app.clock.advance(Duration::from_secs(120));
+    assert_eq!(dispatch(&app).await, 5);
+    let delivered: BTreeSet<String> = webhook_ids(&receiver.accepted()).into_iter().collect();
+    assert_eq!(delivered, sent, "every message arrived");
+    let owner = app.login("owner@example.com").await;
+    let (_, attempts) = call(
+        &app,
+        Method::GET,
+        &format!("{ENDPOINTS}/{id}/attempts"),
+        &owner.access,
+        Value::Null,
+    )
+    .await;
+    let attempts = attempts.as_array().unwrap();
+    assert_eq!(attempts.len(), 5, "one recorded attempt each");
+    assert!(attempts.iter().all(|a| a["succeeded"] == true));
+}
+
+// claim: HOOK-3
+#[tokio::test]
+async fn two_server_processes_sharing_the_outbox_deliver_each_message_exactly_once() {
+    let SetUp {
+        app,
+        receiver,
+        owner,
+        ..
+    } = set_up(0, &["workorder.assigned"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let one = serve_beside(&app, &dir.path().join("one"));
+    let two = serve_beside(&app, &dir.path().join("two"));
+    let sent = send_messages(&app, &owner.access, 40).await;
+    // A delivery is recorded after it was sent: once all are, any second send has arrived.
+    until("every delivery is recorded", async || {
+        app.inspect::<i64>(
+            "SELECT count(*) FROM webhook_deliveries WHERE state = 'succeeded'",
+            None,
+        )
+        .await[0]
+            == 40
+    })
+    .await;
+    one.kill();
+    two.kill();
+    let mut delivered = webhook_ids(&receiver.received());
+    delivered.sort();
+    assert_eq!(
+        delivered,
+        sent.into_iter().collect::<Vec<_>>(),
+        "each exactly once"
+    );
+    assert_eq!(app.count_rows("webhook_attempts").await, 40);
 }
