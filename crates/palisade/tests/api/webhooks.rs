@@ -102,6 +102,20 @@ pub async fn set_up(failing: usize, types: &[&str]) -> SetUp {
     }
 }
 
+/// An endpoint's attempts, newest first.
+async fn attempts_of(app: &TestApp, access: &str, endpoint: &str) -> Vec<Value> {
+    let (status, attempts) = call(
+        app,
+        Method::GET,
+        &format!("{ENDPOINTS}/{endpoint}/attempts"),
+        access,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200, "{attempts}");
+    attempts.as_array().unwrap().clone()
+}
+
 /// Runs dispatch rounds until one finds nothing due.
 pub async fn dispatch(app: &TestApp) -> usize {
     let mut total = 0;
@@ -498,14 +512,7 @@ async fn the_guard_runs_again_at_delivery_on_the_connection_made() {
     .await;
     assert_eq!(strict.state.webhooks.dispatch_due().await.unwrap(), 1);
     assert!(receiver.received().is_empty());
-    let (_, attempts) = call(
-        &app,
-        Method::GET,
-        &format!("{ENDPOINTS}/{id}/attempts"),
-        &owner.access,
-        Value::Null,
-    )
-    .await;
+    let attempts = attempts_of(&app, &owner.access, &id).await;
     assert_eq!(attempts[0]["succeeded"], false);
     assert!(
         attempts[0]["response"]
@@ -737,15 +744,8 @@ async fn a_dispatcher_killed_between_sending_and_recording_loses_nothing() {
     assert_eq!(got.len(), 2);
     assert!(got.iter().all(|r| r.headers["webhook-id"] == sent["id"]));
     let owner = app.login("owner@example.com").await;
-    let (_, attempts) = call(
-        &app,
-        Method::GET,
-        &format!("{ENDPOINTS}/{id}/attempts"),
-        &owner.access,
-        Value::Null,
-    )
-    .await;
-    assert_eq!(attempts.as_array().unwrap().len(), 1, "{attempts}");
+    let attempts = attempts_of(&app, &owner.access, &id).await;
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
     assert_eq!(attempts[0]["succeeded"], true);
 }
 
@@ -843,15 +843,7 @@ async fn a_server_process_killed_mid_dispatch_loses_nothing() {
     let delivered: BTreeSet<String> = webhook_ids(&receiver.accepted()).into_iter().collect();
     assert_eq!(delivered, sent, "every message arrived");
     let owner = app.login("owner@example.com").await;
-    let (_, attempts) = call(
-        &app,
-        Method::GET,
-        &format!("{ENDPOINTS}/{id}/attempts"),
-        &owner.access,
-        Value::Null,
-    )
-    .await;
-    let attempts = attempts.as_array().unwrap();
+    let attempts = attempts_of(&app, &owner.access, &id).await;
     assert_eq!(attempts.len(), 5, "one recorded attempt each");
     assert!(attempts.iter().all(|a| a["succeeded"] == true));
 }
