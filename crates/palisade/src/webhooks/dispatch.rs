@@ -22,10 +22,13 @@ pub const BATCH: i64 = 256;
 const LEASE_US: i64 = 60_000_000;
 /// A round runs at least this often (other instances' messages, retries coming due).
 const TICK: std::time::Duration = std::time::Duration::from_secs(1);
+/// Rounds one process runs at once: a round waits for its slowest receiver (up to the 15 s
+/// timeout), and the next must not wait behind it.
+const ROUNDS_AT_ONCE: usize = 4;
 
 impl Webhooks {
-    /// One round: claims due deliveries, sends them `webhooks.concurrency` at a time, and
-    /// records every outcome. Answers how many deliveries it finished.
+    /// One round: claims due deliveries, sends them — at most `webhooks.concurrency` in
+    /// flight in the process, whatever the rounds — and records every outcome. Answers how many deliveries it finished.
     pub async fn dispatch_due(&self) -> Result<usize, WebhookError> {
         let now_us = self.now_us();
         let claimed = self.store.claim(now_us, now_us + LEASE_US, BATCH).await?;
@@ -99,6 +102,8 @@ impl Webhooks {
     }
 
     async fn deliver(&self, job: Job) -> Finished {
+        // Never closed, so a permit always comes.
+        let _permit = self.in_flight.acquire().await;
         let claimed = job.claimed;
         let Some(url) = job.url.as_deref() else {
             // Disabled since the message was written: it waits for a manual recovery.
@@ -166,15 +171,31 @@ impl Webhooks {
     }
 
     /// Dispatches until the task is dropped: a round as soon as a message is written on
-    /// this instance, at least every second, and back to back while rounds come full.
+    /// this instance, at least every second, and again at once after a full one. Up to
+    /// [`ROUNDS_AT_ONCE`] overlap, so a receiver that hangs holds back its own round only:
+    /// the next claims what is not leased.
     pub async fn run(self: Arc<Self>) {
+        let mut rounds = tokio::task::JoinSet::new();
+        let mut start = true;
         loop {
-            match self.dispatch_due().await {
-                Ok(done) if done as i64 >= BATCH => continue,
-                Ok(_) => {}
-                Err(error) => tracing::warn!(%error, "a webhook dispatch round failed"),
+            if start && rounds.len() < ROUNDS_AT_ONCE {
+                let webhooks = self.clone();
+                rounds.spawn(async move { webhooks.dispatch_due().await });
             }
-            let _ = tokio::time::timeout(TICK, self.wake.notified()).await;
+            start = tokio::select! {
+                Some(finished) = rounds.join_next() => match finished {
+                    Ok(Ok(done)) => done as i64 >= BATCH,
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "a webhook dispatch round failed");
+                        false
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "a webhook dispatch round panicked");
+                        false
+                    }
+                },
+                _ = tokio::time::timeout(TICK, self.wake.notified()) => true,
+            };
         }
     }
 }

@@ -59,6 +59,8 @@ pub struct Webhooks {
     /// Endpoints failing this long are disabled; None: never.
     disable_after: Option<Duration>,
     concurrency: usize,
+    /// `concurrency` permits, shared by the rounds in flight at once.
+    in_flight: Arc<tokio::sync::Semaphore>,
     /// Rung when a message is written here, so the dispatcher need not wait for its tick.
     wake: tokio::sync::Notify,
 }
@@ -130,6 +132,7 @@ impl Webhooks {
             disable_after: (settings.disable_after_days > 0)
                 .then(|| Duration::days(i64::from(settings.disable_after_days))),
             concurrency: settings.concurrency,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(settings.concurrency)),
             wake: tokio::sync::Notify::new(),
         }
     }

@@ -894,3 +894,46 @@ async fn two_server_processes_sharing_the_outbox_deliver_each_message_exactly_on
     );
     assert_eq!(app.count_rows("webhook_attempts").await, 40);
 }
+
+// claim: HOOK-3
+#[tokio::test]
+async fn a_receiver_that_hangs_does_not_hold_back_deliveries_to_others() {
+    let SetUp {
+        app,
+        receiver: hanging,
+        owner,
+        ..
+    } = set_up(0, &["workorder.assigned"]).await;
+    let healthy = Receiver::start(0).await;
+    endpoint(
+        &app,
+        &owner.access,
+        &healthy.url(),
+        &["workorder.status_changed"],
+    )
+    .await;
+    hanging.stall(true);
+    let dispatcher = tokio::spawn(app.state.webhooks.clone().run());
+    send_messages(&app, &owner.access, 1).await;
+    until("the hanging receiver holds its request", async || {
+        hanging.received().len() == 1
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        MESSAGES,
+        &owner.access,
+        json!({"event_type": "workorder.status_changed", "payload": {"workorder_id": "wo_1"}}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    until("the healthy receiver gets its message", async || {
+        healthy.accepted().len() == 1
+    })
+    .await;
+    // Not behind the hanging round, which waits out its 15-second timeout.
+    assert!(started.elapsed() < Duration::from_secs(10));
+    dispatcher.abort();
+}
