@@ -78,49 +78,50 @@ pub fn is_source_name(name: &str) -> bool {
 
 /// Why a configured source cannot be used; `config::Settings::validate` reports it.
 pub fn source_problem(source: &InboundSource) -> Option<&'static str> {
-    if source.tenant.parse::<TenantId>().is_err() {
-        return Some("tenant must be a tenant id");
-    }
+    key_and_tenant(source).err()
+}
+
+/// A configured source's key and tenant, or why it has none.
+fn key_and_tenant(source: &InboundSource) -> Result<(Key, TenantId), &'static str> {
+    let tenant = source
+        .tenant
+        .parse::<TenantId>()
+        .map_err(|_| "tenant must be a tenant id")?;
     let secret = source.secret.expose_secret();
-    match source.scheme {
-        InboundScheme::Standard if SigningKey::from_text(secret).is_none() => {
-            Some("a standard source's secret must be whsec_ and the base64 of 24 to 64 bytes")
-        }
-        InboundScheme::Stripe if !(16..=256).contains(&secret.len()) => {
-            Some("a stripe source's secret must be 16 to 256 characters")
-        }
-        _ => None,
-    }
+    let key =
+        match source.scheme {
+            InboundScheme::Standard => Key::Standard(SigningKey::from_text(secret).ok_or(
+                "a standard source's secret must be whsec_ and the base64 of 24 to 64 bytes",
+            )?),
+            InboundScheme::Stripe if (16..=256).contains(&secret.len()) => {
+                Key::Stripe(Zeroizing::new(secret.as_bytes().to_vec()))
+            }
+            InboundScheme::Stripe => {
+                return Err("a stripe source's secret must be 16 to 256 characters")
+            }
+        };
+    Ok((key, tenant))
 }
 
 impl Sources {
     /// The sources of validated settings; one that does not validate is left out.
     pub fn from_settings(settings: &BTreeMap<String, InboundSource>) -> Self {
-        let mut sources = BTreeMap::new();
-        for (name, source) in settings {
-            if !is_source_name(name) || source_problem(source).is_some() {
-                continue;
-            }
-            let Ok(tenant) = source.tenant.parse() else {
-                continue;
-            };
-            let secret = source.secret.expose_secret();
-            let key = match source.scheme {
-                InboundScheme::Standard => match SigningKey::from_text(secret) {
-                    Some(key) => Key::Standard(key),
-                    None => continue,
-                },
-                InboundScheme::Stripe => Key::Stripe(Zeroizing::new(secret.as_bytes().to_vec())),
-            };
-            sources.insert(
-                name.clone(),
-                Source {
-                    tenant,
-                    event_type: format!("{EVENT_TYPE_PREFIX}{name}"),
-                    key,
-                },
-            );
-        }
+        let sources = settings
+            .iter()
+            .filter(|(name, _)| is_source_name(name))
+            .filter_map(|(name, source)| {
+                let (key, tenant) = key_and_tenant(source).ok()?;
+                let event_type = format!("{EVENT_TYPE_PREFIX}{name}");
+                Some((
+                    name.clone(),
+                    Source {
+                        tenant,
+                        event_type,
+                        key,
+                    },
+                ))
+            })
+            .collect();
         Self(sources)
     }
 
