@@ -4,7 +4,10 @@
 //!     AES-256-GCM of the same 1 KiB in the same run.
 //!  2. A full KEK re-wrap of TENANTS tenants' data keys on SQLite (WAL, synchronous=FULL, as
 //!     the server runs it): the keys made under version 1, version 2 added, then
-//!     `KekRotation::rewrap_all` timed, and checked: no key left under version 1.
+//!     `KeyRotation::rewrap_all` timed, and checked: no key left under version 1.
+//!  3. A tenant's DEK rotation: VALUES 1 KiB values of one tenant sealed by its DEK version 1,
+//!     version 2 added, then the sweep (`KeyRotation::reseal_some`, as upkeep runs it)
+//!     timed until every value is under version 2, and checked.
 //!
 //! `cargo bench -p palisade --bench vault [-- SECONDS [TENANTS]]`
 
@@ -16,6 +19,7 @@ use palisade::config::Settings;
 use palisade::crypto::SealingKey;
 use palisade::ids::{SecretId, TenantId};
 use palisade::vault::kek::{self, FileOrSetting};
+use palisade::vault::keys::Bound;
 use palisade::vault::Vault;
 
 const KEK_1: &str = "1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
@@ -75,12 +79,13 @@ fn crypto(seconds: f64) {
     let tenant = fresh::<TenantId>("ten");
     let secret = fresh::<SecretId>("sec");
     let dek = vault.new_data_key(tenant, 1);
+    let bound = Bound::Secret { secret, version: 1 };
     let vault_seal = rate(seconds, || {
-        std::hint::black_box(vault.seal(tenant, &dek, secret, 1, &value).expect("seals"));
+        std::hint::black_box(vault.seal(tenant, &dek, bound, &value).expect("seals"));
     });
-    let stored = vault.seal(tenant, &dek, secret, 1, &value).expect("seals");
+    let stored = vault.seal(tenant, &dek, bound, &value).expect("seals");
     let vault_open = rate(seconds, || {
-        std::hint::black_box(vault.open(tenant, &dek, secret, 1, &stored).expect("opens"));
+        std::hint::black_box(vault.open(tenant, &dek, bound, &stored).expect("opens"));
     });
     println!("1 KiB value, one thread:");
     println!("  raw AES-256-GCM seal   {raw_seal:>10.0}/s");
@@ -122,10 +127,12 @@ async fn rewrap(tenants: usize) {
     };
     let started = Instant::now();
     let now = clock.now();
+    let mut first_tenant = None;
     for chunk in (0..tenants).collect::<Vec<_>>().chunks(500) {
         let mut tx = pool.begin().await.expect("begin");
         for _ in chunk {
             let tenant = fresh::<TenantId>("ten");
+            first_tenant.get_or_insert(tenant);
             sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, 'bench', $2)")
                 .bind(tenant)
                 .bind(now)
@@ -163,5 +170,108 @@ async fn rewrap(tenants: usize) {
          version {version} in {elapsed:.2} s = {:.0} keys/s",
         moved as f64 / elapsed
     );
+    reseal(
+        &rotation,
+        pool,
+        first_tenant.expect("a tenant"),
+        tenants,
+        &settings,
+    )
+    .await;
     db.close().await;
+}
+
+/// Part 3: `values` values of `tenant`, sealed by its DEK, then moved onto a new one.
+async fn reseal(
+    rotation: &palisade::vault::rotation::KeyRotation,
+    pool: &sqlx::SqlitePool,
+    tenant: TenantId,
+    values: usize,
+    settings: &Settings,
+) {
+    let clock = SystemClock;
+    let now = clock.now();
+    let vault = Vault::new(Arc::new(
+        FileOrSetting::load(None, &settings.vault.kek_path(&settings.data_dir), now)
+            .expect("the KEK file"),
+    ));
+    let row: (i32, i32, Vec<u8>) = sqlx::query_as(
+        "SELECT version, kek_version, wrapped FROM tenant_data_keys WHERE tenant_id = $1",
+    )
+    .bind(tenant)
+    .fetch_one(pool)
+    .await
+    .expect("the tenant's key");
+    let old = palisade::vault::keys::WrappedKey {
+        version: row.0 as u32,
+        kek_version: row.1 as u32,
+        wrapped: row.2,
+    };
+    let value = vec![0x5au8; 1024];
+    for chunk in (0..values).collect::<Vec<_>>().chunks(500) {
+        let mut tx = pool.begin().await.expect("begin");
+        for n in chunk {
+            let secret = fresh::<SecretId>("sec");
+            sqlx::query(
+                "INSERT INTO secrets (id, tenant_id, name, description, version, created_by,
+                     created_at, updated_at)
+                 VALUES ($1, $2, $3, '', 1, 'bench', $4, $4)",
+            )
+            .bind(secret)
+            .bind(tenant)
+            .bind(format!("secret-{n}"))
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .expect("secret");
+            let sealed = vault
+                .seal(tenant, &old, Bound::Secret { secret, version: 1 }, &value)
+                .expect("seals");
+            sqlx::query(
+                "INSERT INTO secret_versions (tenant_id, secret_id, version, dek_version, sealed,
+                     created_at)
+                 VALUES ($1, $2, 1, 1, $3, $4)",
+            )
+            .bind(tenant)
+            .bind(secret)
+            .bind(sealed)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .expect("version");
+        }
+        tx.commit().await.expect("commit");
+    }
+    let new = vault.new_data_key(tenant, 2);
+    sqlx::query(
+        "INSERT INTO tenant_data_keys (tenant_id, version, kek_version, wrapped, created_at)
+         VALUES ($1, 2, $2, $3, $4)",
+    )
+    .bind(tenant)
+    .bind(new.kek_version as i32)
+    .bind(&new.wrapped)
+    .bind(now)
+    .execute(pool)
+    .await
+    .expect("the new key");
+    let started = Instant::now();
+    let mut moved = 0;
+    loop {
+        let round = rotation.reseal_some(50).await.expect("re-seal");
+        if round == 0 {
+            break;
+        }
+        moved += round;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM secret_versions WHERE dek_version = 1")
+            .fetch_one(pool)
+            .await
+            .expect("count");
+    assert_eq!((moved, left), (values as u64, 0), "every value moved");
+    println!(
+        "DEK rotation sweep (SQLite, synchronous=FULL, 500 values a transaction): {moved}          1 KiB values onto the tenant's DEK version 2 in {elapsed:.2} s = {:.0} values/s",
+        moved as f64 / elapsed
+    );
 }

@@ -28,7 +28,7 @@ use crate::telemetry::metrics::Metrics;
 use crate::tenancy::members::Tenancy;
 use crate::vault::kek::FileOrSetting;
 use crate::vault::platform::PlatformSealer;
-use crate::vault::rotation::KekRotation;
+use crate::vault::rotation::KeyRotation;
 use crate::vault::{Secrets, Vault};
 use crate::webhooks::Webhooks;
 
@@ -51,7 +51,7 @@ pub struct AppInner {
     /// A tenant's secrets in the vault (claims SEC-1, SEC-3).
     pub secrets: Secrets,
     /// The vault's KEK versions and the re-wrap onto the newest (claim SEC-2).
-    pub kek_rotation: KekRotation,
+    pub key_rotation: KeyRotation,
     /// Webhook endpoints, messages and their dispatcher (claims HOOK-1 to HOOK-4).
     pub webhooks: Arc<Webhooks>,
     pub audit: Audit,
@@ -125,7 +125,7 @@ impl App {
         let OpenedVault {
             vault,
             secrets,
-            rotation: kek_rotation,
+            rotation: key_rotation,
             sealer,
         } = open_vault(&settings, &db, clock.clone(), &audit).await?;
         let identity = Identity::start(
@@ -187,7 +187,7 @@ impl App {
             webhooks,
             relations,
             secrets,
-            kek_rotation,
+            key_rotation,
             access,
             identity,
             audit,
@@ -326,19 +326,8 @@ pub async fn upkeep_step(state: &AppState, minute: bool, hour: bool) {
     if let Err(error) = state.audit.checkpoint_due().await {
         tracing::warn!(%error, "signing audit checkpoints failed");
     }
-    // While a re-wrap is under way, a batch a second; the minute's round notices new work.
-    if state
-        .kek_rotation
-        .last_status()
-        .is_some_and(|status| status.pending() > 0)
-    {
-        if let Err(error) = state
-            .kek_rotation
-            .rewrap_some(crate::vault::rotation::BATCH)
-            .await
-        {
-            tracing::warn!(%error, "re-wrapping vault keys failed");
-        }
+    if let Err(error) = state.key_rotation.go_on().await {
+        tracing::warn!(%error, "re-wrapping or re-sealing vault keys failed");
     }
     if hour {
         if let Err(error) = state.audit.enforce_retention().await {
@@ -354,7 +343,7 @@ pub async fn upkeep_step(state: &AppState, minute: bool, hour: bool) {
         if let Err(error) = state.limiter.prune(now_us).await {
             tracing::warn!(%error, "pruning rate-limit state failed");
         }
-        if let Err(error) = state.kek_rotation.maintain().await {
+        if let Err(error) = state.key_rotation.maintain().await {
             tracing::warn!(%error, "vault KEK upkeep failed; retrying in a minute");
         }
     }
@@ -399,7 +388,7 @@ pub async fn open_vault(
         clock.clone(),
     );
     let vault_for_others = vault.clone();
-    let rotation = KekRotation::new(
+    let rotation = KeyRotation::new(
         crate::vault::store::data_keys_for_database(db),
         vault,
         clock,
@@ -420,7 +409,7 @@ pub async fn open_vault(
 pub struct OpenedVault {
     pub vault: Arc<Vault>,
     pub secrets: Secrets,
-    pub rotation: KekRotation,
+    pub rotation: KeyRotation,
     pub sealer: Arc<PlatformSealer>,
 }
 

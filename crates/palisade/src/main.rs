@@ -509,10 +509,16 @@ async fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
     let rotation = app::open_vault(settings, &db, Arc::new(SystemClock), &audit)
         .await?
         .rotation;
-    let print_status = |status: &palisade::vault::rotation::KekStatus| {
+    let print_status = |status: &palisade::vault::rotation::KeyStatus| {
         println!("active KEK version {}", status.active);
         for (version, keys) in &status.usage {
             println!("  version {version}: {keys} data key(s)");
+        }
+        if status.superseded > 0 {
+            println!(
+                "{} tenant(s) moving onto a new data key (their older ones retire once empty)",
+                status.superseded
+            );
         }
     };
     match command {

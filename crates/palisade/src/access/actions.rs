@@ -112,6 +112,7 @@ actions! {
     SecretsWrite => "secrets.write", Manager, anyone, "Create and replace stored secrets and files.";
     SecretsDelete => "secrets.delete", Manager, anyone, "Delete stored secrets and files.";
     SecretsReveal => "secrets.reveal", Admin, anyone, "Reveal a stored secret's value, with a reason the audit log keeps.";
+    VaultRotateKey => "vault.rotate_key", Admin, anyone, "Give the tenant a new data key: new secrets are sealed by it, and upkeep moves the stored ones onto it.";
 }
 
 impl Action {

@@ -132,17 +132,25 @@ async fn health(State(state): State<AppState>) -> (StatusCode, axum::Json<Health
         detail: None,
     };
     let started = std::time::Instant::now();
-    let active = state.kek_rotation.active_kek_version();
+    let active = state.key_rotation.active_kek_version();
     let vault = Check {
         // A re-wrap under way is work, not a fault: every key still opens.
         status: "up",
         latency_ms: round_ms(started.elapsed()),
-        detail: Some(match state.kek_rotation.last_status() {
-            Some(status) if status.pending() > 0 => format!(
-                "KEK version {active}; re-wrapping: {} data keys left",
-                status.pending()
-            ),
-            Some(_) => format!("KEK version {active}; every data key on it"),
+        detail: Some(match state.key_rotation.last_status() {
+            Some(status) => {
+                let mut detail = match status.pending() {
+                    0 => format!("KEK version {active}; every data key on it"),
+                    left => format!("KEK version {active}; re-wrapping: {left} data keys left"),
+                };
+                if status.superseded > 0 {
+                    detail.push_str(&format!(
+                        "; {} tenant(s) moving onto a new data key",
+                        status.superseded
+                    ));
+                }
+                detail
+            }
             None => format!("KEK version {active}"),
         }),
     };

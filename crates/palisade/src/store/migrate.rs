@@ -44,6 +44,7 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     18 "0018_vault",
     19 "0019_webhooks",
     20 "0020_inbound_webhooks",
+    21 "0021_data_key_rotation",
 );
 pub const POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
@@ -66,6 +67,7 @@ pub const POSTGRES: &[Migration] = migrations!("postgres":
     18 "0018_vault",
     19 "0019_webhooks",
     20 "0020_inbound_webhooks",
+    21 "0021_data_key_rotation",
 );
 
 /// Serialises migrators across instances sharing one PostgreSQL database.

@@ -49,22 +49,31 @@ fn dek_purpose(tenant: TenantId, version: u32, kek_version: u32) -> Vec<u8> {
     format!("palisade/dek/{}/{version}/{kek_version}", tenant.as_uuid()).into_bytes()
 }
 
-fn value_purpose(tenant: TenantId, secret: SecretId, version: u32) -> Vec<u8> {
-    format!(
-        "palisade/secret/{}/{}/{version}",
-        tenant.as_uuid(),
-        secret.as_uuid()
-    )
-    .into_bytes()
+/// What a sealed value is bound to, besides its tenant: it opens only as the same one.
+#[derive(Clone, Copy, Debug)]
+pub enum Bound {
+    /// A version of one of the tenant's secrets.
+    Secret { secret: SecretId, version: u32 },
+    /// A webhook endpoint's signing secret.
+    SigningSecret(SigningSecretId),
 }
 
-fn signing_secret_purpose(tenant: TenantId, id: SigningSecretId) -> Vec<u8> {
-    format!(
-        "palisade/webhook-secret/{}/{}",
-        tenant.as_uuid(),
-        id.as_uuid()
-    )
-    .into_bytes()
+impl Bound {
+    fn purpose(self, tenant: TenantId) -> Vec<u8> {
+        match self {
+            Bound::Secret { secret, version } => format!(
+                "palisade/secret/{}/{}/{version}",
+                tenant.as_uuid(),
+                secret.as_uuid()
+            ),
+            Bound::SigningSecret(id) => format!(
+                "palisade/webhook-secret/{}/{}",
+                tenant.as_uuid(),
+                id.as_uuid()
+            ),
+        }
+        .into_bytes()
+    }
 }
 
 impl Vault {
@@ -153,53 +162,41 @@ impl Vault {
         })
     }
 
-    /// `value` sealed by `tenant`'s DEK as version `version` of `secret`.
+    /// `value` sealed by `tenant`'s DEK, bound to what it is.
     pub fn seal(
         &self,
         tenant: TenantId,
         dek: &WrappedKey,
-        secret: SecretId,
-        version: u32,
+        bound: Bound,
         value: &[u8],
     ) -> Result<Vec<u8>, VaultError> {
         let key = self.data_key(tenant, dek)?;
-        Ok(key.seal(value, &value_purpose(tenant, secret, version)))
+        Ok(key.seal(value, &bound.purpose(tenant)))
     }
 
     pub fn open(
         &self,
         tenant: TenantId,
         dek: &WrappedKey,
-        secret: SecretId,
-        version: u32,
+        bound: Bound,
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
         let key = self.data_key(tenant, dek)?;
-        Ok(key.open(sealed, &value_purpose(tenant, secret, version))?)
+        Ok(key.open(sealed, &bound.purpose(tenant))?)
     }
 
-    /// A webhook endpoint's signing secret sealed by `tenant`'s DEK, bound to its id: it
-    /// falls with the tenant's key like every secret of the tenant's.
-    pub fn seal_signing_secret(
+    /// A value `old` sealed, sealed again by `new` (the tenant's newer DEK, SEC-2) bound to
+    /// the same thing; the plaintext lives only in a zeroized buffer between the two.
+    pub fn resealed(
         &self,
         tenant: TenantId,
-        dek: &WrappedKey,
-        id: SigningSecretId,
-        value: &[u8],
+        bound: Bound,
+        old: &WrappedKey,
+        new: &WrappedKey,
+        sealed: &[u8],
     ) -> Result<Vec<u8>, VaultError> {
-        let key = self.data_key(tenant, dek)?;
-        Ok(key.seal(value, &signing_secret_purpose(tenant, id)))
-    }
-
-    pub fn open_signing_secret(
-        &self,
-        tenant: TenantId,
-        dek: &WrappedKey,
-        id: SigningSecretId,
-        sealed: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
-        let key = self.data_key(tenant, dek)?;
-        Ok(key.open(sealed, &signing_secret_purpose(tenant, id))?)
+        let plaintext = self.open(tenant, old, bound, sealed)?;
+        self.seal(tenant, new, bound, &plaintext)
     }
 }
 
@@ -225,29 +222,78 @@ mod tests {
         let (tenant, other_tenant) = (TenantId::generate(), TenantId::generate());
         let (secret, other_secret) = (SecretId::generate(), SecretId::generate());
         let dek = vault.new_data_key(tenant, 1);
-        let sealed = vault.seal(tenant, &dek, secret, 1, b"xoxb-token").unwrap();
+        let sealed = vault
+            .seal(
+                tenant,
+                &dek,
+                Bound::Secret { secret, version: 1 },
+                b"xoxb-token",
+            )
+            .unwrap();
         assert!(!sealed.windows(10).any(|w| w == b"xoxb-token"));
         assert_eq!(
-            &vault.open(tenant, &dek, secret, 1, &sealed).unwrap()[..],
+            &vault
+                .open(tenant, &dek, Bound::Secret { secret, version: 1 }, &sealed)
+                .unwrap()[..],
             b"xoxb-token"
         );
-        assert!(vault.open(tenant, &dek, other_secret, 1, &sealed).is_err());
-        assert!(vault.open(tenant, &dek, secret, 2, &sealed).is_err());
+        assert!(vault
+            .open(
+                tenant,
+                &dek,
+                Bound::Secret {
+                    secret: other_secret,
+                    version: 1
+                },
+                &sealed
+            )
+            .is_err());
+        assert!(vault
+            .open(tenant, &dek, Bound::Secret { secret, version: 2 }, &sealed)
+            .is_err());
         // Another tenant's DEK, or this DEK's wrap presented as another tenant's.
         let theirs = vault.new_data_key(other_tenant, 1);
-        assert!(vault.open(tenant, &theirs, secret, 1, &sealed).is_err());
-        assert!(vault.open(other_tenant, &dek, secret, 1, &sealed).is_err());
+        assert!(vault
+            .open(
+                tenant,
+                &theirs,
+                Bound::Secret { secret, version: 1 },
+                &sealed
+            )
+            .is_err());
+        assert!(vault
+            .open(
+                other_tenant,
+                &dek,
+                Bound::Secret { secret, version: 1 },
+                &sealed
+            )
+            .is_err());
         // A wrap claimed by another KEK version does not open.
         let relabelled = WrappedKey {
             kek_version: 2,
             ..dek.clone()
         };
-        assert!(vault.open(tenant, &relabelled, secret, 1, &sealed).is_err());
+        assert!(vault
+            .open(
+                tenant,
+                &relabelled,
+                Bound::Secret { secret, version: 1 },
+                &sealed
+            )
+            .is_err());
         let renumbered = WrappedKey {
             version: 2,
             ..dek.clone()
         };
-        assert!(vault.open(tenant, &renumbered, secret, 1, &sealed).is_err());
+        assert!(vault
+            .open(
+                tenant,
+                &renumbered,
+                Bound::Secret { secret, version: 1 },
+                &sealed
+            )
+            .is_err());
     }
 
     // claim: SEC-1
@@ -257,19 +303,56 @@ mod tests {
         let tenant = TenantId::generate();
         let secret = SecretId::generate();
         let dek = old.new_data_key(tenant, 1);
-        let sealed = old.seal(tenant, &dek, secret, 1, b"value").unwrap();
+        let sealed = old
+            .seal(tenant, &dek, Bound::Secret { secret, version: 1 }, b"value")
+            .unwrap();
         let both = vault_of(&format!("{KEK_1}\n2:{}", STANDARD.encode([9u8; 32])));
         assert_eq!(both.new_data_key(tenant, 2).kek_version, 2);
         assert_eq!(
-            &both.open(tenant, &dek, secret, 1, &sealed).unwrap()[..],
+            &both
+                .open(tenant, &dek, Bound::Secret { secret, version: 1 }, &sealed)
+                .unwrap()[..],
             b"value"
         );
         // Re-wrapped under version 2, the same DEK opens what it sealed.
         let rewrapped = both.rewrapped(tenant, &dek).unwrap();
         assert_eq!((rewrapped.version, rewrapped.kek_version), (1, 2));
         assert_eq!(
-            &both.open(tenant, &rewrapped, secret, 1, &sealed).unwrap()[..],
+            &both
+                .open(
+                    tenant,
+                    &rewrapped,
+                    Bound::Secret { secret, version: 1 },
+                    &sealed
+                )
+                .unwrap()[..],
             b"value"
         );
+    }
+
+    // claim: SEC-2
+    #[test]
+    fn a_value_sealed_again_under_a_newer_data_key_opens_only_under_it_and_as_itself() {
+        let vault = vault_of(KEK_1);
+        let tenant = TenantId::generate();
+        let bound = Bound::Secret {
+            secret: SecretId::generate(),
+            version: 3,
+        };
+        let (old, new) = (vault.new_data_key(tenant, 1), vault.new_data_key(tenant, 2));
+        let sealed = vault.seal(tenant, &old, bound, b"xoxb-token").unwrap();
+        let again = vault.resealed(tenant, bound, &old, &new, &sealed).unwrap();
+        assert_eq!(
+            &vault.open(tenant, &new, bound, &again).unwrap()[..],
+            b"xoxb-token"
+        );
+        assert!(vault.open(tenant, &old, bound, &again).is_err());
+        let elsewhere = Bound::SigningSecret(SigningSecretId::generate());
+        assert!(vault.open(tenant, &new, elsewhere, &again).is_err());
+        // A value the old key did not seal, or sealed as something else, is not re-sealed.
+        assert!(vault
+            .resealed(tenant, elsewhere, &old, &new, &sealed)
+            .is_err());
+        assert!(vault.resealed(tenant, bound, &new, &old, &sealed).is_err());
     }
 }

@@ -27,7 +27,9 @@ use crate::identity::service::Origin;
 use crate::ids::{SecretId, TenantId};
 use crate::tenancy::members::TenancyError;
 pub use keys::{Vault, VaultError};
-use store::{NewValue, Refused, SecretRecord, SecretStore, VersionRecord, WriteError};
+use store::{
+    DataKeyRecord, NewValue, Refused, SecretRecord, SecretStore, VersionRecord, WriteError,
+};
 
 /// The largest value a secret holds.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
@@ -166,8 +168,7 @@ impl Secrets {
             self.vault.seal(
                 tenant,
                 key,
-                secret,
-                version,
+                keys::Bound::Secret { secret, version },
                 value.expose_secret().as_bytes(),
             )
         }
@@ -323,7 +324,15 @@ impl Secrets {
         let data_key = sealed.data_key.as_ref().ok_or(SecretError::Destroyed)?;
         let plaintext: Zeroizing<Vec<u8>> = self
             .vault
-            .open(tenant, data_key, id, sealed.version, &sealed.sealed)
+            .open(
+                tenant,
+                data_key,
+                keys::Bound::Secret {
+                    secret: id,
+                    version: sealed.version,
+                },
+                &sealed.sealed,
+            )
             .map_err(|_| SecretError::Unsealable)?;
         let text = std::str::from_utf8(&plaintext).map_err(|_| SecretError::Unsealable)?;
         let value = SecretString::from(text.to_owned());
@@ -340,6 +349,33 @@ impl Secrets {
             version: sealed.version,
             value,
         })
+    }
+
+    /// Gives the tenant a new data key (SEC-2): values written from now on are sealed by it;
+    /// upkeep seals the older ones again under it, then deletes the keys it superseded.
+    /// Every value opens throughout. The tenant's keys after it, newest first.
+    pub async fn rotate_data_key(
+        &self,
+        actor: &TenantActing,
+        origin: &Origin,
+    ) -> Result<Vec<DataKeyRecord>, SecretError> {
+        let tenant = actor.tenant();
+        let now = self.clock.now();
+        let new_key = |version| self.vault.new_data_key(tenant, version);
+        let event = origin
+            .event("vault.data_key_rotated", "success", now)
+            .in_tenant(tenant)
+            .by(actor.acting.clone())
+            .on("tenant", tenant);
+        self.store
+            .rotate_data_key(actor.scope, &new_key, now, &event)
+            .await?;
+        self.data_keys(actor.scope).await
+    }
+
+    /// The tenant's data keys, newest first, with how many values each seals.
+    pub async fn data_keys(&self, scope: TenantScope) -> Result<Vec<DataKeyRecord>, SecretError> {
+        Ok(self.store.data_keys(scope).await?)
     }
 }
 

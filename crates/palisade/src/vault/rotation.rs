@@ -5,6 +5,10 @@
 //! after a crash from what the database says is left; old versions keep unwrapping until
 //! nothing uses them and `palisade keys retire-keks` drops them. No request waits for any
 //! of it: values sealed by a data key never need sealing again.
+//!
+//! A tenant's data key rotates too (`Secrets::rotate_data_key`): its new values are sealed
+//! by the newest key at once, and the same upkeep seals its older values again under it, a
+//! batch per transaction, then deletes the keys nothing seals any more.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,24 +18,35 @@ use std::sync::{Arc, Mutex};
 use time::Duration;
 
 use super::kek::{self, KekError};
+use super::keys::WrappedKey;
 use super::store::{DataKeyStore, WriteError};
 use super::Vault;
+use crate::audit::{Acting, AuditRecord};
 use crate::clock::Clock;
 use crate::store::StoreError;
 
 /// Data keys re-wrapped per upkeep round (each its own transaction).
 pub const BATCH: u32 = 200;
+/// Tenants swept per upkeep round, and values sealed again per tenant's transaction.
+const RESEAL_TENANTS: u32 = 50;
+const RESEAL_BATCH: u32 = 500;
+/// How long a tenant's superseded data keys outlive its new one, once nothing they seal is
+/// left: far beyond any transaction that read an older key as the newest before the
+/// rotation and is about to seal a value with it.
+const RETIRE_AFTER: Duration = Duration::minutes(10);
 
 /// Where the vault's keys stand.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KekStatus {
+pub struct KeyStatus {
     /// The version new data keys are wrapped under.
     pub active: u32,
     /// Live data keys per KEK version.
     pub usage: BTreeMap<u32, u64>,
+    /// Tenants whose older data keys still seal values or await their retirement.
+    pub superseded: u64,
 }
 
-impl KekStatus {
+impl KeyStatus {
     /// Live data keys still wrapped by an older version.
     pub fn pending(&self) -> u64 {
         self.usage
@@ -63,7 +78,7 @@ impl From<WriteError> for RotationError {
     }
 }
 
-pub struct KekRotation {
+pub struct KeyRotation {
     store: Arc<dyn DataKeyStore>,
     vault: Arc<Vault>,
     clock: Arc<dyn Clock>,
@@ -76,11 +91,14 @@ pub struct KekRotation {
     /// hold a copy, which rotating alone would fork; they warn instead.
     rotates_itself: bool,
     warned_overdue: AtomicBool,
+    /// Whether the last sweep left values under older data keys: then it goes on each
+    /// second, not each minute.
+    resealing: AtomicBool,
     /// The last status upkeep saw, for health.
-    last: Mutex<Option<KekStatus>>,
+    last: Mutex<Option<KeyStatus>>,
 }
 
-impl KekRotation {
+impl KeyRotation {
     pub fn new(
         store: Arc<dyn DataKeyStore>,
         vault: Arc<Vault>,
@@ -97,14 +115,16 @@ impl KekRotation {
             period: Duration::days(i64::from(rotation_days)),
             rotates_itself,
             warned_overdue: AtomicBool::new(false),
+            resealing: AtomicBool::new(false),
             last: Mutex::new(None),
         }
     }
 
-    pub async fn status(&self) -> Result<KekStatus, RotationError> {
-        let status = KekStatus {
+    pub async fn status(&self) -> Result<KeyStatus, RotationError> {
+        let status = KeyStatus {
             active: self.vault.active_kek_version(),
             usage: self.store.kek_usage().await?,
+            superseded: self.store.superseded_count().await?,
         };
         *self.last.lock().expect("status lock") = Some(status.clone());
         Ok(status)
@@ -115,7 +135,7 @@ impl KekRotation {
     }
 
     /// What upkeep last saw: for health, without a query per call.
-    pub fn last_status(&self) -> Option<KekStatus> {
+    pub fn last_status(&self) -> Option<KeyStatus> {
         self.last.lock().expect("status lock").clone()
     }
 
@@ -166,8 +186,56 @@ impl KekRotation {
         }
     }
 
+    /// Seals the values of up to `tenants` tenants' older data keys again under their
+    /// newest (a batch each), and retires the older keys once they seal nothing; how many
+    /// values moved.
+    pub async fn reseal_some(&self, tenants: u32) -> Result<u64, RotationError> {
+        let now = self.clock.now();
+        let mut moved = 0;
+        let mut more = false;
+        for tenant in self.store.superseded(tenants).await? {
+            let reseal = |bound, old: &WrappedKey, new: &WrappedKey, sealed: &[u8]| {
+                self.vault.resealed(tenant, bound, old, new, sealed)
+            };
+            let event = AuditRecord::new(
+                "vault.data_key_retired",
+                "success",
+                now,
+                String::new(),
+                None,
+                None,
+            )
+            .in_tenant(tenant)
+            .by(Acting::System)
+            .on("tenant", tenant);
+            let done = self
+                .store
+                .reseal(tenant, RESEAL_BATCH, &reseal, now - RETIRE_AFTER, &event)
+                .await?;
+            more |= done.values == RESEAL_BATCH;
+            moved += u64::from(done.values);
+        }
+        self.resealing.store(more, Ordering::Relaxed);
+        Ok(moved)
+    }
+
+    /// Upkeep each second: a batch of the re-wrap, and of the re-seal, while either is under
+    /// way; the minute's round notices new work.
+    pub async fn go_on(&self) -> Result<(), RotationError> {
+        if self
+            .last_status()
+            .is_some_and(|status| status.pending() > 0)
+        {
+            self.rewrap_some(BATCH).await?;
+        }
+        if self.resealing.load(Ordering::Relaxed) {
+            self.reseal_some(RESEAL_TENANTS).await?;
+        }
+        Ok(())
+    }
+
     /// Upkeep, once a minute: re-read the KEKs (another process may have rotated), rotate
-    /// when the active one is past its period, and re-wrap a batch.
+    /// when the active one is past its period, re-wrap a batch and re-seal one.
     pub async fn maintain(&self) -> Result<(), RotationError> {
         self.reload()?;
         let due = self.file.is_some()
@@ -189,6 +257,7 @@ impl KekRotation {
             );
         }
         self.rewrap_some(BATCH).await?;
+        self.reseal_some(RESEAL_TENANTS).await?;
         self.status().await?;
         Ok(())
     }

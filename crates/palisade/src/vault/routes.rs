@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::store::{SecretRecord, VersionRecord};
+use super::store::{DataKeyRecord, SecretRecord, VersionRecord};
 use super::{NewSecret, SecretError};
 use crate::access::actions::act;
 use crate::app::AppState;
@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_secrets, create_secret))
         .routes(routes!(get_secret, replace_secret, delete_secret))
         .routes(routes!(reveal_secret))
+        .routes(routes!(list_data_keys, rotate_data_key))
 }
 
 impl From<SecretError> for ApiError {
@@ -401,4 +402,87 @@ async fn reveal_secret(
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// One of the tenant's data keys: never its bytes.
+#[derive(Serialize, ToSchema)]
+pub struct DataKeyView {
+    /// New values are sealed by the highest version; older ones retire once they seal
+    /// nothing.
+    version: u32,
+    /// The KEK version that wraps it.
+    kek_version: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+    /// Set once destroyed (crypto-shredding): what it sealed opens no more.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    destroyed_at: Option<OffsetDateTime>,
+    /// The values it seals: secrets' versions and webhook signing secrets.
+    sealed_values: u64,
+}
+
+fn data_key_views(records: Vec<DataKeyRecord>) -> Vec<DataKeyView> {
+    records
+        .into_iter()
+        .map(|key| DataKeyView {
+            version: key.version,
+            kek_version: key.kek_version,
+            created_at: key.created_at,
+            destroyed_at: key.destroyed_at,
+            sealed_values: key.sealed_values,
+        })
+        .collect()
+}
+
+/// The tenant's data keys, newest first, with how many values each seals: a rotation's
+/// progress.
+///
+/// Action: `secrets.read`, or the app's backend under a tenant token.
+#[utoipa::path(
+    get,
+    path = "/api/v1/vault/data-keys",
+    tag = "secrets",
+    security(("bearer" = []), ("api_key" = []), ("tenant_token" = [])),
+    responses(
+        (status = 200, description = "The data keys, newest first", body = [DataKeyView]),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role does not allow this action", body = ErrorBody),
+    )
+)]
+async fn list_data_keys(
+    State(state): State<AppState>,
+    actor: TenantActor<act::SecretsRead>,
+) -> Result<axum::Json<Vec<DataKeyView>>, ApiError> {
+    let keys = state.secrets.data_keys(actor.scope()).await?;
+    Ok(axum::Json(data_key_views(keys)))
+}
+
+/// Rotate the tenant's data key: secrets written from now on are sealed by a new key, and
+/// upkeep seals the stored ones again under it (a batch at a time, each value opening
+/// throughout), then deletes the old key once it seals nothing. Audited.
+///
+/// Action: `vault.rotate_key`, or the app's backend under a tenant token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/vault/data-keys",
+    tag = "secrets",
+    security(("bearer" = []), ("api_key" = []), ("tenant_token" = [])),
+    responses(
+        (status = 201, description = "The data keys after the rotation, the new one first", body = [DataKeyView]),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The role does not allow this action", body = ErrorBody),
+    )
+)]
+async fn rotate_data_key(
+    State(state): State<AppState>,
+    actor: TenantActor<act::VaultRotateKey>,
+    context: RequestContext,
+) -> Result<(StatusCode, axum::Json<Vec<DataKeyView>>), ApiError> {
+    let keys = state
+        .secrets
+        .rotate_data_key(&(&actor).into(), &origin(context))
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(data_key_views(keys))))
 }

@@ -7,10 +7,10 @@ use async_trait::async_trait;
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use super::keys::{VaultError, WrappedKey};
+use super::keys::{Bound, VaultError, WrappedKey};
 use crate::access::TenantScope;
 use crate::audit::{Append, AuditRecord};
-use crate::ids::{SecretId, TenantId};
+use crate::ids::{SecretId, SigningSecretId, TenantId};
 use crate::store::{for_both_backends, Begin, Database, StoreError};
 
 /// A secret's metadata, as listed: never its value.
@@ -46,6 +46,27 @@ pub struct SealedValue {
     pub version: u32,
     pub data_key: Option<WrappedKey>,
     pub sealed: Vec<u8>,
+}
+
+/// One of a tenant's data keys, as the tenant sees it: never its bytes.
+#[derive(Clone, Debug)]
+pub struct DataKeyRecord {
+    pub version: u32,
+    pub kek_version: u32,
+    pub created_at: OffsetDateTime,
+    /// Set once destroyed (crypto-shredding): what it sealed opens no more.
+    pub destroyed_at: Option<OffsetDateTime>,
+    /// The values it seals: secrets' versions and webhook signing secrets.
+    pub sealed_values: u64,
+}
+
+/// What one sweep of a tenant did (SEC-2).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Resealed {
+    /// Values sealed again under the tenant's newest data key.
+    pub values: u32,
+    /// Older data keys deleted, nothing being sealed by them any more.
+    pub retired: Vec<u32>,
 }
 
 /// How a write ended, when not done.
@@ -140,7 +161,25 @@ pub trait SecretStore: Send + Sync {
         id: SecretId,
         version: Option<u32>,
     ) -> Result<Option<SealedValue>, StoreError>;
+
+    /// Adds the tenant's next data key (SEC-2): new values are sealed by it, and the sweep
+    /// moves older values onto it. Its version; `event` gains the versions before and after.
+    async fn rotate_data_key(
+        &self,
+        scope: TenantScope,
+        new_key: NewKey<'_>,
+        at: OffsetDateTime,
+        event: &AuditRecord,
+    ) -> Result<u32, StoreError>;
+    /// The tenant's data keys, newest first, with how many values each seals.
+    async fn data_keys(&self, scope: TenantScope) -> Result<Vec<DataKeyRecord>, StoreError>;
 }
+
+/// Seals a value again under the tenant's newer data key: (bound to, old key, new key,
+/// sealed) to the new sealed bytes.
+pub type Reseal<'a> = &'a (dyn Fn(Bound, &WrappedKey, &WrappedKey, &[u8]) -> Result<Vec<u8>, VaultError>
+         + Send
+         + Sync);
 
 /// Re-wraps one stored data key under the active KEK.
 pub type Rewrap<'a> = &'a (dyn Fn(&WrappedKey) -> Result<WrappedKey, VaultError> + Send + Sync);
@@ -166,6 +205,23 @@ pub trait DataKeyStore: Send + Sync {
         version: u32,
         rewrap: Rewrap<'_>,
     ) -> Result<bool, WriteError>;
+    /// How many tenants hold a live data key older than their newest (the sweep's work).
+    async fn superseded_count(&self) -> Result<u64, StoreError>;
+    /// Up to `limit` of those tenants.
+    async fn superseded(&self, limit: u32) -> Result<Vec<TenantId>, StoreError>;
+    /// Seals up to `limit` of the tenant's values that a live data key older than its newest
+    /// seals (secrets' versions and webhook signing secrets) again under the newest, in one
+    /// transaction. When none is left and the newest was made before `retire_before` (so
+    /// every write that took an older key as the newest has long committed), deletes the
+    /// older keys nothing seals, recording `event` with their versions.
+    async fn reseal(
+        &self,
+        tenant: TenantId,
+        limit: u32,
+        reseal: Reseal<'_>,
+        retire_before: OffsetDateTime,
+        event: &AuditRecord,
+    ) -> Result<Resealed, WriteError>;
 }
 
 /// Palisade's own data key (the platform's), deployment-wide.
@@ -240,7 +296,7 @@ const SEALED: &str = concat!(
 );
 
 /// The tenant's newest data key (destroyed: `wrapped` is NULL).
-const DATA_KEY: &str = "SELECT version, kek_version, wrapped FROM tenant_data_keys
+const DATA_KEY: &str = "SELECT version, kek_version, wrapped, created_at FROM tenant_data_keys
      WHERE tenant_id = $1 ORDER BY version DESC LIMIT 1";
 const STORE_DATA_KEY: &str =
     "INSERT INTO tenant_data_keys (tenant_id, version, kek_version, wrapped, created_at)
@@ -248,6 +304,52 @@ const STORE_DATA_KEY: &str =
 const INSERT_VERSION: &str = "INSERT INTO secret_versions
          (tenant_id, secret_id, version, dek_version, sealed, hint, created_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// The tenant's data keys with how many values each seals.
+const DATA_KEYS: &str = "SELECT k.version, k.kek_version, k.created_at, k.destroyed_at,
+         (SELECT count(*) FROM secret_versions v
+          WHERE v.tenant_id = k.tenant_id AND v.dek_version = k.version)
+       + (SELECT count(*) FROM webhook_signing_secrets w
+          WHERE w.tenant_id = k.tenant_id AND w.dek_version = k.version) AS sealed_values
+     FROM tenant_data_keys k WHERE k.tenant_id = $1 ORDER BY k.version DESC";
+
+/// Tenants with more than one live data key: older ones still seal values, or await their
+/// retirement.
+macro_rules! superseded {
+    () => {
+        "SELECT tenant_id FROM vault_data_keys WHERE tenant_id IS NOT NULL
+         GROUP BY tenant_id HAVING count(*) > 1"
+    };
+}
+const SUPERSEDED_COUNT: &str = concat!("SELECT count(*) FROM (", superseded!(), ") t");
+const SUPERSEDED: &str = concat!(superseded!(), " ORDER BY tenant_id LIMIT $1");
+
+/// Up to `$3` of the tenant's secrets' versions sealed by a live key older than `$2`.
+const SECRETS_UNDER_OLDER_KEYS: &str =
+    "SELECT v.secret_id, v.version, v.sealed, k.version AS dek_version, k.kek_version, k.wrapped
+     FROM secret_versions v
+     JOIN tenant_data_keys k ON k.tenant_id = v.tenant_id AND k.version = v.dek_version
+     WHERE v.tenant_id = $1 AND v.dek_version < $2 AND k.wrapped IS NOT NULL
+     ORDER BY v.secret_id, v.version LIMIT $3";
+const RESEAL_SECRET: &str = "UPDATE secret_versions SET sealed = $4, dek_version = $5
+     WHERE tenant_id = $1 AND secret_id = $2 AND version = $3 AND dek_version = $6";
+const SIGNING_SECRETS_UNDER_OLDER_KEYS: &str =
+    "SELECT s.id, s.sealed, k.version AS dek_version, k.kek_version, k.wrapped
+     FROM webhook_signing_secrets s
+     JOIN tenant_data_keys k ON k.tenant_id = s.tenant_id AND k.version = s.dek_version
+     WHERE s.tenant_id = $1 AND s.dek_version < $2 AND k.wrapped IS NOT NULL
+     ORDER BY s.id LIMIT $3";
+const RESEAL_SIGNING_SECRET: &str =
+    "UPDATE webhook_signing_secrets SET sealed = $3, dek_version = $4
+     WHERE tenant_id = $1 AND id = $2 AND dek_version = $5";
+/// The tenant's live keys older than `$2` that seal nothing.
+const RETIRE_OLDER_KEYS: &str = "DELETE FROM tenant_data_keys
+     WHERE tenant_id = $1 AND version < $2 AND wrapped IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM secret_versions v
+                       WHERE v.tenant_id = $1 AND v.dek_version = tenant_data_keys.version)
+       AND NOT EXISTS (SELECT 1 FROM webhook_signing_secrets w
+                       WHERE w.tenant_id = $1 AND w.dek_version = tenant_data_keys.version)
+     RETURNING version";
 
 fn version_of(stored: i32) -> Result<u32, StoreError> {
     u32::try_from(stored).map_err(|_| StoreError::Other("a stored version is out of range".into()))
@@ -569,6 +671,56 @@ for_both_backends! {
                 sealed: row.try_get("sealed")?,
             }))
         }
+
+        async fn rotate_data_key(
+            &self,
+            scope: TenantScope,
+            new_key: NewKey<'_>,
+            at: OffsetDateTime,
+            event: &AuditRecord,
+        ) -> Result<u32, StoreError> {
+            let tenant = scope.tenant();
+            let mut tx = self.0.tenant(scope).await?;
+            let newest: Option<i32> = sqlx::query_scalar(
+                "SELECT max(version) FROM tenant_data_keys WHERE tenant_id = $1",
+            )
+            .bind(tenant)
+            .fetch_one(&mut *tx)
+            .await?;
+            let next = newest.unwrap_or(0) + 1;
+            let fresh = new_key(version_of(next)?);
+            sqlx::query(STORE_DATA_KEY)
+                .bind(tenant)
+                .bind(next)
+                .bind(stored_version(fresh.kek_version))
+                .bind(&fresh.wrapped)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            let event = event.clone().changed("data_key_version", newest, next);
+            tx.commit_with(&event).await?;
+            version_of(next)
+        }
+
+        async fn data_keys(&self, scope: TenantScope) -> Result<Vec<DataKeyRecord>, StoreError> {
+            let mut reader = self.0.tenant_reader(scope).await?;
+            let rows = sqlx::query(DATA_KEYS)
+                .bind(scope.tenant())
+                .fetch_all(&mut *reader)
+                .await?;
+            <Pool as Begin>::end_read(reader).await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(DataKeyRecord {
+                        version: version_of(row.try_get("version")?)?,
+                        kek_version: version_of(row.try_get("kek_version")?)?,
+                        created_at: row.try_get("created_at")?,
+                        destroyed_at: row.try_get("destroyed_at")?,
+                        sealed_values: row.try_get::<i64, _>("sealed_values")?.max(0) as u64,
+                    })
+                })
+                .collect()
+        }
     }
 
     #[async_trait]
@@ -643,6 +795,121 @@ for_both_backends! {
             .map_err(StoreError::from)?;
             tx.commit().await.map_err(StoreError::from)?;
             Ok(updated.rows_affected() == 1)
+        }
+
+        async fn superseded_count(&self) -> Result<u64, StoreError> {
+            let mut conn = self.0.acquire().await?;
+            let count: i64 = sqlx::query_scalar(SUPERSEDED_COUNT)
+            .fetch_one(&mut *conn)
+            .await?;
+            Ok(count.max(0) as u64)
+        }
+
+        async fn superseded(&self, limit: u32) -> Result<Vec<TenantId>, StoreError> {
+            let mut conn = self.0.acquire().await?;
+            Ok(sqlx::query_scalar(SUPERSEDED)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?)
+        }
+
+        async fn reseal(
+            &self,
+            tenant: TenantId,
+            limit: u32,
+            reseal: Reseal<'_>,
+            retire_before: OffsetDateTime,
+            event: &AuditRecord,
+        ) -> Result<Resealed, WriteError> {
+            let mut tx = self.0.tenant(TenantScope::for_system(tenant)).await?;
+            let newest = sqlx::query(DATA_KEY)
+                .bind(tenant)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+            let Some((newest, created_at)) = newest
+                .map(|row| {
+                    let created: OffsetDateTime = row.try_get("created_at")?;
+                    Ok::<_, StoreError>(key_from(&row, "version")?.map(|key| (key, created)))
+                })
+                .transpose()?
+                .flatten()
+            else {
+                return Ok(Resealed::default());
+            };
+            let below = stored_version(newest.version);
+            let mut done = Resealed::default();
+            let rows = sqlx::query(SECRETS_UNDER_OLDER_KEYS)
+                .bind(tenant)
+                .bind(below)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+            for row in &rows {
+                let old = key_from(row, "dek_version")?
+                    .ok_or_else(|| StoreError::Other("a live key read as destroyed".into()))?;
+                let secret: SecretId = row.try_get("secret_id").map_err(StoreError::from)?;
+                let version = version_of(row.try_get("version").map_err(StoreError::from)?)?;
+                let sealed: Vec<u8> = row.try_get("sealed").map_err(StoreError::from)?;
+                let again = reseal(Bound::Secret { secret, version }, &old, &newest, &sealed)?;
+                sqlx::query(RESEAL_SECRET)
+                    .bind(tenant)
+                    .bind(secret)
+                    .bind(stored_version(version))
+                    .bind(again)
+                    .bind(below)
+                    .bind(stored_version(old.version))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from)?;
+                done.values += 1;
+            }
+            let rows = sqlx::query(SIGNING_SECRETS_UNDER_OLDER_KEYS)
+                .bind(tenant)
+                .bind(below)
+                .bind(i64::from(limit - done.values))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+            for row in &rows {
+                let old = key_from(row, "dek_version")?
+                    .ok_or_else(|| StoreError::Other("a live key read as destroyed".into()))?;
+                let id: SigningSecretId = row.try_get("id").map_err(StoreError::from)?;
+                let sealed: Vec<u8> = row.try_get("sealed").map_err(StoreError::from)?;
+                let again = reseal(Bound::SigningSecret(id), &old, &newest, &sealed)?;
+                sqlx::query(RESEAL_SIGNING_SECRET)
+                    .bind(tenant)
+                    .bind(id)
+                    .bind(again)
+                    .bind(below)
+                    .bind(stored_version(old.version))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from)?;
+                done.values += 1;
+            }
+            if done.values < limit && created_at <= retire_before {
+                let retired: Vec<i32> = sqlx::query_scalar(RETIRE_OLDER_KEYS)
+                    .bind(tenant)
+                    .bind(below)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(StoreError::from)?;
+                done.retired = retired.into_iter().map(version_of).collect::<Result<_, _>>()?;
+                done.retired.sort_unstable();
+            }
+            if done.retired.is_empty() {
+                tx.commit().await.map_err(StoreError::from)?;
+            } else {
+                let event = event.clone().changed(
+                    "retired_data_key_versions",
+                    None::<u32>,
+                    &done.retired,
+                );
+                tx.commit_with(&event).await?;
+            }
+            Ok(done)
         }
     }
 

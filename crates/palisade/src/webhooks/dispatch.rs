@@ -94,7 +94,12 @@ impl Webhooks {
             .filter_map(|secret| {
                 let dek = secret.data_key.as_ref()?;
                 self.vault
-                    .open_signing_secret(tenant, dek, secret.id, &secret.sealed)
+                    .open(
+                        tenant,
+                        dek,
+                        crate::vault::keys::Bound::SigningSecret(secret.id),
+                        &secret.sealed,
+                    )
                     .ok()
                     .map(SigningKey::from_bytes)
             })

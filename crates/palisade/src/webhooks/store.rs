@@ -60,8 +60,12 @@ pub struct NewSigningSecret<'a> {
 
 impl NewSigningSecret<'_> {
     fn sealed_by(&self, dek: &WrappedKey) -> Result<Vec<u8>, VaultError> {
-        self.vault
-            .seal_signing_secret(self.tenant, dek, self.id, self.key.bytes())
+        self.vault.seal(
+            self.tenant,
+            dek,
+            crate::vault::keys::Bound::SigningSecret(self.id),
+            self.key.bytes(),
+        )
     }
 }
 

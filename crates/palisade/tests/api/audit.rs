@@ -968,7 +968,8 @@ async fn every_state_changing_route_writes_an_event_with_its_request_id() {
         None,
     )
     .await;
-    // The vault: a secret stored, replaced, revealed, a kept version and then it deleted.
+    // The vault: a secret stored, replaced, revealed, a kept version deleted, the tenant's
+    // data key rotated, then the secret deleted.
     let (secret, _) = walk
         .call(
             post.clone(),
@@ -999,6 +1000,14 @@ async fn every_state_changing_route_writes_an_event_with_its_request_id() {
         Method::DELETE,
         "/api/v1/secrets/{secret_id}",
         &format!("/api/v1/secrets/{secret}?version=1"),
+        Auth::Bearer(&access),
+        None,
+    )
+    .await;
+    walk.call(
+        post.clone(),
+        "/api/v1/vault/data-keys",
+        "/api/v1/vault/data-keys",
         Auth::Bearer(&access),
         None,
     )

@@ -594,8 +594,8 @@ async fn a_kek_rotation_rewraps_every_data_key_resuming_where_it_stopped_and_no_
 
     // A re-wrap that stops after two keys of four (three tenants' and the platform's; a
     // crash, say) leaves a mix, and every read works.
-    app.state.kek_rotation.reload().unwrap();
-    assert_eq!(app.state.kek_rotation.rewrap_some(2).await.unwrap(), 2);
+    app.state.key_rotation.reload().unwrap();
+    assert_eq!(app.state.key_rotation.rewrap_some(2).await.unwrap(), 2);
     assert_eq!(kek_versions_in_use(&app).await, [1, 2]);
     all_open(&secrets).await;
     // Another process resumes from what the database says is left, and completes.
@@ -665,7 +665,7 @@ async fn a_kek_older_than_its_period_is_rotated_by_a_sqlite_server_and_every_key
     let id = made["id"].as_str().unwrap().to_owned();
     palisade::app::upkeep_step(&app.state, true, false).await;
     assert_eq!(
-        app.state.kek_rotation.active_kek_version(),
+        app.state.key_rotation.active_kek_version(),
         1,
         "not yet due"
     );
@@ -675,16 +675,16 @@ async fn a_kek_older_than_its_period_is_rotated_by_a_sqlite_server_and_every_key
     if app.db.as_postgres().is_some() {
         // Each instance holds a copy of the file: rotating alone would fork it, so the
         // server only warns, and the operator rotates (the test above).
-        assert_eq!(app.state.kek_rotation.active_kek_version(), 1);
+        assert_eq!(app.state.key_rotation.active_kek_version(), 1);
         return;
     }
-    assert_eq!(app.state.kek_rotation.active_kek_version(), 2);
+    assert_eq!(app.state.key_rotation.active_kek_version(), 2);
     assert_eq!(kek_versions_in_use(&app).await, [2]);
     let owner = app.login("owner@example.com").await;
     assert_reveals(&app, &owner.access, &id, "a value kept across rotations").await;
     // Once only: the new version is young.
     palisade::app::upkeep_step(&app.state, true, false).await;
-    assert_eq!(app.state.kek_rotation.active_kek_version(), 2);
+    assert_eq!(app.state.key_rotation.active_kek_version(), 2);
 }
 
 // claim: SEC-1, ID-12
@@ -823,4 +823,173 @@ async fn a_secret_keeps_at_most_a_hundred_versions_until_old_ones_are_deleted() 
     )
     .await;
     assert_eq!((status, replaced["version"].as_u64()), (200, Some(101)));
+}
+
+const DATA_KEYS: &str = "/api/v1/vault/data-keys";
+
+/// The tenant's data keys as (version, values it seals), newest first.
+async fn data_keys(app: &TestApp, access: &str) -> Vec<(u64, u64)> {
+    let (status, keys) = call(app, Method::GET, DATA_KEYS, access, Value::Null).await;
+    assert_eq!(status, 200, "{keys}");
+    keys.as_array()
+        .unwrap()
+        .iter()
+        .map(|key| {
+            (
+                key["version"].as_u64().unwrap(),
+                key["sealed_values"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn audited(app: &TestApp, access: &str, action: &str) -> Vec<Value> {
+    let (status, events) = call(
+        app,
+        Method::GET,
+        &format!("/api/v1/audit/events?action={action}"),
+        access,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200, "{events}");
+    events["events"].as_array().unwrap().clone()
+}
+
+// claim: SEC-2
+#[tokio::test]
+async fn a_tenants_data_key_rotates_its_values_move_onto_the_new_key_and_the_old_key_is_deleted() {
+    let crate::webhooks::SetUp {
+        app,
+        receiver,
+        owner,
+        secret: signing_secret,
+        ..
+    } = crate::webhooks::set_up(0, &["workorder.assigned"]).await;
+    let (_, a) = call(
+        &app,
+        Method::POST,
+        SECRETS,
+        &owner.access,
+        json!({"name": "a", "value": VALUE}),
+    )
+    .await;
+    let a = a["id"].as_str().unwrap().to_owned();
+    let a2 = "the second version of a, long enough";
+    let (status, _) = call(
+        &app,
+        Method::PUT,
+        &format!("{SECRETS}/{a}"),
+        &owner.access,
+        json!({"value": a2}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, b) = call(
+        &app,
+        Method::POST,
+        SECRETS,
+        &owner.access,
+        json!({"name": "b", "value": "b's value"}),
+    )
+    .await;
+    let b = b["id"].as_str().unwrap().to_owned();
+    // Three secrets' versions and the endpoint's signing secret.
+    assert_eq!(data_keys(&app, &owner.access).await, [(1, 4)]);
+
+    // Rotating needs its action: a Manager reads the keys but may not.
+    app.sign_up("manager@example.com").await;
+    crate::sessions::add_membership(&app, "manager@example.com", &owner.tenant, "manager").await;
+    let manager = crate::tenancy::login_to(&app, "manager@example.com", &owner.tenant).await;
+    assert_eq!(data_keys(&app, &manager.access).await, [(1, 4)]);
+    let (status, refused) = call(&app, Method::POST, DATA_KEYS, &manager.access, Value::Null).await;
+    assert_eq!(status, 403, "{refused}");
+
+    let (status, keys) = call(&app, Method::POST, DATA_KEYS, &owner.access, Value::Null).await;
+    assert_eq!(status, 201, "{keys}");
+    assert_eq!(keys[0]["version"], 2);
+    assert_eq!(keys[0]["kek_version"], 1);
+    assert!(keys[0]["destroyed_at"].is_null(), "{keys}");
+    let rotated = audited(&app, &owner.access, "vault.data_key_rotated").await;
+    assert_eq!(rotated.len(), 1);
+    assert_eq!(
+        rotated[0]["changes"]["data_key_version"],
+        json!({"before": 1, "after": 2})
+    );
+    // New values are sealed by the new key at once; every value opens throughout.
+    let (_, c) = call(
+        &app,
+        Method::POST,
+        SECRETS,
+        &owner.access,
+        json!({"name": "c", "value": "c's value"}),
+    )
+    .await;
+    let c = c["id"].as_str().unwrap().to_owned();
+    assert_eq!(data_keys(&app, &owner.access).await, [(2, 1), (1, 4)]);
+    let every_value_opens = |access: String| {
+        let (app, a, b, c) = (&app, a.clone(), b.clone(), c.clone());
+        async move {
+            assert_reveals(app, &access, &a, a2).await;
+            let (status, first) =
+                reveal(app, &access, &a, json!({"reason": "r", "version": 1})).await;
+            assert_eq!((status, first["value"].as_str()), (200, Some(VALUE)));
+            assert_reveals(app, &access, &b, "b's value").await;
+            assert_reveals(app, &access, &c, "c's value").await;
+        }
+    };
+    every_value_opens(owner.access.clone()).await;
+
+    // Upkeep seals every older value again under the new key; the old key stays a while,
+    // for any write that took it as the newest just before the rotation.
+    palisade::app::upkeep_step(&app.state, true, false).await;
+    assert_eq!(data_keys(&app, &owner.access).await, [(2, 5), (1, 0)]);
+    let health: Value = app.get("/api/health").await.json().await.unwrap();
+    assert_eq!(
+        health["checks"]["vault"]["detail"],
+        "KEK version 1; every data key on it; 1 tenant(s) moving onto a new data key",
+        "{health}"
+    );
+    every_value_opens(owner.access.clone()).await;
+    // The endpoint's signing secret, sealed again, still signs what a verifier accepts.
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        crate::webhooks::MESSAGES,
+        &owner.access,
+        json!({"event_type": "workorder.assigned", "payload": {}}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    crate::webhooks::dispatch(&app).await;
+    crate::webhooks::verified_by_the_reference_library(&signing_secret, &receiver.accepted())
+        .await
+        .unwrap();
+
+    // Past that, the key that seals nothing is deleted, recorded as the system's doing.
+    app.clock.advance(std::time::Duration::from_secs(11 * 60));
+    palisade::app::upkeep_step(&app.state, true, false).await;
+    let owner = app.login("owner@example.com").await;
+    assert_eq!(data_keys(&app, &owner.access).await, [(2, 5)]);
+    let retired = audited(&app, &owner.access, "vault.data_key_retired").await;
+    assert_eq!(retired.len(), 1, "{retired:?}");
+    assert_eq!(retired[0]["actor_type"], "system", "{retired:?}");
+    assert_eq!(
+        retired[0]["changes"]["retired_data_key_versions"]["after"],
+        json!([1])
+    );
+    let versions: Vec<i32> = app
+        .inspect(
+            "SELECT DISTINCT dek_version FROM secret_versions ORDER BY 1",
+            None,
+        )
+        .await;
+    assert_eq!(versions, [2]);
+    every_value_opens(owner.access.clone()).await;
+    // Nothing is left for the sweep.
+    let health: Value = app.get("/api/health").await.json().await.unwrap();
+    assert_eq!(
+        health["checks"]["vault"]["detail"],
+        "KEK version 1; every data key on it"
+    );
 }

@@ -14,7 +14,7 @@ pub use crate::receiver::{Received, Receiver};
 use crate::tenancy::send;
 
 const ENDPOINTS: &str = "/api/v1/webhooks/endpoints";
-const MESSAGES: &str = "/api/v1/webhooks/messages";
+pub(crate) const MESSAGES: &str = "/api/v1/webhooks/messages";
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
