@@ -183,6 +183,8 @@ pub struct SoakReport {
     pub windows: Vec<Window>,
     pub rss_start_kib: Option<u64>,
     pub rss_end_kib: Option<u64>,
+    /// Writes answered 201 (applications made; with the app's calls, its events too),
+    /// and how many of them a read at the end found.
     pub writes_acknowledged: usize,
     pub writes_found: usize,
     pub writes_lost: usize,
@@ -265,7 +267,7 @@ impl Session {
                 format!(
                     r#"{{"action":"workorder.update","actor":{{"access_token":"{access}"}},"targets":[{{"type":"workorder","id":"wo_{n}"}}],"changes":{{"before":{{"status":"open"}},"after":{{"status":"closed"}}}},"context":{{"ip":"203.0.113.7","user_agent":"soak","request_id":"soak-{n}"}}}}"#
                 ),
-                None,
+                Some(format!("wo_{n}")),
             ),
         };
         let mut builder = Request::builder()
@@ -431,13 +433,49 @@ impl Session {
                 "",
             )
             .await?;
-        let names = listed
+        let mut names: BTreeSet<String> = listed
             .as_array()
             .ok_or_else(|| anyhow!("listing applications answered {status}"))?
             .iter()
             .filter_map(|a| a["name"].as_str().map(str::to_owned))
             .collect();
+        if self.service.is_some() {
+            names.extend(self.app_event_targets(&mut connection, &access).await?);
+        }
         Ok(names)
+    }
+
+    /// The work orders the app's events name, read back page by page from the audit log.
+    async fn app_event_targets(
+        &self,
+        connection: &mut LiveConnection,
+        access: &str,
+    ) -> Result<Vec<String>> {
+        let mut targets = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(cursor) => format!(
+                    "/api/v1/audit/events?action=workorder.update&limit=500&cursor={cursor}"
+                ),
+                None => "/api/v1/audit/events?action=workorder.update&limit=500".to_owned(),
+            };
+            let (status, page) = self
+                .call(connection, Method::GET, &path, Some(access), "")
+                .await?;
+            let events = page["events"]
+                .as_array()
+                .ok_or_else(|| anyhow!("listing the app's events answered {status}"))?;
+            targets.extend(
+                events
+                    .iter()
+                    .filter_map(|e| e["target_id"].as_str().map(str::to_owned)),
+            );
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return Ok(targets),
+            }
+        }
     }
 }
 

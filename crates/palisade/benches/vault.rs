@@ -271,7 +271,8 @@ async fn reseal(
             .expect("count");
     assert_eq!((moved, left), (values as u64, 0), "every value moved");
     println!(
-        "DEK rotation sweep (SQLite, synchronous=FULL, 500 values a transaction): {moved}          1 KiB values onto the tenant's DEK version 2 in {elapsed:.2} s = {:.0} values/s",
+        "DEK rotation sweep (SQLite, synchronous=FULL, 500 values a transaction): {moved} \
+         1 KiB values onto the tenant's DEK version 2 in {elapsed:.2} s = {:.0} values/s",
         moved as f64 / elapsed
     );
 }

@@ -333,6 +333,9 @@ pub async fn upkeep_step(state: &AppState, minute: bool, hour: bool) {
         if let Err(error) = state.audit.enforce_retention().await {
             tracing::warn!(%error, "applying audit retention failed");
         }
+        if let Err(error) = state.audit.prune_idempotency_keys().await {
+            tracing::warn!(%error, "pruning the app's idempotency keys failed");
+        }
     }
     if minute {
         if let Err(error) = state.identity.maintain().await {

@@ -183,6 +183,13 @@ impl AuditRecord {
         }
     }
 
+    /// Palisade's own doing in `tenant`, with no request behind it (upkeep, a sweep).
+    pub fn by_system(action: &'static str, tenant: TenantId, occurred_at: OffsetDateTime) -> Self {
+        Self::new(action, "success", occurred_at, String::new(), None, None)
+            .in_tenant(tenant)
+            .by(Acting::System)
+    }
+
     pub fn in_tenant(mut self, tenant: TenantId) -> Self {
         self.tenant_id = Some(tenant);
         self

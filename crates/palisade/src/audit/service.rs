@@ -102,6 +102,13 @@ impl Audit {
             .await
     }
 
+    /// Forgets the app's idempotency keys older than their 24-hour window (upkeep, hourly):
+    /// a key past it is anyone's again, so its row only takes space.
+    pub async fn prune_idempotency_keys(&self) -> Result<u64, StoreError> {
+        let before = self.clock.now() - super::app::IDEMPOTENCY_WINDOW;
+        self.store.prune_idempotency_keys(before).await
+    }
+
     pub fn now(&self) -> time::OffsetDateTime {
         self.clock.now()
     }

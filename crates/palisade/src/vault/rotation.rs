@@ -21,7 +21,7 @@ use super::kek::{self, KekError};
 use super::keys::WrappedKey;
 use super::store::{DataKeyStore, WriteError};
 use super::Vault;
-use crate::audit::{Acting, AuditRecord};
+use crate::audit::AuditRecord;
 use crate::clock::Clock;
 use crate::store::StoreError;
 
@@ -197,17 +197,8 @@ impl KeyRotation {
             let reseal = |bound, old: &WrappedKey, new: &WrappedKey, sealed: &[u8]| {
                 self.vault.resealed(tenant, bound, old, new, sealed)
             };
-            let event = AuditRecord::new(
-                "vault.data_key_retired",
-                "success",
-                now,
-                String::new(),
-                None,
-                None,
-            )
-            .in_tenant(tenant)
-            .by(Acting::System)
-            .on("tenant", tenant);
+            let event =
+                AuditRecord::by_system("vault.data_key_retired", tenant, now).on("tenant", tenant);
             let done = self
                 .store
                 .reseal(tenant, RESEAL_BATCH, &reseal, now - RETIRE_AFTER, &event)

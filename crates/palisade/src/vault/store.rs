@@ -406,19 +406,32 @@ for_both_backends! {
                 None => row.try_get::<i32, _>("version")? + 1,
             },
         };
-        let fresh = new_key(u32::try_from(next).unwrap_or(u32::MAX));
-        sqlx::query(STORE_DATA_KEY)
-            .bind(tenant)
-            .bind(next)
-            .bind(i32::try_from(fresh.kek_version).unwrap_or(i32::MAX))
-            .bind(&fresh.wrapped)
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
+        store_data_key(&mut *conn, tenant, next, new_key, at).await?;
         // Ours, or a concurrent first secret's: whichever the row holds.
         let row = sqlx::query(DATA_KEY).bind(tenant).fetch_one(&mut *conn).await?;
         key_from(&row, "version")?
             .ok_or_else(|| StoreError::Other("a data key was destroyed as it was made".into()))
+    }
+
+    /// Makes the tenant's data key `version` with `new_key` and stores it, unless a
+    /// concurrent request stored that version first.
+    async fn store_data_key(
+        conn: &mut <Db as sqlx::Database>::Connection,
+        tenant: TenantId,
+        version: i32,
+        new_key: NewKey<'_>,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let fresh = new_key(version_of(version)?);
+        sqlx::query(STORE_DATA_KEY)
+            .bind(tenant)
+            .bind(version)
+            .bind(stored_version(fresh.kek_version))
+            .bind(&fresh.wrapped)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
     }
 
     impl TenantDataKey for sqlx::Transaction<'static, Db> {
@@ -688,15 +701,7 @@ for_both_backends! {
             .fetch_one(&mut *tx)
             .await?;
             let next = newest.unwrap_or(0) + 1;
-            let fresh = new_key(version_of(next)?);
-            sqlx::query(STORE_DATA_KEY)
-                .bind(tenant)
-                .bind(next)
-                .bind(stored_version(fresh.kek_version))
-                .bind(&fresh.wrapped)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
+            store_data_key(&mut tx, tenant, next, new_key, at).await?;
             let event = event.clone().changed("data_key_version", newest, next);
             tx.commit_with(&event).await?;
             version_of(next)

@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use super::signing::{self, SigningKey};
 use super::store::{AttemptRecord, Finished, Job, Next, RETRY_DELAYS_SECS};
 use super::{WebhookError, Webhooks};
-use crate::audit::{Acting, AuditRecord};
+use crate::audit::AuditRecord;
 use crate::ids::{AttemptId, EndpointId, TenantId};
 
 /// Deliveries one round claims at most.
@@ -57,18 +57,9 @@ impl Webhooks {
             .disable_after
             .map(|after| crate::audit::store::micros(now - after));
         let disabled_event = |tenant: TenantId, endpoint: EndpointId| {
-            AuditRecord::new(
-                "webhooks.endpoint_disabled",
-                "success",
-                now,
-                String::new(),
-                None,
-                None,
-            )
-            .in_tenant(tenant)
-            .by(Acting::System)
-            .on("webhook_endpoint", endpoint)
-            .changed("enabled", true, false)
+            AuditRecord::by_system("webhooks.endpoint_disabled", tenant, now)
+                .on("webhook_endpoint", endpoint)
+                .changed("enabled", true, false)
         };
         let disabled = self
             .store

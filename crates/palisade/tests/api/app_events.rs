@@ -144,6 +144,11 @@ async fn an_app_event_with_a_diff_and_the_users_origin_is_listed_exported_and_ve
     app.stop().await;
 }
 
+async fn idempotency_keys(app: &crate::helpers::TestApp) -> i64 {
+    app.inspect("SELECT count(*) FROM app_event_keys", None)
+        .await[0]
+}
+
 // claim: APP-4
 #[tokio::test]
 async fn the_same_idempotency_key_writes_one_event_and_another_body_is_refused() {
@@ -192,6 +197,23 @@ async fn the_same_idempotency_key_writes_one_event_and_another_body_is_refused()
     let (status, _, _) = send(other, "order-42-closed").await;
     assert_eq!(status, 201);
     assert_eq!(app_event_rows(&app).await, 3);
+
+    // Upkeep forgets keys past their window, and only those.
+    app.clock.advance(std::time::Duration::from_secs(12 * 3600));
+    let fresh = app.login("owner@example.com").await;
+    let later = json!({"events": [workorder_updated(&fresh.access)]});
+    let (status, _, _) = send(later, "order-43-opened").await;
+    assert_eq!(status, 201);
+    palisade::app::upkeep_step(&app.state, true, true).await;
+    assert_eq!(idempotency_keys(&app).await, 2, "both within their window");
+    app.clock
+        .advance(std::time::Duration::from_secs(12 * 3600 + 1));
+    palisade::app::upkeep_step(&app.state, true, true).await;
+    assert_eq!(
+        idempotency_keys(&app).await,
+        1,
+        "the first key's window ended"
+    );
     app.stop().await;
 }
 

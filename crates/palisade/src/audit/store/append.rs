@@ -50,6 +50,8 @@ pub trait AppAppend: Send + Sync {
         key: Option<&IdempotencyKey>,
         now: OffsetDateTime,
     ) -> Result<Recorded, StoreError>;
+    /// Deletes the idempotency keys claimed before `before` (past their window): how many.
+    async fn prune_idempotency_keys(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
 }
 
 /// Claims a key; on PostgreSQL a concurrent claim of the same key waits for this one's end.
@@ -343,6 +345,17 @@ for_both_backends! {
             }
             tx.commit().await?;
             Ok(Recorded::Appended(appended))
+        }
+
+        async fn prune_idempotency_keys(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+            let mut tx = self.0.write().await?;
+            let pruned = sqlx::query("DELETE FROM app_event_keys WHERE created_at < $1")
+                .bind(before)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok(pruned)
         }
     }
 }
