@@ -310,7 +310,9 @@ pub struct DatabaseSettings {
 pub struct HttpSettings {
     /// Largest request body accepted; larger ones get 413. A body is received whole (up to
     /// this) before the request's credentials are checked, so each request reads the auth
-    /// state once, as it is after the request arrived.
+    /// state once, as it is after the request arrived. A secret's writes (`POST
+    /// /api/v1/secrets`, `PUT /api/v1/secrets/{id}`) take up to 392 KiB whatever this says:
+    /// a 64 KiB value with JSON's escapes.
     pub body_limit_bytes: usize,
     /// Whole-request deadline, body upload included; past it the answer is 503 `timeout`.
     pub request_timeout_ms: u64,

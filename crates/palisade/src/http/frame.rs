@@ -60,6 +60,37 @@ pub struct FrameConfig {
     pub cors: super::cors::CorsOrigins,
 }
 
+/// The largest body a secret's write takes: its value may be 64 KiB, which JSON's escapes
+/// (`\u0000` for a control character) can make up to six times as long, plus the name,
+/// description and expiry.
+pub const SECRET_BODY_BYTES: usize = 6 * crate::vault::MAX_VALUE_BYTES + 8 * 1024;
+
+/// Routes whose bodies may be larger than `http.body_limit_bytes`, and up to how large.
+const LARGER_BODIES: &[(&str, usize)] = &[
+    ("/api/v1/secrets", SECRET_BODY_BYTES),
+    ("/api/v1/secrets/{secret_id}", SECRET_BODY_BYTES),
+];
+
+impl FrameConfig {
+    /// The body limit of `route`: the setting, or a larger one the route needs.
+    fn body_limit_for(&self, route: &str) -> usize {
+        LARGER_BODIES
+            .iter()
+            .find(|(path, _)| *path == route)
+            .map_or(self.body_limit_bytes, |(_, limit)| {
+                (*limit).max(self.body_limit_bytes)
+            })
+    }
+
+    /// The largest body any route takes: what axum's own extractors are allowed.
+    pub fn largest_body_limit(body_limit_bytes: usize) -> usize {
+        LARGER_BODIES
+            .iter()
+            .map(|(_, limit)| *limit)
+            .fold(body_limit_bytes, usize::max)
+    }
+}
+
 /// The client's address as resolved by the frame (see `client_ip`).
 #[derive(Clone, Copy, Debug)]
 pub struct ClientIp(pub std::net::IpAddr);
@@ -119,12 +150,12 @@ pub async fn frame(
             tracing::debug!(path = req.uri().path(), headers = ?RedactedHeaders(req.headers()), "request received");
         }
         let cors = config.cors.allowed(req.headers());
-        let response = if let Some(refusal) = malformed(&req, config.body_limit_bytes) {
+        let body_limit = config.body_limit_for(route);
+        let response = if let Some(refusal) = malformed(&req, body_limit) {
             refusal.into_response()
         } else if cors.is_some() && super::cors::is_preflight(req.method(), req.headers()) {
             super::cors::preflight()
         } else {
-            let body_limit = config.body_limit_bytes;
             let handled = async move {
                 match received(req, body_limit).await {
                     // Every credential the request checks reads the auth epoch once, after

@@ -48,7 +48,11 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             ratelimit::rate_limit,
         ))
         .fallback(frame::not_found)
-        .layer(DefaultBodyLimit::max(state.settings.http.body_limit_bytes));
+        // The frame holds each route to its own limit; this only keeps axum's extractors
+        // from refusing below it.
+        .layer(DefaultBodyLimit::max(frame::FrameConfig::largest_body_limit(
+            state.settings.http.body_limit_bytes,
+        )));
     let router = with_frame(router, &state, state.settings.tls.enabled()).with_state(state);
     (router, api)
 }

@@ -75,11 +75,8 @@ async fn stored_anywhere(app: &TestApp, needle: &str) -> bool {
 // claim: SEC-1, SEC-3
 #[tokio::test]
 async fn a_secret_is_sealed_masked_on_every_read_and_revealed_only_with_the_action_and_a_reason() {
-    // Bodies big enough to carry a value over the vault's 64 KiB bound (by default the
-    // body limit, 64 KiB, refuses it first with 413).
-    let app =
-        crate::helpers::spawn_app_with(|settings| settings.http.body_limit_bytes = 256 * 1024)
-            .await;
+    // The default settings: a secret's writes take bodies large enough for a 64 KiB value.
+    let app = crate::helpers::spawn_app().await;
     let staff = staffed_tenant(&app).await;
     let (owner, manager, member) = (&staff["owner"], &staff["manager"], &staff["member"]);
     let (status, created) = call(
@@ -275,10 +272,47 @@ async fn a_secret_is_sealed_masked_on_every_read_and_revealed_only_with_the_acti
     )
     .await;
     assert_eq!(status, 422);
+    // A body beyond what any 64 KiB value needs is refused before it is read.
+    let (status, answer) = call(
+        &app,
+        Method::POST,
+        SECRETS,
+        &manager.access,
+        json!({"name": "huge", "value": "x".repeat(400 * 1024)}),
+    )
+    .await;
+    assert_eq!(status, 413, "{answer}");
     let after: Vec<i64> = app
         .inspect("SELECT count(*) FROM secret_versions", None)
         .await;
     assert_eq!(before, after, "nothing half-written");
+
+    // The bound itself is taken: a 64 KiB value, escapes and all, stores and reveals whole.
+    let largest: String = "\u{1}x\"".chars().cycle().take(64 * 1024).collect();
+    let (status, made) = call(
+        &app,
+        Method::POST,
+        SECRETS,
+        &manager.access,
+        json!({"name": "largest", "value": largest}),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let largest_id = made["id"].as_str().unwrap();
+    assert_reveals(&app, &owner.access, largest_id, &largest).await;
+    let path = format!("{SECRETS}/{largest_id}");
+    let (status, _) = call(&app, Method::DELETE, &path, &manager.access, Value::Null).await;
+    assert_eq!(status, 204);
+    // Other routes keep the setting's limit.
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/api/v1/applications",
+        &owner.access,
+        json!({"name": "x".repeat(70 * 1024)}),
+    )
+    .await;
+    assert_eq!(status, 413);
 
     // Another tenant sees nothing of it; the whole secret goes at once.
     let stranger = app.signed_in("stranger@example.com").await;
