@@ -393,6 +393,7 @@ pub async fn open_vault(
     let vault_for_others = vault.clone();
     let rotation = KeyRotation::new(
         crate::vault::store::data_keys_for_database(db),
+        audit.clone(),
         vault,
         clock,
         settings.vault.kek_file_in_use(&settings.data_dir),

@@ -523,7 +523,7 @@ async fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
     };
     match command {
         KeysCommand::RotateKek => {
-            let version = rotation.rotate()?;
+            let version = rotation.rotate("command").await?;
             println!("new KEK version {version}; servers re-wrap onto it within minutes (`palisade keys rewrap` does it now)");
         }
         KeysCommand::Rewrap => {
@@ -535,12 +535,7 @@ async fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::KekStatus => print_status(&rotation.status().await?),
         KeysCommand::RetireKeks => {
-            let path = settings
-                .vault
-                .kek_file_in_use(&settings.data_dir)
-                .ok_or(palisade::vault::rotation::RotationError::NotAFile)?;
-            let in_use = rotation.status().await?.usage.into_keys().collect();
-            let retired = palisade::vault::kek::retire_unused(&path, &in_use)?;
+            let retired = rotation.retire_unused().await?;
             if retired.is_empty() {
                 println!("nothing to retire: every older version still wraps a data key");
             } else {

@@ -185,9 +185,12 @@ impl AuditRecord {
 
     /// Palisade's own doing in `tenant`, with no request behind it (upkeep, a sweep).
     pub fn by_system(action: &'static str, tenant: TenantId, occurred_at: OffsetDateTime) -> Self {
-        Self::new(action, "success", occurred_at, String::new(), None, None)
-            .in_tenant(tenant)
-            .by(Acting::System)
+        Self::on_platform(action, occurred_at).in_tenant(tenant)
+    }
+
+    /// Palisade's own doing in the platform stream (its keys), with no request behind it.
+    pub fn on_platform(action: &'static str, occurred_at: OffsetDateTime) -> Self {
+        Self::new(action, "success", occurred_at, String::new(), None, None).by(Acting::System)
     }
 
     pub fn in_tenant(mut self, tenant: TenantId) -> Self {

@@ -50,9 +50,9 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .fallback(frame::not_found)
         // The frame holds each route to its own limit; this only keeps axum's extractors
         // from refusing below it.
-        .layer(DefaultBodyLimit::max(frame::FrameConfig::largest_body_limit(
-            state.settings.http.body_limit_bytes,
-        )));
+        .layer(DefaultBodyLimit::max(
+            frame::FrameConfig::largest_body_limit(state.settings.http.body_limit_bytes),
+        ));
     let router = with_frame(router, &state, state.settings.tls.enabled()).with_state(state);
     (router, api)
 }

@@ -80,6 +80,9 @@ impl From<WriteError> for RotationError {
 
 pub struct KeyRotation {
     store: Arc<dyn DataKeyStore>,
+    /// The KEKs' lifecycle (rotated, re-wrapped onto, retired) is recorded in the platform
+    /// stream.
+    audit: crate::audit::Audit,
     vault: Arc<Vault>,
     clock: Arc<dyn Clock>,
     /// The KEK file, when the KEKs come from one (rotation appends to it).
@@ -101,6 +104,7 @@ pub struct KeyRotation {
 impl KeyRotation {
     pub fn new(
         store: Arc<dyn DataKeyStore>,
+        audit: crate::audit::Audit,
         vault: Arc<Vault>,
         clock: Arc<dyn Clock>,
         file: Option<PathBuf>,
@@ -109,6 +113,7 @@ impl KeyRotation {
     ) -> Self {
         Self {
             store,
+            audit,
             vault,
             clock,
             file,
@@ -144,12 +149,34 @@ impl KeyRotation {
         Ok(self.vault.keks().reload()?)
     }
 
-    /// Adds the next KEK version to the file and makes it this instance's active one.
-    pub fn rotate(&self) -> Result<u32, RotationError> {
+    /// Adds the next KEK version to the file and makes it this instance's active one;
+    /// `trigger` says who asked (`command`, `schedule`), for the platform stream's record.
+    pub async fn rotate(&self, trigger: &'static str) -> Result<u32, RotationError> {
         let file = self.file.as_ref().ok_or(RotationError::NotAFile)?;
+        let before = self.vault.active_kek_version();
         let version = kek::rotate_file(file, self.clock.now())?;
         self.reload()?;
+        let event = AuditRecord::on_platform("vault.kek_rotated", self.clock.now())
+            .on("kek", version)
+            .changed("kek_version", before, version)
+            .changed("trigger", None::<&str>, trigger);
+        self.audit.record(event).await?;
         Ok(version)
+    }
+
+    /// Removes from the file the KEK versions below the active one that wrap nothing, and
+    /// records which; the versions removed.
+    pub async fn retire_unused(&self) -> Result<Vec<u32>, RotationError> {
+        let file = self.file.as_ref().ok_or(RotationError::NotAFile)?;
+        let in_use = self.status().await?.usage.into_keys().collect();
+        let retired = kek::retire_unused(file, &in_use)?;
+        if !retired.is_empty() {
+            let event = AuditRecord::on_platform("vault.keks_retired", self.clock.now())
+                .on("kek", self.vault.active_kek_version())
+                .changed("retired_kek_versions", None::<u32>, &retired);
+            self.audit.record(event).await?;
+        }
+        Ok(retired)
     }
 
     /// Re-wraps up to `limit` data keys under the active KEK; how many moved.
@@ -166,7 +193,12 @@ impl KeyRotation {
         }
         if stale.len() < limit as usize {
             // The last batch: health says so at once, not at the next minute.
-            self.status().await?;
+            let status = self.status().await?;
+            if moved > 0 && status.pending() == 0 {
+                let event = AuditRecord::on_platform("vault.rewrap_completed", self.clock.now())
+                    .on("kek", active);
+                self.audit.record(event).await?;
+            }
         }
         Ok(moved)
     }
@@ -237,7 +269,7 @@ impl KeyRotation {
                 .active_since()
                 .is_some_and(|since| self.clock.now() - since >= self.period);
         if due && self.rotates_itself {
-            let version = self.rotate()?;
+            let version = self.rotate("schedule").await?;
             tracing::info!(
                 version,
                 "vault KEK rotated: the active one was past vault.kek_rotation_days"

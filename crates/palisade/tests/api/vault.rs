@@ -663,6 +663,24 @@ async fn a_kek_rotation_rewraps_every_data_key_resuming_where_it_stopped_and_no_
         ok && output.contains("retired KEK version(s) [1]"),
         "{output}"
     );
+    // The KEK's lifecycle is in the platform stream: rotated by the command, the re-wrap
+    // completed (once), the old version retired.
+    let lifecycle: Vec<String> = app
+        .inspect(
+            "SELECT action FROM audit_events WHERE action IN
+                 ('vault.kek_rotated', 'vault.rewrap_completed', 'vault.keks_retired')
+             ORDER BY seq",
+            None,
+        )
+        .await;
+    assert_eq!(
+        lifecycle,
+        [
+            "vault.kek_rotated",
+            "vault.rewrap_completed",
+            "vault.keks_retired"
+        ]
+    );
     let sibling = app.spawn_sibling().await;
     for (who, id, value) in &secrets {
         let (status, opened) = crate::helpers::json_call(
@@ -714,6 +732,14 @@ async fn a_kek_older_than_its_period_is_rotated_by_a_sqlite_server_and_every_key
     }
     assert_eq!(app.state.key_rotation.active_kek_version(), 2);
     assert_eq!(kek_versions_in_use(&app).await, [2]);
+    let trigger: Vec<String> = app
+        .inspect(
+            "SELECT CAST(changes AS TEXT) FROM audit_events WHERE action = 'vault.kek_rotated'",
+            None,
+        )
+        .await;
+    assert_eq!(trigger.len(), 1);
+    assert!(trigger[0].contains(r#""after":"schedule""#), "{trigger:?}");
     let owner = app.login("owner@example.com").await;
     assert_reveals(&app, &owner.access, &id, "a value kept across rotations").await;
     // Once only: the new version is young.
