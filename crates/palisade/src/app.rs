@@ -13,6 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::access::ActionTable;
 use crate::audit::signing::CheckpointKey;
 use crate::audit::Audit;
+use crate::backup::Backups;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Backend, Settings};
 use crate::health::ProbeCache;
@@ -54,6 +55,8 @@ pub struct AppInner {
     pub key_rotation: KeyRotation,
     /// Webhook endpoints, messages and their dispatcher (claims HOOK-1 to HOOK-4).
     pub webhooks: Arc<Webhooks>,
+    /// Encrypted, test-restored backups on a schedule (claims OPS-3, OPS-2).
+    pub backups: Arc<Backups>,
     pub audit: Audit,
     pub limiter: Limiter,
     pub burst_log: BurstLog,
@@ -183,8 +186,11 @@ impl App {
             clock.clone(),
             &settings.webhooks,
         ));
+        let backups =
+            Arc::new(Backups::open(&settings, &db, clock.clone()).map_err(StartError::Other)?);
         let state = AppState(Arc::new(AppInner {
             webhooks,
+            backups,
             relations,
             secrets,
             key_rotation,
@@ -299,8 +305,8 @@ impl App {
 /// Periodic work: every second, notice principal changes made by other processes and sign
 /// the audit chains that are due, and re-wrap a batch of vault keys while a KEK rotation is
 /// under way; every minute, reload and rotate signing keys and the vault's KEKs, prune old
-/// failure counts and rate-limit state, and write API keys' last use; every hour, apply
-/// audit retention.
+/// failure counts and rate-limit state, write API keys' last use, and start a backup when
+/// one is due; every hour, apply audit retention.
 async fn periodic_upkeep(state: AppState) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -349,6 +355,7 @@ pub async fn upkeep_step(state: &AppState, minute: bool, hour: bool) {
         if let Err(error) = state.key_rotation.maintain().await {
             tracing::warn!(%error, "vault KEK upkeep failed; retrying in a minute");
         }
+        state.backups.start_if_due();
     }
 }
 

@@ -21,8 +21,10 @@ use serde::Deserialize;
 /// `PALISADE_DATABASE__URL`.
 pub const ENV_PREFIX: &str = "PALISADE_";
 
-/// Variables under the prefix that belong to the test harness, not to the server.
-const ENV_IGNORED_PREFIXES: &[&str] = &["test_"];
+/// Variables under the prefix that are not settings: the test harness's, and the target of
+/// `palisade restore` (`PALISADE_RESTORE_DATABASE_URL`, an argument kept off the command
+/// line).
+const ENV_IGNORED_PREFIXES: &[&str] = &["test_", "restore_"];
 
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -45,6 +47,57 @@ pub struct Settings {
     pub access: AccessSettings,
     pub vault: VaultSettings,
     pub webhooks: WebhookSettings,
+    pub backup: BackupSettings,
+}
+
+/// Backups (claims OPS-3, OPS-4): encrypted snapshots on a schedule, each test-restored,
+/// reported by health (OPS-2).
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupSettings {
+    /// The operator's age public keys (`age1…`) every backup is encrypted to; only the
+    /// matching private keys (`palisade backup keygen`, or `age-keygen`) can read one, and
+    /// the server holds none. Empty (the default): backups are off, logged as a weakening.
+    pub recipients: Vec<String>,
+    /// Where backups are written, one directory each. Default: `backups` in `data_dir`;
+    /// better a disk or mount apart from the database's.
+    pub dir: Option<PathBuf>,
+    /// Hours between backups (default 24).
+    pub interval_hours: u32,
+    /// Days a backup is kept (default 30); the newest that passed its test restore is
+    /// kept whatever its age.
+    pub retention_days: u32,
+    /// Health reports backups degraded when the newest is older than this, in hours
+    /// (default 26), or when its test restore failed.
+    pub stale_after_hours: u32,
+    /// PostgreSQL: `postgres://…` of the backup role `pg_dump` runs as. It needs BYPASSRLS
+    /// (row-level security would hide every tenant's rows from the dump) and CREATEDB (the
+    /// test restore goes into a scratch database it creates and drops). Required on
+    /// PostgreSQL when `recipients` is set.
+    pub database_url: Option<SecretString>,
+    /// PostgreSQL: the directory of `pg_dump` and `pg_restore` (default: found on `PATH`).
+    /// They should be of the server's major version or newer.
+    pub postgres_bin_dir: Option<PathBuf>,
+}
+
+impl Default for BackupSettings {
+    fn default() -> Self {
+        Self {
+            recipients: Vec::new(),
+            dir: None,
+            interval_hours: 24,
+            retention_days: 30,
+            stale_after_hours: 26,
+            database_url: None,
+            postgres_bin_dir: None,
+        }
+    }
+}
+
+impl BackupSettings {
+    pub fn dir_in(&self, data_dir: &Path) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| data_dir.join("backups"))
+    }
 }
 
 /// Webhooks out (claims HOOK-1 to HOOK-4): where Palisade may deliver, and how long it keeps
@@ -444,6 +497,7 @@ impl Default for Settings {
             access: AccessSettings::default(),
             vault: VaultSettings::default(),
             webhooks: WebhookSettings::default(),
+            backup: BackupSettings::default(),
         }
     }
 }
@@ -640,6 +694,24 @@ impl Settings {
         check(
             self.vault.kek_rotation_days <= 3650,
             "vault.kek_rotation_days must be 0 (never automatically) to 3650",
+        );
+        if let Err(problem) = crate::backup::archive::recipients(&self.backup.recipients) {
+            check(false, &problem);
+        }
+        check(
+            (1..=24 * 365).contains(&self.backup.interval_hours)
+                && (1..=24 * 3650).contains(&self.backup.stale_after_hours),
+            "backup.interval_hours and backup.stale_after_hours must be at least 1",
+        );
+        check(
+            (1..=3650).contains(&self.backup.retention_days),
+            "backup.retention_days must be 1 to 3650",
+        );
+        check(
+            self.backup.recipients.is_empty()
+                || self.database.url.is_none()
+                || self.backup.database_url.is_some(),
+            "backup.database_url (the backup role, BYPASSRLS and CREATEDB) is required on PostgreSQL when backup.recipients is set",
         );
         for network in &self.webhooks.allowed_networks {
             if let Err(problem) = network.parse::<crate::http::client_ip::Cidr>() {
@@ -929,6 +1001,15 @@ impl Settings {
                     }))
                 }).collect::<serde_json::Map<_, _>>(),
             },
+            "backup": {
+                "recipients": self.backup.recipients,
+                "dir": self.backup.dir_in(&self.data_dir).display().to_string(),
+                "interval_hours": self.backup.interval_hours,
+                "retention_days": self.backup.retention_days,
+                "stale_after_hours": self.backup.stale_after_hours,
+                "database_url": secret(&self.backup.database_url),
+                "postgres_bin_dir": self.backup.postgres_bin_dir.as_ref().map(|p| p.display().to_string()),
+            },
             "audit": {
                 "checkpoint_key_file": self.audit.key_path(&self.data_dir).display().to_string(),
                 "checkpoint_every": self.audit.checkpoint_every,
@@ -948,6 +1029,9 @@ impl Settings {
         let mut out = Vec::new();
         if !self.rate_limits.enabled {
             out.push("WEB-5: rate limits are off (rate_limits.enabled = false)");
+        }
+        if self.backup.recipients.is_empty() {
+            out.push("OPS-3: backups are off: set backup.recipients to the operator's age public key(s) (`palisade backup keygen` makes a pair)");
         }
         if !self.webhooks.allowed_networks.is_empty() {
             out.push("HOOK-4: webhook deliveries may reach the private networks in webhooks.allowed_networks");
@@ -1026,7 +1110,7 @@ impl TlsSettings {
 /// Layers `PALISADE_*` variables over `figment`, from an explicit list so tests need not
 /// touch the process environment. Values are typed the way figment types any env value.
 fn merge_env(mut figment: Figment, env: impl IntoIterator<Item = (String, String)>) -> Figment {
-    let typed = typed_setting_paths();
+    let (typed, lists) = typed_setting_paths();
     for (key, raw) in env {
         let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
             continue;
@@ -1043,8 +1127,17 @@ fn merge_env(mut figment: Figment, env: impl IntoIterator<Item = (String, String
         };
         // Only numeric and boolean settings are typed from the text; every other setting
         // (addresses, paths, URLs, tokens) stays text even when it looks like a number.
+        // A list (`http.cors_origins`, `backup.recipients`) is given comma-separated.
         let value: figment::value::Value = if typed.contains(&path) {
             raw.parse().unwrap_or_else(|never| match never {})
+        } else if lists.contains(&path) {
+            let items: Vec<String> = raw
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_owned)
+                .collect();
+            items.into()
         } else {
             raw.into()
         };
@@ -1054,10 +1147,12 @@ fn merge_env(mut figment: Figment, env: impl IntoIterator<Item = (String, String
     figment
 }
 
-/// Dotted paths of the settings whose values are numbers or booleans, read off the
-/// defaults' description so the list cannot drift from the struct.
-fn typed_setting_paths() -> std::collections::HashSet<String> {
-    fn walk(prefix: &str, value: &serde_json::Value, out: &mut std::collections::HashSet<String>) {
+type Paths = std::collections::HashSet<String>;
+
+/// Dotted paths of the settings whose values are numbers or booleans, and of those that
+/// are lists, read off the defaults' description so neither can drift from the struct.
+fn typed_setting_paths() -> (Paths, Paths) {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut (Paths, Paths)) {
         match value {
             serde_json::Value::Object(map) => {
                 for (key, child) in map {
@@ -1070,12 +1165,15 @@ fn typed_setting_paths() -> std::collections::HashSet<String> {
                 }
             }
             serde_json::Value::Number(_) | serde_json::Value::Bool(_) => {
-                out.insert(prefix.to_owned());
+                out.0.insert(prefix.to_owned());
+            }
+            serde_json::Value::Array(_) => {
+                out.1.insert(prefix.to_owned());
             }
             _ => {}
         }
     }
-    let mut out = std::collections::HashSet::new();
+    let mut out = Default::default();
     walk("", &Settings::default().describe(), &mut out);
     out
 }
@@ -1159,7 +1257,30 @@ mod tests {
         assert_eq!(settings.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(settings.data_dir, PathBuf::from("palisade-data"));
         assert!(matches!(settings.backend(), Backend::Sqlite { .. }));
+        // The one choice no default can make: whose key the backups are encrypted to.
+        let weakened = settings.weakenings();
+        assert_eq!(weakened.len(), 1, "{weakened:?}");
+        assert!(weakened[0].starts_with("OPS-3: backups are off"));
+    }
+
+    #[test]
+    fn a_list_setting_is_read_comma_separated_from_the_environment() {
+        let one = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+        let settings = load(
+            None,
+            &[
+                ("PALISADE_BACKUP__RECIPIENTS", &format!("{one}, {one}")),
+                ("PALISADE_HTTP__CORS_ORIGINS", "https://app.example.com"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(settings.backup.recipients, vec![one, one]);
+        assert_eq!(settings.http.cors_origins, vec!["https://app.example.com"]);
         assert!(settings.weakenings().is_empty());
+        let refused = load(None, &[("PALISADE_BACKUP__RECIPIENTS", "age1nope")]).unwrap_err();
+        assert!(refused
+            .to_string()
+            .contains("backup.recipients[0] is not an age public key"));
     }
 
     #[test]
@@ -1320,7 +1441,15 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(settings.weakenings().len(), 1);
+        let weakened = settings.weakenings();
+        assert_eq!(
+            weakened
+                .iter()
+                .filter(|w| w.starts_with("WEB-1: TLS is on but no plain-HTTP redirect"))
+                .count(),
+            1,
+            "{weakened:?}"
+        );
     }
 
     mod properties {

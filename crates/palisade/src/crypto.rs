@@ -52,6 +52,15 @@ pub enum MasterKeyError {
     File { path: String, reason: String },
 }
 
+/// Creates a new file only its owner may read or write (0600); fails if it exists.
+pub fn create_owner_only(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
 /// A key file others may read or write is refused: what it protects is only as safe as it.
 pub fn refuse_loose_permissions(path: &Path) -> Result<(), String> {
     #[cfg(unix)]
@@ -90,11 +99,7 @@ impl SealingKey {
         };
         if !path.exists() {
             let key = Zeroizing::new(STANDARD.encode(random_bytes::<32>()));
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            match options.open(path) {
+            match create_owner_only(path) {
                 Ok(mut file) => {
                     file.write_all(key.as_bytes())
                         .and_then(|_| file.sync_all())

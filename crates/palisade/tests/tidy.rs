@@ -67,6 +67,14 @@ fn sql_is_never_built_from_runtime_values() {
         // Embedded migration files (include_str!), and COMMIT/ROLLBACK chosen from literals.
         "raw_sql(m.sql)",
         "sqlx::query(end)",
+        // Backups name tables the catalog lists and a scratch database they generate:
+        // each checked to be a plain lowercase identifier, then quoted (backup/snapshot.rs).
+        "query_scalar(&count_rows(&table)?)",
+        "query(&create_database(&name)?)",
+        "query(&drop_database(&name)?)",
+        "\"SELECT count(*) FROM \\\"{table}\\\"\"",
+        "\"CREATE DATABASE \\\"{name}\\\"\"",
+        "\"DROP DATABASE IF EXISTS \\\"{name}\\\" WITH (FORCE)\"",
     ];
     let sqlx_calls = [
         "query(",

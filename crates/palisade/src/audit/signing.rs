@@ -82,17 +82,22 @@ impl CheckpointKey {
             write_owner_only(path, pem.as_bytes()).map_err(|e| fail(e.to_string()))?;
         }
         let pem = Zeroizing::new(std::fs::read(path).map_err(|e| fail(e.to_string()))?);
-        let der = match rustls_pemfile::private_key(&mut pem.as_slice()) {
+        Self::from_pem(&pem).map_err(|reason| fail(reason.into()))
+    }
+
+    /// The key from its PKCS#8 PEM text (as the key file holds it).
+    pub fn from_pem(pem: &[u8]) -> Result<Self, &'static str> {
+        let der = match rustls_pemfile::private_key(&mut &pem[..]) {
             Ok(Some(rustls::pki_types::PrivateKeyDer::Pkcs8(der))) => {
                 Zeroizing::new(der.secret_pkcs8_der().to_vec())
             }
-            _ => return Err(fail("expected a PKCS#8 PEM private key".into())),
+            _ => return Err("expected a PKCS#8 PEM private key"),
         };
         // `maybe_unchecked` also reads PKCS#8 v1, which `openssl genpkey` writes.
-        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der)
-            .map_err(|_| fail("not an Ed25519 key".into()))?;
+        let pair =
+            Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).map_err(|_| "not an Ed25519 key")?;
         let public = PublicKey::from_bytes(pair.public_key().as_ref())
-            .ok_or_else(|| fail("unexpected public key length".into()))?;
+            .ok_or("unexpected public key length")?;
         Ok(Self { pair, public })
     }
 
@@ -107,14 +112,7 @@ impl CheckpointKey {
 
 fn write_owner_only(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
+    let mut file = crate::crypto::create_owner_only(path)?;
     file.write_all(bytes)?;
     file.sync_all()
 }

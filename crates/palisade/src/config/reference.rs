@@ -85,7 +85,8 @@ pub(crate) fn render_markdown(source: &str) -> String {
          --lib` after changing a setting).\n\n\
          Settings come from the defaults below, then a TOML file (`--config palisade.toml`, \
          sections as the keys' first part), then `PALISADE_*` environment variables (the \
-         key in capitals, `.` written `__`), then the command-line flags (`--listen`, \
+         key in capitals, `.` written `__`; a list comma-separated), then the command-line \
+         flags (`--listen`, \
          `--data-dir`). `palisade config check` validates a configuration and prints it \
          with secrets hidden; an invalid one is refused at start-up.\n\n\
          | Setting | Environment variable | Default | Meaning |\n|---|---|---|---|\n",

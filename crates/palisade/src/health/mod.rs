@@ -1,4 +1,6 @@
-//! Health (claim OPS-2): each component with its status and response time; 503 when unhealthy.
+//! Health (claim OPS-2): each component with its status and response time; 503 when a
+//! component the instance cannot serve without is down, `degraded` (still 200) when backups
+//! are stale or failed their test restore.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,6 +12,7 @@ use utoipa_axum::routes;
 use std::time::{Duration, Instant};
 
 use crate::app::AppState;
+use crate::backup::BackupHealth;
 use crate::config::DatabaseSettings;
 use crate::store::{Database, Probe};
 use crate::telemetry::metrics::Metrics;
@@ -54,7 +57,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Serialize, ToSchema)]
 pub struct HealthReport {
-    /// `ok` when every check passes, else `unavailable`.
+    /// `ok` when every check passes; `degraded` (HTTP 200: the instance serves) when
+    /// backups are stale or the newest failed its test restore; `unavailable` (HTTP 503)
+    /// when the database or the configuration is down.
     #[schema(example = "ok")]
     status: &'static str,
     checks: HealthChecks,
@@ -67,11 +72,15 @@ pub struct HealthChecks {
     /// The vault's KEKs: the active version, and the data keys still to re-wrap onto it
     /// after a rotation (claim SEC-2), as upkeep last counted them.
     vault: Check,
+    /// The newest backup's age and its test restore (claims OPS-2, OPS-3): `degraded` past
+    /// `backup.stale_after_hours` or after a failed restore; `off` without
+    /// `backup.recipients`.
+    backups: Check,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct Check {
-    /// `up` or `down`.
+    /// `up` or `down`; for backups also `degraded` or `off`.
     #[schema(example = "up")]
     status: &'static str,
     /// How long the check took, in milliseconds.
@@ -154,13 +163,32 @@ async fn health(State(state): State<AppState>) -> (StatusCode, axum::Json<Health
             None => format!("KEK version {active}"),
         }),
     };
+    let started = std::time::Instant::now();
+    let (backup_status, backup_detail) = match state.backups.health() {
+        BackupHealth::Off => (
+            "off",
+            "backups are off: backup.recipients is not set".into(),
+        ),
+        BackupHealth::Up(detail) => ("up", detail),
+        BackupHealth::Degraded(detail) => ("degraded", detail),
+    };
+    let backups = Check {
+        status: backup_status,
+        latency_ms: round_ms(started.elapsed()),
+        detail: Some(backup_detail),
+    };
     let healthy = probe.up && config_ok;
     let report = HealthReport {
-        status: if healthy { "ok" } else { "unavailable" },
+        status: match (healthy, backup_status) {
+            (false, _) => "unavailable",
+            (true, "degraded") => "degraded",
+            (true, _) => "ok",
+        },
         checks: HealthChecks {
             database,
             configuration,
             vault,
+            backups,
         },
     };
     let status = if healthy {

@@ -113,11 +113,7 @@ fn write_to_outbox(dir: &std::path::Path, bytes: &[u8]) -> Result<(), MailError>
     // Written under a hidden name and renamed whole: a reader of the outbox never sees half
     // a mail.
     let partial = dir.join(format!(".{name}.partial"));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&partial).map_err(fail)?;
+    let mut file = crate::crypto::create_owner_only(&partial).map_err(fail)?;
     file.write_all(bytes)
         .and_then(|_| file.sync_all())
         .and_then(|_| std::fs::rename(&partial, dir.join(name)))

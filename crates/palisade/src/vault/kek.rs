@@ -155,11 +155,7 @@ impl FileOrSetting {
         }
         let name = path.display().to_string();
         if !path.exists() {
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            match options.open(path) {
+            match crate::crypto::create_owner_only(path) {
                 Ok(mut file) => file
                     .write_all(new_line(1, now).as_bytes())
                     .and_then(|_| file.sync_all())
@@ -219,12 +215,7 @@ pub fn rotate_file(path: &Path, now: OffsetDateTime) -> Result<u32, KekError> {
     let name = path.display().to_string();
     // One rotation at a time, across processes: the lock file is made exclusively.
     let lock = path.with_extension("rotating");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options
-        .open(&lock)
+    crate::crypto::create_owner_only(&lock)
         .map_err(|e| KekError::new(&name, format!("another rotation is under way ({e})")))?;
     let rotated = (|| {
         let current = read_file(path)?;

@@ -115,7 +115,16 @@ pub async fn spawn_app() -> TestApp {
 /// Starts the server after `configure` has adjusted the settings.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let db = TestDatabase::create().await;
+    spawn_app_in(data_dir, TestDatabase::create().await, configure).await
+}
+
+/// Starts the server on a given database and data directory (`DIR/data`: a restored one,
+/// say), after `configure` has adjusted the settings.
+pub async fn spawn_app_in(
+    data_dir: tempfile::TempDir,
+    db: TestDatabase,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let mut settings = test_settings(&data_dir.path().join("data"), &db);
     configure(&mut settings);
     settings.validate().expect("test settings are valid");

@@ -6,6 +6,7 @@ mod helpers;
 mod access;
 mod app_events;
 mod audit;
+mod backup;
 mod faults;
 mod grants;
 mod health;

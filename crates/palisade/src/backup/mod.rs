@@ -1,0 +1,563 @@
+//! Backups (claims OPS-3, OPS-2, OPS-4): on a schedule, a consistent snapshot of the
+//! database and the data directory's key files, encrypted with age to the operator's
+//! recipients, kept for the retention window, and test-restored at once.
+//!
+//! The server cannot read old backups: they are encrypted to public keys only. To check
+//! the one it just wrote, each backup is also encrypted to a key made for it alone, held in
+//! memory until its test restore has read the files back from disk, then dropped.
+
+pub mod archive;
+pub mod restore;
+pub mod snapshot;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use base64::Engine as _;
+use time::{Duration, OffsetDateTime};
+use zeroize::Zeroizing;
+
+use crate::audit::signing::CheckpointKey;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::store::Database;
+use archive::{ArchiveError, FileEntry, Manifest, RestoreCheck};
+use snapshot::Source;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("backups are off: set backup.recipients to the operator's age public key(s)")]
+    Off,
+    #[error("a backup is already running")]
+    Busy,
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error("database: {0}")]
+    Database(String),
+    #[error("{0}")]
+    Check(String),
+}
+
+/// Backup directories, each with its manifest or what is wrong with it.
+pub type Listed = Vec<(PathBuf, Result<Manifest, ArchiveError>)>;
+
+/// Key files by name, as a backup holds them.
+pub type KeyFiles = Vec<(String, Zeroizing<Vec<u8>>)>;
+
+/// Progress of a long step, for the CLI's progress line: the file and its bytes so far.
+pub type Progress = Arc<dyn Fn(&str, u64) + Send + Sync>;
+
+pub struct Backups {
+    plan: Option<Plan>,
+    clock: Arc<dyn Clock>,
+    started: OffsetDateTime,
+    running: AtomicBool,
+    newest: Mutex<Option<Newest>>,
+}
+
+/// What the settings make of backups when they are on.
+struct Plan {
+    recipients: Vec<age::x25519::Recipient>,
+    dir: PathBuf,
+    /// In the data directory (owner-only): the plaintext snapshot on its way to encryption.
+    work: PathBuf,
+    key_files: Vec<(String, PathBuf)>,
+    checkpoint_key: PathBuf,
+    source: Source,
+    interval: Duration,
+    retention: Duration,
+    stale_after: Duration,
+}
+
+/// The newest backup, as health reports it.
+#[derive(Clone, Debug)]
+struct Newest {
+    id: String,
+    created_at: OffsetDateTime,
+    check: RestoreCheck,
+}
+
+/// A backup written but not yet checked: its key for the check lives only here.
+pub struct Made {
+    id: String,
+    partial: PathBuf,
+    created_at: OffsetDateTime,
+    backend: &'static str,
+    schema_version: String,
+    files: Vec<FileEntry>,
+    tables: BTreeMap<String, i64>,
+    own_key: age::x25519::Identity,
+}
+
+impl Made {
+    /// Where its files are until the check has passed judgement on them.
+    pub fn dir(&self) -> &Path {
+        &self.partial
+    }
+}
+
+/// What health says of backups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackupHealth {
+    /// No recipients are set: nothing is backed up.
+    Off,
+    Up(String),
+    /// Stale, or the newest backup's test restore failed.
+    Degraded(String),
+}
+
+impl Backups {
+    /// Backups as `settings` configure them, reading from `db` (on PostgreSQL, from the
+    /// backup role's URL instead).
+    pub fn open(settings: &Settings, db: &Database, clock: Arc<dyn Clock>) -> Result<Self, String> {
+        let started = clock.now();
+        let config = &settings.backup;
+        let plan = match config.recipients.is_empty() {
+            true => None,
+            false => {
+                let source = match db {
+                    Database::Sqlite(pool) => Source::Sqlite { pool: pool.clone() },
+                    Database::Postgres(_) => Source::Postgres {
+                        url: config.database_url.clone().ok_or(
+                            "backup.database_url (the backup role) is needed on PostgreSQL",
+                        )?,
+                        bin_dir: config.postgres_bin_dir.clone(),
+                    },
+                };
+                let data_dir = &settings.data_dir;
+                let mut key_files = vec![(
+                    "audit-checkpoint.pem".to_owned(),
+                    settings.audit.key_path(data_dir),
+                )];
+                if let Some(kek) = settings.vault.kek_file_in_use(data_dir) {
+                    key_files.push(("vault-kek".to_owned(), kek));
+                }
+                key_files.push((
+                    "master.key".to_owned(),
+                    settings.auth.master_key_path(data_dir),
+                ));
+                Some(Plan {
+                    recipients: archive::recipients(&config.recipients)?,
+                    dir: config.dir_in(data_dir),
+                    work: data_dir.join("backup-work"),
+                    key_files,
+                    checkpoint_key: settings.audit.key_path(data_dir),
+                    source,
+                    interval: Duration::hours(config.interval_hours.into()),
+                    retention: Duration::days(config.retention_days.into()),
+                    stale_after: Duration::hours(config.stale_after_hours.into()),
+                })
+            }
+        };
+        let newest = match &plan {
+            Some(plan) => newest_in(&plan.dir),
+            None => None,
+        };
+        Ok(Self {
+            plan,
+            clock,
+            started,
+            running: AtomicBool::new(false),
+            newest: Mutex::new(newest),
+        })
+    }
+
+    fn plan(&self) -> Result<&Plan, BackupError> {
+        self.plan.as_ref().ok_or(BackupError::Off)
+    }
+
+    /// The backups in the directory, newest first, with what is wrong with any that cannot
+    /// be read.
+    pub fn list(&self) -> Result<Listed, BackupError> {
+        Ok(listed(&self.plan()?.dir))
+    }
+
+    /// Health's view (claim OPS-2): degraded when the newest backup is older than
+    /// `backup.stale_after_hours` or its test restore failed, or when none has been made
+    /// that long after start.
+    pub fn health(&self) -> BackupHealth {
+        let Some(plan) = &self.plan else {
+            return BackupHealth::Off;
+        };
+        let now = self.clock.now();
+        let limit = plan.stale_after.whole_hours();
+        let newest = self.newest.lock().expect("newest backup").clone();
+        match newest {
+            None if now - self.started > plan.stale_after => BackupHealth::Degraded(format!(
+                "no backup in {} since start (over {limit} h)",
+                plan.dir.display()
+            )),
+            None => BackupHealth::Up("no backup yet; the first is due".into()),
+            Some(newest) => {
+                let age = now - newest.created_at;
+                let hours = age.as_seconds_f64() / 3600.0;
+                let said = format!("newest {} is {hours:.1} h old", newest.id);
+                if !newest.check.passed {
+                    BackupHealth::Degraded(format!(
+                        "{said}; its test restore FAILED: {}",
+                        newest.check.detail
+                    ))
+                } else if age > plan.stale_after {
+                    BackupHealth::Degraded(format!("{said} (over {limit} h)"))
+                } else {
+                    BackupHealth::Up(format!("{said}; test restore passed"))
+                }
+            }
+        }
+    }
+
+    /// Whether the schedule wants a backup now.
+    pub fn due(&self) -> bool {
+        let Some(plan) = &self.plan else {
+            return false;
+        };
+        let newest = self.newest.lock().expect("newest backup");
+        newest
+            .as_ref()
+            .is_none_or(|newest| self.clock.now() - newest.created_at >= plan.interval)
+    }
+
+    /// Starts a backup in the background when one is due and none is running.
+    pub fn start_if_due(self: &Arc<Self>) {
+        if !self.due() || self.running.load(Ordering::SeqCst) {
+            return;
+        }
+        let backups = self.clone();
+        tokio::spawn(async move {
+            match backups.run(Arc::new(|_: &str, _: u64| {})).await {
+                Ok(manifest) if manifest.restore_check.passed => {
+                    tracing::info!(backup = %manifest.id, "backup written and test-restored")
+                }
+                Ok(manifest) => tracing::error!(
+                    backup = %manifest.id,
+                    problem = %manifest.restore_check.detail,
+                    "backup written but its test restore FAILED"
+                ),
+                Err(error) => tracing::error!(%error, "backup failed"),
+            }
+        });
+    }
+
+    /// Makes a backup, test-restores it, keeps it (even when the check fails, for the
+    /// operator to look at) and prunes those past the retention window.
+    pub async fn run(&self, progress: Progress) -> Result<Manifest, BackupError> {
+        if self.running.swap(true, Ordering::SeqCst) {
+            return Err(BackupError::Busy);
+        }
+        let outcome = async {
+            let made = self.make(progress).await?;
+            let manifest = self.check(made).await?;
+            self.prune();
+            Ok(manifest)
+        }
+        .await;
+        self.running.store(false, Ordering::SeqCst);
+        outcome
+    }
+
+    /// Writes a backup's encrypted files into a partial directory.
+    pub async fn make(&self, progress: Progress) -> Result<Made, BackupError> {
+        let plan = self.plan()?;
+        let created_at = self.clock.now();
+        let id = backup_id(created_at);
+        let partial = plan.dir.join(format!(".{id}.partial"));
+        let _ = std::fs::remove_dir_all(&partial);
+        for dir in [&plan.dir, &plan.work, &partial] {
+            crate::app::prepare_data_dir(dir).map_err(|e| BackupError::Check(e.to_string()))?;
+        }
+        let own_key = age::x25519::Identity::generate();
+        let recipients = Arc::new(self.recipients_with(&own_key));
+        let database = {
+            let (dir, recipients, progress) = (partial.clone(), recipients.clone(), progress);
+            let seal: snapshot::Seal<'static> = Box::new(move |input| {
+                let recipients: Vec<&dyn age::Recipient> = recipients
+                    .iter()
+                    .map(|r| r as &dyn age::Recipient)
+                    .collect();
+                archive::seal_into(&dir, archive::DATABASE, &recipients, input, &|bytes| {
+                    progress(archive::DATABASE, bytes)
+                })
+            });
+            plan.source.dump(&plan.work, seal).await?
+        };
+        let bundle = key_bundle(&plan.key_files)?;
+        let recipients: Vec<&dyn age::Recipient> = recipients
+            .iter()
+            .map(|r| r as &dyn age::Recipient)
+            .collect();
+        let keys = archive::seal_into(
+            &partial,
+            archive::KEYS,
+            &recipients,
+            &mut bundle.as_slice(),
+            &|_| {},
+        )?;
+        Ok(Made {
+            id,
+            partial,
+            created_at,
+            backend: plan.source.backend(),
+            schema_version: database.schema_version,
+            files: vec![database.file, keys],
+            tables: database.tables,
+            own_key,
+        })
+    }
+
+    fn recipients_with(&self, own_key: &age::x25519::Identity) -> Vec<age::x25519::Recipient> {
+        let plan = self.plan.as_ref().expect("backups are on");
+        let mut recipients = plan.recipients.clone();
+        recipients.push(own_key.to_public());
+        recipients
+    }
+
+    /// The test restore: reads the files back from disk with the backup's own key,
+    /// restores the database into a scratch one and compares every table's rows with the
+    /// snapshot's. The verdict goes into the signed manifest, and the backup takes its
+    /// place in the directory whatever it is.
+    pub async fn check(&self, made: Made) -> Result<Manifest, BackupError> {
+        let plan = self.plan()?;
+        let started = Instant::now();
+        let verdict = self.test_restore(plan, &made).await;
+        let check = RestoreCheck {
+            passed: verdict.is_ok(),
+            checked_at: self.clock.now(),
+            seconds: started.elapsed().as_secs_f64(),
+            detail: verdict.unwrap_or_else(|problem| problem),
+        };
+        let mut manifest = Manifest {
+            format: archive::FORMAT.into(),
+            id: made.id.clone(),
+            created_at: made.created_at,
+            backend: made.backend.into(),
+            schema_version: made.schema_version.clone(),
+            recipients: plan.recipients.iter().map(|r| r.to_string()).collect(),
+            files: made.files.clone(),
+            tables: made.tables.clone(),
+            restore_check: check.clone(),
+            signature: None,
+        };
+        let key = CheckpointKey::load_or_create(&plan.checkpoint_key)
+            .map_err(|e| BackupError::Check(e.to_string()))?;
+        manifest.sign(&key);
+        manifest
+            .write(&made.partial)
+            .map_err(|e| ArchiveError::at(&made.partial, e))?;
+        // Two backups in one second (the CLI's beside the schedule's) get distinct names.
+        let done = (0..)
+            .map(|n| match n {
+                0 => plan.dir.join(&made.id),
+                n => plan.dir.join(format!("{}-{n}", made.id)),
+            })
+            .find(|path| !path.exists())
+            .expect("a free name");
+        std::fs::rename(&made.partial, &done).map_err(|e| ArchiveError::at(&done, e))?;
+        archive::sync_dir(&plan.dir).map_err(|e| ArchiveError::at(&plan.dir, e))?;
+        *self.newest.lock().expect("newest backup") = Some(Newest {
+            id: made.id,
+            created_at: made.created_at,
+            check,
+        });
+        Ok(manifest)
+    }
+
+    async fn test_restore(&self, plan: &Plan, made: &Made) -> Result<String, String> {
+        archive::verify_files(&made.partial, &made.files).map_err(|e| e.to_string())?;
+        let keys = archive::open(&made.partial, archive::KEYS, &made.own_key)
+            .and_then(|mut reader| read_bundle(&mut reader))
+            .map_err(|e| e.to_string())?;
+        let database = archive::open(&made.partial, archive::DATABASE, &made.own_key)
+            .map_err(|e| e.to_string())?;
+        let restored = plan
+            .source
+            .test_restore(&plan.work, Box::new(database))
+            .await
+            .map_err(|e| e.to_string())?;
+        compare_counts(&made.tables, &restored)?;
+        let rows: i64 = restored.values().sum();
+        Ok(format!(
+            "restored into a scratch database: {} tables, {rows} rows, as in the snapshot; {} key file(s)",
+            restored.len(),
+            keys.len()
+        ))
+    }
+
+    /// Removes backups past the retention window (never the newest that passed its check)
+    /// and partial ones a crash left behind.
+    fn prune(&self) {
+        let Some(plan) = &self.plan else { return };
+        let cutoff = self.clock.now() - plan.retention;
+        let listed = listed(&plan.dir);
+        let newest_good = listed
+            .iter()
+            .find(|(_, m)| m.as_ref().is_ok_and(|m| m.restore_check.passed))
+            .map(|(path, _)| path.clone());
+        for (path, manifest) in &listed {
+            let expired = manifest.as_ref().is_ok_and(|m| m.created_at < cutoff);
+            if expired && Some(path) != newest_good.as_ref() {
+                if let Err(error) = std::fs::remove_dir_all(path) {
+                    tracing::warn!(%error, path = %path.display(), "pruning an old backup failed");
+                }
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(&plan.dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') && name.ends_with(".partial") {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+    }
+}
+
+/// `20261207T142000Z`: sorts as it was made.
+fn backup_id(at: OffsetDateTime) -> String {
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}
+
+/// Every backup directory under `dir` (not the partial ones), newest first.
+fn listed(dir: &Path) -> Listed {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    let mut found: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.path())
+        .collect();
+    found.sort();
+    found.reverse();
+    found
+        .into_iter()
+        .map(|path| {
+            let manifest = Manifest::read(&path);
+            (path, manifest)
+        })
+        .collect()
+}
+
+fn newest_in(dir: &Path) -> Option<Newest> {
+    listed(dir).into_iter().find_map(|(_, manifest)| {
+        manifest.ok().map(|m| Newest {
+            id: m.id,
+            created_at: m.created_at,
+            check: m.restore_check,
+        })
+    })
+}
+
+/// The key files as one JSON document: `{"files": {name: base64}}`.
+fn key_bundle(files: &[(String, PathBuf)]) -> Result<Zeroizing<Vec<u8>>, ArchiveError> {
+    let mut encoded = serde_json::Map::new();
+    for (name, path) in files {
+        if !path.exists() {
+            continue;
+        }
+        let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| ArchiveError::at(path, e))?);
+        encoded.insert(
+            name.clone(),
+            serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(&*bytes)),
+        );
+    }
+    let document = serde_json::json!({ "files": encoded });
+    Ok(Zeroizing::new(
+        serde_json::to_vec(&document).expect("a key bundle serializes"),
+    ))
+}
+
+/// The key files of a bundle, by name.
+pub fn read_bundle(reader: &mut dyn std::io::Read) -> Result<KeyFiles, ArchiveError> {
+    let bad = |problem: String| ArchiveError::Bad {
+        name: archive::KEYS.into(),
+        problem,
+    };
+    let mut text = Zeroizing::new(Vec::new());
+    reader
+        .read_to_end(&mut text)
+        .map_err(|e| bad(format!("does not decrypt whole ({e})")))?;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Bundle {
+        files: BTreeMap<String, String>,
+    }
+    let bundle: Bundle =
+        serde_json::from_slice(&text).map_err(|_| bad("is not a key bundle".into()))?;
+    bundle
+        .files
+        .into_iter()
+        .map(|(name, encoded)| {
+            let plain =
+                ["audit-checkpoint.pem", "vault-kek", "master.key"].contains(&name.as_str());
+            if !plain {
+                return Err(bad("names a file that is not a key file".into()));
+            }
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(encoded.as_bytes())
+                .map_err(|_| bad("holds a file that is not base64".into()))?;
+            Ok((name, Zeroizing::new(bytes)))
+        })
+        .collect()
+}
+
+/// Every table's rows after the restore equal the snapshot's, by name.
+fn compare_counts(
+    snapshot: &BTreeMap<String, i64>,
+    restored: &BTreeMap<String, i64>,
+) -> Result<(), String> {
+    for (table, rows) in snapshot {
+        match restored.get(table) {
+            None => return Err(format!("table {table} is missing after the restore")),
+            Some(back) if back != rows => {
+                return Err(format!(
+                    "table {table} has {back} rows after the restore, {rows} in the snapshot"
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(extra) = restored.keys().find(|t| !snapshot.contains_key(*t)) {
+        return Err(format!("table {extra} appears only after the restore"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backups_name_sorts_by_when_it_was_made() {
+        let at = OffsetDateTime::from_unix_timestamp(1_796_634_303).unwrap();
+        assert_eq!(backup_id(at), "20261207T090503Z");
+        assert!(backup_id(at) < backup_id(at + Duration::seconds(1)));
+    }
+
+    #[test]
+    fn counts_that_differ_are_named() {
+        let snapshot = BTreeMap::from([("users".to_owned(), 3), ("tenants".to_owned(), 1)]);
+        assert!(compare_counts(&snapshot, &snapshot.clone()).is_ok());
+        let mut fewer = snapshot.clone();
+        fewer.insert("users".into(), 2);
+        assert_eq!(
+            compare_counts(&snapshot, &fewer).unwrap_err(),
+            "table users has 2 rows after the restore, 3 in the snapshot"
+        );
+        fewer.remove("users");
+        assert!(compare_counts(&snapshot, &fewer)
+            .unwrap_err()
+            .contains("missing"));
+    }
+}
