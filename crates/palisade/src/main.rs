@@ -95,7 +95,7 @@ enum Command {
         database_url: Option<String>,
         /// The checkpoint public key (`palisade audit key`) the manifest must be signed by;
         /// default: the key inside the backup, which proves less.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         public_key: Option<String>,
     },
     /// Platform operations across tenants (audited; on PostgreSQL they need
@@ -143,7 +143,7 @@ enum AuditCommand {
         file: PathBuf,
         /// The checkpoint public key (base64url, as `GET /api/v1/audit/checkpoint-key`
         /// publishes it); default: the key file of this deployment.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         public_key: Option<String>,
     },
     /// Print the checkpoint public key, for verifying exports elsewhere.

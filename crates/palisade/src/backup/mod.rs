@@ -56,7 +56,12 @@ pub struct Backups {
     started: OffsetDateTime,
     running: AtomicBool,
     newest: Mutex<Option<Newest>>,
+    /// When the last attempt failed before a backup was written (the cause is logged).
+    failed_at: Mutex<Option<OffsetDateTime>>,
 }
+
+/// A failed attempt is retried after this long, not at every minute's upkeep.
+const RETRY_AFTER: Duration = Duration::hours(1);
 
 /// What the settings make of backups when they are on.
 struct Plan {
@@ -162,6 +167,7 @@ impl Backups {
             started,
             running: AtomicBool::new(false),
             newest: Mutex::new(newest),
+            failed_at: Mutex::new(None),
         })
     }
 
@@ -177,7 +183,8 @@ impl Backups {
 
     /// Health's view (claim OPS-2): degraded when the newest backup is older than
     /// `backup.stale_after_hours` or its test restore failed, or when none has been made
-    /// that long after start.
+    /// that long after start. Health is public: it names the backup and its age, never a
+    /// path or a cause (those are in the log and in `palisade backup list`).
     pub fn health(&self) -> BackupHealth {
         let Some(plan) = &self.plan else {
             return BackupHealth::Off;
@@ -185,11 +192,15 @@ impl Backups {
         let now = self.clock.now();
         let limit = plan.stale_after.whole_hours();
         let newest = self.newest.lock().expect("newest backup").clone();
+        let failed_at = *self.failed_at.lock().expect("failed attempt");
+        let failed_since = |at: OffsetDateTime| failed_at.is_some_and(|failed| failed >= at);
         match newest {
-            None if now - self.started > plan.stale_after => BackupHealth::Degraded(format!(
-                "no backup in {} since start (over {limit} h)",
-                plan.dir.display()
-            )),
+            None if now - self.started > plan.stale_after => {
+                BackupHealth::Degraded(format!("no backup since start, {limit} h ago or more"))
+            }
+            None if failed_since(self.started) => BackupHealth::Up(
+                "no backup yet: the last attempt failed (see the log); retried hourly".into(),
+            ),
             None => BackupHealth::Up("no backup yet; the first is due".into()),
             Some(newest) => {
                 let age = now - newest.created_at;
@@ -197,11 +208,14 @@ impl Backups {
                 let said = format!("newest {} is {hours:.1} h old", newest.id);
                 if !newest.check.passed {
                     BackupHealth::Degraded(format!(
-                        "{said}; its test restore FAILED: {}",
-                        newest.check.detail
+                        "{said}; its test restore FAILED (see `palisade backup list`)"
                     ))
                 } else if age > plan.stale_after {
                     BackupHealth::Degraded(format!("{said} (over {limit} h)"))
+                } else if failed_since(newest.created_at) {
+                    BackupHealth::Up(format!(
+                        "{said}; test restore passed; a later attempt failed (see the log)"
+                    ))
                 } else {
                     BackupHealth::Up(format!("{said}; test restore passed"))
                 }
@@ -209,15 +223,23 @@ impl Backups {
         }
     }
 
-    /// Whether the schedule wants a backup now.
+    /// Whether the schedule wants a backup now: none within the interval, and no failed
+    /// attempt within the last hour.
     pub fn due(&self) -> bool {
         let Some(plan) = &self.plan else {
             return false;
         };
+        let now = self.clock.now();
+        let retrying = self
+            .failed_at
+            .lock()
+            .expect("failed attempt")
+            .is_some_and(|at| now - at < RETRY_AFTER);
         let newest = self.newest.lock().expect("newest backup");
-        newest
-            .as_ref()
-            .is_none_or(|newest| self.clock.now() - newest.created_at >= plan.interval)
+        !retrying
+            && newest
+                .as_ref()
+                .is_none_or(|newest| now - newest.created_at >= plan.interval)
     }
 
     /// Starts a backup in the background when one is due and none is running.
@@ -254,24 +276,46 @@ impl Backups {
             Ok(manifest)
         }
         .await;
+        *self.failed_at.lock().expect("failed attempt") = match &outcome {
+            Ok(_) => None,
+            Err(_) => Some(self.clock.now()),
+        };
         self.running.store(false, Ordering::SeqCst);
         outcome
     }
 
-    /// Writes a backup's encrypted files into a partial directory.
+    /// Writes a backup's encrypted files into a partial directory (removed again if
+    /// anything fails).
     pub async fn make(&self, progress: Progress) -> Result<Made, BackupError> {
         let plan = self.plan()?;
         let created_at = self.clock.now();
         let id = backup_id(created_at);
         let partial = plan.dir.join(format!(".{id}.partial"));
-        let _ = std::fs::remove_dir_all(&partial);
-        for dir in [&plan.dir, &plan.work, &partial] {
+        let made = self
+            .write_into(plan, id, &partial, created_at, progress)
+            .await;
+        if made.is_err() {
+            let _ = std::fs::remove_dir_all(&partial);
+        }
+        made
+    }
+
+    async fn write_into(
+        &self,
+        plan: &Plan,
+        id: String,
+        partial: &Path,
+        created_at: OffsetDateTime,
+        progress: Progress,
+    ) -> Result<Made, BackupError> {
+        let _ = std::fs::remove_dir_all(partial);
+        for dir in [&plan.dir, &plan.work, partial] {
             crate::app::prepare_data_dir(dir).map_err(|e| BackupError::Check(e.to_string()))?;
         }
         let own_key = age::x25519::Identity::generate();
         let recipients = Arc::new(self.recipients_with(&own_key));
         let database = {
-            let (dir, recipients, progress) = (partial.clone(), recipients.clone(), progress);
+            let (dir, recipients, progress) = (partial.to_owned(), recipients.clone(), progress);
             let seal: snapshot::Seal<'static> = Box::new(move |input| {
                 let recipients: Vec<&dyn age::Recipient> = recipients
                     .iter()
@@ -289,7 +333,7 @@ impl Backups {
             .map(|r| r as &dyn age::Recipient)
             .collect();
         let keys = archive::seal_into(
-            &partial,
+            partial,
             archive::KEYS,
             &recipients,
             &mut bundle.as_slice(),
@@ -297,7 +341,7 @@ impl Backups {
         )?;
         Ok(Made {
             id,
-            partial,
+            partial: partial.to_owned(),
             created_at,
             backend: plan.source.backend(),
             schema_version: database.schema_version,

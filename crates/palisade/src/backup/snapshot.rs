@@ -273,6 +273,7 @@ pub async fn count_tables_at(url: &SecretString) -> Result<BTreeMap<String, i64>
 async fn open_sqlite(path: &Path) -> Result<SqliteConnection, BackupError> {
     sqlx::sqlite::SqliteConnectOptions::new()
         .filename(path)
+        .read_only(true)
         .connect()
         .await
         .map_err(|e| BackupError::Database(format!("{}: {e}", path.display())))
