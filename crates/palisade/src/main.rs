@@ -556,8 +556,9 @@ async fn backup(settings: &Settings, command: BackupCommand) -> anyhow::Result<(
         println!("{}", identity.to_string().expose_secret());
         return Ok(());
     }
-    app::prepare_data_dir(&settings.data_dir)?;
-    let db = app::open_database(settings).await?;
+    // The live database as it is: a backup never migrates it.
+    let db = palisade::store::Database::connect(settings).await?;
+    palisade::store::migrate::ensure_current(&db).await?;
     let backups =
         Backups::open(settings, &db, Arc::new(SystemClock)).map_err(anyhow::Error::msg)?;
     let outcome = match command {
@@ -622,7 +623,16 @@ async fn restore(
                 .ok_or_else(|| anyhow::anyhow!("--public-key is not a base64url Ed25519 key"))
         })
         .transpose()?;
+    let data_dir = &settings.data_dir;
     let target = Target {
+        key_paths: vec![
+            ("vault-kek".into(), settings.vault.kek_path(data_dir)),
+            (
+                "audit-checkpoint.pem".into(),
+                settings.audit.key_path(data_dir),
+            ),
+            ("master.key".into(), settings.auth.master_key_path(data_dir)),
+        ],
         data_dir: settings.data_dir.clone(),
         database_url: database_url.map(secrecy::SecretString::from),
         postgres_bin_dir: settings.backup.postgres_bin_dir.clone(),

@@ -69,11 +69,11 @@ fn sql_is_never_built_from_runtime_values() {
         "sqlx::query(end)",
         // Backups name tables the catalog lists and a scratch database they generate:
         // each checked to be a plain lowercase identifier, then quoted (backup/snapshot.rs).
-        "query_scalar(&count_rows(&table)?)",
+        "query_scalar(&count_rows(",
         "query(&create_database(&name)?)",
         "query(&drop_database(&name)?)",
-        "\"SELECT count(*) FROM \\\"{table}\\\"\"",
-        "\"CREATE DATABASE \\\"{name}\\\"\"",
+        "\"SELECT count(*) FROM {schema}\\\"{table}\\\"\"",
+        "\"CREATE DATABASE \\\"{name}\\\" TEMPLATE template0\"",
         "\"DROP DATABASE IF EXISTS \\\"{name}\\\" WITH (FORCE)\"",
     ];
     let sqlx_calls = [

@@ -57,7 +57,9 @@ pub struct RestoreCheck {
     pub passed: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub checked_at: OffsetDateTime,
-    pub seconds: f64,
+    /// How long it took. Whole numbers only: the signature is over the manifest as it
+    /// serializes, and a float need not read back to the same text.
+    pub milliseconds: u64,
     /// What was checked, or the first thing that did not match.
     pub detail: String,
 }
@@ -144,9 +146,17 @@ impl Manifest {
     }
 }
 
-/// Each file is there with the size and SHA-256 its entry gives: nothing was truncated,
-/// appended or changed since it was written.
+/// The backup's two files are listed, nothing else, and each is there with the size and
+/// SHA-256 its entry gives: nothing was truncated, appended or changed since it was written.
 pub fn verify_files(dir: &Path, files: &[FileEntry]) -> Result<(), ArchiveError> {
+    let mut names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+    names.sort_unstable();
+    if names != [DATABASE, KEYS] {
+        return Err(ArchiveError::Bad {
+            name: MANIFEST.into(),
+            problem: format!("must list exactly {DATABASE} and {KEYS}"),
+        });
+    }
     for entry in files {
         let path = dir.join(&entry.name);
         let mut file = std::fs::File::open(&path).map_err(|e| ArchiveError::at(&path, e))?;

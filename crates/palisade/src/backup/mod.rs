@@ -85,10 +85,14 @@ struct Newest {
     check: RestoreCheck,
 }
 
-/// A backup written but not yet checked: its key for the check lives only here.
+/// A backup written but not yet checked: its key for the check lives only here, and it
+/// holds the backup directory's lock.
 pub struct Made {
     id: String,
     partial: PathBuf,
+    /// This run's own directory for plaintext on its way in and out.
+    work: PathBuf,
+    _lock: Option<std::fs::File>,
     created_at: OffsetDateTime,
     backend: &'static str,
     schema_version: String,
@@ -249,15 +253,17 @@ impl Backups {
         }
         let backups = self.clone();
         tokio::spawn(async move {
-            match backups.run(Arc::new(|_: &str, _: u64| {})).await {
-                Ok(manifest) if manifest.restore_check.passed => {
+            match backups.run_if(true, Arc::new(|_: &str, _: u64| {})).await {
+                Ok(None) => {}
+                Ok(Some(manifest)) if manifest.restore_check.passed => {
                     tracing::info!(backup = %manifest.id, "backup written and test-restored")
                 }
-                Ok(manifest) => tracing::error!(
+                Ok(Some(manifest)) => tracing::error!(
                     backup = %manifest.id,
                     problem = %manifest.restore_check.detail,
                     "backup written but its test restore FAILED"
                 ),
+                Err(BackupError::Busy) => {}
                 Err(error) => tracing::error!(%error, "backup failed"),
             }
         });
@@ -266,38 +272,80 @@ impl Backups {
     /// Makes a backup, test-restores it, keeps it (even when the check fails, for the
     /// operator to look at) and prunes those past the retention window.
     pub async fn run(&self, progress: Progress) -> Result<Manifest, BackupError> {
-        if self.running.swap(true, Ordering::SeqCst) {
-            return Err(BackupError::Busy);
-        }
+        self.run_if(false, progress)
+            .await
+            .map(|made| made.expect("an unconditional backup is made"))
+    }
+
+    /// [`Backups::run`]; with `only_if_due`, nothing when another process (sharing the
+    /// directory) made one meanwhile.
+    async fn run_if(
+        &self,
+        only_if_due: bool,
+        progress: Progress,
+    ) -> Result<Option<Manifest>, BackupError> {
+        let _running = Running::claim(&self.running)?;
         let outcome = async {
-            let made = self.make(progress).await?;
-            let manifest = self.check(made).await?;
-            self.prune();
-            Ok(manifest)
+            match self.make_if(only_if_due, progress).await? {
+                Some(made) => self.check(made).await.map(Some),
+                None => Ok(None),
+            }
         }
         .await;
-        *self.failed_at.lock().expect("failed attempt") = match &outcome {
-            Ok(_) => None,
-            Err(_) => Some(self.clock.now()),
-        };
-        self.running.store(false, Ordering::SeqCst);
+        let mut failed_at = self.failed_at.lock().expect("failed attempt");
+        match &outcome {
+            Ok(_) => *failed_at = None,
+            Err(BackupError::Busy) => {}
+            Err(_) => *failed_at = Some(self.clock.now()),
+        }
         outcome
     }
 
     /// Writes a backup's encrypted files into a partial directory (removed again if
-    /// anything fails).
+    /// anything fails), holding the backup directory's lock until [`Backups::check`].
     pub async fn make(&self, progress: Progress) -> Result<Made, BackupError> {
+        self.make_if(false, progress)
+            .await
+            .map(|made| made.expect("an unconditional backup is made"))
+    }
+
+    async fn make_if(
+        &self,
+        only_if_due: bool,
+        progress: Progress,
+    ) -> Result<Option<Made>, BackupError> {
         let plan = self.plan()?;
+        for dir in [&plan.dir, &plan.work] {
+            crate::app::prepare_data_dir(dir).map_err(|e| BackupError::Check(e.to_string()))?;
+        }
+        let lock = lock_dir(&plan.dir)?;
+        // Another process sharing the directory may have made one since this one looked.
+        *self.newest.lock().expect("newest backup") = newest_in(&plan.dir);
+        if only_if_due && !self.due() {
+            return Ok(None);
+        }
+        sweep_stale_work(&plan.work);
         let created_at = self.clock.now();
         let id = backup_id(created_at);
         let partial = plan.dir.join(format!(".{id}.partial"));
+        let work = plan.work.join(format!(
+            "{id}-{}",
+            crate::crypto::base64url(&crate::crypto::random_bytes::<6>())
+        ));
         let made = self
-            .write_into(plan, id, &partial, created_at, progress)
+            .write_into(plan, id, &partial, &work, created_at, progress)
             .await;
-        if made.is_err() {
-            let _ = std::fs::remove_dir_all(&partial);
+        match made {
+            Ok(mut made) => {
+                made._lock = Some(lock);
+                Ok(Some(made))
+            }
+            Err(error) => {
+                let _ = std::fs::remove_dir_all(&partial);
+                let _ = std::fs::remove_dir_all(&work);
+                Err(error)
+            }
         }
-        made
     }
 
     async fn write_into(
@@ -305,13 +353,16 @@ impl Backups {
         plan: &Plan,
         id: String,
         partial: &Path,
+        work: &Path,
         created_at: OffsetDateTime,
         progress: Progress,
     ) -> Result<Made, BackupError> {
         let _ = std::fs::remove_dir_all(partial);
-        for dir in [&plan.dir, &plan.work, partial] {
+        for dir in [partial, work] {
             crate::app::prepare_data_dir(dir).map_err(|e| BackupError::Check(e.to_string()))?;
         }
+        // Read before the snapshot: a missing key file fails the backup, not the restore.
+        let bundle = key_bundle(&plan.key_files)?;
         let own_key = age::x25519::Identity::generate();
         let recipients = Arc::new(self.recipients_with(&own_key));
         let database = {
@@ -325,9 +376,8 @@ impl Backups {
                     progress(archive::DATABASE, bytes)
                 })
             });
-            plan.source.dump(&plan.work, seal).await?
+            plan.source.dump(work, seal).await?
         };
-        let bundle = key_bundle(&plan.key_files)?;
         let recipients: Vec<&dyn age::Recipient> = recipients
             .iter()
             .map(|r| r as &dyn age::Recipient)
@@ -342,12 +392,14 @@ impl Backups {
         Ok(Made {
             id,
             partial: partial.to_owned(),
+            work: work.to_owned(),
             created_at,
             backend: plan.source.backend(),
             schema_version: database.schema_version,
             files: vec![database.file, keys],
             tables: database.tables,
             own_key,
+            _lock: None,
         })
     }
 
@@ -366,10 +418,11 @@ impl Backups {
         let plan = self.plan()?;
         let started = Instant::now();
         let verdict = self.test_restore(plan, &made).await;
+        let _ = std::fs::remove_dir_all(&made.work);
         let check = RestoreCheck {
             passed: verdict.is_ok(),
             checked_at: self.clock.now(),
-            seconds: started.elapsed().as_secs_f64(),
+            milliseconds: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
             detail: verdict.unwrap_or_else(|problem| problem),
         };
         let mut manifest = Manifest {
@@ -384,40 +437,50 @@ impl Backups {
             restore_check: check.clone(),
             signature: None,
         };
-        let key = CheckpointKey::load_or_create(&plan.checkpoint_key)
-            .map_err(|e| BackupError::Check(e.to_string()))?;
+        let pem = Zeroizing::new(
+            std::fs::read(&plan.checkpoint_key)
+                .map_err(|e| ArchiveError::at(&plan.checkpoint_key, e))?,
+        );
+        let key = CheckpointKey::from_pem(&pem).map_err(|e| BackupError::Check(e.into()))?;
         manifest.sign(&key);
         manifest
             .write(&made.partial)
             .map_err(|e| ArchiveError::at(&made.partial, e))?;
-        // Two backups in one second (the CLI's beside the schedule's) get distinct names.
-        let done = (0..)
-            .map(|n| match n {
-                0 => plan.dir.join(&made.id),
-                n => plan.dir.join(format!("{}-{n}", made.id)),
-            })
-            .find(|path| !path.exists())
-            .expect("a free name");
+        let done = plan.dir.join(&made.id);
         std::fs::rename(&made.partial, &done).map_err(|e| ArchiveError::at(&done, e))?;
         archive::sync_dir(&plan.dir).map_err(|e| ArchiveError::at(&plan.dir, e))?;
         *self.newest.lock().expect("newest backup") = Some(Newest {
-            id: made.id,
+            id: made.id.clone(),
             created_at: made.created_at,
             check,
         });
+        let (dir, cutoff) = (plan.dir.clone(), self.clock.now() - plan.retention);
+        let _ = tokio::task::spawn_blocking(move || prune(&dir, cutoff)).await;
+        // The directory's lock goes with `made`, after the pruning.
+        drop(made);
         Ok(manifest)
     }
 
     async fn test_restore(&self, plan: &Plan, made: &Made) -> Result<String, String> {
-        archive::verify_files(&made.partial, &made.files).map_err(|e| e.to_string())?;
+        let (dir, files) = (made.partial.clone(), made.files.clone());
+        tokio::task::spawn_blocking(move || archive::verify_files(&dir, &files))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
         let keys = archive::open(&made.partial, archive::KEYS, &made.own_key)
             .and_then(|mut reader| read_bundle(&mut reader))
             .map_err(|e| e.to_string())?;
+        for (name, _) in &plan.key_files {
+            let required = name != "master.key";
+            if required && !keys.iter().any(|(held, _)| held == name) {
+                return Err(format!("keys.age does not hold {name}"));
+            }
+        }
         let database = archive::open(&made.partial, archive::DATABASE, &made.own_key)
             .map_err(|e| e.to_string())?;
         let restored = plan
             .source
-            .test_restore(&plan.work, Box::new(database))
+            .test_restore(&made.work, Box::new(database))
             .await
             .map_err(|e| e.to_string())?;
         compare_counts(&made.tables, &restored)?;
@@ -428,31 +491,74 @@ impl Backups {
             keys.len()
         ))
     }
+}
 
-    /// Removes backups past the retention window (never the newest that passed its check)
-    /// and partial ones a crash left behind.
-    fn prune(&self) {
-        let Some(plan) = &self.plan else { return };
-        let cutoff = self.clock.now() - plan.retention;
-        let listed = listed(&plan.dir);
-        let newest_good = listed
-            .iter()
-            .find(|(_, m)| m.as_ref().is_ok_and(|m| m.restore_check.passed))
-            .map(|(path, _)| path.clone());
-        for (path, manifest) in &listed {
-            let expired = manifest.as_ref().is_ok_and(|m| m.created_at < cutoff);
-            if expired && Some(path) != newest_good.as_ref() {
-                if let Err(error) = std::fs::remove_dir_all(path) {
-                    tracing::warn!(%error, path = %path.display(), "pruning an old backup failed");
-                }
+/// Claims the in-process flag for one run, released however the run ends.
+struct Running<'a>(&'a AtomicBool);
+
+impl<'a> Running<'a> {
+    fn claim(flag: &'a AtomicBool) -> Result<Self, BackupError> {
+        match flag.swap(true, Ordering::SeqCst) {
+            true => Err(BackupError::Busy),
+            false => Ok(Self(flag)),
+        }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The backup directory's lock: one backup at a time among every process writing there
+/// (the server's schedule, `palisade backup now`, instances sharing the directory).
+fn lock_dir(dir: &Path) -> Result<std::fs::File, BackupError> {
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| ArchiveError::at(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(BackupError::Busy),
+        Err(std::fs::TryLockError::Error(e)) => Err(ArchiveError::at(&path, e).into()),
+    }
+}
+
+/// Plaintext a crashed run left in the work directory (under the lock, no run is using it).
+fn sweep_stale_work(work: &Path) {
+    if let Ok(entries) = std::fs::read_dir(work) {
+        for entry in entries.flatten() {
+            let _ = std::fs::remove_dir_all(entry.path());
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Removes backups made before `cutoff` (never the newest that passed its check) and
+/// partial ones a crash left behind. Runs under the directory's lock.
+fn prune(dir: &Path, cutoff: OffsetDateTime) {
+    let listed = listed(dir);
+    let newest_good = listed
+        .iter()
+        .find(|(_, m)| m.as_ref().is_ok_and(|m| m.restore_check.passed))
+        .map(|(path, _)| path.clone());
+    for (path, manifest) in &listed {
+        let expired = manifest.as_ref().is_ok_and(|m| m.created_at < cutoff);
+        if expired && Some(path) != newest_good.as_ref() {
+            if let Err(error) = std::fs::remove_dir_all(path) {
+                tracing::warn!(%error, path = %path.display(), "pruning an old backup failed");
             }
         }
-        if let Ok(entries) = std::fs::read_dir(&plan.dir) {
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') && name.ends_with(".partial") {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                }
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".partial") {
+                let _ = std::fs::remove_dir_all(entry.path());
             }
         }
     }
@@ -507,7 +613,9 @@ fn newest_in(dir: &Path) -> Option<Newest> {
 fn key_bundle(files: &[(String, PathBuf)]) -> Result<Zeroizing<Vec<u8>>, ArchiveError> {
     let mut encoded = serde_json::Map::new();
     for (name, path) in files {
-        if !path.exists() {
+        // The KEK file and the checkpoint key must be there; `master.key` only on
+        // deployments from before the vault.
+        if name == "master.key" && !path.exists() {
             continue;
         }
         let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| ArchiveError::at(path, e))?);

@@ -14,8 +14,12 @@ use crate::audit::signing::PublicKey;
 
 /// Where a backup goes back to.
 pub struct Target {
-    /// Receives the key files and, on SQLite, `palisade.db`; must be missing or empty.
+    /// Receives, on SQLite, `palisade.db`; must be missing or empty.
     pub data_dir: PathBuf,
+    /// Where each key file of the backup goes (by its name in the backup: the settings'
+    /// `vault.kek_file`, `audit.checkpoint_key_file`, `auth.master_key_file`); none may
+    /// exist yet.
+    pub key_paths: Vec<(String, PathBuf)>,
     /// PostgreSQL: an empty database, reached as a role that may restore owners, grants
     /// and rows under row-level security (a superuser, typically).
     pub database_url: Option<SecretString>,
@@ -59,7 +63,43 @@ pub async fn restore(
             "is not signed by the checkpoint key (changed since it was written, or another deployment's)",
         ));
     }
+    let matching = matches!(
+        (&target.database_url, manifest.backend.as_str()),
+        (None, "sqlite") | (Some(_), "postgres")
+    );
+    if !matching {
+        return Err(BackupError::Check(format!(
+            "this backup is of {}: restore it with{} --database-url",
+            manifest.backend,
+            if manifest.backend == "postgres" {
+                ""
+            } else {
+                "out"
+            }
+        )));
+    }
+    // Opening the database file checks the identity against it too, before anything is
+    // written.
+    let database = archive::open(dir, archive::DATABASE, &identity)?;
+    let total = manifest.file(archive::DATABASE)?.bytes;
     refuse_unless_empty(&target.data_dir)?;
+    let key_paths: Vec<(&Vec<u8>, &PathBuf)> = keys
+        .iter()
+        .map(|(name, bytes)| {
+            target
+                .key_paths
+                .iter()
+                .find(|(wanted, _)| wanted == name)
+                .map(|(_, path)| (&**bytes, path))
+                .ok_or_else(|| BackupError::Check(format!("no place is configured for {name}")))
+        })
+        .collect::<Result<_, _>>()?;
+    if let Some((_, path)) = key_paths.iter().find(|(_, path)| path.exists()) {
+        return Err(BackupError::Check(format!(
+            "{} exists: restore only where no key file is yet",
+            path.display()
+        )));
+    }
     if let Some(url) = &target.database_url {
         if !snapshot::pg_is_empty(url).await? {
             return Err(BackupError::Check(
@@ -67,40 +107,42 @@ pub async fn restore(
             ));
         }
     }
+    let created_dir = !target.data_dir.exists();
+    let mut written = Written {
+        files: Vec::new(),
+        dir: created_dir.then(|| target.data_dir.clone()),
+        kept: false,
+    };
     crate::app::prepare_data_dir(&target.data_dir)
         .map_err(|e| BackupError::Database(e.to_string()))?;
-    for (name, bytes) in &keys {
-        let path = target.data_dir.join(name);
+    for (bytes, path) in key_paths {
+        written.files.push(path.clone());
         let mut file =
-            crate::crypto::create_owner_only(&path).map_err(|e| ArchiveError::at(&path, e))?;
+            crate::crypto::create_owner_only(path).map_err(|e| ArchiveError::at(path, e))?;
         std::io::Write::write_all(&mut file, bytes)
             .and_then(|()| file.sync_all())
-            .map_err(|e| ArchiveError::at(&path, e))?;
+            .map_err(|e| ArchiveError::at(path, e))?;
     }
-    let database = archive::open(dir, archive::DATABASE, &identity)?;
-    let total = manifest.file(archive::DATABASE)?.bytes;
     let reporting = Box::new(Reporting {
         inner: database,
         read: 0,
         total,
         progress,
     });
-    let restored: BTreeMap<String, i64> = match (&target.database_url, manifest.backend.as_str()) {
-        (None, "sqlite") => {
-            snapshot::restore_sqlite_file(reporting, &target.data_dir.join("palisade.db")).await?
+    let restored: BTreeMap<String, i64> = match &target.database_url {
+        None => {
+            let path = target.data_dir.join("palisade.db");
+            written.files.push(path.clone());
+            snapshot::restore_sqlite_file(reporting, &path).await?
         }
-        (Some(url), "postgres") => {
+        Some(url) => {
+            // One transaction: a failure leaves the database as empty as it was.
             snapshot::restore_pg(&target.postgres_bin_dir, url, None, reporting, false).await?;
             snapshot::count_tables_at(url).await?
         }
-        (_, backend) => {
-            return Err(BackupError::Check(format!(
-                "this backup is of {backend}: restore it with{} --database-url",
-                if backend == "postgres" { "" } else { "out" }
-            )))
-        }
     };
     compare_counts(&manifest.tables, &restored).map_err(BackupError::Check)?;
+    written.kept = true;
     Ok(Restored {
         tables: restored.len(),
         rows: restored.values().sum(),
@@ -108,6 +150,28 @@ pub async fn restore(
         signer_given,
         manifest,
     })
+}
+
+/// What a restore wrote, removed again unless it finished: a failed restore leaves the
+/// target as it found it, so the next attempt is not refused as "not empty".
+struct Written {
+    files: Vec<PathBuf>,
+    dir: Option<PathBuf>,
+    kept: bool,
+}
+
+impl Drop for Written {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        for file in &self.files {
+            let _ = std::fs::remove_file(file);
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 fn parse_identity(text: &SecretString) -> Result<age::x25519::Identity, BackupError> {

@@ -53,7 +53,7 @@ impl Source {
         match self {
             Self::Sqlite { pool } => {
                 let snapshot = work.join("snapshot.db");
-                let _ = std::fs::remove_file(&snapshot);
+                let _plaintext = RemovedAtEnd(snapshot.clone());
                 sqlx::query("VACUUM INTO ?")
                     .bind(snapshot.to_string_lossy().into_owned())
                     .execute(pool)
@@ -71,10 +71,9 @@ impl Source {
                         std::fs::File::open(&sealing).map_err(|e| ArchiveError::at(&sealing, e))?;
                     seal(&mut input)
                 })
-                .await;
-                let _ = std::fs::remove_file(&snapshot);
+                .await?;
                 Ok(Dumped {
-                    file: file?,
+                    file,
                     tables,
                     schema_version,
                 })
@@ -83,6 +82,16 @@ impl Source {
                 let mut connection = connect_pg(url).await?;
                 let mut tx = connection.begin().await.map_err(pg_error)?;
                 sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(pg_error)?;
+                // The transaction sits idle while pg_dump reads its snapshot: no server
+                // timeout may end it midway.
+                sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(pg_error)?;
+                sqlx::query("SET LOCAL statement_timeout = 0")
                     .execute(&mut *tx)
                     .await
                     .map_err(pg_error)?;
@@ -106,16 +115,20 @@ impl Source {
                     let finished = child
                         .wait_with_output()
                         .map_err(|e| tool_failed("pg_dump", e.to_string()))?;
+                    // Sealing that failed (a full disk) stops reading, and pg_dump then
+                    // fails on its broken pipe: the sealing is the cause.
+                    let sealed = sealed?;
                     if !finished.status.success() {
-                        return Err(tool_failed(
-                            "pg_dump",
-                            String::from_utf8_lossy(&finished.stderr).trim().to_owned(),
-                        ));
+                        return Err(tool_failed("pg_dump", first_error(&finished.stderr)));
                     }
-                    sealed
+                    Ok(sealed)
                 })
                 .await?;
-                tx.commit().await.map_err(pg_error)?;
+                // The dump is whole once pg_dump succeeded: the read-only transaction's end
+                // changes nothing.
+                if let Err(error) = tx.commit().await {
+                    tracing::debug!(%error, "ending the backup's snapshot transaction");
+                }
                 connection.close().await.ok();
                 Ok(Dumped {
                     file,
@@ -179,7 +192,8 @@ pub async fn restore_sqlite_file(
 ) -> Result<BTreeMap<String, i64>, BackupError> {
     let target = path.to_owned();
     blocking(move || {
-        let mut file = std::fs::File::create(&target).map_err(|e| ArchiveError::at(&target, e))?;
+        let mut file =
+            crate::crypto::create_owner_only(&target).map_err(|e| ArchiveError::at(&target, e))?;
         std::io::copy(&mut plaintext, &mut file).map_err(|e| ArchiveError::Bad {
             name: super::archive::DATABASE.into(),
             problem: format!("does not decrypt whole ({e})"),
@@ -240,10 +254,9 @@ pub async fn restore_pg(
                 name: super::archive::DATABASE.into(),
                 problem: format!("does not decrypt whole ({e})"),
             }),
-            _ if !finished.status.success() => Err(tool_failed(
-                "pg_restore",
-                String::from_utf8_lossy(&finished.stderr).trim().to_owned(),
-            )),
+            _ if !finished.status.success() => {
+                Err(tool_failed("pg_restore", first_error(&finished.stderr)))
+            }
             _ => Ok(()),
         }
     })
@@ -291,7 +304,7 @@ async fn count_sqlite(
     .map_err(failed)?;
     let mut counts = BTreeMap::new();
     for table in tables {
-        let count: i64 = sqlx::query_scalar(&count_rows(&table)?)
+        let count: i64 = sqlx::query_scalar(&count_rows(None, &table)?)
             .fetch_one(&mut *connection)
             .await
             .map_err(failed)?;
@@ -316,7 +329,7 @@ async fn count_pg(
     .map_err(pg_error)?;
     let mut counts = BTreeMap::new();
     for table in tables {
-        let count: i64 = sqlx::query_scalar(&count_rows(&table)?)
+        let count: i64 = sqlx::query_scalar(&count_rows(Some("public"), &table)?)
             .fetch_one(&mut *connection)
             .await
             .map_err(pg_error)?;
@@ -330,16 +343,26 @@ async fn count_pg(
     Ok((counts, version))
 }
 
-/// `SELECT count(*)` of a table the catalog named. Identifiers cannot be bound; a name is
-/// used only when it is a plain lowercase identifier, and quoted.
-fn count_rows(table: &str) -> Result<String, BackupError> {
+/// `SELECT count(*)` of a table the catalog named (in `schema`, on PostgreSQL, whatever
+/// the search path). Identifiers cannot be bound; a name is used only when it is a plain
+/// lowercase identifier, and quoted.
+fn count_rows(schema: Option<&str>, table: &str) -> Result<String, BackupError> {
     plain_identifier(table)?;
-    Ok(format!("SELECT count(*) FROM \"{table}\""))
+    let schema = match schema {
+        Some(schema) => {
+            plain_identifier(schema)?;
+            format!("\"{schema}\".")
+        }
+        None => String::new(),
+    };
+    Ok(format!("SELECT count(*) FROM {schema}\"{table}\""))
 }
 
+/// A scratch database from `template0`: nothing added to `template1` can make the check
+/// fail.
 fn create_database(name: &str) -> Result<String, BackupError> {
     plain_identifier(name)?;
-    Ok(format!("CREATE DATABASE \"{name}\""))
+    Ok(format!("CREATE DATABASE \"{name}\" TEMPLATE template0"))
 }
 
 fn drop_database(name: &str) -> Result<String, BackupError> {
@@ -391,6 +414,27 @@ fn pg_error(error: sqlx::Error) -> BackupError {
     BackupError::Database(crate::store::postgres::describe_connect_error(&error))
 }
 
+/// The first line of a tool's complaint: PostgreSQL's DETAIL and CONTEXT lines can quote
+/// rows, and what this returns goes into the manifest and the log.
+fn first_error(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let line = text
+        .lines()
+        .find(|line| line.contains("error:") || line.contains("ERROR:"))
+        .or_else(|| text.lines().next())
+        .unwrap_or("no message");
+    line.chars().take(300).collect()
+}
+
+/// Removes a plaintext file however the step that made it ends.
+struct RemovedAtEnd(PathBuf);
+
+impl Drop for RemovedAtEnd {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 fn tool_failed(tool: &str, why: String) -> ArchiveError {
     ArchiveError::Bad {
         name: tool.to_owned(),
@@ -414,17 +458,34 @@ fn libpq_command(
     };
     let database = database.or(options.get_database()).unwrap_or("postgres");
     let mut command = Command::new(program);
+    // Nothing inherited decides where or how the tool connects (PGHOSTADDR, PGSERVICE,
+    // PGSSLMODE…): only what the URL says, as sqlx read it.
+    command.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    let host = match options.get_socket() {
+        Some(socket) => socket.to_string_lossy().into_owned(),
+        None => options.get_host().to_owned(),
+    };
     command
         .arg(format!("--dbname={database}"))
-        .env("PGHOST", options.get_host())
+        .env("PGHOST", host)
         .env("PGPORT", options.get_port().to_string())
         .env("PGUSER", options.get_username())
         .env("PGAPPNAME", "palisade-backup")
-        .env_remove("PGPASSWORD");
-    if let Some(mode) = ssl_mode(url.expose_secret()) {
-        command.env("PGSSLMODE", mode);
+        .env("PGSSLMODE", libpq_ssl_mode(options.get_ssl_mode()));
+    let url_text = url.expose_secret();
+    for (names, variable) in [
+        (["sslrootcert", "ssl-root-cert"], "PGSSLROOTCERT"),
+        (["sslcert", "ssl-cert"], "PGSSLCERT"),
+        (["sslkey", "ssl-key"], "PGSSLKEY"),
+    ] {
+        if let Some(value) = names.iter().find_map(|n| query_parameter(url_text, n)) {
+            command.env(variable, value);
+        }
     }
-    if let Some(password) = url_password(url.expose_secret()) {
+    if let Some(password) = url_password(url_text) {
         command.env("PGPASSWORD", password.as_str());
     }
     Ok(command)
@@ -461,8 +522,16 @@ fn url_password(url: &str) -> Option<zeroize::Zeroizing<String>> {
         .map(zeroize::Zeroizing::new)
 }
 
-fn ssl_mode(url: &str) -> Option<String> {
-    query_parameter(url, "sslmode").map(str::to_owned)
+fn libpq_ssl_mode(mode: sqlx::postgres::PgSslMode) -> &'static str {
+    use sqlx::postgres::PgSslMode;
+    match mode {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
+    }
 }
 
 fn query_parameter<'a>(url: &'a str, name: &str) -> Option<&'a str> {
@@ -500,15 +569,21 @@ mod tests {
             Some("x!")
         );
         assert_eq!(
-            ssl_mode("postgres://a@b/c?x=1&sslmode=require").as_deref(),
-            Some("require")
+            query_parameter(
+                "postgres://a@b/c?x=1&ssl-root-cert=/ca.pem",
+                "ssl-root-cert"
+            ),
+            Some("/ca.pem")
         );
     }
 
     #[test]
     fn only_plain_table_names_are_counted() {
-        assert!(count_rows("audit_events").is_ok());
-        assert!(count_rows("x\"; DROP TABLE users; --").is_err());
-        assert!(count_rows("").is_err());
+        assert_eq!(
+            count_rows(Some("public"), "audit_events").unwrap(),
+            "SELECT count(*) FROM \"public\".\"audit_events\""
+        );
+        assert!(count_rows(None, "x\"; DROP TABLE users; --").is_err());
+        assert!(count_rows(None, "").is_err());
     }
 }

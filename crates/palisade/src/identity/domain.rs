@@ -87,7 +87,7 @@ fn is_common(password: &str) -> bool {
     }
     let chars: Vec<char> = lower.chars().collect();
     (1..=chars.len() / 2).any(|unit| {
-        chars.len() % unit == 0
+        chars.len().is_multiple_of(unit)
             && chars.chunks(unit).all(|chunk| chunk == &chars[..unit])
             && (unit <= 2
                 || COMMON_PASSWORDS.contains(chars[..unit].iter().collect::<String>().as_str()))

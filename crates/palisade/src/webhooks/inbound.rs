@@ -262,7 +262,7 @@ pub fn parse_stripe_header(header: &str) -> Option<StripeHeader> {
 
 /// Lower- or upper-case hex of up to 64 bytes.
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.is_empty() || text.len() % 2 != 0 || text.len() > 128 {
+    if text.is_empty() || !text.len().is_multiple_of(2) || text.len() > 128 {
         return None;
     }
     let digit = |b: u8| (b as char).to_digit(16);

@@ -45,11 +45,12 @@ impl Operator {
     }
 }
 
-/// A server with backups on, to `operator`'s key (on PostgreSQL as a backup role that
-/// bypasses row-level security and may create the check's scratch database).
+/// A server with backups on, to `operator`'s key (on PostgreSQL as the backup role of
+/// docs/postgres.md: not a superuser; it bypasses row-level security, reads every table
+/// and may create the check's scratch database).
 async fn backed_up_app(operator: &Operator) -> TestApp {
     let db = TestDatabase::create().await;
-    let backup_url = db.as_postgres().map(|pg| pg.superuser_url());
+    let backup_url = db.as_postgres().map(|pg| pg.backup_url());
     let recipient = operator.recipient.clone();
     spawn_app_in(
         tempfile::tempdir().unwrap(),
@@ -436,6 +437,28 @@ async fn health_degrades_when_the_newest_backup_is_27_hours_old_or_failed_its_te
         .unwrap()
         .set_len(length / 2)
         .unwrap();
+    // While it is being made, neither this server nor another process starts one.
+    assert!(matches!(
+        app.state.backups.run(Arc::new(|_: &str, _: u64| {})).await,
+        Err(palisade::backup::BackupError::Busy)
+    ));
+    let mut cli = std::process::Command::new(BIN);
+    cli.arg("--data-dir")
+        .arg(app.data_dir())
+        .args(["backup", "now"])
+        .envs(app.db.env())
+        .env("PALISADE_BACKUP__RECIPIENTS", &operator.recipient);
+    if let Some(pg) = app.db.as_postgres() {
+        cli.env("PALISADE_BACKUP__DATABASE_URL", pg.backup_url());
+    }
+    let output = tokio::task::spawn_blocking(move || cli.output().unwrap())
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && said.contains("a backup is already running"),
+        "{said}"
+    );
     let failed = app.state.backups.check(made).await.unwrap();
     assert!(!failed.restore_check.passed);
     assert!(
@@ -489,7 +512,7 @@ async fn a_backup_that_cannot_be_written_is_retried_hourly_and_degrades_health_o
     let file = blocked.path().join("not-a-directory");
     std::fs::write(&file, b"").unwrap();
     let db = TestDatabase::create().await;
-    let backup_url = db.as_postgres().map(|pg| pg.superuser_url());
+    let backup_url = db.as_postgres().map(|pg| pg.backup_url());
     let (recipient, dir) = (operator.recipient.clone(), file.join("backups"));
     let app = spawn_app_in(
         tempfile::tempdir().unwrap(),
@@ -528,12 +551,5 @@ async fn a_backup_that_cannot_be_written_is_retried_hourly_and_degrades_health_o
         (200, Some("degraded")),
         "{report}"
     );
-    assert!(!app
-        .state
-        .backups
-        .list()
-        .unwrap()
-        .iter()
-        .any(|(p, _)| p.exists()));
     app.stop().await;
 }

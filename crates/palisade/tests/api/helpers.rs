@@ -30,6 +30,8 @@ pub const TEST_APP: &str = "palisade_test_app";
 pub const PLATFORM_GROUP: &str = "palisade_platform";
 /// The platform operator's role: BYPASSRLS, for `palisade admin …` only.
 pub const TEST_PLATFORM: &str = "palisade_test_platform";
+/// The backup role of docs/postgres.md: BYPASSRLS, CREATEDB, reads every table.
+pub const TEST_BACKUP: &str = "palisade_test_backup";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -824,6 +826,7 @@ async fn admin() -> (sqlx::PgConnection, SocketAddr) {
                 ),
                 format!("CREATE ROLE {PLATFORM_GROUP} NOLOGIN NOSUPERUSER"),
                 format!("CREATE ROLE {TEST_PLATFORM} LOGIN NOSUPERUSER BYPASSRLS IN ROLE {PLATFORM_GROUP}"),
+                format!("CREATE ROLE {TEST_BACKUP} LOGIN NOSUPERUSER BYPASSRLS CREATEDB IN ROLE pg_read_all_data"),
             ] {
                 if let Err(e) = sqlx::query(&statement).execute(&mut *pool).await {
                     let duplicate = matches!(&e, sqlx::Error::Database(db)
@@ -882,6 +885,11 @@ impl PgTestDatabase {
 
     pub fn owner_url(&self) -> String {
         self.direct_url(TEST_OWNER)
+    }
+
+    /// The backup role's URL (docs/postgres.md), straight to the server.
+    pub fn backup_url(&self) -> String {
+        self.direct_url(TEST_BACKUP)
     }
 
     /// A URL for `role` straight to the server, bypassing the proxy.
