@@ -69,7 +69,7 @@ fn sql_is_never_built_from_runtime_values() {
         "sqlx::query(end)",
         // Backups name tables the catalog lists and a scratch database they generate:
         // each checked to be a plain lowercase identifier, then quoted (backup/snapshot.rs).
-        "query_scalar(&count_rows(",
+        "query_scalar::<DB, i64>(&statement)",
         "query(&create_database(&name)?)",
         "query(&drop_database(&name)?)",
         "\"SELECT count(*) FROM {schema}\\\"{table}\\\"\"",

@@ -295,51 +295,53 @@ async fn open_sqlite(path: &Path) -> Result<SqliteConnection, BackupError> {
 async fn count_sqlite(
     connection: &mut SqliteConnection,
 ) -> Result<(BTreeMap<String, i64>, String), BackupError> {
-    let failed = |e: sqlx::Error| BackupError::Database(format!("counting rows: {e}"));
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
-    )
-    .fetch_all(&mut *connection)
-    .await
-    .map_err(failed)?;
-    let mut counts = BTreeMap::new();
-    for table in tables {
-        let count: i64 = sqlx::query_scalar(&count_rows(None, &table)?)
-            .fetch_one(&mut *connection)
-            .await
-            .map_err(failed)?;
-        counts.insert(table, count);
-    }
-    let version: String =
-        sqlx::query_scalar("SELECT name FROM palisade_migrations ORDER BY version DESC")
-            .fetch_one(&mut *connection)
-            .await
-            .map_err(failed)?;
-    Ok((counts, version))
+    const TABLES: &str = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name";
+    count_in::<sqlx::Sqlite>(connection, TABLES, None)
+        .await
+        .map_err(|e| BackupError::Database(format!("counting rows: {e}")))
 }
 
 async fn count_pg(
     connection: &mut sqlx::PgConnection,
 ) -> Result<(BTreeMap<String, i64>, String), BackupError> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
-    )
-    .fetch_all(&mut *connection)
-    .await
-    .map_err(pg_error)?;
+    const TABLES: &str =
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename";
+    count_in::<sqlx::Postgres>(connection, TABLES, Some("public"))
+        .await
+        .map_err(pg_error)
+}
+
+/// Every table `tables` lists, with its rows, and the newest migration: one rule for both
+/// backends.
+async fn count_in<DB>(
+    connection: &mut DB::Connection,
+    tables: &'static str,
+    schema: Option<&str>,
+) -> Result<(BTreeMap<String, i64>, String), sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+    i64: sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB>,
+    String: sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB>,
+{
+    let names: Vec<String> = sqlx::query_scalar::<DB, String>(tables)
+        .fetch_all(&mut *connection)
+        .await?;
     let mut counts = BTreeMap::new();
-    for table in tables {
-        let count: i64 = sqlx::query_scalar(&count_rows(Some("public"), &table)?)
+    for table in names {
+        let statement =
+            count_rows(schema, &table).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        let rows: i64 = sqlx::query_scalar::<DB, i64>(&statement)
             .fetch_one(&mut *connection)
-            .await
-            .map_err(pg_error)?;
-        counts.insert(table, count);
+            .await?;
+        counts.insert(table, rows);
     }
-    let version: String =
-        sqlx::query_scalar("SELECT name FROM palisade_migrations ORDER BY version DESC")
-            .fetch_one(&mut *connection)
-            .await
-            .map_err(pg_error)?;
+    const NEWEST: &str = "SELECT name FROM palisade_migrations ORDER BY version DESC";
+    let version = sqlx::query_scalar::<DB, String>(NEWEST)
+        .fetch_one(&mut *connection)
+        .await?;
     Ok((counts, version))
 }
 
