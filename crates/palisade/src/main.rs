@@ -244,6 +244,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::Backup {
+        command: BackupCommand::Now,
+    } = &cli.command
+    {
+        // Beside a serving instance, the backup yields the CPU to it.
+        palisade::backup::yield_cpu_to_serving();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -128,7 +128,9 @@ impl Backups {
             true => None,
             false => {
                 let source = match db {
-                    Database::Sqlite(pool) => Source::Sqlite { pool: pool.clone() },
+                    Database::Sqlite(pool) => Source::Sqlite {
+                        path: pool.connect_options().get_filename().to_owned(),
+                    },
                     Database::Postgres(_) => Source::Postgres {
                         url: config.database_url.clone().ok_or(
                             "backup.database_url (the backup role) is needed on PostgreSQL",
@@ -227,6 +229,11 @@ impl Backups {
         }
     }
 
+    /// Whether this process is making a backup now.
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+
     /// Whether the schedule wants a backup now: none within the interval, and no failed
     /// attempt within the last hour.
     pub fn due(&self) -> bool {
@@ -246,27 +253,46 @@ impl Backups {
                 .is_none_or(|newest| now - newest.created_at >= plan.interval)
     }
 
-    /// Starts a backup in the background when one is due and none is running.
+    /// Starts a backup in the background when one is due and none is running: on a
+    /// thread of its own at the lowest CPU priority, with a runtime of its own, so that
+    /// every thread it starts (SQLite's, the blocking work's, `pg_dump`) inherits the
+    /// priority and serving keeps the machine (docs/benchmarks.md).
     pub fn start_if_due(self: &Arc<Self>) {
         if !self.due() || self.running.load(Ordering::SeqCst) {
             return;
         }
         let backups = self.clone();
-        tokio::spawn(async move {
-            match backups.run_if(true, Arc::new(|_: &str, _: u64| {})).await {
-                Ok(None) => {}
-                Ok(Some(manifest)) if manifest.restore_check.passed => {
-                    tracing::info!(backup = %manifest.id, "backup written and test-restored")
+        let started = std::thread::Builder::new()
+            .name("palisade-backup".into())
+            .spawn(move || {
+                yield_cpu_to_serving();
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(backups.scheduled()),
+                    Err(error) => tracing::error!(%error, "backup: no runtime"),
                 }
-                Ok(Some(manifest)) => tracing::error!(
-                    backup = %manifest.id,
-                    problem = %manifest.restore_check.detail,
-                    "backup written but its test restore FAILED"
-                ),
-                Err(BackupError::Busy) => {}
-                Err(error) => tracing::error!(%error, "backup failed"),
+            });
+        if let Err(error) = started {
+            tracing::error!(%error, "backup: no thread");
+        }
+    }
+
+    /// The schedule's run: its outcome goes to the log.
+    async fn scheduled(&self) {
+        match self.run_if(true, Arc::new(|_: &str, _: u64| {})).await {
+            Ok(None) | Err(BackupError::Busy) => {}
+            Ok(Some(manifest)) if manifest.restore_check.passed => {
+                tracing::info!(backup = %manifest.id, "backup written and test-restored")
             }
-        });
+            Ok(Some(manifest)) => tracing::error!(
+                backup = %manifest.id,
+                problem = %manifest.restore_check.detail,
+                "backup written but its test restore FAILED"
+            ),
+            Err(error) => tracing::error!(%error, "backup failed"),
+        }
     }
 
     /// Makes a backup, test-restores it, keeps it (even when the check fails, for the
@@ -490,6 +516,15 @@ impl Backups {
             restored.len(),
             keys.len()
         ))
+    }
+}
+
+/// Lowers the calling thread's CPU priority to the least (nice 19), for it and every thread
+/// and process it starts: a backup's work yields to serving.
+pub fn yield_cpu_to_serving() {
+    #[cfg(unix)]
+    if let Err(error) = rustix::process::setpriority_process(None, 19) {
+        tracing::debug!(%error, "backup: cannot lower the CPU priority");
     }
 }
 

@@ -29,8 +29,9 @@ pub struct Dumped {
 
 /// Where backups read the database from.
 pub enum Source {
-    /// The serving pool's file.
-    Sqlite { pool: sqlx::SqlitePool },
+    /// The serving database's file, read through a connection of the backup's own (whose
+    /// SQLite thread is the backup's, at its priority).
+    Sqlite { path: PathBuf },
     /// The backup role (BYPASSRLS: row-level security would hide rows from the dump; and
     /// CREATEDB, for the check's scratch database).
     Postgres {
@@ -51,14 +52,22 @@ impl Source {
     /// directory for anything in plaintext on the way.
     pub async fn dump(&self, work: &Path, seal: Seal<'static>) -> Result<Dumped, BackupError> {
         match self {
-            Self::Sqlite { pool } => {
+            Self::Sqlite { path } => {
                 let snapshot = work.join("snapshot.db");
                 let _plaintext = RemovedAtEnd(snapshot.clone());
-                sqlx::query("VACUUM INTO ?")
-                    .bind(snapshot.to_string_lossy().into_owned())
-                    .execute(pool)
+                let mut source = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(path)
+                    .busy_timeout(std::time::Duration::from_secs(30))
+                    .connect()
                     .await
-                    .map_err(|e| BackupError::Database(format!("VACUUM INTO: {e}")))?;
+                    .map_err(|e| BackupError::Database(format!("{}: {e}", path.display())))?;
+                let vacuumed = sqlx::query("VACUUM INTO ?")
+                    .bind(snapshot.to_string_lossy().into_owned())
+                    .execute(&mut source)
+                    .await
+                    .map_err(|e| BackupError::Database(format!("VACUUM INTO: {e}")));
+                source.close().await.ok();
+                vacuumed?;
                 let (tables, schema_version) = {
                     let mut connection = open_sqlite(&snapshot).await?;
                     let counted = count_sqlite(&mut connection).await;
