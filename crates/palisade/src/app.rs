@@ -306,7 +306,8 @@ impl App {
 /// the audit chains that are due, and re-wrap a batch of vault keys while a KEK rotation is
 /// under way; every minute, reload and rotate signing keys and the vault's KEKs, prune old
 /// failure counts and rate-limit state, write API keys' last use, and start a backup when
-/// one is due; every hour, apply audit retention.
+/// one is due; every hour, apply audit retention and forget the app's idempotency keys and
+/// webhook history past their windows.
 async fn periodic_upkeep(state: AppState) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -314,6 +315,20 @@ async fn periodic_upkeep(state: AppState) {
         tick.tick().await;
         upkeep_step(&state, n % 60 == 59, n % 3600 == 3599).await;
     }
+}
+
+/// Webhook history past its retention, tenant by tenant: every tenant has an audit chain,
+/// whose list the upkeep may read across tenants.
+pub async fn prune_webhooks(state: &AppState) -> Result<u64, String> {
+    let chains = state.audit.streams().await.map_err(|e| e.to_string())?;
+    let tenants = chains
+        .into_iter()
+        .map(|chain| crate::ids::TenantId::from_uuid(chain.stream()));
+    state
+        .webhooks
+        .prune(tenants)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Whether the periodic work runs on its own timer (serving) or only when called.
@@ -341,6 +356,9 @@ pub async fn upkeep_step(state: &AppState, minute: bool, hour: bool) {
         }
         if let Err(error) = state.audit.prune_idempotency_keys().await {
             tracing::warn!(%error, "pruning the app's idempotency keys failed");
+        }
+        if let Err(error) = prune_webhooks(state).await {
+            tracing::warn!(%error, "pruning webhook history failed");
         }
     }
     if minute {

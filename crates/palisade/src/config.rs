@@ -118,6 +118,11 @@ pub struct WebhookSettings {
     pub disable_after_days: u32,
     /// Deliveries in flight at once per server process.
     pub concurrency: usize,
+    /// Days a message's history is kept (1 to 3650; default 30): past it, upkeep removes
+    /// attempts, inbound receipts and messages with no delivery still pending, hourly. An
+    /// inbound event replayed after its receipt is gone is handed on again, so keep this
+    /// longer than any sender retries (Stripe: 3 days).
+    pub retention_days: u32,
     /// Senders whose webhooks Palisade receives (claim HOOK-5) at
     /// `POST /api/v1/webhooks/inbound/{name}`, verifies and hands on to the app as
     /// `inbound.{name}` messages signed by Palisade. In the TOML file, a table
@@ -154,6 +159,7 @@ impl Default for WebhookSettings {
             allowed_networks: Vec::new(),
             ca_file: None,
             disable_after_days: 5,
+            retention_days: 30,
             concurrency: 64,
             inbound: BTreeMap::new(),
         }
@@ -723,6 +729,10 @@ impl Settings {
             "webhooks.disable_after_days must be 0 (never) to 365",
         );
         check(
+            (1..=3650).contains(&self.webhooks.retention_days),
+            "webhooks.retention_days must be 1 to 3650",
+        );
+        check(
             (1..=1024).contains(&self.webhooks.concurrency),
             "webhooks.concurrency must be 1 to 1024",
         );
@@ -992,6 +1002,7 @@ impl Settings {
                 "allowed_networks": self.webhooks.allowed_networks,
                 "ca_file": self.webhooks.ca_file.as_ref().map(|p| p.display().to_string()),
                 "disable_after_days": self.webhooks.disable_after_days,
+                "retention_days": self.webhooks.retention_days,
                 "concurrency": self.webhooks.concurrency,
                 "inbound": self.webhooks.inbound.iter().map(|(name, source)| {
                     (name.clone(), serde_json::json!({

@@ -45,6 +45,7 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     19 "0019_webhooks",
     20 "0020_inbound_webhooks",
     21 "0021_data_key_rotation",
+    22 "0022_webhook_retention",
 );
 pub const POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
@@ -68,6 +69,7 @@ pub const POSTGRES: &[Migration] = migrations!("postgres":
     19 "0019_webhooks",
     20 "0020_inbound_webhooks",
     21 "0021_data_key_rotation",
+    22 "0022_webhook_retention",
 );
 
 /// Serialises migrators across instances sharing one PostgreSQL database.

@@ -58,6 +58,8 @@ pub struct Webhooks {
     clock: Arc<dyn Clock>,
     /// Endpoints failing this long are disabled; None: never.
     disable_after: Option<Duration>,
+    /// How long a message's history is kept.
+    retention: Duration,
     concurrency: usize,
     /// `concurrency` permits, shared by the rounds in flight at once.
     in_flight: Arc<tokio::sync::Semaphore>,
@@ -132,6 +134,7 @@ impl Webhooks {
             disable_after: (settings.disable_after_days > 0)
                 .then(|| Duration::days(i64::from(settings.disable_after_days))),
             concurrency: settings.concurrency,
+            retention: Duration::days(i64::from(settings.retention_days)),
             in_flight: Arc::new(tokio::sync::Semaphore::new(settings.concurrency)),
             wake: tokio::sync::Notify::new(),
         }
@@ -139,6 +142,20 @@ impl Webhooks {
 
     fn now_us(&self) -> i64 {
         crate::audit::store::micros(self.clock.now())
+    }
+
+    /// Forgets each tenant's delivery history older than `webhooks.retention_days`
+    /// (upkeep, hourly); answers the rows removed.
+    pub async fn prune(
+        &self,
+        tenants: impl IntoIterator<Item = crate::ids::TenantId>,
+    ) -> Result<u64, WebhookError> {
+        let cutoff = crate::audit::store::micros(self.clock.now() - self.retention);
+        let mut removed = 0;
+        for tenant in tenants {
+            removed += self.store.prune(tenant, cutoff).await?;
+        }
+        Ok(removed)
     }
 
     fn checked_types(&self, types: &[String]) -> Result<Vec<String>, WebhookError> {

@@ -253,6 +253,10 @@ pub trait WebhookStore: Send + Sync {
         disable_before_us: Option<i64>,
         disabled: DisabledEvent<'_>,
     ) -> Result<Vec<EndpointId>, StoreError>;
+    /// Forgets a tenant's delivery history from before `cutoff_us`: attempts, inbound
+    /// receipts, and messages none of whose deliveries is still pending (their deliveries
+    /// go with them). Answers the rows removed.
+    async fn prune(&self, tenant: TenantId, cutoff_us: i64) -> Result<u64, StoreError>;
 }
 
 /// Writes Palisade's own announcement of an audited change (HOOK-2) in the change's
@@ -969,6 +973,38 @@ for_both_backends! {
             }
             tx.commit().await?;
             Ok(jobs)
+        }
+
+        async fn prune(&self, tenant: TenantId, cutoff_us: i64) -> Result<u64, StoreError> {
+            let mut tx = self.0.tenant(TenantScope::for_system(tenant)).await?;
+            let attempts = sqlx::query(
+                "DELETE FROM webhook_attempts WHERE tenant_id = $1 AND attempted_us < $2",
+            )
+            .bind(tenant)
+            .bind(cutoff_us)
+            .execute(&mut *tx)
+            .await?;
+            let receipts = sqlx::query(
+                "DELETE FROM webhook_inbound_events WHERE tenant_id = $1 AND received_at_us < $2",
+            )
+            .bind(tenant)
+            .bind(cutoff_us)
+            .execute(&mut *tx)
+            .await?;
+            let messages = sqlx::query(
+                "DELETE FROM webhook_messages WHERE tenant_id = $1 AND created_at_us < $2
+                     AND NOT EXISTS (SELECT 1 FROM webhook_deliveries
+                         WHERE webhook_deliveries.message_id = webhook_messages.id
+                           AND webhook_deliveries.state = 'pending')",
+            )
+            .bind(tenant)
+            .bind(cutoff_us)
+            .execute(&mut *tx)
+            .await?;
+            let removed =
+                attempts.rows_affected() + receipts.rows_affected() + messages.rows_affected();
+            tx.commit().await?;
+            Ok(removed)
         }
 
         async fn finish(

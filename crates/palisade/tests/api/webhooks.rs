@@ -937,3 +937,50 @@ async fn a_receiver_that_hangs_does_not_hold_back_deliveries_to_others() {
     assert!(started.elapsed() < Duration::from_secs(10));
     dispatcher.abort();
 }
+
+// claim: HOOK-3
+#[tokio::test]
+async fn a_messages_history_is_forgotten_after_the_retention_window_but_a_pending_delivery_never_is(
+) {
+    let SetUp {
+        app,
+        receiver,
+        owner,
+        ..
+    } = set_up(1, &["workorder.status_changed"]).await;
+    for n in 0..2 {
+        let (status, message) = call(
+            &app,
+            Method::POST,
+            MESSAGES,
+            &owner.access,
+            json!({"event_type": "workorder.status_changed", "payload": {"n": n}}),
+        )
+        .await;
+        assert_eq!(status, 202, "{message}");
+    }
+    // The receiver refuses the first request: one message is delivered, one stays pending.
+    assert_eq!(dispatch(&app).await, 2);
+    assert_eq!(receiver.accepted().len(), 1);
+    assert_eq!(history_rows(&app).await, (2, 2, 2));
+    app.clock.advance(Duration::from_secs(29 * 86_400));
+    assert_eq!(palisade::app::prune_webhooks(&app.state).await.unwrap(), 0);
+    app.clock.advance(Duration::from_secs(2 * 86_400));
+    assert_eq!(palisade::app::prune_webhooks(&app.state).await.unwrap(), 3);
+    assert_eq!(
+        history_rows(&app).await,
+        (1, 1, 0),
+        "the pending message and its delivery stay"
+    );
+    assert_eq!(dispatch(&app).await, 1);
+    assert_eq!(receiver.accepted().len(), 2, "and it is still delivered");
+}
+
+/// Messages, deliveries and attempts, counted past any tenant filter.
+async fn history_rows(app: &TestApp) -> (i64, i64, i64) {
+    (
+        app.count_rows("webhook_messages").await,
+        app.count_rows("webhook_deliveries").await,
+        app.count_rows("webhook_attempts").await,
+    )
+}
