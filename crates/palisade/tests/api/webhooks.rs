@@ -947,18 +947,8 @@ async fn a_messages_history_is_forgotten_after_the_retention_window_but_a_pendin
         receiver,
         owner,
         ..
-    } = set_up(1, &["workorder.status_changed"]).await;
-    for n in 0..2 {
-        let (status, message) = call(
-            &app,
-            Method::POST,
-            MESSAGES,
-            &owner.access,
-            json!({"event_type": "workorder.status_changed", "payload": {"n": n}}),
-        )
-        .await;
-        assert_eq!(status, 202, "{message}");
-    }
+    } = set_up(1, &["workorder.assigned"]).await;
+    send_messages(&app, &owner.access, 2).await;
     // The receiver refuses the first request: one message is delivered, one stays pending.
     assert_eq!(dispatch(&app).await, 2);
     assert_eq!(receiver.accepted().len(), 1);
