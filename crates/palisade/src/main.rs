@@ -630,16 +630,8 @@ async fn restore(
                 .ok_or_else(|| anyhow::anyhow!("--public-key is not a base64url Ed25519 key"))
         })
         .transpose()?;
-    let data_dir = &settings.data_dir;
     let target = Target {
-        key_paths: vec![
-            ("vault-kek".into(), settings.vault.kek_path(data_dir)),
-            (
-                "audit-checkpoint.pem".into(),
-                settings.audit.key_path(data_dir),
-            ),
-            ("master.key".into(), settings.auth.master_key_path(data_dir)),
-        ],
+        key_paths: palisade::backup::key_file_paths(settings),
         data_dir: settings.data_dir.clone(),
         database_url: database_url.map(secrecy::SecretString::from),
         postgres_bin_dir: settings.backup.postgres_bin_dir.clone(),

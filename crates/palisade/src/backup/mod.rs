@@ -41,6 +41,23 @@ pub enum BackupError {
     Check(String),
 }
 
+/// The data directory's key files a backup carries, by their names in it.
+pub const CHECKPOINT_KEY: &str = "audit-checkpoint.pem";
+pub const KEK_FILE: &str = "vault-kek";
+/// Only on deployments from before the vault.
+pub const MASTER_KEY: &str = "master.key";
+
+/// Where `settings` keep each key file a backup carries: the one list that backing up
+/// reads from and restoring writes to.
+pub fn key_file_paths(settings: &Settings) -> Vec<(String, PathBuf)> {
+    let data_dir = &settings.data_dir;
+    vec![
+        (CHECKPOINT_KEY.into(), settings.audit.key_path(data_dir)),
+        (KEK_FILE.into(), settings.vault.kek_path(data_dir)),
+        (MASTER_KEY.into(), settings.auth.master_key_path(data_dir)),
+    ]
+}
+
 /// Backup directories, each with its manifest or what is wrong with it.
 pub type Listed = Vec<(PathBuf, Result<Manifest, ArchiveError>)>;
 
@@ -139,17 +156,12 @@ impl Backups {
                     },
                 };
                 let data_dir = &settings.data_dir;
-                let mut key_files = vec![(
-                    "audit-checkpoint.pem".to_owned(),
-                    settings.audit.key_path(data_dir),
-                )];
-                if let Some(kek) = settings.vault.kek_file_in_use(data_dir) {
-                    key_files.push(("vault-kek".to_owned(), kek));
-                }
-                key_files.push((
-                    "master.key".to_owned(),
-                    settings.auth.master_key_path(data_dir),
-                ));
+                // KEKs given by `vault.kek` live in no file to carry.
+                let kek_from_setting = settings.vault.kek_file_in_use(data_dir).is_none();
+                let key_files = key_file_paths(settings)
+                    .into_iter()
+                    .filter(|(name, _)| !(kek_from_setting && name == KEK_FILE))
+                    .collect();
                 Some(Plan {
                     recipients: archive::recipients(&config.recipients)?,
                     dir: config.dir_in(data_dir),
@@ -497,7 +509,7 @@ impl Backups {
             .and_then(|mut reader| read_bundle(&mut reader))
             .map_err(|e| e.to_string())?;
         for (name, _) in &plan.key_files {
-            let required = name != "master.key";
+            let required = name != MASTER_KEY;
             if required && !keys.iter().any(|(held, _)| held == name) {
                 return Err(format!("keys.age does not hold {name}"));
             }
@@ -650,7 +662,7 @@ fn key_bundle(files: &[(String, PathBuf)]) -> Result<Zeroizing<Vec<u8>>, Archive
     for (name, path) in files {
         // The KEK file and the checkpoint key must be there; `master.key` only on
         // deployments from before the vault.
-        if name == "master.key" && !path.exists() {
+        if name == MASTER_KEY && !path.exists() {
             continue;
         }
         let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| ArchiveError::at(path, e))?);
@@ -686,8 +698,7 @@ pub fn read_bundle(reader: &mut dyn std::io::Read) -> Result<KeyFiles, ArchiveEr
         .files
         .into_iter()
         .map(|(name, encoded)| {
-            let plain =
-                ["audit-checkpoint.pem", "vault-kek", "master.key"].contains(&name.as_str());
+            let plain = [CHECKPOINT_KEY, KEK_FILE, MASTER_KEY].contains(&name.as_str());
             if !plain {
                 return Err(bad("names a file that is not a key file".into()));
             }

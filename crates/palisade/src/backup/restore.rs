@@ -52,7 +52,7 @@ pub async fn restore(
     let signer_given = signer.is_some();
     let inside = keys
         .iter()
-        .find(|(name, _)| name == "audit-checkpoint.pem")
+        .find(|(name, _)| name == super::CHECKPOINT_KEY)
         .map(|(_, pem)| checkpoint_public_key(pem))
         .transpose()?;
     let key = signer.cloned().or(inside).ok_or_else(|| {
