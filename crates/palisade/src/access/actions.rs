@@ -100,6 +100,7 @@ actions! {
     ApplicationsManage => "applications.manage", Admin, anyone, "Create and delete applications, the groupings Agents and API keys belong to.";
     TenantUpdateSecurity => "tenant.update_security", Admin, people, "Change the tenant's security policy (MFA for every member).";
     TenantTransferOwnership => "tenant.transfer_ownership", Owner, people, "Make another member an Owner.";
+    TenantExport => "tenant.export", Owner, people, "Export everything the tenant holds as one JSON document, with every hash and secret stripped.";
     TenantDelete => "tenant.delete", Owner, people, "Delete the tenant and all its data.";
     BillingManage => "billing.manage", Owner, people, "Manage the tenant's plan and billing.";
     KeysRead => "keys.read", Manager, anyone, "List the tenant's API keys (never their secrets).";

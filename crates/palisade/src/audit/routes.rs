@@ -2,9 +2,8 @@
 //! (AUD-5) and the published checkpoint key. A tenant sees only its own chain: the stream
 //! comes from the credential.
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -149,7 +148,7 @@ async fn list_events(
 
 /// An event as the API lists it: every field of the chain, with `changes` and an app's
 /// `app` part as JSON objects (the export keeps the exact text the chain hashes).
-pub struct Listed(ChainedEvent);
+pub struct Listed(pub ChainedEvent);
 
 impl Serialize for Listed {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -311,17 +310,7 @@ async fn export(
             tracing::warn!(%error, "audit export ended early");
         }
     });
-    let stream = futures_util::stream::unfold(body, |mut body| async move {
-        body.recv()
-            .await
-            .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), body))
-    });
-    let mut response = Body::from_stream(stream).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
-    );
-    Ok(response)
+    Ok(crate::http::streamed(body, format.content_type()))
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]

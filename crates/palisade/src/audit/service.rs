@@ -295,6 +295,16 @@ impl Audit {
         Ok(())
     }
 
+    /// Sends every event the chain holds, in sequence order, into `sink` (constant memory;
+    /// stops when the receiver goes away).
+    pub async fn events(
+        &self,
+        chain: Chain,
+        sink: mpsc::Sender<ChainedEvent>,
+    ) -> Result<(), StoreError> {
+        self.store.walk(chain, 0, None, sink).await
+    }
+
     /// The sequence range of a chain's events in `[from_us, to_us)`.
     pub async fn seq_range(
         &self,

@@ -21,6 +21,29 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::app::AppState;
 use frame::FrameConfig;
 
+/// A response whose body is what arrives on `chunks` until the sender is dropped: a long
+/// export leaves memory flat and its first bytes leave at once. A producer that fails
+/// stops sending, and the client sees a truncated body (an export's trailer or closing
+/// bracket is missing).
+pub fn streamed(
+    chunks: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    content_type: &'static str,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let stream = futures_util::stream::unfold(chunks, |mut chunks| async move {
+        chunks
+            .recv()
+            .await
+            .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), chunks))
+    });
+    let mut response = axum::body::Body::from_stream(stream).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static(content_type),
+    );
+    response
+}
+
 /// Every route of the API, documented; the OpenAPI document is derived from this list.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
@@ -37,6 +60,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(crate::services::routes::router())
         .merge(crate::vault::routes::router())
         .merge(crate::webhooks::routes::router())
+        .merge(crate::privacy::routes::router())
 }
 
 /// The application: every route behind the request frame, with its OpenAPI document.

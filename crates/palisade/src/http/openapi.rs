@@ -25,6 +25,7 @@ use crate::app::AppState;
         (name = "api-keys", description = "API keys: machine access to one tenant"),
         (name = "secrets", description = "The vault: a tenant's secrets, sealed under its own data key"),
         (name = "operations", description = "Health, metrics and this document"),
+        (name = "privacy", description = "Exports of a tenant's record and of a person's own data, and erasure (GDPR)"),
         (name = "access", description = "Live authorization decisions for the app (OpenID AuthZEN 1.0), with its service credential"),
     )
 )]

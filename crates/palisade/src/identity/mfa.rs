@@ -122,6 +122,12 @@ pub struct Enrolment {
 }
 
 impl Identity {
+    /// Whether the person has a confirmed TOTP authenticator (their export says so).
+    pub async fn totp_enrolled(&self, principal: &Principal) -> Result<bool, IdentityError> {
+        let factor = self.store.totp_factor(principal.user).await?;
+        Ok(factor.is_some_and(|f| f.confirmed))
+    }
+
     /// Starts enrolment. The current password is asked again: a stolen access token alone
     /// must not be able to bind the attacker's authenticator to the account.
     pub async fn enrol_totp(

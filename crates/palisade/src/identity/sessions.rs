@@ -654,7 +654,6 @@ impl Identity {
         principal: &Principal,
     ) -> Result<Vec<SessionRecord>, IdentityError> {
         let now = self.now();
-        let idle = std::time::Duration::from_secs(self.settings.session_idle_secs);
         let tokens_valid_after = self
             .store
             .user_by_id(principal.user)
@@ -666,12 +665,29 @@ impl Identity {
             .sessions_of(principal.user)
             .await?
             .into_iter()
-            .filter(|s| {
-                now < s.absolute_expires_at
-                    && now < s.last_refreshed_at + idle
-                    && s.created_at >= tokens_valid_after
-            })
+            .filter(|s| self.is_live(s, now) && s.created_at >= tokens_valid_after)
             .collect())
+    }
+
+    /// The live sessions acting in the caller's tenant, newest first (claim OPS-5's export).
+    pub async fn tenant_sessions(
+        &self,
+        scope: TenantScope,
+    ) -> Result<Vec<SessionRecord>, IdentityError> {
+        let now = self.now();
+        Ok(self
+            .store
+            .sessions_in(scope.tenant())
+            .await?
+            .into_iter()
+            .filter(|s| self.is_live(s, now))
+            .collect())
+    }
+
+    /// Within both the absolute and the idle limit (claim ID-5).
+    fn is_live(&self, session: &SessionRecord, now: OffsetDateTime) -> bool {
+        let idle = std::time::Duration::from_secs(self.settings.session_idle_secs);
+        now < session.absolute_expires_at && now < session.last_refreshed_at + idle
     }
 
     /// Ends one of the caller's own sessions; another user's session id is 404.

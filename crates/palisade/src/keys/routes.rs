@@ -153,7 +153,7 @@ pub struct KeyView {
 }
 
 impl KeyView {
-    fn new(record: KeyRecord, now: OffsetDateTime) -> Self {
+    pub(crate) fn new(record: KeyRecord, now: OffsetDateTime) -> Self {
         let status = if record.revoked_at.is_some() {
             "revoked"
         } else if record.expires_at.is_some_and(|at| now >= at) {

@@ -161,7 +161,7 @@ fn masked(hint: Option<&str>) -> String {
 }
 
 impl SecretView {
-    fn new(record: SecretRecord, versions: Option<Vec<VersionRecord>>) -> Self {
+    pub(crate) fn new(record: SecretRecord, versions: Option<Vec<VersionRecord>>) -> Self {
         Self {
             id: record.id,
             masked: masked(record.hint.as_deref()),

@@ -1,5 +1,5 @@
 //! Backups (claims OPS-2, OPS-3, OPS-4): encrypted to the operator's age key (made and
-//! read by the `age` tools, not by our code), test-restored as they are made, reported by
+//! read by age's reference TypeScript implementation, not by our code), test-restored as they are made, reported by
 //! health, and brought back by `palisade restore` into a server that starts.
 
 use std::path::{Path, PathBuf};
@@ -17,7 +17,16 @@ use crate::tenancy::{send, staffed_tenant};
 const BIN: &str = env!("CARGO_BIN_EXE_palisade");
 const VALUE: &str = "xoxb-0123456789-BACKEDupSECRET";
 
-/// The operator's age key pair, made by `age-keygen`.
+/// age's reference TypeScript implementation (tests/interop/age.mjs), installed on first use.
+async fn age_tool(args: &[&std::ffi::OsStr]) -> std::process::Command {
+    let dir = crate::jwks::interop_dir();
+    crate::jwks::install_interop_once(&dir).await;
+    let mut command = std::process::Command::new("node");
+    command.current_dir(&dir).arg("age.mjs").args(args);
+    command
+}
+
+/// The operator's age key pair, made as `age-keygen` makes it.
 struct Operator {
     _dir: tempfile::TempDir,
     identity: PathBuf,
@@ -28,14 +37,12 @@ impl Operator {
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let identity = dir.path().join("backup-identity.txt");
-        let mut keygen = std::process::Command::new("age-keygen");
-        keygen.arg("-o").arg(&identity);
-        run_outside(keygen).await;
+        run_outside(age_tool(&["keygen".as_ref(), identity.as_os_str()]).await).await;
         let text = std::fs::read_to_string(&identity).unwrap();
         let recipient = text
             .lines()
             .find_map(|line| line.strip_prefix("# public key: "))
-            .expect("age-keygen writes the public key as a comment")
+            .expect("the identity file names its public key in a comment")
             .to_owned();
         Self {
             _dir: dir,
@@ -181,8 +188,8 @@ async fn a_backup_made_under_write_load_restores_into_a_server_that_starts_with_
         .unwrap()
         .contains("test restore passed"));
 
-    // Nothing in the backup is readable without the operator's key; with it, the `age`
-    // tool itself opens the database.
+    // Nothing in the backup is readable without the operator's key; with it, another
+    // implementation of age opens the database.
     for file in [archive::DATABASE, archive::KEYS] {
         let bytes = std::fs::read(dir.join(file)).unwrap();
         assert!(bytes.starts_with(b"age-encryption.org/v1\n"), "{file}");
@@ -190,13 +197,14 @@ async fn a_backup_made_under_write_load_restores_into_a_server_that_starts_with_
         assert!(!bytes.windows(17).any(|w| w == b"owner@example.com"));
     }
     let plain = dir.parent().unwrap().join("outside.plain");
-    let mut decrypt = std::process::Command::new("age");
-    decrypt
-        .args(["--decrypt", "--identity"])
-        .arg(&operator.identity)
-        .arg("--output")
-        .arg(&plain)
-        .arg(dir.join(archive::DATABASE));
+    let database = dir.join(archive::DATABASE);
+    let decrypt = age_tool(&[
+        "decrypt".as_ref(),
+        operator.identity.as_os_str(),
+        database.as_os_str(),
+        plain.as_os_str(),
+    ])
+    .await;
     run_outside(decrypt).await;
     match app.db.as_postgres() {
         None => {

@@ -13,14 +13,15 @@ pub(crate) fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
-/// Installs the pinned verifiers (jose, standardwebhooks: package-lock.json, from the npm
+/// Installs the pinned verifiers (jose, standardwebhooks, stripe, age-encryption:
+/// package-lock.json, from the npm
 /// registry) the first time a test needs them, so `cargo test --workspace` on a fresh
 /// clone needs no step of its own.
 pub(crate) async fn install_interop_once(dir: &std::path::Path) {
     static INSTALLED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     INSTALLED
         .get_or_init(|| async {
-            if ["jose", "standardwebhooks", "stripe"]
+            if ["jose", "standardwebhooks", "stripe", "age-encryption"]
                 .iter()
                 .all(|package| dir.join("node_modules").join(package).is_dir())
             {

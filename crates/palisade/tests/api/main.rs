@@ -21,6 +21,7 @@ mod mfa;
 mod oauth;
 mod openapi;
 mod platform;
+mod privacy;
 mod process;
 mod ratelimit;
 mod receiver;

@@ -46,6 +46,12 @@ const SESSIONS_OF_QUERY: &str = concat!(
     " FROM sessions s WHERE s.user_id = $1 AND s.revoked_at IS NULL ORDER BY s.created_at DESC"
 );
 
+const SESSIONS_IN_QUERY: &str = concat!(
+    "SELECT ",
+    session_columns!(),
+    " FROM sessions s WHERE s.tenant_id = $1 AND s.revoked_at IS NULL ORDER BY s.created_at DESC"
+);
+
 type SessionRow = (
     SessionId,
     UserId,
@@ -122,6 +128,8 @@ pub trait SessionStore: Send + Sync {
         tenant: TenantId,
     ) -> Result<Option<PrincipalRecord>, StoreError>;
     async fn sessions_of(&self, user: UserId) -> Result<Vec<SessionRecord>, StoreError>;
+    /// The unrevoked sessions acting in `tenant`, newest first (the tenant's export).
+    async fn sessions_in(&self, tenant: TenantId) -> Result<Vec<SessionRecord>, StoreError>;
     /// The counter every principal-changing write bumps (see `identity::principals`).
     async fn auth_epoch(&self) -> Result<i64, StoreError>;
 }
@@ -348,6 +356,14 @@ for_both_backends! {
         async fn sessions_of(&self, user: UserId) -> Result<Vec<SessionRecord>, StoreError> {
             let rows: Vec<SessionRow> = sqlx::query_as(SESSIONS_OF_QUERY)
                 .bind(user)
+                .fetch_all(&self.0)
+                .await?;
+            Ok(rows.into_iter().map(session_from).collect())
+        }
+
+        async fn sessions_in(&self, tenant: TenantId) -> Result<Vec<SessionRecord>, StoreError> {
+            let rows: Vec<SessionRow> = sqlx::query_as(SESSIONS_IN_QUERY)
+                .bind(tenant)
                 .fetch_all(&self.0)
                 .await?;
             Ok(rows.into_iter().map(session_from).collect())

@@ -16,6 +16,7 @@ use crate::http::extract::{id_or_404, Json, RequestContext};
 use crate::http::openapi::ErrorBody;
 use crate::identity::routes::origin;
 use crate::ids::{CustomRoleId, UserId};
+use crate::tenancy::store::MemberRecord;
 
 #[derive(Serialize, ToSchema)]
 pub struct MemberView {
@@ -31,6 +32,19 @@ pub struct MemberView {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     joined_at: OffsetDateTime,
+}
+
+impl From<MemberRecord> for MemberView {
+    fn from(member: MemberRecord) -> Self {
+        Self {
+            user_id: member.user_id,
+            email: member.email,
+            role: member.role,
+            custom_role_id: member.custom_role,
+            app_role: member.app_role,
+            joined_at: member.joined_at,
+        }
+    }
 }
 
 /// The tenant's members, strongest role first.
@@ -55,14 +69,7 @@ pub(super) async fn list_members(
     Ok(axum::Json(
         members
             .into_iter()
-            .map(|m| MemberView {
-                user_id: m.user_id,
-                email: m.email,
-                role: m.role,
-                custom_role_id: m.custom_role,
-                app_role: m.app_role,
-                joined_at: m.joined_at,
-            })
+            .map(MemberView::from)
             .collect(),
     ))
 }

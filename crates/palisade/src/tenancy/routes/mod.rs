@@ -10,10 +10,10 @@ use super::members::TenancyError;
 use crate::app::AppState;
 use crate::http::error::{ApiError, ErrorCode};
 
-mod applications;
-mod custom_roles;
-mod invitations;
-mod members;
+pub(crate) mod applications;
+pub(crate) mod custom_roles;
+pub(crate) mod invitations;
+pub(crate) mod members;
 mod roles;
 
 pub fn router() -> OpenApiRouter<AppState> {
