@@ -190,7 +190,10 @@ async fn export_tenant(
                 // A ChainedEvent's view always serializes: its fields are text and numbers.
                 let _ = serde_json::to_writer(&mut buf, &Listed(event));
                 if buf.len() >= CHUNK_BYTES
-                    && chunks.send(Bytes::from(std::mem::take(&mut buf))).await.is_err()
+                    && chunks
+                        .send(Bytes::from(std::mem::take(&mut buf)))
+                        .await
+                        .is_err()
                 {
                     return false;
                 }

@@ -143,7 +143,11 @@ async fn the_owners_export_holds_the_whole_tenant_and_no_hash_token_or_secret_of
         .send()
         .await
         .unwrap();
-    assert_eq!(by_key.status(), 401, "the route takes a person's session, never a key");
+    assert_eq!(
+        by_key.status(),
+        401,
+        "the route takes a person's session, never a key"
+    );
 
     let (status, text) = get_text(&app, TENANT_EXPORT, &owner.access).await;
     assert_eq!(status, 200, "{text}");
@@ -160,12 +164,19 @@ async fn the_owners_export_holds_the_whole_tenant_and_no_hash_token_or_secret_of
     let sessions = export["sessions"].as_array().unwrap();
     assert!(sessions.len() >= 5, "every member signed in: {sessions:?}");
     let events = export["audit_events"].as_array().unwrap();
-    let actions: Vec<&str> = events.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
     for action in ["members.invited", "api_keys.created", "tenant.exported"] {
         assert!(actions.contains(&action), "{action} in {actions:?}");
     }
     let seqs: Vec<i64> = events.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
-    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "the whole chain");
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as i64).collect::<Vec<_>>(),
+        "the whole chain"
+    );
 
     // No secret of any kind, in any form it could take.
     let mut secrets = vec![
@@ -183,11 +194,21 @@ async fn the_owners_export_holds_the_whole_tenant_and_no_hash_token_or_secret_of
         secrets.push(session.access.clone());
     }
     let stored = stored_secrets(&app).await;
-    assert!(stored.len() >= 15, "hashes and seals were read: {}", stored.len());
+    assert!(
+        stored.len() >= 15,
+        "hashes and seals were read: {}",
+        stored.len()
+    );
     secrets.extend(stored.iter().flat_map(|value| renderings(value)));
     for secret in &secrets {
-        assert!(secret.len() >= 8, "a needle that means something: {secret:?}");
-        assert!(!text.contains(secret.as_str()), "the export holds {secret:?}");
+        assert!(
+            secret.len() >= 8,
+            "a needle that means something: {secret:?}"
+        );
+        assert!(
+            !text.contains(secret.as_str()),
+            "the export holds {secret:?}"
+        );
     }
 
     // The export itself is on the record.
@@ -199,7 +220,10 @@ async fn the_owners_export_holds_the_whole_tenant_and_no_hash_token_or_secret_of
         None,
     )
     .await;
-    assert_eq!(listed["events"][0]["actor_id"], crate::tenancy::user_id_of(&app, owner).await);
+    assert_eq!(
+        listed["events"][0]["actor_id"],
+        crate::tenancy::user_id_of(&app, owner).await
+    );
 }
 
 // claim: OPS-5
@@ -215,20 +239,30 @@ async fn a_person_exports_their_own_account_and_nothing_of_anyone_else() {
     assert_eq!(export["format"], "palisade-account-export/1");
     assert_eq!(export["user"]["email"], "member@example.com");
     assert_eq!(export["totp_enrolled"], true);
-    assert_eq!(export["memberships"][0]["tenant_id"], member.tenant.as_str());
+    assert_eq!(
+        export["memberships"][0]["tenant_id"],
+        member.tenant.as_str()
+    );
     assert_eq!(export["memberships"][0]["role"], "member");
-    assert!(!export["sessions"].as_array().unwrap().is_empty(), "{export}");
+    assert!(
+        !export["sessions"].as_array().unwrap().is_empty(),
+        "{export}"
+    );
     for other in ["owner@example.com", "admin@example.com"] {
         assert!(!text.contains(other), "{other} is not the member's data");
     }
-    let mut secrets = vec![
-        PASSWORD.to_owned(),
-        member.refresh.clone(),
-        base32(&totp),
-    ];
-    secrets.extend(stored_secrets(&app).await.iter().flat_map(|v| renderings(v)));
+    let mut secrets = vec![PASSWORD.to_owned(), member.refresh.clone(), base32(&totp)];
+    secrets.extend(
+        stored_secrets(&app)
+            .await
+            .iter()
+            .flat_map(|v| renderings(v)),
+    );
     for secret in &secrets {
-        assert!(!text.contains(secret.as_str()), "the export holds {secret:?}");
+        assert!(
+            !text.contains(secret.as_str()),
+            "the export holds {secret:?}"
+        );
     }
     let unauthenticated = app.get(ACCOUNT_EXPORT).await;
     assert_eq!(unauthenticated.status(), 401);

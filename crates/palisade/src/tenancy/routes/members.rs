@@ -67,10 +67,7 @@ pub(super) async fn list_members(
 ) -> Result<axum::Json<Vec<MemberView>>, ApiError> {
     let members = state.tenancy.members(&permitted.caller).await?;
     Ok(axum::Json(
-        members
-            .into_iter()
-            .map(MemberView::from)
-            .collect(),
+        members.into_iter().map(MemberView::from).collect(),
     ))
 }
 
