@@ -5,8 +5,12 @@
 //! previous hash, then every field as a 4-byte big-endian length and its UTF-8 bytes (an
 //! absent value as the length 0xFFFFFFFF and no bytes), in a fixed order.
 
+use base64::Engine as _;
 use ring::digest;
 use serde::{Deserialize, Serialize};
+
+use super::redaction::{redaction_statement, Redaction};
+use super::signing::PublicKey;
 
 pub type Hash = [u8; 32];
 
@@ -44,6 +48,10 @@ pub struct ChainedEvent {
     pub prev_hash: Hash,
     #[serde(with = "hex_hash")]
     pub hash: Hash,
+    /// Set when an erasure redacted the event's personal fields (claim OPS-5): the
+    /// [`Redaction`] as JSON text. `hash` stays the original, so the chain still links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redaction: Option<String>,
 }
 
 /// The hashed fields of an event, borrowed: the appender and the verifier build the same
@@ -168,6 +176,25 @@ impl ChainedEvent {
     fn consistent_at(&self, seq: i64) -> bool {
         self.fields_at(seq).link(&self.prev_hash) == self.hash
     }
+
+    /// Whether the event's content is a redaction of the content `hash` was made from,
+    /// signed by `key` for this very place in this chain.
+    fn redaction_holds(&self, key: &PublicKey) -> bool {
+        let Some(redaction) = self
+            .redaction
+            .as_deref()
+            .and_then(|text| serde_json::from_str::<Redaction>(text).ok())
+        else {
+            return false;
+        };
+        let Ok(signature) = base64::engine::general_purpose::STANDARD.decode(&redaction.signature)
+        else {
+            return false;
+        };
+        let redacted = self.fields().link(&self.prev_hash);
+        let statement = redaction_statement(&self.stream, self.seq, &self.hash, &redacted);
+        key.verifies(&statement, &redaction.key_id, &signature)
+    }
 }
 
 /// Why a chain does not verify.
@@ -227,6 +254,8 @@ pub struct Summary {
     #[serde(serialize_with = "hex_hash::serialize_option")]
     pub last_hash: Option<Hash>,
     pub checkpoints: u64,
+    /// Events whose personal fields an erasure redacted, each with a verified signature.
+    pub redacted: u64,
 }
 
 /// Walks one chain in sequence order, holding one event of look-ahead (constant memory).
@@ -241,6 +270,8 @@ pub struct ChainWalk {
     next_point: Option<SignedPoint>,
     summary: Summary,
     finding: Option<Finding>,
+    /// Checks redacted events' signatures; without it a redacted event is `edited`.
+    redaction_key: Option<PublicKey>,
 }
 
 impl ChainWalk {
@@ -261,8 +292,10 @@ impl ChainWalk {
                 last_seq: None,
                 last_hash: None,
                 checkpoints: 0,
+                redacted: 0,
             },
             finding: None,
+            redaction_key: None,
         };
         if let Some(anchor) = anchor.filter(|a| !a.valid) {
             walk.fail(
@@ -281,6 +314,12 @@ impl ChainWalk {
         let mut walk = Self::new(None, points);
         walk.expected = 0;
         walk
+    }
+
+    /// Accepts events an erasure redacted when `key` signed their redaction.
+    pub fn accepting_redactions_by(mut self, key: &PublicKey) -> Self {
+        self.redaction_key = Some(key.clone());
+        self
     }
 
     pub fn is_bad(&self) -> bool {
@@ -352,7 +391,12 @@ impl ChainWalk {
                 "the chain links around it",
             );
         }
-        let consistent = event.consistent_at(event.seq);
+        let redacted = event.redaction.is_some()
+            && self
+                .redaction_key
+                .as_ref()
+                .is_some_and(|key| event.redaction_holds(key));
+        let consistent = redacted || event.consistent_at(event.seq);
         let next_links_past = next.is_some_and(|n| n.prev_hash == self.prev);
         if !consistent {
             if event.consistent_at(event.seq + 1) || event.consistent_at(event.seq - 1) {
@@ -365,11 +409,12 @@ impl ChainWalk {
             if !links && next_links_past {
                 return self.fail(event.seq, Problem::Inserted, "the chain links around it");
             }
-            return self.fail(
-                event.seq,
-                Problem::Edited,
-                "its content does not match its hash",
-            );
+            let why = if event.redaction.is_some() {
+                "its content matches neither its hash nor a signed redaction"
+            } else {
+                "its content does not match its hash"
+            };
+            return self.fail(event.seq, Problem::Edited, why);
         }
         if !links {
             if next_links_past {
@@ -385,6 +430,7 @@ impl ChainWalk {
         self.prev = event.hash;
         self.expected += 1;
         self.summary.events += 1;
+        self.summary.redacted += u64::from(redacted);
         self.summary.first_seq.get_or_insert(event.seq);
         self.summary.last_seq = Some(event.seq);
         self.summary.last_hash = Some(event.hash);
@@ -508,6 +554,7 @@ mod tests {
                     app: (seq % 2 == 0).then(|| r#"{"service":"svc_1"}"#.into()),
                     prev_hash: prev,
                     hash: GENESIS,
+                    redaction: None,
                 };
                 event.hash = event.fields().link(&prev);
                 prev = event.hash;

@@ -98,8 +98,11 @@ enum Line {
 }
 
 const CSV_HEADER: &str = "record,stream,seq,id,occurred_at_us,actor_type,actor_id,actor_role,\
-action,target_type,target_id,outcome,ip,user_agent,request_id,changes,app,prev_hash,hash\n";
-const CSV_COLUMNS: usize = 19;
+action,target_type,target_id,outcome,ip,user_agent,request_id,changes,app,prev_hash,hash,\
+redaction\n";
+const CSV_COLUMNS: usize = 20;
+/// Exports written before erasure's redactions had their column.
+const CSV_COLUMNS_BEFORE_REDACTION: usize = 19;
 /// Exports written before the app's events had their column.
 const CSV_COLUMNS_BEFORE_APP: usize = 18;
 
@@ -275,6 +278,7 @@ fn write_csv_event(buf: &mut Vec<u8>, event: &ChainedEvent) {
         event.app.as_deref(),
         Some(&prev),
         Some(&hash),
+        event.redaction.as_deref(),
     ];
     for (n, field) in fields.iter().enumerate() {
         if n > 0 {
@@ -377,9 +381,10 @@ fn split_csv_record(line: &str) -> Option<Vec<Option<String>>> {
 
 fn csv_line(line: &str) -> Option<Line> {
     let fields = parse_csv_record(line)?;
-    let has_app = match fields.len() {
-        CSV_COLUMNS => true,
-        CSV_COLUMNS_BEFORE_APP => false,
+    let (has_app, has_redaction) = match fields.len() {
+        CSV_COLUMNS => (true, true),
+        CSV_COLUMNS_BEFORE_REDACTION => (true, false),
+        CSV_COLUMNS_BEFORE_APP => (false, false),
         _ => return None,
     };
     let text = |n: usize| fields[n].clone().unwrap_or_default();
@@ -410,6 +415,11 @@ fn csv_line(line: &str) -> Option<Line> {
             app: if has_app { fields[16].clone() } else { None },
             prev_hash: hex_hash::parse(&text(hashes))?,
             hash: hex_hash::parse(&text(hashes + 1))?,
+            redaction: if has_redaction {
+                fields[hashes + 2].clone()
+            } else {
+                None
+            },
         }))),
         _ => None,
     }
@@ -423,6 +433,8 @@ pub struct ExportReport {
     pub first_seq: Option<i64>,
     pub last_seq: Option<i64>,
     pub checkpoints: u64,
+    /// Events an erasure redacted, each with a verified signature.
+    pub redacted: u64,
 }
 
 /// Why an export does not verify.
@@ -521,7 +533,7 @@ pub fn verify_export(input: impl BufRead, key: &PublicKey) -> Result<ExportRepor
                         .iter()
                         .map(|p| signed_point(key, &event.stream, p))
                         .collect();
-                    ChainWalk::from_first(signed)
+                    ChainWalk::from_first(signed).accepting_redactions_by(key)
                 });
                 walk.feed(*event);
             }
@@ -567,6 +579,7 @@ pub fn verify_export(input: impl BufRead, key: &PublicKey) -> Result<ExportRepor
         first_seq: summary.first_seq,
         last_seq: summary.last_seq,
         checkpoints: summary.checkpoints,
+        redacted: summary.redacted,
     })
 }
 
@@ -615,6 +628,9 @@ mod tests {
             user_agent: agent,
             request_id: next(),
             changes: next(),
+            redaction: app
+                .as_ref()
+                .map(|_| r#"{"key_id":"k1","signature":"c2lnbmVk"}"#.to_owned()),
             app,
             prev_hash: [1; 32],
             hash: [2; 32],

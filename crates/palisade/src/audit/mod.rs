@@ -16,6 +16,7 @@ pub mod app;
 pub mod app_routes;
 pub mod chain;
 pub mod export;
+pub mod redaction;
 pub mod routes;
 pub mod service;
 pub mod signing;
@@ -33,7 +34,7 @@ use crate::access::{Caller, Subject};
 use crate::ids::{ApiKeyId, ServiceId, TenantId, UserId};
 
 pub use service::Audit;
-pub(crate) use store::Append;
+pub(crate) use store::{Append, Forget, Redact};
 
 /// The platform stream's id: events that belong to no tenant (TEN-6's operations, a failed
 /// sign-in of an unknown email, a rate-limit burst of nobody known).

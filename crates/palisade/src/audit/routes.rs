@@ -154,7 +154,7 @@ impl Serialize for Listed {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let event = &self.0;
-        let mut out = s.serialize_struct("Event", 18)?;
+        let mut out = s.serialize_struct("Event", 19)?;
         out.serialize_field("stream", &event.stream)?;
         out.serialize_field("seq", &event.seq)?;
         out.serialize_field("id", &event.id)?;
@@ -175,6 +175,9 @@ impl Serialize for Listed {
         }
         out.serialize_field("prev_hash", &hex::encode(event.prev_hash))?;
         out.serialize_field("hash", &hex::encode(event.hash))?;
+        if let Some(redaction) = &event.redaction {
+            out.serialize_field("redaction", &as_json(redaction))?;
+        }
         out.end()
     }
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::chain::{ChainWalk, ChainedEvent, Finding, Summary};
 use super::export::{ExportWriter, Format};
-use super::signing::{CheckpointKey, PublicKey, Statement};
+use super::signing::{CheckpointKey, LogSigner, PublicKey};
 use super::store::{micros, AuditStore, Chain, EventFilter, StoredPoint};
 use super::writer::AuditWriter;
 use super::{stream_name, Acting, AuditRecord};
@@ -113,6 +113,12 @@ impl Audit {
         self.clock.now()
     }
 
+    /// Signs for work done inside another store's transaction: an erasure's redactions
+    /// and anchors (claim OPS-5).
+    pub fn signer(&self) -> LogSigner {
+        LogSigner(self.key.clone())
+    }
+
     pub fn public_key(&self) -> &PublicKey {
         self.key.public()
     }
@@ -138,7 +144,8 @@ impl Audit {
             .filter(|p| p.kind == "checkpoint" && p.seq > after)
             .map(signed)
             .collect();
-        let mut walk = ChainWalk::new(anchor.as_ref(), checkpoints);
+        let mut walk =
+            ChainWalk::new(anchor.as_ref(), checkpoints).accepting_redactions_by(self.key.public());
         let (events, mut arriving) = mpsc::channel(WALK_BUFFER);
         let reading = self.store.walk(chain, after + 1, None, events);
         let judging = async {
@@ -193,15 +200,7 @@ impl Audit {
         hash: super::chain::Hash,
         signed_at_us: i64,
     ) -> StoredPoint {
-        let statement = Statement::point(kind, &stream_name(stream), seq, &hash, signed_at_us);
-        StoredPoint {
-            kind: kind.to_owned(),
-            seq,
-            hash,
-            signed_at_us,
-            key_id: self.key.public().key_id().to_owned(),
-            signature: self.key.sign(&statement),
-        }
+        self.signer().point(kind, stream, seq, hash, signed_at_us)
     }
 
     pub async fn retention(&self, chain: Chain) -> Result<Option<i32>, StoreError> {

@@ -184,3 +184,39 @@ mod tests {
         assert!(!public.verifies(&statement, "someone-else", &signature));
     }
 }
+
+/// The checkpoint key, lent to work done inside another store's transaction (an erasure
+/// signs redactions and anchors as it writes): it signs, and never leaves the process.
+#[derive(Clone)]
+pub struct LogSigner(pub(super) std::sync::Arc<CheckpointKey>);
+
+impl LogSigner {
+    pub fn key_id(&self) -> &str {
+        self.0.public().key_id()
+    }
+
+    pub(super) fn sign(&self, statement: &Statement) -> Vec<u8> {
+        self.0.sign(statement)
+    }
+
+    /// A signed checkpoint or anchor: chain `stream`'s event `seq` has `hash`.
+    pub fn point(
+        &self,
+        kind: &str,
+        stream: uuid::Uuid,
+        seq: i64,
+        hash: Hash,
+        signed_at_us: i64,
+    ) -> super::store::StoredPoint {
+        let statement =
+            Statement::point(kind, &super::stream_name(stream), seq, &hash, signed_at_us);
+        super::store::StoredPoint {
+            kind: kind.to_owned(),
+            seq,
+            hash,
+            signed_at_us,
+            key_id: self.key_id().to_owned(),
+            signature: self.sign(&statement),
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! reset, TOTP, and the check behind every authenticated request.
 
 pub mod domain;
+pub mod erasure;
 pub mod import;
 pub mod introspection;
 pub mod mfa;

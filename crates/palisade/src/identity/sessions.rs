@@ -782,6 +782,20 @@ impl Identity {
         outcome
     }
 
+    /// Re-authentication before an irreversible change another capability makes (a
+    /// tenant's deletion): the password, under the same limits as sign-in.
+    pub async fn confirm_password(
+        &self,
+        principal: &Principal,
+        password: SecretString,
+        origin: &Origin,
+    ) -> Result<(), IdentityError> {
+        let attempt = self.check_password(principal, password, origin).await?;
+        self.settle(&attempt, &Ok::<(), IdentityError>(()), false)
+            .await;
+        Ok(())
+    }
+
     /// Re-authentication of a signed-in user (before a password change or MFA enrolment),
     /// under the same brute-force limits as sign-in. On success the attempt is still
     /// admitted: the caller settles it.

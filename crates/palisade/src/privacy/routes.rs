@@ -4,9 +4,11 @@
 //! secret value is absent because no view carries one.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
-use serde::Serialize;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
@@ -20,7 +22,7 @@ use crate::audit::routes::Listed;
 use crate::audit::store::Chain;
 use crate::http::auth::{AnySession, PermittedPerson};
 use crate::http::error::ApiError;
-use crate::http::extract::RequestContext;
+use crate::http::extract::{Json, RequestContext};
 use crate::http::openapi::ErrorBody;
 use crate::identity::routes::origin;
 use crate::identity::store::SessionRecord;
@@ -37,6 +39,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(export_tenant))
         .routes(routes!(export_account))
+        .routes(routes!(erase_account))
+        .routes(routes!(delete_tenant))
 }
 
 /// The format name each document opens with, so a reader knows what it holds.
@@ -195,16 +199,19 @@ async fn export_tenant(
                         .await
                         .is_err()
                 {
-                    return false;
+                    return None;
                 }
             }
-            buf.extend_from_slice(b"]}");
-            chunks.send(Bytes::from(buf)).await.is_ok()
+            Some(buf)
         };
-        let (walked, _) = tokio::join!(walking, writing);
-        if let Err(error) = walked {
-            // The document then lacks its closing `]}`: the client sees it was cut short.
-            tracing::warn!(%error, "tenant export ended early");
+        match tokio::join!(walking, writing) {
+            (Ok(()), Some(mut rest)) => {
+                rest.extend_from_slice(b"]}");
+                let _ = chunks.send(Bytes::from(rest)).await;
+            }
+            // Without its closing `]}` the client sees the document was cut short.
+            (Err(error), _) => tracing::warn!(%error, "tenant export ended early"),
+            (Ok(()), None) => {}
         }
     });
     Ok(crate::http::streamed(body, "application/json"))
@@ -301,4 +308,97 @@ async fn export_account(
         sessions: views(sessions),
         totp_enrolled,
     }))
+}
+
+/// The current password, asked again before anything is erased: a stolen access token
+/// alone erases nothing.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureRequest {
+    #[schema(value_type = String, min_length = 1, max_length = 128, format = Password)]
+    password: SecretString,
+}
+
+/// Erase the caller's account, at once and for good: every session and token ends, every
+/// membership goes (with the member's relations and invitations), the second factor and
+/// recovery codes are deleted, and the account keeps only its id (its email becomes
+/// `usr_…@erased.invalid`, its password unknowable). The person's IP address, user agent
+/// and email leave every audit event of their tenants and the platform stream that held
+/// them; each such event carries a signed redaction, so every chain still verifies. Each
+/// tenant's log records `members.erased`, the platform stream `account.erased`. A tenant
+/// whose only member the caller is (the one sign-up made) is deleted with the account, as
+/// `POST /api/v1/tenant/delete` deletes one; the Owner of a tenant others belong to must
+/// first transfer ownership or delete it (409).
+#[utoipa::path(
+    post,
+    path = "/api/v1/me/erase",
+    tag = "privacy",
+    request_body = ErasureRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Erased"),
+        (status = 401, description = "Not signed in, or the password is wrong", body = ErrorBody),
+        (status = 409, description = "The caller owns a tenant", body = ErrorBody),
+        (status = 422, description = "Invalid body", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts", body = ErrorBody),
+    )
+)]
+async fn erase_account(
+    State(state): State<AppState>,
+    AnySession(principal): AnySession,
+    context: RequestContext,
+    Json(body): Json<ErasureRequest>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .identity
+        .erase_account(
+            &principal,
+            body.password,
+            &origin(context),
+            &state.audit.signer(),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Delete the tenant and everything it holds, at once and for good: members, invitations,
+/// roles, applications, API keys, relations, secrets, webhooks and tenant tokens. Its data
+/// keys are deleted with it, so nothing the vault sealed under them can be opened again,
+/// backups included. Every session acting in it ends. Its audit chain is closed by a signed
+/// anchor at its last event (`tenant.deleted`) and its events are deleted; the platform
+/// stream records the deletion with that anchor. The tenant's id stays, nameless and
+/// suspended, and is never reused.
+///
+/// Action: `tenant.delete` (Owner; people only), with the password asked again.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tenant/delete",
+    tag = "privacy",
+    request_body = ErasureRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Not signed in, or the password is wrong", body = ErrorBody),
+        (status = 403, description = "The role does not allow this action", body = ErrorBody),
+        (status = 422, description = "Invalid body", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts", body = ErrorBody),
+    )
+)]
+async fn delete_tenant(
+    State(state): State<AppState>,
+    permitted: PermittedPerson<act::TenantDelete>,
+    context: RequestContext,
+    Json(body): Json<ErasureRequest>,
+) -> Result<StatusCode, ApiError> {
+    let origin = origin(context);
+    let person = &permitted.person;
+    state
+        .identity
+        .confirm_password(person, body.password, &origin)
+        .await?;
+    state
+        .tenancy
+        .delete_tenant(person, &origin, &state.audit.signer())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -46,6 +46,7 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     20 "0020_inbound_webhooks",
     21 "0021_data_key_rotation",
     22 "0022_webhook_retention",
+    23 "0023_erasure",
 );
 pub const POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
@@ -70,6 +71,7 @@ pub const POSTGRES: &[Migration] = migrations!("postgres":
     20 "0020_inbound_webhooks",
     21 "0021_data_key_rotation",
     22 "0022_webhook_retention",
+    23 "0023_erasure",
 );
 
 /// Serialises migrators across instances sharing one PostgreSQL database.

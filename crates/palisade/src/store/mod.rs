@@ -80,6 +80,13 @@ pub(crate) trait Begin {
         tx: &mut Transaction<'static, Self::Db>,
         key: i64,
     ) -> Result<(), StoreError>;
+    /// Binds a write transaction to another tenant: one transaction that must change
+    /// several tenants, as a person's erasure does, binds each in turn (SQLite has nothing
+    /// to bind).
+    async fn rebind(
+        tx: &mut Transaction<'static, Self::Db>,
+        scope: TenantScope,
+    ) -> Result<(), StoreError>;
     /// Reads a user's own memberships across tenants.
     async fn user_read(&self, user: UserId) -> Result<Transaction<'static, Self::Db>, StoreError>;
     /// Reads the one credential a client presented (an API key, a tenant token), before
@@ -112,6 +119,12 @@ impl Begin for SqlitePool {
     async fn lock_until_commit(
         _tx: &mut Transaction<'static, Sqlite>,
         _key: i64,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn rebind(
+        _tx: &mut Transaction<'static, Sqlite>,
+        _scope: TenantScope,
     ) -> Result<(), StoreError> {
         Ok(())
     }
@@ -156,6 +169,12 @@ impl Begin for PgPool {
             .execute(&mut **tx)
             .await?;
         Ok(())
+    }
+    async fn rebind(
+        tx: &mut Transaction<'static, Postgres>,
+        scope: TenantScope,
+    ) -> Result<(), StoreError> {
+        postgres::bind(tx, postgres::TENANT_SETTING, scope.tenant().as_uuid()).await
     }
     type Reader = Transaction<'static, Postgres>;
     async fn tenant_reader(

@@ -62,13 +62,23 @@ pub async fn begin_bound(
     id: uuid::Uuid,
 ) -> Result<Transaction<'static, Postgres>, StoreError> {
     let mut tx = pool.begin().await?;
+    bind(&mut tx, setting, id).await?;
+    Ok(tx)
+}
+
+/// Sets `setting` to `id` until the transaction ends.
+pub async fn bind(
+    tx: &mut Transaction<'static, Postgres>,
+    setting: &'static str,
+    id: uuid::Uuid,
+) -> Result<(), StoreError> {
     // set_config(..., true) is SET LOCAL with a bind parameter: it ends with the transaction.
     sqlx::query("SELECT set_config($1, $2, true)")
         .bind(setting)
         .bind(id.to_string())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-    Ok(tx)
+    Ok(())
 }
 
 pub async fn probe(pool: &PgPool) -> Result<(), String> {

@@ -4,6 +4,7 @@
 pub mod app_roles;
 pub mod applications;
 pub mod custom_roles;
+pub mod deletion;
 pub mod invitations;
 pub mod members;
 pub mod routes;

@@ -5,9 +5,11 @@ use async_trait::async_trait;
 use sqlx::{PgPool, SqlitePool};
 use time::OffsetDateTime;
 
+use super::deletion::DeleteTenant;
 use crate::access::actions::Entitlement;
 use crate::access::Role;
 use crate::access::TenantScope;
+use crate::audit::signing::LogSigner;
 use crate::audit::{Acting, Actor, Append, AuditRecord};
 use crate::ids::{ApplicationId, CustomRoleId, InvitationId, TenantId, UserId};
 use crate::relations::store::NEXT_REVISION;
@@ -240,6 +242,15 @@ pub trait TenancyStore: Send + Sync {
         to: UserId,
         event: &AuditRecord,
     ) -> Result<MemberChange, StoreError>;
+    /// Deletes the tenant and all it holds (`tenancy::deletion`): `deleted` closes its
+    /// chain, `recorded` (with the closing anchor) goes to the platform stream.
+    async fn delete_tenant(
+        &self,
+        scope: TenantScope,
+        deleted: &AuditRecord,
+        recorded: &AuditRecord,
+        signer: &LogSigner,
+    ) -> Result<(), StoreError>;
     /// Removes a member and ends their sessions in this tenant; refuses the last Owner.
     async fn remove(
         &self,
@@ -834,6 +845,23 @@ for_both_backends! {
                 Acceptance::NotFound | Acceptance::AlreadyMember => Ok(InvitedSignup::NotFound),
                 Acceptance::Suspended => Ok(InvitedSignup::Suspended),
             }
+        }
+
+        async fn delete_tenant(
+            &self,
+            scope: TenantScope,
+            deleted: &AuditRecord,
+            recorded: &AuditRecord,
+            signer: &LogSigner,
+        ) -> Result<(), StoreError> {
+            let mut tx = self.0.tenant(scope).await?;
+            // Every membership change of the tenant waits for this, and none comes after.
+            <Pool as Begin>::lock_until_commit(&mut tx, membership_lock(scope.tenant())).await?;
+            let (seq, hash) = tx.delete_tenant(scope, deleted, signer).await?;
+            let recorded = recorded
+                .clone()
+                .changed("closing_anchor", serde_json::Value::Null, serde_json::json!({"seq": seq, "hash": hash}));
+            tx.commit_narrowing(&recorded).await
         }
 
         async fn transfer_ownership(

@@ -227,7 +227,7 @@ async fn an_inserted_event_is_named() {
     let forge = format!(
         "INSERT INTO audit_events SELECT tenant_id, 3, '0190aaaa-0000-7000-8000-000000000001',
            occurred_at_us, actor_type, actor_id, actor_role, action, target_type, 'forged',
-           outcome, ip, user_agent, request_id, changes, prev_hash, hash, app
+           outcome, ip, user_agent, request_id, changes, prev_hash, hash, app, redaction
          FROM audit_events WHERE seq = 2 AND {TENANT_ROWS}"
     );
     assert_eq!(
@@ -1288,6 +1288,28 @@ async fn every_state_changing_route_writes_an_event_with_its_request_id() {
     )
     .await;
     let _ = tenant;
+
+    // Erasure (OPS-5): an account, with the tenant it alone belongs to, and a tenant.
+    app.sign_up("leaver@example.com").await;
+    let leaver = app.login("leaver@example.com").await;
+    let password = json!({ "password": crate::helpers::PASSWORD });
+    walk.call(
+        post.clone(),
+        "/api/v1/me/erase",
+        "/api/v1/me/erase",
+        Auth::Bearer(&leaver.access),
+        Some(password.clone()),
+    )
+    .await;
+    let elsewhere = app.login("elsewhere@example.com").await;
+    walk.call(
+        post.clone(),
+        "/api/v1/tenant/delete",
+        "/api/v1/tenant/delete",
+        Auth::Bearer(&elsewhere.access),
+        Some(password),
+    )
+    .await;
 
     // Nothing that changes state was left out.
     let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();

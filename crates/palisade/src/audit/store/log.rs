@@ -6,6 +6,8 @@ use sqlx::{Row, Transaction};
 use tokio::sync::mpsc;
 
 use super::super::chain::{ChainedEvent, Hash};
+use super::super::redaction::ErasedPerson;
+use super::super::signing::LogSigner;
 use super::super::{stream_name, AuditRecord};
 use super::{hash_of, Append, Chain, Dialect, EventFilter, Head, SqlAuditStore, StoredPoint};
 use crate::ids::{EventId, TenantId};
@@ -74,8 +76,109 @@ pub trait AuditLog: Send + Sync {
     ) -> Result<u64, StoreError>;
 }
 
+/// Erasure's redactions (claim OPS-5), inside the caller's transaction: on PostgreSQL it
+/// must be bound to the chain's tenant (the platform stream's is the nil id).
+pub(crate) trait Redact {
+    /// Redacts `person`'s data from every event of chain `stream` holding some, each row
+    /// signed by `redactor`: how many events changed.
+    async fn redact_person(
+        &mut self,
+        stream: uuid::Uuid,
+        person: &ErasedPerson<'_>,
+        signer: &LogSigner,
+    ) -> Result<u64, StoreError>;
+}
+
+/// A deleted tenant's log (claim OPS-5), inside the caller's transaction bound to it: what
+/// retention does, all at once. An anchor is signed at the chain's head and every event up
+/// to it deleted; the head and the signed points stay (they hold only hashes), so the
+/// chain still verifies, as one that ended where the anchor says.
+pub(crate) trait Forget {
+    /// The anchor's (seq, hash); None for a chain that never had an event.
+    async fn forget_chain(
+        &mut self,
+        chain: Chain,
+        signer: &LogSigner,
+        at_us: i64,
+    ) -> Result<Option<(i64, Hash)>, StoreError>;
+}
+
+/// The events that may hold a person's data (`ErasedPerson` decides): what they did from
+/// an address or a user agent, anonymous attempts on their account, and what was done to
+/// their email. A scan of the chain: erasure is rare, and no append pays for an index on
+/// targets.
+const HOLDING_PERSON: &str = "SELECT * FROM audit_events WHERE tenant_id = $1
+     AND (((actor_id = $2 OR (actor_type = 'anonymous' AND target_type = 'user'
+                              AND target_id = $2))
+           AND (ip IS NOT NULL OR user_agent IS NOT NULL))
+          OR (target_type = 'email' AND target_id = $3))";
+const REDACT: &str = "UPDATE audit_events SET ip = $3, user_agent = $4, target_id = $5,
+     redaction = $6 WHERE tenant_id = $1 AND seq = $2";
+
 for_both_backends! {
     const PRUNE: &str = <Db as Dialect>::PRUNE;
+
+    impl Forget for Transaction<'static, Db> {
+        async fn forget_chain(
+            &mut self,
+            chain: Chain,
+            signer: &LogSigner,
+            at_us: i64,
+        ) -> Result<Option<(i64, Hash)>, StoreError> {
+            let head: Option<(i64, Vec<u8>)> =
+                sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant_id = $1")
+                    .bind(chain.tenant())
+                    .fetch_optional(&mut **self)
+                    .await?;
+            let Some((seq, hash)) = head else {
+                return Ok(None);
+            };
+            let hash = hash_of(&hash)?;
+            let anchor = signer.point("anchor", chain.stream(), seq, hash, at_us);
+            insert_point(self, chain, &anchor).await?;
+            sqlx::query(PRUNE)
+                .bind(chain.tenant())
+                .bind(seq)
+                .execute(&mut **self)
+                .await?;
+            Ok(Some((seq, hash)))
+        }
+    }
+
+    impl Redact for Transaction<'static, Db> {
+        async fn redact_person(
+            &mut self,
+            stream: uuid::Uuid,
+            person: &ErasedPerson<'_>,
+            signer: &LogSigner,
+        ) -> Result<u64, StoreError> {
+            let tenant = TenantId::from_uuid(stream);
+            let rows = sqlx::query(HOLDING_PERSON)
+                .bind(tenant)
+                .bind(person.actor_id)
+                .bind(person.email)
+                .fetch_all(&mut **self)
+                .await?;
+            let mut redacted = 0;
+            for row in rows {
+                let mut event = chained_event(&row)?;
+                if !signer.redact(&mut event, person) {
+                    continue;
+                }
+                sqlx::query(REDACT)
+                    .bind(tenant)
+                    .bind(event.seq)
+                    .bind(event.ip.as_deref())
+                    .bind(event.user_agent.as_deref())
+                    .bind(event.target_id.as_str())
+                    .bind(event.redaction.as_deref())
+                    .execute(&mut **self)
+                    .await?;
+                redacted += 1;
+            }
+            Ok(redacted)
+        }
+    }
 
     fn chained_event(row: &DbRow) -> Result<ChainedEvent, sqlx::Error> {
         let tenant: TenantId = row.try_get("tenant_id")?;
@@ -106,6 +209,7 @@ for_both_backends! {
             app: row.try_get("app")?,
             prev_hash: hash("prev_hash")?,
             hash: hash("hash")?,
+            redaction: row.try_get("redaction")?,
         })
     }
 

@@ -12,6 +12,7 @@ use uuid::Uuid;
 pub(crate) use append::Append;
 pub use append::{AppAppend, BatchAppend};
 pub use log::AuditLog;
+pub(crate) use log::{Forget, Redact};
 
 use super::chain::{Hash, SignedPoint};
 use crate::access::TenantScope;

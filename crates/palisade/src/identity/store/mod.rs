@@ -163,6 +163,7 @@ pub const SCOPES: usize = 3;
 
 mod accounts;
 mod email_tokens;
+mod erasure;
 mod mfa;
 mod sessions;
 mod signing_keys;
@@ -170,6 +171,7 @@ mod throttle;
 
 pub use accounts::AccountStore;
 pub use email_tokens::EmailTokenStore;
+pub use erasure::{AccountErasure, Erased, ErasureStore, Leaving};
 pub use mfa::MfaStore;
 pub use sessions::SessionStore;
 pub use signing_keys::{SealedPlace, SigningKeyStore};
@@ -178,12 +180,24 @@ pub use throttle::ThrottleStore;
 /// Everything identity stores, one trait per concern (each in its own file), written once
 /// for both backends.
 pub trait IdentityStore:
-    AccountStore + SessionStore + SigningKeyStore + ThrottleStore + EmailTokenStore + MfaStore
+    AccountStore
+    + SessionStore
+    + SigningKeyStore
+    + ThrottleStore
+    + EmailTokenStore
+    + MfaStore
+    + ErasureStore
 {
 }
 
 impl<T> IdentityStore for T where
-    T: AccountStore + SessionStore + SigningKeyStore + ThrottleStore + EmailTokenStore + MfaStore
+    T: AccountStore
+        + SessionStore
+        + SigningKeyStore
+        + ThrottleStore
+        + EmailTokenStore
+        + MfaStore
+        + ErasureStore
 {
 }
 
