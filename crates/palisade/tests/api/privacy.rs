@@ -85,6 +85,18 @@ fn base32(bytes: &[u8]) -> String {
     out
 }
 
+/// Every chain of the deployment verifies, the platform stream's included.
+async fn every_chain_verifies(app: &TestApp) {
+    for chain in app.state.audit.streams().await.unwrap() {
+        let verified = app.state.audit.verify(chain).await.unwrap();
+        assert!(
+            verified.ok,
+            "{}: {:?}",
+            verified.stream, verified.first_problem
+        );
+    }
+}
+
 async fn get_text(app: &TestApp, path: &str, access: &str) -> (u16, String) {
     let response = app.get_as(path, access).await;
     (response.status().as_u16(), response.text().await.unwrap())
@@ -383,10 +395,7 @@ async fn an_erased_person_cannot_sign_in_appears_in_no_export_and_every_chain_st
     let verdict = crate::audit::verdict(&app, owner).await;
     assert_eq!(verdict["ok"], true, "{verdict}");
     assert!(verdict["redacted"].as_u64().unwrap() >= 1, "{verdict}");
-    for chain in app.state.audit.streams().await.unwrap() {
-        let verified = app.state.audit.verify(chain).await.unwrap();
-        assert!(verified.ok, "{:?}", verified.first_problem);
-    }
+    every_chain_verifies(&app).await;
     let key = crate::audit::published_key(&app).await;
     for format in ["ndjson", "csv"] {
         let exported =
@@ -617,14 +626,7 @@ async fn a_deleted_tenant_leaves_no_row_no_key_and_a_closed_chain_that_verifies(
 
     // Every chain verifies: the tenant's ends at its signed anchor, and the platform
     // stream records where.
-    for chain in app.state.audit.streams().await.unwrap() {
-        let verified = app.state.audit.verify(chain).await.unwrap();
-        assert!(
-            verified.ok,
-            "{}: {:?}",
-            verified.stream, verified.first_problem
-        );
-    }
+    every_chain_verifies(&app).await;
     let recorded: Vec<String> = app
         .inspect(
             "SELECT changes FROM audit_events WHERE action = 'tenant.deleted'
