@@ -38,6 +38,7 @@ pub struct Settings {
     pub tls: TlsSettings,
     pub log: LogSettings,
     pub metrics: MetricsSettings,
+    pub posture: PostureSettings,
     pub passwords: PasswordSettings,
     pub auth: AuthSettings,
     pub mail: MailSettings,
@@ -418,6 +419,16 @@ pub struct MetricsSettings {
     pub bearer_token: Option<SecretString>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostureSettings {
+    /// `GET /api/v1/posture` (claim OPS-7: this instance checked against every claim)
+    /// demands `Authorization: Bearer <token>` (at least 16 characters); `palisade posture
+    /// --token` sends it. Unset (the default), the report is served to nobody: run
+    /// `palisade posture` without `--token` for the checks made from outside.
+    pub bearer_token: Option<SecretString>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PasswordSettings {
@@ -494,6 +505,7 @@ impl Default for Settings {
             tls: TlsSettings::default(),
             log: LogSettings::default(),
             metrics: MetricsSettings::default(),
+            posture: PostureSettings::default(),
             passwords: PasswordSettings::default(),
             auth: AuthSettings::default(),
             mail: MailSettings::default(),
@@ -896,6 +908,12 @@ impl Settings {
                 "metrics.bearer_token must be at least 16 characters",
             );
         }
+        if let Some(token) = &self.posture.bearer_token {
+            check(
+                token.expose_secret().len() >= 16,
+                "posture.bearer_token must be at least 16 characters",
+            );
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -961,6 +979,7 @@ impl Settings {
             },
             "log": { "filter": self.log.filter },
             "metrics": { "bearer_token": secret(&self.metrics.bearer_token) },
+            "posture": { "bearer_token": secret(&self.posture.bearer_token) },
             "passwords": {
                 "argon2_memory_kib": self.passwords.argon2_memory_kib,
                 "argon2_iterations": self.passwords.argon2_iterations,

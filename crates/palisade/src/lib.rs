@@ -19,6 +19,7 @@ pub mod ids;
 pub mod keys;
 pub mod mail;
 pub mod platform;
+pub mod posture;
 pub mod privacy;
 pub mod ratelimit;
 pub mod relations;

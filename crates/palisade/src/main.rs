@@ -2,7 +2,7 @@
 //! import users, the platform operator's cross-tenant commands, and audit verification.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -97,6 +97,22 @@ enum Command {
         /// default: the key inside the backup, which proves less.
         #[arg(long, allow_hyphen_values = true)]
         public_key: Option<String>,
+    },
+    /// Check a running instance against every claim of the specification (OPS-7): what a
+    /// client sees from outside (headers, TLS and HSTS, the signing keys, input refused)
+    /// and, with --token-file, the instance's own report (`GET /api/v1/posture`). Prints
+    /// each claim as pass, fail or not checkable with evidence; exits non-zero when any
+    /// fails, so a cron or CI job can run it.
+    Posture {
+        /// The instance's base URL (https://palisade.example.com).
+        #[arg(long)]
+        url: String,
+        /// A file holding `posture.bearer_token` (never on the command line).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// The report as JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Platform operations across tenants (audited; on PostgreSQL they need
     /// admin.database_url, the operator's own credential).
@@ -310,6 +326,11 @@ fn main() -> ExitCode {
                 );
                 restore(&settings, &backup, &identity, database_url, public_key).await
             }
+            Command::Posture {
+                url,
+                token_file,
+                json,
+            } => posture(&url, token_file.as_deref(), json).await,
             Command::Users {
                 command: UsersCommand::Import { tenant, file },
             } => {
@@ -334,6 +355,43 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn posture(url: &str, token_file: Option<&Path>, json: bool) -> anyhow::Result<()> {
+    use palisade::posture::{outside, Report};
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let findings = outside::probe(&client, url)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let mut report = Report::of(url, at, findings);
+    if let Some(file) = token_file {
+        let token = std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let response = client
+            .get(format!("{}/api/v1/posture", url.trim_end_matches('/')))
+            .bearer_auth(token.trim())
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "the instance's report answered {} (is posture.bearer_token the file's token?)",
+            response.status()
+        );
+        report = report.merged_with(response.json::<Report>().await?);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
+    anyhow::ensure!(report.failed == 0, "{} claim(s) fail", report.failed);
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

@@ -404,6 +404,34 @@ impl From<IdentityError> for ApiError {
     }
 }
 
+/// An operator's endpoint (`/metrics`, `/api/v1/posture`): the request must present the
+/// configured token as a bearer token, compared in constant time; with none configured,
+/// nobody may call it.
+pub fn operator_bearer(
+    headers: &axum::http::HeaderMap,
+    expected: Option<&secrecy::SecretString>,
+) -> Result<(), ApiError> {
+    use secrecy::ExposeSecret;
+    use subtle::ConstantTimeEq;
+    let Some(expected) = expected else {
+        return Err(ApiError::Unauthenticated);
+    };
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let matches: bool = presented
+        .as_bytes()
+        .ct_eq(expected.expose_secret().as_bytes())
+        .into();
+    if matches {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthenticated)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

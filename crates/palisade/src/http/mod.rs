@@ -61,6 +61,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(crate::vault::routes::router())
         .merge(crate::webhooks::routes::router())
         .merge(crate::privacy::routes::router())
+        .merge(crate::posture::routes::router())
 }
 
 /// The application: every route behind the request frame, with its OpenAPI document.

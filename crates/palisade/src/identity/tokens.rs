@@ -412,6 +412,17 @@ impl AccessTokens {
         }
     }
 
+    /// The signing key's id and when it was made (the posture report's ID-8).
+    pub fn signing_key(&self) -> Option<(String, OffsetDateTime)> {
+        let keys = self.current();
+        keys.active().map(|k| (k.kid.clone(), k.created_at))
+    }
+
+    /// How often the signing key is replaced.
+    pub fn rotation(&self) -> Duration {
+        self.rotation
+    }
+
     /// The JWKS document (RFC 7517): every published key, the signing one first.
     pub fn jwks(&self, now: OffsetDateTime) -> serde_json::Value {
         let keys = self.current();

@@ -143,3 +143,65 @@ pub async fn check_runtime_role(pool: &PgPool) -> Result<(), StartupError> {
         )))
     }
 }
+
+/// The tables with a `tenant_id` column that are not tenant data, so carry no row-level
+/// security. A user's sessions are reached only by a secret's hash or a verified token's
+/// ids. The audit chains' heads and signed checkpoints hold positions, hashes and
+/// signatures, no event content, and every instance's checkpoint and retention work reads
+/// all of them. The webhook delivery queue holds ids, states and times, no payload or URL,
+/// and every instance's dispatcher claims from it across tenants (docs/decisions.md).
+pub const TABLES_WITHOUT_RLS: [&str; 4] = [
+    "sessions",
+    "audit_heads",
+    "audit_checkpoints",
+    "webhook_deliveries",
+];
+
+/// The tenant tables (those with a `tenant_id`, but [`TABLES_WITHOUT_RLS`]) whose
+/// row-level security is not both enabled and forced: (how many were checked, the names of
+/// those that are not). The posture report's TEN-3.
+pub async fn rls_gaps(pool: &PgPool) -> Result<(usize, Vec<String>), sqlx::Error> {
+    let rows: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT c.relname::text, c.relrowsecurity AND c.relforcerowsecurity
+         FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+         WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace
+           AND a.attname = 'tenant_id' AND NOT a.attisdropped
+         ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await?;
+    let tenant_tables: Vec<_> = rows
+        .iter()
+        .filter(|(name, _)| !TABLES_WITHOUT_RLS.contains(&name.as_str()))
+        .collect();
+    let gaps = tenant_tables
+        .iter()
+        .filter(|(_, forced)| !forced)
+        .map(|(name, _)| name.clone())
+        .collect();
+    Ok((tenant_tables.len(), gaps))
+}
+
+/// What the runtime role may do to the audit log beyond appending and an erasure's
+/// redaction (the posture report's AUD-2).
+pub async fn audit_rights_beyond_append(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    let rights: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT 'DELETE on audit_events', has_table_privilege('audit_events', 'DELETE')
+         UNION ALL SELECT 'TRUNCATE on audit_events', has_table_privilege('audit_events', 'TRUNCATE')
+         UNION ALL SELECT 'UPDATE of audit_events.action',
+                          has_column_privilege('audit_events', 'action', 'UPDATE')
+         UNION ALL SELECT 'UPDATE of audit_events.hash',
+                          has_column_privilege('audit_events', 'hash', 'UPDATE')
+         UNION ALL SELECT 'UPDATE on audit_checkpoints',
+                          has_table_privilege('audit_checkpoints', 'UPDATE')
+         UNION ALL SELECT 'DELETE on audit_checkpoints',
+                          has_table_privilege('audit_checkpoints', 'DELETE')",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rights
+        .into_iter()
+        .filter(|(_, held)| *held)
+        .map(|(right, _)| right)
+        .collect())
+}

@@ -6,8 +6,6 @@ pub mod metrics;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use secrecy::ExposeSecret;
-use subtle::ConstantTimeEq;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -32,21 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     )
 )]
 async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let Some(expected) = &state.settings.metrics.bearer_token else {
-        return Err(ApiError::Unauthenticated);
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let matches: bool = presented
-        .as_bytes()
-        .ct_eq(expected.expose_secret().as_bytes())
-        .into();
-    if !matches {
-        return Err(ApiError::Unauthenticated);
-    }
+    crate::http::auth::operator_bearer(&headers, state.settings.metrics.bearer_token.as_ref())?;
     let (size, idle) = state.db.pool_stats();
     state.metrics.set_pool(size, idle);
     let mut response = state.metrics.render().into_response();

@@ -135,6 +135,12 @@ impl KeyRotation {
         Ok(status)
     }
 
+    /// When the active KEK was made (unknown for one given as a value), and how long it
+    /// may serve (zero: never due).
+    pub fn active_kek_age(&self) -> (Option<time::OffsetDateTime>, Duration) {
+        (self.vault.keks().active_since(), self.period)
+    }
+
     pub fn active_kek_version(&self) -> u32 {
         self.vault.active_kek_version()
     }

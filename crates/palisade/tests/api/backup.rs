@@ -27,14 +27,14 @@ async fn age_tool(args: &[&std::ffi::OsStr]) -> std::process::Command {
 }
 
 /// The operator's age key pair, made as `age-keygen` makes it.
-struct Operator {
+pub(crate) struct Operator {
     _dir: tempfile::TempDir,
     identity: PathBuf,
     recipient: String,
 }
 
 impl Operator {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let identity = dir.path().join("backup-identity.txt");
         run_outside(age_tool(&["keygen".as_ref(), identity.as_os_str()]).await).await;
@@ -56,6 +56,14 @@ impl Operator {
 /// docs/postgres.md: not a superuser; it bypasses row-level security, reads every table
 /// and may create the check's scratch database).
 async fn backed_up_app(operator: &Operator) -> TestApp {
+    backed_up_app_with(operator, |_| {}).await
+}
+
+/// [`backed_up_app`], with `configure` applied to its settings too.
+pub(crate) async fn backed_up_app_with(
+    operator: &Operator,
+    configure: impl FnOnce(&mut Settings) + Send + 'static,
+) -> TestApp {
     let db = TestDatabase::create().await;
     let backup_url = db.as_postgres().map(|pg| pg.backup_url());
     let recipient = operator.recipient.clone();
@@ -65,12 +73,13 @@ async fn backed_up_app(operator: &Operator) -> TestApp {
         move |settings: &mut Settings| {
             settings.backup.recipients = vec![recipient];
             settings.backup.database_url = backup_url.map(Into::into);
+            configure(settings);
         },
     )
     .await
 }
 
-async fn backup_now(app: &TestApp) -> (PathBuf, Manifest) {
+pub(crate) async fn backup_now(app: &TestApp) -> (PathBuf, Manifest) {
     let manifest = app
         .state
         .backups

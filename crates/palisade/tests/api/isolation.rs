@@ -315,20 +315,6 @@ async fn the_server_refuses_a_role_that_can_become_the_owner_or_bypass_rls() {
     app.stop().await;
 }
 
-/// A user's sessions carry the tenant they act in but are the user's own rows, reached only
-/// by a secret's hash or a verified token (docs/decisions.md); every other table with a
-/// tenant column is tenant data.
-/// The audit chains' heads and signed checkpoints hold positions, hashes and signatures, no
-/// event content, and every instance's checkpoint and retention work reads all of them
-/// (docs/decisions.md). The webhook delivery queue holds ids, states and times, no payload
-/// or URL, and every instance's dispatcher claims from it across tenants.
-const USER_TABLES_WITH_A_TENANT_COLUMN: &[&str] = &[
-    "sessions",
-    "audit_heads",
-    "audit_checkpoints",
-    "webhook_deliveries",
-];
-
 // claim: TEN-3
 #[tokio::test]
 async fn every_table_with_a_tenant_column_has_forced_row_level_security() {
@@ -351,7 +337,8 @@ async fn every_table_with_a_tenant_column_has_forced_row_level_security() {
     inspector.close().await;
     let mut checked = Vec::new();
     for (table, enabled, forced) in tables {
-        if USER_TABLES_WITH_A_TENANT_COLUMN.contains(&table.as_str()) {
+        // Not tenant data, each for its reason (in the one list the posture report reads).
+        if palisade::store::postgres::TABLES_WITHOUT_RLS.contains(&table.as_str()) {
             continue;
         }
         assert!(

@@ -21,6 +21,7 @@ mod mfa;
 mod oauth;
 mod openapi;
 mod platform;
+mod posture;
 mod privacy;
 mod process;
 mod ratelimit;

@@ -88,6 +88,8 @@ fn self_service(method: &str, path: &str) -> bool {
         || path == "/api/v1/audit/checkpoint-key"
         // Public: an inbound webhook's signature is its proof.
         || path == "/api/v1/webhooks/inbound/{source}"
+        // The operator's, by posture.bearer_token: no tenant role.
+        || path == "/api/v1/posture"
         // The app's backend, by its service credential: no tenant role.
         || palisade::ratelimit::is_integration(&method.to_uppercase(), path)
         || !path.starts_with("/api/v1/")
