@@ -79,6 +79,25 @@ pub struct BackupSettings {
     /// PostgreSQL: the directory of `pg_dump` and `pg_restore` (default: found on `PATH`).
     /// They should be of the server's major version or newer.
     pub postgres_bin_dir: Option<PathBuf>,
+    /// An S3-compatible object store every backup is copied to once test-restored, for a
+    /// copy off this machine: its endpoint (`https://s3.eu-west-1.amazonaws.com`, or a
+    /// MinIO, R2 or B2 endpoint). https, unless on loopback. Unset (the default): backups
+    /// stay in `dir` only.
+    pub s3_endpoint: Option<String>,
+    /// The bucket (it must exist). Required with `s3_endpoint`.
+    pub s3_bucket: Option<String>,
+    /// The bucket's region (default `us-east-1`).
+    pub s3_region: String,
+    /// Key prefix of the copies, `{prefix}{backup id}/{file}` (default `palisade-backups/`;
+    /// empty, or ending in `/`).
+    pub s3_prefix: String,
+    /// Access key id, allowed to put, list and delete under the prefix.
+    pub s3_access_key_id: Option<String>,
+    /// The access key's secret (never logged; redacted by `palisade config check`).
+    pub s3_secret_access_key: Option<SecretString>,
+    /// Path-style URLs (`endpoint/bucket/key`: MinIO and most compatible stores, the
+    /// default); false: virtual-hosted (`bucket.endpoint/key`, as AWS prefers).
+    pub s3_path_style: bool,
 }
 
 impl Default for BackupSettings {
@@ -91,6 +110,13 @@ impl Default for BackupSettings {
             stale_after_hours: 26,
             database_url: None,
             postgres_bin_dir: None,
+            s3_endpoint: None,
+            s3_bucket: None,
+            s3_region: "us-east-1".into(),
+            s3_prefix: "palisade-backups/".into(),
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_path_style: true,
         }
     }
 }
@@ -731,6 +757,29 @@ impl Settings {
                 || self.backup.database_url.is_some(),
             "backup.database_url (the backup role, BYPASSRLS and CREATEDB) is required on PostgreSQL when backup.recipients is set",
         );
+        if let Some(endpoint) = &self.backup.s3_endpoint {
+            let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                .iter()
+                .any(|prefix| endpoint.starts_with(prefix));
+            check(
+                endpoint.starts_with("https://") || local,
+                "backup.s3_endpoint must be an https URL (http only on loopback)",
+            );
+            check(
+                self.backup.s3_bucket.is_some()
+                    && self.backup.s3_access_key_id.is_some()
+                    && self.backup.s3_secret_access_key.is_some(),
+                "backup.s3_endpoint needs backup.s3_bucket, s3_access_key_id and s3_secret_access_key",
+            );
+            check(
+                !self.backup.recipients.is_empty(),
+                "backup.s3_endpoint copies backups, which need backup.recipients",
+            );
+        }
+        check(
+            self.backup.s3_prefix.is_empty() || self.backup.s3_prefix.ends_with('/'),
+            "backup.s3_prefix must be empty or end with /",
+        );
         for network in &self.webhooks.allowed_networks {
             if let Err(problem) = network.parse::<crate::http::client_ip::Cidr>() {
                 check(false, &format!("webhooks.allowed_networks: {problem}"));
@@ -1039,6 +1088,13 @@ impl Settings {
                 "stale_after_hours": self.backup.stale_after_hours,
                 "database_url": secret(&self.backup.database_url),
                 "postgres_bin_dir": self.backup.postgres_bin_dir.as_ref().map(|p| p.display().to_string()),
+                "s3_endpoint": self.backup.s3_endpoint,
+                "s3_bucket": self.backup.s3_bucket,
+                "s3_region": self.backup.s3_region,
+                "s3_prefix": self.backup.s3_prefix,
+                "s3_access_key_id": self.backup.s3_access_key_id,
+                "s3_secret_access_key": secret(&self.backup.s3_secret_access_key),
+                "s3_path_style": self.backup.s3_path_style,
             },
             "audit": {
                 "checkpoint_key_file": self.audit.key_path(&self.data_dir).display().to_string(),

@@ -7,6 +7,7 @@
 //! memory until its test restore has read the files back from disk, then dropped.
 
 pub mod archive;
+pub mod offsite;
 pub mod restore;
 pub mod snapshot;
 
@@ -75,6 +76,8 @@ pub struct Backups {
     newest: Mutex<Option<Newest>>,
     /// When the last attempt failed before a backup was written (the cause is logged).
     failed_at: Mutex<Option<OffsetDateTime>>,
+    /// The last off-site copy: the backup's id and where it went, or why it did not.
+    copied: Mutex<Option<(String, Result<String, String>)>>,
 }
 
 /// A failed attempt is retried after this long, not at every minute's upkeep.
@@ -92,6 +95,8 @@ struct Plan {
     interval: Duration,
     retention: Duration,
     stale_after: Duration,
+    /// The object store every backup is copied to, when `backup.s3_endpoint` is set.
+    offsite: Option<offsite::Offsite>,
 }
 
 /// The newest backup, as health reports it.
@@ -172,6 +177,7 @@ impl Backups {
                     interval: Duration::hours(config.interval_hours.into()),
                     retention: Duration::days(config.retention_days.into()),
                     stale_after: Duration::hours(config.stale_after_hours.into()),
+                    offsite: offsite::Offsite::from_settings(config)?,
                 })
             }
         };
@@ -186,6 +192,7 @@ impl Backups {
             running: AtomicBool::new(false),
             newest: Mutex::new(newest),
             failed_at: Mutex::new(None),
+            copied: Mutex::new(None),
         })
     }
 
@@ -230,15 +237,30 @@ impl Backups {
                     ))
                 } else if age > plan.stale_after {
                     BackupHealth::Degraded(format!("{said} (over {limit} h)"))
+                } else if let Some((_, Err(_))) = self.copy_of(&newest.id) {
+                    BackupHealth::Degraded(format!(
+                        "{said}; test restore passed; its off-site copy FAILED (see the log)"
+                    ))
                 } else if failed_since(newest.created_at) {
                     BackupHealth::Up(format!(
                         "{said}; test restore passed; a later attempt failed (see the log)"
                     ))
+                } else if let Some((_, Ok(location))) = self.copy_of(&newest.id) {
+                    BackupHealth::Up(format!("{said}; test restore passed; copied to {location}"))
                 } else {
                     BackupHealth::Up(format!("{said}; test restore passed"))
                 }
             }
         }
+    }
+
+    /// The last off-site copy, when it was of backup `id`.
+    fn copy_of(&self, id: &str) -> Option<(String, Result<String, String>)> {
+        self.copied
+            .lock()
+            .expect("off-site copy")
+            .clone()
+            .filter(|(copied, _)| copied == id)
     }
 
     /// Whether this process is making a backup now.
@@ -494,9 +516,44 @@ impl Backups {
         });
         let (dir, cutoff) = (plan.dir.clone(), self.clock.now() - plan.retention);
         let _ = tokio::task::spawn_blocking(move || prune(&dir, cutoff)).await;
+        if let Some(offsite) = &plan.offsite {
+            self.copy_off_site(offsite, plan, &done, &made.id, cutoff)
+                .await;
+        }
         // The directory's lock goes with `made`, after the pruning.
         drop(made);
         Ok(manifest)
+    }
+
+    /// Copies a checked backup to the object store and prunes the copies there as here.
+    /// A failed copy leaves the backup on disk and makes health degraded.
+    async fn copy_off_site(
+        &self,
+        offsite: &offsite::Offsite,
+        plan: &Plan,
+        done: &Path,
+        id: &str,
+        cutoff: OffsetDateTime,
+    ) {
+        let location = offsite.location();
+        let outcome = match offsite.copy(done, id).await {
+            Ok(bytes) => {
+                tracing::info!(backup = %id, bytes, %location, "backup copied off-site");
+                let newest_good = listed(&plan.dir)
+                    .into_iter()
+                    .find_map(|(_, m)| m.ok().filter(|m| m.restore_check.passed))
+                    .map_or_else(|| id.to_owned(), |m| m.id);
+                if let Err(error) = offsite.prune(cutoff, &newest_good).await {
+                    tracing::warn!(%error, %location, "pruning old off-site copies failed");
+                }
+                Ok(format!("{location}{id}/"))
+            }
+            Err(error) => {
+                tracing::error!(backup = %id, %error, %location, "the off-site copy FAILED");
+                Err(error)
+            }
+        };
+        *self.copied.lock().expect("off-site copy") = Some((id.to_owned(), outcome));
     }
 
     async fn test_restore(&self, plan: &Plan, made: &Made) -> Result<String, String> {

@@ -583,3 +583,176 @@ async fn a_backup_that_cannot_be_written_is_retried_hourly_and_degrades_health_o
     );
     app.stop().await;
 }
+
+/// An S3-compatible object store on loopback: moto's server, from PyPI, installed into
+/// tests/interop/.venv the first time a test needs it (pinned by requirements.txt).
+struct ObjectStore {
+    child: std::process::Child,
+    endpoint: String,
+    python: PathBuf,
+}
+
+const BUCKET: &str = "palisade-offsite";
+
+impl ObjectStore {
+    async fn start() -> Self {
+        let python = python_interop().await;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(&python)
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto's server starts");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while client.get(&endpoint).send().await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "moto never answered");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let store = Self {
+            child,
+            endpoint,
+            python,
+        };
+        store.s3(&["mkbucket", BUCKET]).await;
+        store
+    }
+
+    /// tests/interop/s3.py, through boto3.
+    async fn s3(&self, args: &[&str]) -> String {
+        let mut command = std::process::Command::new(&self.python);
+        command
+            .arg(crate::jwks::interop_dir().join("s3.py"))
+            .arg(&self.endpoint)
+            .args(args);
+        run_outside(command).await
+    }
+
+    /// Settings that copy every backup to this store's bucket.
+    fn configure(&self) -> impl FnOnce(&mut Settings) + Send + 'static {
+        let endpoint = self.endpoint.clone();
+        move |settings: &mut Settings| {
+            settings.backup.s3_endpoint = Some(endpoint);
+            settings.backup.s3_bucket = Some(BUCKET.into());
+            settings.backup.s3_access_key_id = Some("palisade-test".into());
+            settings.backup.s3_secret_access_key = Some("palisade-test-secret".to_owned().into());
+        }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ObjectStore {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The interop virtualenv's python, made and filled once per test run.
+async fn python_interop() -> PathBuf {
+    static READY: tokio::sync::OnceCell<PathBuf> = tokio::sync::OnceCell::const_new();
+    READY
+        .get_or_init(|| async {
+            let dir = crate::jwks::interop_dir();
+            let venv = dir.join(".venv");
+            let python = venv.join("bin/python");
+            let requirements = dir.join("requirements.txt");
+            let wanted = std::fs::read_to_string(&requirements).unwrap();
+            let marker = venv.join("installed-requirements.txt");
+            if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
+                let mut make = std::process::Command::new("python3");
+                make.args(["-m", "venv"]).arg(&venv);
+                run_outside(make).await;
+                let mut install = std::process::Command::new(&python);
+                install
+                    .args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "-q",
+                        "--disable-pip-version-check",
+                        "-r",
+                    ])
+                    .arg(&requirements);
+                run_outside(install).await;
+                std::fs::write(&marker, &wanted).unwrap();
+            }
+            python
+        })
+        .await
+        .clone()
+}
+
+// claim: OPS-3, OPS-2
+#[tokio::test]
+async fn every_backup_is_copied_off_site_whole_and_pruned_there_and_a_failed_copy_degrades_health()
+{
+    let mut store = ObjectStore::start().await;
+    let operator = Operator::new().await;
+    let app = backed_up_app_with(&operator, store.configure()).await;
+    app.signed_in("owner@example.com").await;
+    let (_, first) = backup_now(&app).await;
+
+    // Whole: every file, each as the signed manifest says, read back by AWS's own SDK.
+    let listed = store.s3(&["list", BUCKET, "palisade-backups/"]).await;
+    let keys: Vec<&str> = listed.lines().collect();
+    for file in [archive::DATABASE, archive::KEYS, archive::MANIFEST] {
+        let key = format!("palisade-backups/{}/{file}", first.id);
+        assert!(keys.contains(&key.as_str()), "{key} in {keys:?}");
+    }
+    for entry in &first.files {
+        let key = format!("palisade-backups/{}/{}", first.id, entry.name);
+        let digest = store.s3(&["sha256", BUCKET, &key]).await;
+        assert_eq!(digest.trim(), entry.sha256, "{key}");
+    }
+    let (_, said) = health(&app).await;
+    let backups = said["checks"]["backups"]["detail"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        backups.contains("copied to s3://palisade-offsite/"),
+        "{said}"
+    );
+
+    // Past the retention window the old copy goes there as here.
+    app.clock
+        .advance(std::time::Duration::from_secs(31 * 24 * 3600));
+    let (_, second) = backup_now(&app).await;
+    let listed = store.s3(&["list", BUCKET, "palisade-backups/"]).await;
+    assert!(!listed.contains(&first.id), "{listed}");
+    assert!(listed.contains(&second.id), "{listed}");
+
+    // A store that is gone: the backup is still made and kept, and health says the copy
+    // failed.
+    store.stop();
+    app.clock.advance(std::time::Duration::from_secs(3600));
+    let (dir, third) = backup_now(&app).await;
+    assert!(third.restore_check.passed);
+    assert!(dir.join(archive::MANIFEST).exists());
+    let (status, said) = health(&app).await;
+    assert_eq!(status, 200);
+    assert_eq!(said["checks"]["backups"]["status"], "degraded", "{said}");
+    assert!(
+        said["checks"]["backups"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("off-site copy FAILED"),
+        "{said}"
+    );
+}
