@@ -6,8 +6,10 @@
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 
-/// Request headers a page may send: its bearer token, a key, JSON, an idempotency key.
-const ALLOWED_HEADERS: &str = "authorization, content-type, x-api-key, idempotency-key";
+/// Request headers a page may send: its bearer token, a key, JSON, an idempotency key, the
+/// session's CSRF token.
+const ALLOWED_HEADERS: &str =
+    "authorization, content-type, x-api-key, idempotency-key, x-csrf-token";
 const ALLOWED_METHODS: &str = "GET, POST, PUT, PATCH, DELETE";
 /// What a page may read of an answer beyond the simple headers.
 const EXPOSED_HEADERS: &str =

@@ -101,6 +101,7 @@ error_codes! {
     Forbidden => "forbidden", 403, "The caller's role does not allow this action.";
     MfaEnrollmentRequired => "mfa_enrollment_required", 403, "The tenant requires two-factor authentication and this session has none.";
     TenantSuspended => "tenant_suspended", 403, "The tenant is suspended by the platform operator.";
+    CsrfRejected => "csrf_rejected", 403, "A request authenticated by the refresh cookie lacks the session's `X-CSRF-Token`, or comes from an origin the deployment does not trust (claim WEB-3); nothing was done.";
     InvalidSubject => "invalid_subject", 422, "The end user's credential an app's event names as its actor is not live, not of this deployment, or of another tenant than the caller's tenant token.";
     UnknownLimit => "unknown_limit", 422, "The limit's `name` is not one the operator configured under `rate_limits.named`.";
     Conflict => "conflict", 409, "The resource is not in a state that allows this action.";

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod client_ip;
 pub mod cors;
+pub mod csrf;
 pub mod error;
 pub mod extract;
 pub mod frame;

@@ -25,7 +25,7 @@ pub const CLAIMS: [&str; 68] = [
 ];
 
 /// The claims this version does not provide yet (docs/claims.md).
-const NOT_PROVIDED: [&str; 5] = ["TEN-5", "SEC-4", "WEB-3", "PROV-1", "PROV-2"];
+const NOT_PROVIDED: [&str; 4] = ["TEN-5", "SEC-4", "PROV-1", "PROV-2"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

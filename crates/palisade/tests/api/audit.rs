@@ -700,10 +700,15 @@ impl Walk<'_> {
         request = match auth {
             Auth::Anonymous => request,
             Auth::Bearer(access) => request.bearer_auth(access),
-            Auth::Cookie(refresh) => request.header(
-                "cookie",
-                format!("{}={refresh}", crate::helpers::REFRESH_COOKIE),
-            ),
+            Auth::Cookie(refresh) => request
+                .header(
+                    "cookie",
+                    format!("{}={refresh}", crate::helpers::REFRESH_COOKIE),
+                )
+                .header(
+                    crate::helpers::CSRF_HEADER,
+                    crate::helpers::csrf_token(refresh),
+                ),
         };
         request = match body.into() {
             Body::Empty => request,

@@ -329,11 +329,13 @@ impl TestApp {
         Session::from_response(response).await
     }
 
-    /// `POST /api/v1/auth/refresh` with the given refresh token in the cookie.
+    /// `POST /api/v1/auth/refresh` with the given refresh token in the cookie, and the
+    /// session's CSRF token beside it as a client does (claim WEB-3).
     pub async fn refresh(&self, refresh: &str) -> reqwest::Response {
         self.client
             .post(self.url("/api/v1/auth/refresh"))
             .header("cookie", format!("{REFRESH_COOKIE}={refresh}"))
+            .header(CSRF_HEADER, csrf_token(refresh))
             .send()
             .await
             .expect("request sent")
@@ -585,6 +587,12 @@ impl TestApp {
 pub const PASSWORD: &str = "correct horse battery staple";
 /// The refresh cookie's name with the default (Secure) settings.
 pub const REFRESH_COOKIE: &str = "__Secure-palisade_refresh";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The CSRF token that goes with a refresh token, as sign-in and refresh answer it.
+pub fn csrf_token(refresh: &str) -> String {
+    palisade::http::csrf::token_for(&refresh.to_owned().into())
+}
 
 /// A signed-in user's tokens.
 #[derive(Clone, Debug)]

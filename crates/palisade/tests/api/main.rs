@@ -7,6 +7,7 @@ mod access;
 mod app_events;
 mod audit;
 mod backup;
+mod csrf;
 mod faults;
 mod grants;
 mod health;

@@ -227,6 +227,7 @@ async fn the_real_credentials_of_an_accounts_whole_life_never_reach_the_debug_lo
     let refreshed = client
         .post(format!("{base}/api/v1/auth/refresh"))
         .header("cookie", format!("{REFRESH_COOKIE}={refresh}"))
+        .header("x-csrf-token", login["csrf_token"].as_str().unwrap())
         .send()
         .await
         .unwrap();

@@ -331,6 +331,10 @@ async fn logout_revokes_the_refresh_token_and_the_session_at_once() {
             "cookie",
             format!("{}={}", crate::helpers::REFRESH_COOKIE, session.refresh),
         )
+        .header(
+            crate::helpers::CSRF_HEADER,
+            crate::helpers::csrf_token(&session.refresh),
+        )
         .send()
         .await
         .unwrap();

@@ -63,15 +63,21 @@ pub struct TokenResponse {
     #[schema(example = 900)]
     expires_in: u64,
     tenant_id: TenantId,
+    /// Send it as `X-CSRF-Token` with the refresh cookie (`/api/v1/auth/refresh`,
+    /// `/logout`): the cookie alone is refused (claim WEB-3). It changes with every refresh;
+    /// a tenant switch, which keeps the refresh token, keeps it too and leaves it out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csrf_token: Option<String>,
 }
 
 impl TokenResponse {
-    fn new(access: IssuedToken, tenant: TenantId) -> Self {
+    fn new(access: IssuedToken, tenant: TenantId, refresh: Option<&SecretString>) -> Self {
         Self {
             access_token: access.token,
             token_type: "Bearer",
             expires_in: access.expires_in,
             tenant_id: tenant,
+            csrf_token: refresh.map(crate::http::csrf::token_for),
         }
     }
 }
@@ -82,7 +88,7 @@ fn with_refresh_cookie(state: &AppState, tokens: SessionTokens) -> Response {
         &tokens.refresh,
         tokens.refresh_max_age,
     );
-    let body = TokenResponse::new(tokens.access, tokens.tenant);
+    let body = TokenResponse::new(tokens.access, tokens.tenant, Some(&tokens.refresh));
     ([(header::SET_COOKIE, cookie)], axum::Json(body)).into_response()
 }
 
@@ -123,7 +129,10 @@ async fn login(
 
 /// Exchange the refresh cookie for a new access token and a new refresh cookie.
 ///
-/// Each refresh token works once: presenting a used one ends its whole session.
+/// Each refresh token works once: presenting a used one ends its whole session. The
+/// cookie needs the session's `X-CSRF-Token` (from the last sign-in or refresh), and a
+/// browser's `Origin` must be the deployment's or one of `http.cors_origins` (403
+/// `csrf_rejected`, the token left unspent).
 #[utoipa::path(
     post,
     path = "/api/v1/auth/refresh",
@@ -131,6 +140,7 @@ async fn login(
     responses(
         (status = 200, description = "Rotated; a new refresh cookie is set", body = TokenResponse),
         (status = 401, description = "Missing, used, revoked or expired refresh token", body = ErrorBody),
+        (status = 403, description = "No or a wrong X-CSRF-Token, or an untrusted Origin", body = ErrorBody),
     )
 )]
 async fn refresh(
@@ -142,6 +152,7 @@ async fn refresh(
     let Some(token) = read_refresh_cookie(&headers, settings) else {
         return Err(ApiError::Unauthenticated);
     };
+    crate::http::csrf::check(&headers, &token, &state.settings)?;
     match state.identity.refresh(&token, &origin(context)).await {
         Ok(tokens) => Ok(with_refresh_cookie(&state, tokens)),
         Err(error) => {
@@ -154,12 +165,17 @@ async fn refresh(
     }
 }
 
-/// Sign out: the session ends at once, its refresh token and access tokens included.
+/// Sign out: the session ends at once, its refresh token and access tokens included. With
+/// the access token as bearer; or with the refresh cookie, which needs the session's
+/// `X-CSRF-Token` and a trusted `Origin`, as for a refresh.
 #[utoipa::path(
     post,
     path = "/api/v1/auth/logout",
     tag = "identity",
-    responses((status = 204, description = "Signed out (also when already signed out)")),
+    responses(
+        (status = 204, description = "Signed out (also when already signed out)"),
+        (status = 403, description = "The cookie without its X-CSRF-Token, or an untrusted Origin", body = ErrorBody),
+    ),
 )]
 async fn logout(
     State(state): State<AppState>,
@@ -172,7 +188,11 @@ async fn logout(
         Some(token) => state.identity.authenticate(token).await.ok(),
         None => None,
     };
+    // The cookie counts only with its CSRF token; a bearer alone needs none.
     let cookie = read_refresh_cookie(&headers, settings);
+    if let Some(cookie) = &cookie {
+        crate::http::csrf::check(&headers, cookie, &state.settings)?;
+    }
     state
         .identity
         .logout(principal.as_ref(), cookie.as_ref(), &origin(context))
@@ -407,7 +427,7 @@ async fn switch_tenant(
         .identity
         .switch_tenant(&principal, body.tenant_id, &origin(context))
         .await?;
-    Ok(axum::Json(TokenResponse::new(access, body.tenant_id)))
+    Ok(axum::Json(TokenResponse::new(access, body.tenant_id, None)))
 }
 
 /// End every session and invalidate every token of the caller, on every device.
