@@ -110,6 +110,10 @@ enum Command {
         /// A file holding `posture.bearer_token` (never on the command line).
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
+        /// A PEM CA certificate the instance's certificate chains to, when it is not one
+        /// the public roots know (a private CA).
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
         /// The report as JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -329,8 +333,9 @@ fn main() -> ExitCode {
             Command::Posture {
                 url,
                 token_file,
+                ca_file,
                 json,
-            } => posture(&url, token_file.as_deref(), json).await,
+            } => posture(&url, token_file.as_deref(), ca_file.as_deref(), json).await,
             Command::Users {
                 command: UsersCommand::Import { tenant, file },
             } => {
@@ -357,12 +362,23 @@ fn main() -> ExitCode {
     }
 }
 
-async fn posture(url: &str, token_file: Option<&Path>, json: bool) -> anyhow::Result<()> {
+async fn posture(
+    url: &str,
+    token_file: Option<&Path>,
+    ca_file: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<()> {
     use palisade::posture::{outside, Report};
-    let client = reqwest::Client::builder()
+    // TLS below 1.2 is refused: a connection that succeeds is WEB-1's evidence.
+    let mut client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .redirect(reqwest::redirect::Policy::none())
-        .build()?;
+        .min_tls_version(reqwest::tls::Version::TLS_1_2);
+    if let Some(file) = ca_file {
+        let pem = std::fs::read(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        client = client.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+    }
+    let client = client.build()?;
     let at = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();

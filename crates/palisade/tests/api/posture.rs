@@ -51,6 +51,14 @@ fn failures(report: &Value) -> Vec<String> {
 
 /// `palisade posture --url … [--token-file …] --json`: its exit status and report.
 async fn run_posture(app: &TestApp, with_token: bool) -> (bool, Value, String) {
+    run_posture_with(app, with_token, &[]).await
+}
+
+async fn run_posture_with(
+    app: &TestApp,
+    with_token: bool,
+    extra: &[&str],
+) -> (bool, Value, String) {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, TOKEN).unwrap();
@@ -58,7 +66,8 @@ async fn run_posture(app: &TestApp, with_token: bool) -> (bool, Value, String) {
     command
         .arg("--data-dir")
         .arg(dir.path().join("unused"))
-        .args(["posture", "--json", "--url", &app.base]);
+        .args(["posture", "--json", "--url", &app.base])
+        .args(extra);
     if with_token {
         command.arg("--token-file").arg(&token_file);
     }
@@ -232,4 +241,50 @@ async fn headerless_server() -> String {
         }
     });
     format!("http://{address}")
+}
+
+// claim: OPS-7, WEB-1
+#[tokio::test]
+async fn over_tls_the_report_checks_hsts_from_outside_and_the_listener_from_inside() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let (cert, key) = (fixtures.join("tls-cert.pem"), fixtures.join("tls-key.pem"));
+    let app = spawn_app_with(move |settings| {
+        with_token(settings);
+        settings.tls.cert = Some(cert);
+        settings.tls.key = Some(key);
+        settings.tls.redirect_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    assert!(app.base.starts_with("https://"));
+    let ca = fixtures.join("tls-ca.pem");
+    let (_, merged, said) =
+        run_posture_with(&app, true, &["--ca-file", ca.to_str().unwrap()]).await;
+    let (status, evidence) = claim(&merged, "WEB-1");
+    assert_eq!(status, "pass", "{evidence} {said}");
+    assert!(
+        evidence.contains("max-age=31536000; includeSubDomains; preload"),
+        "{evidence}"
+    );
+    assert!(evidence.contains("TLS 1.2+ on"), "inside, too: {evidence}");
+    // Without the CA the instance cannot be reached at all: said, and a failure.
+    let (succeeded, said) = run_posture_without_its_ca(&app).await;
+    assert!(!succeeded);
+    assert!(said.contains("cannot be reached"), "{said}");
+}
+
+/// The command against `app` without its CA: its exit status and what it said.
+async fn run_posture_without_its_ca(app: &TestApp) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(BIN);
+    command
+        .arg("--data-dir")
+        .arg(dir.path().join("unused"))
+        .args(["posture", "--url", &app.base]);
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
