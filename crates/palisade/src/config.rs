@@ -462,7 +462,9 @@ pub struct PasswordSettings {
     pub argon2_memory_kib: u32,
     /// argon2id passes; OWASP's floor is 2.
     pub argon2_iterations: u32,
-    /// Hashes computed at once on the blocking pool; more wait in a queue.
+    /// Hashes computed at once on the blocking pool; more wait in a queue. Default: one
+    /// fewer than the machine's cores, at least one, so a burst of sign-ins never takes
+    /// every core from the requests around it (docs/benchmarks.md, the soak).
     pub max_concurrent_hashes: usize,
     /// Hash requests allowed to wait; beyond it the answer is 503, not unbounded memory.
     pub max_queued_hashes: usize,
@@ -586,7 +588,8 @@ impl Default for PasswordSettings {
         Self {
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
-            max_concurrent_hashes: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_concurrent_hashes: std::thread::available_parallelism()
+                .map_or(1, |n| n.get().saturating_sub(1).max(1)),
             max_queued_hashes: 256,
         }
     }
