@@ -1,11 +1,12 @@
 //! A person erases their account (claim OPS-5). The password is asked again, as for every
 //! change a stolen access token alone must not make. A tenant is never left without an
 //! Owner: one others belong to must pass to someone first (or be deleted), while one whose
-//! only member the person is (the tenant every sign-up makes) is deleted with the account. What remains is an id, so
-//! the keys and events that name it still read, and nothing personal: the email becomes
-//! `usr_…@erased.invalid`, the password a hash nobody knows, and the person's address, user
-//! agent and email leave every event of their tenants and the platform stream, each such
-//! event signed as redacted (`audit::redaction`), so every chain still verifies.
+//! only member the person is (the tenant every sign-up makes) is deleted with the account.
+//! What remains is an id, so the keys and events that name it still read, and nothing
+//! personal: the email becomes `usr_…@erased.invalid`, the password a hash nobody knows,
+//! and the person's address, user agent and email leave every event of their tenants and
+//! the platform stream, each such event signed as redacted (`audit::redaction`), so every
+//! chain still verifies.
 
 use secrecy::SecretString;
 

@@ -40,14 +40,15 @@ const FORGET_TENANT: [&str; 15] = [
 ];
 
 /// Deletes a tenant inside the caller's transaction, bound to it: `deleted` is appended to
-/// the tenant's chain as its last event. Returns the anchor's (seq, hash).
+/// the tenant's chain as its last event. Returns the platform stream's record of the
+/// deletion, for the caller to append: `deleted` again, with the closing anchor.
 pub(crate) trait DeleteTenant {
     async fn delete_tenant(
         &mut self,
         scope: TenantScope,
         deleted: &AuditRecord,
         signer: &LogSigner,
-    ) -> Result<(i64, String), StoreError>;
+    ) -> Result<AuditRecord, StoreError>;
 }
 
 for_both_backends! {
@@ -57,7 +58,7 @@ for_both_backends! {
             scope: TenantScope,
             deleted: &AuditRecord,
             signer: &LogSigner,
-        ) -> Result<(i64, String), StoreError> {
+        ) -> Result<AuditRecord, StoreError> {
             let tenant = scope.tenant();
             let at = deleted.occurred_at;
             for statement in FORGET_TENANT {
@@ -86,7 +87,13 @@ for_both_backends! {
                 .forget_chain(Chain::of(scope), signer, micros(at))
                 .await?
                 .ok_or_else(|| StoreError::Other("the deletion's own event has no head".into()))?;
-            Ok((seq, hex::encode(hash)))
+            let mut on_platform = deleted.clone();
+            on_platform.tenant_id = None;
+            Ok(on_platform.changed(
+                "closing_anchor",
+                serde_json::Value::Null,
+                serde_json::json!({"seq": seq, "hash": hex::encode(hash)}),
+            ))
         }
     }
 }
@@ -105,12 +112,8 @@ impl Tenancy {
             .in_tenant(principal.tenant())
             .by(principal)
             .on("tenant", principal.tenant());
-        let recorded = origin
-            .event("tenant.deleted", "success", now)
-            .by(principal)
-            .on("tenant", principal.tenant());
         self.store
-            .delete_tenant(principal.scope(), &deleted, &recorded, signer)
+            .delete_tenant(principal.scope(), &deleted, signer)
             .await?;
         self.changed();
         Ok(())

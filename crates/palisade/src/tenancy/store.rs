@@ -243,12 +243,11 @@ pub trait TenancyStore: Send + Sync {
         event: &AuditRecord,
     ) -> Result<MemberChange, StoreError>;
     /// Deletes the tenant and all it holds (`tenancy::deletion`): `deleted` closes its
-    /// chain, `recorded` (with the closing anchor) goes to the platform stream.
+    /// chain, and goes with the closing anchor to the platform stream.
     async fn delete_tenant(
         &self,
         scope: TenantScope,
         deleted: &AuditRecord,
-        recorded: &AuditRecord,
         signer: &LogSigner,
     ) -> Result<(), StoreError>;
     /// Removes a member and ends their sessions in this tenant; refuses the last Owner.
@@ -851,17 +850,13 @@ for_both_backends! {
             &self,
             scope: TenantScope,
             deleted: &AuditRecord,
-            recorded: &AuditRecord,
             signer: &LogSigner,
         ) -> Result<(), StoreError> {
             let mut tx = self.0.tenant(scope).await?;
             // Every membership change of the tenant waits for this, and none comes after.
             <Pool as Begin>::lock_until_commit(&mut tx, membership_lock(scope.tenant())).await?;
-            let (seq, hash) = tx.delete_tenant(scope, deleted, signer).await?;
-            let recorded = recorded
-                .clone()
-                .changed("closing_anchor", serde_json::Value::Null, serde_json::json!({"seq": seq, "hash": hash}));
-            tx.commit_narrowing(&recorded).await
+            let on_platform = tx.delete_tenant(scope, deleted, signer).await?;
+            tx.commit_narrowing(&on_platform).await
         }
 
         async fn transfer_ownership(

@@ -96,14 +96,7 @@ for_both_backends! {
                     if members > 1 {
                         return Ok(Erased::OwnsTenant(tenant));
                     }
-                    let (seq, hash) = tx.delete_tenant(scope, &leaving.deleted, signer).await?;
-                    let mut on_platform = leaving.deleted.clone();
-                    on_platform.tenant_id = None;
-                    closed.push(on_platform.changed(
-                        "closing_anchor",
-                        serde_json::Value::Null,
-                        serde_json::json!({"seq": seq, "hash": hash}),
-                    ));
+                    closed.push(tx.delete_tenant(scope, &leaving.deleted, signer).await?);
                     tenants_deleted += 1;
                     continue;
                 }
